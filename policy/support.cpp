@@ -1,0 +1,63 @@
+// Support rules. The field's lesson (CRIU, Chromium): VmFlags `pf io` mark GPU/DRM/device memory
+// that cannot be recreated; such mappings must refuse the snapshot, never be skipped silently.
+#include "policy/support.h"
+
+#include <cstdio>
+
+namespace prewarm::policy {
+namespace {
+
+bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
+
+MappingDecision refuse(std::string why) { return {MappingClass::kRefuse, std::move(why)}; }
+
+}  // namespace
+
+MappingDecision classify_mapping(const Vma& vma, bool regular_file) {
+  const std::string& n = vma.name;
+  // The kernel's own special mappings carry `pf io` too, and are moved, not refused.
+  if (n == "[vsyscall]") return {MappingClass::kSkip, {}};
+  if (n == "[vdso]") return {MappingClass::kVdso, {}};
+  if (n == "[vvar]") return {MappingClass::kVvar, {}};
+  if (n == "[vvar_vclock]") return {MappingClass::kVvarVclock, {}};
+  if (vma.has_flag("pf") || vma.has_flag("io"))
+    return refuse("raw PFN/IO mapping (VmFlags pf/io: GPU, DRM or device memory)");
+  if (starts_with(n, "anon_inode:")) return refuse("kernel object mapping (" + n + ")");
+  if (starts_with(n, "socket:")) return refuse("socket ring mapping");
+  if (starts_with(n, "/SYSV")) return refuse("SysV shared memory");
+  if (n == "/dev/zero (deleted)" && vma.shared) return {MappingClass::kSharedAnon, {}};
+  if (starts_with(n, "/memfd:")) return refuse("memfd mapping");
+  if (vma.is_deleted()) return refuse("mapped file was deleted");
+  if (n.empty() || n == "[heap]" || n == "[stack]" || starts_with(n, "[anon:")) {
+    if (vma.inode != 0) return refuse("anonymous-looking mapping with an inode");
+    if (vma.shared) return {MappingClass::kSharedAnon, {}};
+    return {MappingClass::kAnon, {}};
+  }
+  if (starts_with(n, "/")) {
+    if (!regular_file) return refuse("mapping of a device or special file");
+    return {MappingClass::kFile, {}};
+  }
+  return refuse("unknown kind of mapping");
+}
+
+std::string format_offender(const Offender& o) {
+  char range[64] = "";
+  if (o.start != o.end)
+    std::snprintf(range, sizeof range, "%lx-%lx ", static_cast<unsigned long>(o.start),
+                  static_cast<unsigned long>(o.end));
+  std::string out = range;
+  out += o.name.empty() ? std::string("(anonymous)") : o.name;
+  if (!o.vm_flags.empty()) out += " [VmFlags: " + o.vm_flags + "]";
+  out += ": " + o.reason;
+  return out;
+}
+
+std::vector<Offender> check_threads(int threads) {
+  if (threads <= 1) return {};
+  return {Offender{0, 0, "threads",
+                   {},
+                   "process has " + std::to_string(threads) +
+                       " threads; only single-threaded processes can be snapshotted yet"}};
+}
+
+}  // namespace prewarm::policy

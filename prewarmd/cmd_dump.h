@@ -1,0 +1,18 @@
+// `prewarm dump` and `prewarm restore`: the low-level engine commands.
+#pragma once
+
+#include <string>
+#include <sys/types.h>
+
+namespace prewarm::cli {
+
+// Exit codes shared by the engine commands.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitError = 1;
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitUnsupported = 3;
+
+int run_dump(pid_t pid, const std::string& images_dir, bool kill_after);
+int run_restore(const std::string& images_dir);
+
+}  // namespace prewarm::cli

@@ -1,0 +1,116 @@
+// The one argument block handed from the launcher to the restorer blob. Plain data only: the blob
+// is freestanding and reads it in place. Arrays are (offset from the plan's start, count).
+//
+// Address space during the handoff (the "hole" is free in both the launcher's layout and the
+// snapshot's, chosen by the launcher):
+//
+//   launcher mappings ......... unmapped by the blob (PwPlan.unmap ranges)
+//   [vvar][vvar_vclock][vdso] . moved to the hop slot, then to the snapshot's addresses
+//   hole: +------------------+
+//         | blob code (r-x)  |  stays mapped after restore (the one documented leftover page)
+//         | plan + stack (rw)|  unmapped by the blob's last two syscalls
+//         | vdso hop slot    |  empty by the time the blob ends
+//         | staged mappings  |  anon/CoW contents, read and verified by the launcher; mremapped
+//         +------------------+  to their snapshot addresses, so the hole ends up empty
+//   snapshot mappings ......... file mappings mmapped from fds the launcher opened; staged
+//                               ones moved in; anonymous mappings without data mapped fresh
+#pragma once
+
+#ifdef __cplusplus
+#include <cstddef>
+#include <cstdint>
+#else
+#include <stddef.h>
+#include <stdint.h>
+#endif
+
+#define PW_PLAN_MAGIC 0x6e6c706d72777270ull /* "prwrmpln" */
+#define PW_PLAN_VERSION 1u
+#define PW_RESTORER_EXIT_CODE 125 /* the blob failed past the point of no return */
+
+enum PwOpKind : uint32_t {
+  PW_OP_MAP_FILE = 1,     // mmap(start, len, prot, flags | MAP_FIXED, fd, file_offset)
+  PW_OP_MAP_ANON = 2,     // mmap(start, len, prot, flags | MAP_FIXED | MAP_ANONYMOUS, -1, 0)
+  PW_OP_MOVE_STAGED = 3,  // mremap(staged, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, start)
+};
+
+struct PwVmaOp {
+  uint64_t start;
+  uint64_t len;
+  uint64_t staged;
+  uint64_t file_offset;
+  int32_t fd;
+  uint32_t kind;
+  uint32_t prot;
+  uint32_t flags;
+};
+
+struct PwRange {
+  uint64_t start;
+  uint64_t len;
+};
+
+struct PwMove {
+  uint64_t from;
+  uint64_t to;
+  uint64_t len;
+};
+
+// The kernel's struct sigaction for rt_sigaction(2) on x86-64.
+struct PwKSigaction {
+  uint64_t handler;
+  uint64_t flags;
+  uint64_t restorer;
+  uint64_t mask;
+};
+
+// struct prctl_mm_map (include/uapi/linux/prctl.h).
+struct PwMmMap {
+  uint64_t start_code, end_code, start_data, end_data;
+  uint64_t start_brk, brk, start_stack;
+  uint64_t arg_start, arg_end, env_start, env_end;
+  uint64_t auxv;  // pointer
+  uint32_t auxv_size;
+  uint32_t exe_fd;
+};
+
+#define PW_NSIG 64
+
+struct PwPlan {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t size;  // bytes of the whole plan block including its arrays
+
+  uint64_t self_start;  // plan + stack region, unmapped at the very end
+  uint64_t self_len;
+
+  uint64_t moves_off;   // PwMove[]: vDSO pair to the hop slot, then to the snapshot's addresses
+  uint32_t moves_count;
+  uint32_t unmap_count;
+  uint64_t unmap_off;   // PwRange[]: everything of the launcher outside the hole
+  uint64_t ops_off;     // PwVmaOp[]
+  uint32_t ops_count;
+  int32_t close_from;   // close_range(close_from, ~0) once mappings and prctl are done
+
+  struct PwMmMap mm;
+  uint64_t auxv_off;    // the auxv bytes (mm.auxv points here)
+
+  // rt_sigaction for signal n+1 when bit n of sigaction_mask is set.
+  uint64_t sigaction_mask;
+  struct PwKSigaction sigactions[PW_NSIG];
+
+  uint64_t fs_base;
+  uint64_t gs_base;
+
+  uint64_t frame_off;   // the rt_sigframe + fpstate bytes, built by the launcher for frame_dest
+  uint64_t frame_len;
+  uint64_t frame_dest;  // where the blob copies it (on the app's stack)
+  uint64_t final_sp;    // frame_dest + 8: rt_sigreturn reads its frame at rsp - 8
+};
+
+#ifdef __cplusplus
+static_assert(sizeof(PwVmaOp) == 48, "PwVmaOp layout");
+static_assert(sizeof(PwMmMap) == 104, "struct prctl_mm_map is 104 bytes");
+static_assert(sizeof(PwKSigaction) == 32, "kernel sigaction layout");
+static_assert(offsetof(PwPlan, mm) % 8 == 0, "aligned mm map");
+#endif

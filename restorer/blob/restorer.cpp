@@ -1,0 +1,146 @@
+// The restorer blob: freestanding position-independent code that runs after the launcher has
+// validated, opened and staged everything. It tears down the launcher's address space, builds the
+// snapshot's, and resumes the app through rt_sigreturn. Nothing here can fail back into the
+// launcher: the launcher's code is gone, so any error prints a message and ends the process.
+#include "plan_abi.h"
+#include "syscalls.h"
+
+namespace {
+
+constexpr int kMapFixed = 0x10, kMapAnonymous = 0x20;
+constexpr int kMremapMaymove = 1, kMremapFixed = 2;
+constexpr int kPrSetMm = 35, kPrSetMmMap = 14;
+constexpr int kArchSetGs = 0x1001, kArchSetFs = 0x1002;
+constexpr int kSigKill = 9, kSigStop = 19;
+
+template <typename T>
+T* at(const PwPlan* plan, uint64_t off) {
+  return reinterpret_cast<T*>(reinterpret_cast<uint64_t>(plan) + off);
+}
+
+unsigned long length(const char* s) {
+  unsigned long n = 0;
+  while (s[n] != 0) ++n;
+  return n;
+}
+
+void put_hex(char* out, uint64_t v) {
+  for (int i = 15; i >= 0; --i, v >>= 4) out[i] = "0123456789abcdef"[v & 15];
+}
+
+// "prewarm restorer: <what> failed (errno N) at <addr>" on stderr, then exit.
+[[noreturn]] void die(const char* what, long rc, uint64_t addr) {
+  char msg[160];
+  unsigned long n = 0;
+  const char* head = "prewarm restorer: ";
+  for (unsigned long i = 0; head[i]; ++i) msg[n++] = head[i];
+  for (unsigned long i = 0; i < length(what) && n < 80; ++i) msg[n++] = what[i];
+  const char* mid = " failed (errno ";
+  for (unsigned long i = 0; mid[i]; ++i) msg[n++] = mid[i];
+  long e = -rc;
+  char digits[20];
+  int d = 0;
+  do digits[d++] = static_cast<char>('0' + e % 10), e /= 10; while (e > 0 && d < 20);
+  while (d > 0) msg[n++] = digits[--d];
+  const char* tail = ") at 0x";
+  for (unsigned long i = 0; tail[i]; ++i) msg[n++] = tail[i];
+  put_hex(msg + n, addr);
+  n += 16;
+  const char* end = "; the process cannot continue after the point of no return\n";
+  for (unsigned long i = 0; end[i] && n < sizeof msg; ++i) msg[n++] = end[i];
+  pw_sys::write(2, msg, n);
+  pw_sys::exit_group(PW_RESTORER_EXIT_CODE);
+}
+
+void copy_bytes(char* dst, const char* src, uint64_t n) {
+  for (uint64_t i = 0; i < n; ++i) dst[i] = src[i];
+}
+
+// Switch to the app's stack, drop the plan and our stack, and return into the app. Written as
+// one asm block because after the munmap no stack and no plan exist.
+[[noreturn]] void finish(uint64_t final_sp, uint64_t self_start, uint64_t self_len) {
+  asm volatile(
+      "mov %0, %%rsp\n\t"
+      "mov %1, %%rdi\n\t"
+      "mov %2, %%rsi\n\t"
+      "mov $11, %%eax\n\t"  // munmap(self_start, self_len); its result cannot be acted on
+      "syscall\n\t"
+      "mov $15, %%eax\n\t"  // rt_sigreturn
+      "syscall\n\t"
+      "hlt\n\t"
+      :
+      : "r"(final_sp), "r"(self_start), "r"(self_len)
+      : "memory");
+  __builtin_unreachable();
+}
+
+}  // namespace
+
+extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void restorer_entry(
+    PwPlan* plan) {
+  if (plan->magic != PW_PLAN_MAGIC || plan->version != PW_PLAN_VERSION)
+    die("plan check", -22, reinterpret_cast<uint64_t>(plan));
+
+  // 1. The vDSO pair: to the hop slot, then to the snapshot's addresses (libc holds pointers
+  //    into it). The hop avoids an overlap between old and new places.
+  const PwMove* moves = at<PwMove>(plan, plan->moves_off);
+  for (uint32_t i = 0; i < plan->moves_count; ++i) {
+    long rc = pw_sys::mremap(moves[i].from, moves[i].len, moves[i].to,
+                             kMremapMaymove | kMremapFixed);
+    if (rc < 0) die("mremap of the vDSO", rc, moves[i].to);
+  }
+
+  // 2. Everything of the launcher outside the hole.
+  const PwRange* unmap = at<PwRange>(plan, plan->unmap_off);
+  for (uint32_t i = 0; i < plan->unmap_count; ++i) {
+    long rc = pw_sys::munmap(unmap[i].start, unmap[i].len);
+    if (rc < 0) die("munmap of the launcher", rc, unmap[i].start);
+  }
+
+  // 3. The snapshot's mappings.
+  const PwVmaOp* ops = at<PwVmaOp>(plan, plan->ops_off);
+  for (uint32_t i = 0; i < plan->ops_count; ++i) {
+    const PwVmaOp& op = ops[i];
+    long rc;
+    if (op.kind == PW_OP_MOVE_STAGED)
+      rc = pw_sys::mremap(op.staged, op.len, op.start, kMremapMaymove | kMremapFixed);
+    else if (op.kind == PW_OP_MAP_FILE)
+      rc = pw_sys::mmap(op.start, op.len, static_cast<int>(op.prot),
+                        static_cast<int>(op.flags) | kMapFixed, op.fd, op.file_offset);
+    else
+      rc = pw_sys::mmap(op.start, op.len, static_cast<int>(op.prot),
+                        static_cast<int>(op.flags) | kMapFixed | kMapAnonymous, -1, 0);
+    if (rc < 0) die("mapping", rc, op.start);
+    if (static_cast<uint64_t>(rc) != op.start) die("mapping placement", -14, op.start);
+  }
+
+  // 4. mm fields: brk, arg/env ranges, auxv, exe file.
+  long rc = pw_sys::prctl(kPrSetMm, kPrSetMmMap, reinterpret_cast<long>(&plan->mm),
+                          sizeof(PwMmMap));
+  if (rc < 0) die("prctl(PR_SET_MM_MAP)", rc, plan->mm.start_brk);
+
+  // 5. TLS: rt_sigreturn does not restore the segment bases.
+  rc = pw_sys::arch_prctl(kArchSetFs, plan->fs_base);
+  if (rc < 0) die("arch_prctl(ARCH_SET_FS)", rc, plan->fs_base);
+  if (plan->gs_base != 0) {
+    rc = pw_sys::arch_prctl(kArchSetGs, plan->gs_base);
+    if (rc < 0) die("arch_prctl(ARCH_SET_GS)", rc, plan->gs_base);
+  }
+
+  // 6. Signal dispositions (the blocked mask comes with the sigframe).
+  for (int n = 0; n < PW_NSIG; ++n) {
+    int sig = n + 1;
+    if (sig == kSigKill || sig == kSigStop || !(plan->sigaction_mask & (1ull << n))) continue;
+    rc = pw_sys::rt_sigaction(sig, &plan->sigactions[n]);
+    if (rc < 0) die("rt_sigaction", rc, static_cast<uint64_t>(sig));
+  }
+
+  // 7. The launcher's descriptors (image, mapped files, exe) are no longer needed.
+  rc = pw_sys::close_range(static_cast<unsigned>(plan->close_from), ~0u);
+  if (rc < 0) die("close_range", rc, 0);
+
+  // 8. The frame rt_sigreturn restores registers, FPU/AVX state and the signal mask from.
+  copy_bytes(reinterpret_cast<char*>(plan->frame_dest), at<const char>(plan, plan->frame_off),
+             plan->frame_len);
+  finish(plan->final_sp, plan->self_start, plan->self_len);
+}

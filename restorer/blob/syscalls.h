@@ -1,0 +1,53 @@
+// Raw x86-64 syscalls for the freestanding restorer: each returns the kernel's result
+// (negative errno on failure), nothing else.
+#pragma once
+
+#include <stdint.h>
+
+namespace pw_sys {
+
+inline long syscall6(long nr, long a, long b, long c, long d, long e, long f) {
+  long ret;
+  register long r10 asm("r10") = d;
+  register long r8 asm("r8") = e;
+  register long r9 asm("r9") = f;
+  asm volatile("syscall"
+               : "=a"(ret)
+               : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+               : "rcx", "r11", "memory");
+  return ret;
+}
+
+constexpr long kRead = 0, kWrite = 1, kMmap = 9, kMunmap = 11, kRtSigaction = 13, kMremap = 25,
+               kPrctl = 157, kArchPrctl = 158, kExitGroup = 231, kCloseRange = 436;
+
+inline long write(int fd, const void* buf, unsigned long n) {
+  return syscall6(kWrite, fd, reinterpret_cast<long>(buf), static_cast<long>(n), 0, 0, 0);
+}
+inline long mmap(uint64_t addr, uint64_t len, int prot, int flags, int fd, uint64_t off) {
+  return syscall6(kMmap, static_cast<long>(addr), static_cast<long>(len), prot, flags, fd,
+                  static_cast<long>(off));
+}
+inline long munmap(uint64_t addr, uint64_t len) {
+  return syscall6(kMunmap, static_cast<long>(addr), static_cast<long>(len), 0, 0, 0, 0);
+}
+inline long mremap(uint64_t from, uint64_t len, uint64_t to, int flags) {
+  return syscall6(kMremap, static_cast<long>(from), static_cast<long>(len), static_cast<long>(len),
+                  flags, static_cast<long>(to), 0);
+}
+inline long rt_sigaction(int sig, const void* act) {
+  return syscall6(kRtSigaction, sig, reinterpret_cast<long>(act), 0, 8, 0, 0);
+}
+inline long prctl(int op, long a, long b, long c) { return syscall6(kPrctl, op, a, b, c, 0, 0); }
+inline long arch_prctl(int code, uint64_t addr) {
+  return syscall6(kArchPrctl, code, static_cast<long>(addr), 0, 0, 0, 0);
+}
+inline long close_range(unsigned first, unsigned last) {
+  return syscall6(kCloseRange, first, last, 0, 0, 0, 0);
+}
+[[noreturn]] inline void exit_group(int code) {
+  syscall6(kExitGroup, code, 0, 0, 0, 0, 0);
+  __builtin_unreachable();
+}
+
+}  // namespace pw_sys

@@ -1,0 +1,31 @@
+// Checks that an image can be restored on this machine, and opens every file it maps.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <map>
+#include <string>
+
+#include "snapshot/cpu_compat.h"
+#include "snapshot/result.h"
+#include "snapshot/snapshot.pb.h"
+#include "snapshot/unique_fd.h"
+
+namespace prewarm {
+
+// Same kernel, same XSAVE layout, same vDSO text and layout: otherwise registers or libc's
+// pointers into the vDSO would be wrong after restore. Returns this process's vDSO pair.
+Result<SpecialMappings> check_machine_compat(const pb::Snapshot& snap);
+
+struct OpenedFiles {
+  std::map<std::string, UniqueFd> by_path;  // one fd per file, however many mappings it has
+  UniqueFd exe;
+};
+
+// Opens the executable and every mapped file, refusing any that changed since the snapshot.
+Result<OpenedFiles> open_mapped_files(const pb::Snapshot& snap);
+
+// Returns empty when `st` is the file recorded in `id`, else which property differs.
+std::string file_change(const pb::FileId& id, const struct stat& st);
+
+}  // namespace prewarm

@@ -1,0 +1,291 @@
+// The launcher: everything that can fail happens here, before the point of no return.
+#include "restorer/restore.h"
+
+#include <linux/capability.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "restorer/blob/plan_abi.h"
+#include "restorer/compat_check.h"
+#include "restorer/handoff.h"
+#include "restorer/sigframe.h"
+#include "restorer/staging.h"
+#include "snapshot/image.h"
+#include "snapshot/proc_state.h"
+
+namespace prewarm {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kHugeAlign = 2ull << 20;
+constexpr uint64_t kBlobStack = 64 * 1024;
+constexpr uint64_t kTaskSize = 0x7ffffffff000ull;
+constexpr size_t kMaxAuxvBytes = 1024;
+constexpr int kCapSysAdmin = 21, kCapCheckpointRestore = 40;
+
+uint64_t page_up(uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }
+
+bool has_capability(int cap) {
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2]{};
+  if (::syscall(SYS_capget, &hdr, data) != 0) return false;
+  return data[cap / 32].effective & (1u << (cap % 32));
+}
+
+bool is_special(const pb::Mapping& m) {
+  return m.kind() == pb::Mapping::VDSO || m.kind() == pb::Mapping::VVAR ||
+         m.kind() == pb::Mapping::VVAR_VCLOCK;
+}
+
+// The mapping's stored runs are page_runs[first, last).
+struct MappingRuns {
+  int first = 0, last = 0;
+  bool staged() const { return last > first; }
+};
+
+std::vector<MappingRuns> runs_per_mapping(const pb::Snapshot& snap) {
+  std::vector<MappingRuns> out(static_cast<size_t>(snap.mappings_size()));
+  int ri = 0;
+  for (int mi = 0; mi < snap.mappings_size(); ++mi) {
+    const auto& m = snap.mappings(mi);
+    out[mi].first = ri;
+    while (ri < snap.page_runs_size() && snap.page_runs(ri).addr() < m.end()) ++ri;
+    out[mi].last = ri;
+  }
+  return out;
+}
+
+// The kernel's own checks of PR_SET_MM_MAP (kernel/sys.c), repeated here so the blob's prctl
+// cannot fail after the point of no return.
+Result<void> check_mm_map(const PwMmMap& mm) {
+  const uint64_t fields[] = {mm.start_code, mm.end_code, mm.start_data, mm.end_data,
+                             mm.start_brk,  mm.brk,      mm.start_stack, mm.arg_start,
+                             mm.arg_end,    mm.env_start, mm.env_end};
+  uint64_t min_addr = 65536;
+  if (auto t = read_file("/proc/sys/vm/mmap_min_addr")) min_addr = std::stoull(*t);
+  for (uint64_t f : fields)
+    if (f >= kTaskSize || f < min_addr) return data_error("image has an mm field outside user space");
+  if (!(mm.start_code < mm.end_code && mm.start_data <= mm.end_data && mm.start_brk <= mm.brk &&
+        mm.arg_start <= mm.arg_end && mm.env_start <= mm.env_end))
+    return data_error("image has inconsistent mm fields");
+  rlimit data{};
+  ::getrlimit(RLIMIT_DATA, &data);
+  if (data.rlim_cur != RLIM_INFINITY &&
+      (mm.brk - mm.start_brk) + (mm.end_data - mm.start_data) > data.rlim_cur)
+    return data_error("the image's data segment exceeds RLIMIT_DATA here");
+  return ok();
+}
+
+// Builds the plan in `buf`, whose final address is `plan_addr`.
+struct PlanBuilder {
+  std::vector<char> buf;
+  explicit PlanBuilder(size_t header) : buf(header, 0) {}
+  template <typename T>
+  uint64_t append(const T* items, size_t n) {
+    size_t off = (buf.size() + 63) & ~size_t{63};
+    buf.resize(off + n * sizeof(T));
+    if (n) std::memcpy(buf.data() + off, items, n * sizeof(T));
+    return off;
+  }
+  PwPlan& plan() { return *reinterpret_cast<PwPlan*>(buf.data()); }
+};
+
+}  // namespace
+
+Error restore_in_place(const std::string& dir) {
+  // 1. Parse the image and check its structure (no page contents yet).
+  auto img = load_image(dir);
+  if (!img) return img.error();
+  const pb::Snapshot& snap = img->snap;
+  if (count_threads(::getpid()) != 1) return data_error("the launcher must be single-threaded");
+
+  // 2. Same kernel, CPU state layout and vDSO as at the snapshot.
+  auto own = check_machine_compat(snap);
+  if (!own) return own.error();
+
+  // 3. Every mapped file opened once and checked unchanged.
+  auto files = open_mapped_files(snap);
+  if (!files) return files.error();
+
+  // 4. The frame rt_sigreturn will resume the app from; it must land in a writable mapping.
+  auto frame = build_sigframe(snap);
+  if (!frame) return frame.error();
+  bool frame_ok = false;
+  for (const auto& m : snap.mappings())
+    if (m.start() <= frame->dest + frame->bytes.size() && frame->dest + frame->bytes.size() <= m.end())
+      frame_ok = (m.prot() & PROT_WRITE) && (frame->dest >= m.start() || m.growsdown());
+  if (!frame_ok) return data_error("the app's stack pointer is not inside a writable stack mapping");
+
+  // 5. Size the hole: blob, plan, blob stack, vDSO hop slot, staged mappings.
+  const std::string_view blob = restorer_blob();
+  const auto runs = runs_per_mapping(snap);
+  struct Special {
+    pb::Mapping::Kind kind;
+    uint64_t start, end;
+  };
+  const Special specials[] = {{pb::Mapping::VVAR, own->vvar_start, own->vvar_end},
+                              {pb::Mapping::VVAR_VCLOCK, own->vvar_vclock_start, own->vvar_vclock_end},
+                              {pb::Mapping::VDSO, own->vdso_start, own->vdso_end}};
+  uint64_t own_base = ~0ull, own_end = 0;
+  for (const auto& s : specials)
+    if (s.start) own_base = std::min(own_base, s.start), own_end = std::max(own_end, s.end);
+  const uint64_t vdso_span = page_up(own_end - own_base);
+  const uint64_t blob_len = page_up(blob.size());
+  uint64_t plan_estimate = sizeof(PwPlan) + 64 * 8 + 16 * sizeof(PwMove) + 16 * sizeof(PwRange) +
+                           snap.mappings_size() * sizeof(PwVmaOp) + snap.mm().auxv().size() +
+                           frame->bytes.size();
+  const uint64_t plan_len = page_up(plan_estimate) + kBlobStack;
+  uint64_t cursor = blob_len + plan_len + vdso_span;
+  std::vector<uint64_t> slot_off(runs.size(), 0);
+  for (size_t i = 0; i < runs.size(); ++i) {
+    if (!runs[i].staged()) continue;
+    const auto& m = snap.mappings(static_cast<int>(i));
+    // Same offset within a 2 MiB page as the target, so huge pages survive the move.
+    cursor = ((cursor + kHugeAlign - 1) & ~(kHugeAlign - 1)) + (m.start() & (kHugeAlign - 1));
+    slot_off[i] = cursor;
+    cursor += m.end() - m.start();
+  }
+  const uint64_t hole_len = page_up(cursor);
+  std::vector<Interval> taken;
+  for (const auto& m : snap.mappings()) taken.push_back({m.start(), m.end()});
+  auto hole = reserve_hole(taken, hole_len);
+  if (!hole) return hole.error();
+  const uint64_t H = reinterpret_cast<uint64_t>(hole->get());
+  const uint64_t plan_addr = H + blob_len;
+  const uint64_t hop = H + blob_len + plan_len;
+
+  // 6. Stage every mapping with stored pages: read from pages.img and verify checksums.
+  StagedRead read_stats;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    if (!runs[i].staged()) continue;
+    const auto& m = snap.mappings(static_cast<int>(i));
+    int fd = m.kind() == pb::Mapping::FILE ? files->by_path.at(m.name()).get() : -1;
+    auto s = stage_mapping(snap, m, runs[i].first, runs[i].last, H + slot_off[i], img->pages.get(),
+                           fd, read_stats);
+    if (!s) return s.error();
+  }
+
+  // 7. The plan.
+  PlanBuilder pb(sizeof(PwPlan));
+  std::vector<PwMove> moves;
+  std::vector<Interval> keep{{H, H + hole_len}};
+  // Through the hop slot, so old and new places of the vDSO pair never overlap in one mremap.
+  for (const auto& s : specials)
+    if (s.start) moves.push_back({s.start, hop + (s.start - own_base), s.end - s.start});
+  for (const auto& s : specials) {
+    if (!s.start) continue;
+    for (const auto& m : snap.mappings())
+      if (m.kind() == s.kind) {
+        moves.push_back({hop + (s.start - own_base), m.start(), s.end - s.start});
+        keep.push_back({m.start(), m.end()});
+      }
+  }
+  std::sort(keep.begin(), keep.end(), [](auto& a, auto& b) { return a.start < b.start; });
+  std::vector<PwRange> unmap;
+  uint64_t prev = 0;
+  for (const auto& k : keep) {
+    if (k.start > prev) unmap.push_back({prev, k.start - prev});
+    prev = k.end;
+  }
+  if (prev < kTaskSize) unmap.push_back({prev, kTaskSize - prev});
+
+  std::vector<PwVmaOp> ops;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const auto& m = snap.mappings(static_cast<int>(i));
+    if (is_special(m)) continue;
+    PwVmaOp op{};
+    op.start = m.start();
+    op.len = m.end() - m.start();
+    op.prot = m.prot();
+    op.flags = static_cast<uint32_t>(mmap_flags_for(m));
+    op.fd = -1;
+    if (runs[i].staged()) {
+      op.kind = PW_OP_MOVE_STAGED;
+      op.staged = H + slot_off[i];
+    } else if (m.kind() == pb::Mapping::FILE) {
+      op.kind = PW_OP_MAP_FILE;
+      op.fd = files->by_path.at(m.name()).get();
+      op.file_offset = m.file_offset();
+    } else {
+      op.kind = PW_OP_MAP_ANON;
+    }
+    ops.push_back(op);
+  }
+
+  const std::string& auxv = snap.mm().auxv();
+  if (auxv.empty() || auxv.size() > kMaxAuxvBytes || auxv.size() % 16)
+    return data_error("image has an invalid auxiliary vector");
+
+  uint64_t moves_off = pb.append(moves.data(), moves.size());
+  uint64_t unmap_off = pb.append(unmap.data(), unmap.size());
+  uint64_t ops_off = pb.append(ops.data(), ops.size());
+  uint64_t auxv_off = pb.append(auxv.data(), auxv.size());
+  uint64_t frame_off = pb.append(frame->bytes.data(), frame->bytes.size());
+  if (pb.buf.size() > plan_len - kBlobStack) return data_error("internal: plan larger than estimated");
+
+  PwPlan& p = pb.plan();
+  p.magic = PW_PLAN_MAGIC;
+  p.version = PW_PLAN_VERSION;
+  p.size = static_cast<uint32_t>(pb.buf.size());
+  p.self_start = plan_addr;
+  p.self_len = plan_len;
+  p.moves_off = moves_off;
+  p.moves_count = static_cast<uint32_t>(moves.size());
+  p.unmap_off = unmap_off;
+  p.unmap_count = static_cast<uint32_t>(unmap.size());
+  p.ops_off = ops_off;
+  p.ops_count = static_cast<uint32_t>(ops.size());
+  p.close_from = 3;
+  const auto& mm = snap.mm();
+  p.mm = PwMmMap{mm.start_code(), mm.end_code(), mm.start_data(), mm.end_data(),
+                 mm.start_brk(),  mm.brk(),      mm.start_stack(), mm.arg_start(),
+                 mm.arg_end(),    mm.env_start(), mm.env_end(),   plan_addr + auxv_off,
+                 static_cast<uint32_t>(auxv.size()), static_cast<uint32_t>(-1)};
+  // Replacing /proc/PID/exe needs CAP_CHECKPOINT_RESTORE (or CAP_SYS_ADMIN); without it the
+  // link keeps pointing at prewarm, which nothing in the app depends on.
+  if (has_capability(kCapCheckpointRestore) || has_capability(kCapSysAdmin))
+    p.mm.exe_fd = static_cast<uint32_t>(files->exe.get());
+  if (auto c = check_mm_map(p.mm); !c) return c.error();
+  p.auxv_off = auxv_off;
+  // Dispositions the kernel reports without injecting code: ignored signals; the rest default.
+  p.sigaction_mask = ~0ull;
+  for (int n = 0; n < PW_NSIG; ++n) {
+    p.sigactions[n] = PwKSigaction{(snap.signals().ignored() >> n) & 1 ? 1u : 0u, 0, 0, 0};
+  }
+  for (const auto& a : snap.signals().actions()) {
+    if (a.signo() < 1 || a.signo() > PW_NSIG) return data_error("image has an invalid signal number");
+    p.sigactions[a.signo() - 1] = PwKSigaction{a.handler(), a.flags(), a.restorer(), a.mask()};
+  }
+  p.fs_base = snap.regs().fs_base();
+  p.gs_base = snap.regs().gs_base();
+  p.frame_off = frame_off;
+  p.frame_len = frame->bytes.size();
+  p.frame_dest = frame->dest;
+  p.final_sp = frame->final_sp;
+
+  // 8. Blob and plan into the hole.
+  if (::mmap(reinterpret_cast<void*>(H), blob_len + plan_len, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+    return errno_error("map the restorer");
+  std::memcpy(reinterpret_cast<void*>(H), blob.data(), blob.size());
+  std::memcpy(reinterpret_cast<void*>(plan_addr), pb.buf.data(), pb.buf.size());
+  if (::mprotect(reinterpret_cast<void*>(H), blob_len, PROT_READ | PROT_EXEC) != 0)
+    return errno_error("mprotect the restorer");
+
+  // 9. Last checks that change this process, then the point of no return.
+  if (auto r = drop_own_rseq(); !r) return r.error();
+  if (auto r = block_all_signals(); !r) return r.error();
+  hole->release();
+  for (auto& [path, fd] : files->by_path) (void)fd.release();
+  (void)files->exe.release();
+  (void)img->pages.release();
+  jump_to_blob(H, plan_addr, plan_addr + plan_len);
+}
+
+}  // namespace prewarm

@@ -1,0 +1,101 @@
+// Staging: the launcher does all reading and checking, so the blob only moves mappings.
+#include "restorer/staging.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "snapshot/image.h"
+
+namespace prewarm {
+namespace {
+
+constexpr uint64_t kLowest = 1ull << 32;             // stay clear of non-PIE binaries and brk
+constexpr uint64_t kHighest = 0x7ffffffff000ull;     // TASK_SIZE with 4-level page tables
+constexpr uint64_t kAlign = 2ull << 20;
+
+uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+
+std::string hex(uint64_t v) {
+  char b[32];
+  snprintf(b, sizeof b, "0x%lx", static_cast<unsigned long>(v));
+  return b;
+}
+
+}  // namespace
+
+int mmap_flags_for(const pb::Mapping& m) {
+  int flags = m.shared() ? MAP_SHARED : MAP_PRIVATE;
+  if (m.growsdown()) flags |= MAP_GROWSDOWN;
+  if (m.vm_flags().find("nr") != std::string::npos) flags |= MAP_NORESERVE;
+  return flags;
+}
+
+Result<UniqueMapping> reserve_hole(const std::vector<Interval>& taken, uint64_t size) {
+  // Gaps between the snapshot's mappings, largest first; inside a gap, try a few aligned spots
+  // (the launcher's own mappings may sit there: MAP_FIXED_NOREPLACE says so).
+  std::vector<Interval> gaps;
+  uint64_t prev = kLowest;
+  for (const auto& t : taken) {
+    if (t.start > prev) gaps.push_back({prev, t.start});
+    prev = std::max(prev, t.end);
+  }
+  if (prev < kHighest) gaps.push_back({prev, kHighest});
+  std::sort(gaps.begin(), gaps.end(), [](const Interval& a, const Interval& b) {
+    return a.end - a.start > b.end - b.start;
+  });
+  for (const auto& g : gaps) {
+    uint64_t lo = align_up(g.start, kAlign);
+    if (g.end < lo + size) continue;
+    uint64_t span = g.end - size - lo;
+    for (uint64_t at : {lo + span / 2, lo, lo + span / 4, lo + span / 4 * 3}) {
+      at &= ~(kAlign - 1);
+      if (at < lo) at = lo;
+      void* p = ::mmap(reinterpret_cast<void*>(at), size, PROT_NONE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+      if (p == MAP_FAILED) {
+        if (errno == EEXIST) continue;
+        return errno_error("reserve " + std::to_string(size) + " bytes for the restorer");
+      }
+      if (reinterpret_cast<uint64_t>(p) != at) {  // old kernels ignore NOREPLACE
+        ::munmap(p, size);
+        continue;
+      }
+      return UniqueMapping(p, size);
+    }
+  }
+  return make_error(ENOMEM, "no address range is free in both the launcher and the snapshot");
+}
+
+Result<void> stage_mapping(const pb::Snapshot& snap, const pb::Mapping& m, int first_run,
+                           int last_run, uint64_t slot, int pages_fd, int file_fd,
+                           StagedRead& stats) {
+  const uint64_t len = m.end() - m.start();
+  int flags = mmap_flags_for(m) | MAP_FIXED;
+  void* p;
+  if (m.kind() == pb::Mapping::FILE)
+    p = ::mmap(reinterpret_cast<void*>(slot), len, PROT_READ | PROT_WRITE, flags, file_fd,
+               static_cast<off_t>(m.file_offset()));
+  else
+    p = ::mmap(reinterpret_cast<void*>(slot), len, PROT_READ | PROT_WRITE, flags | MAP_ANONYMOUS,
+               -1, 0);
+  if (p == MAP_FAILED) return errno_error("stage mapping " + m.name() + " at " + hex(m.start()));
+  // Runs of one mapping are contiguous in pages.img: read them one run at a time and check each
+  // while it is still in cache.
+  for (int i = first_run; i < last_run; ++i) {
+    const auto& run = snap.page_runs(i);
+    char* dst = reinterpret_cast<char*>(slot + (run.addr() - m.start()));
+    auto r = pread_all(pages_fd, dst, run.len(), static_cast<off_t>(run.file_offset()));
+    if (!r) return make_error(r.error().code, "read pages.img at offset " + std::to_string(run.file_offset()));
+    if (xxh3_64(dst, run.len()) != run.xxh3())
+      return data_error("pages.img is corrupted: checksum mismatch in the run for " + hex(run.addr()) +
+                        " (" + m.name() + ")");
+    stats.bytes += run.len();
+  }
+  if (::mprotect(p, len, static_cast<int>(m.prot())) != 0)
+    return errno_error("mprotect staged mapping " + hex(m.start()));
+  return ok();
+}
+
+}  // namespace prewarm

@@ -1,0 +1,34 @@
+// The hole (an address range free in both the launcher and the snapshot) and the staged
+// mappings inside it: contents read from pages.img and verified before the point of no return.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "snapshot/result.h"
+#include "snapshot/snapshot.pb.h"
+#include "snapshot/unique_fd.h"
+
+namespace prewarm {
+
+struct Interval {
+  uint64_t start = 0, end = 0;
+};
+
+// Reserves `size` bytes (PROT_NONE) outside every interval in `taken` (sorted, disjoint).
+Result<UniqueMapping> reserve_hole(const std::vector<Interval>& taken, uint64_t size);
+
+struct StagedRead {
+  uint64_t bytes = 0;
+};
+
+// Maps `m` at `slot` (inside the hole) the way the snapshot had it, reads its page runs
+// [first_run, last_run) into place and verifies each run's checksum, then applies its
+// protections. `file_fd` is the mapped file for FILE mappings, else -1.
+Result<void> stage_mapping(const pb::Snapshot& snap, const pb::Mapping& m, int first_run,
+                           int last_run, uint64_t slot, int pages_fd, int file_fd,
+                           StagedRead& stats);
+
+int mmap_flags_for(const pb::Mapping& m);
+
+}  // namespace prewarm

@@ -1,0 +1,282 @@
+// Collecting process state and writing the image. Memory is read without code in the target:
+// PAGEMAP_SCAN finds the pages that hold data, process_vm_readv copies them in large batches.
+#include "snapshot/dump.h"
+
+#include <fcntl.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+
+#include "snapshot/cpu_compat.h"
+#include "snapshot/image.h"
+#include "snapshot/pagemap_scan.h"
+#include "snapshot/unique_fd.h"
+
+namespace prewarm {
+namespace {
+
+constexpr uint64_t kMaxRun = 1ull << 20;       // checksum granularity: verify while in cache
+constexpr uint64_t kBatchBytes = 8ull << 20;    // one process_vm_readv moves up to this much
+constexpr size_t kMaxIov = 1024;                // IOV_MAX
+
+void fill_file_id(pb::FileId* id, const struct stat& st) {
+  id->set_dev(st.st_dev);
+  id->set_inode(st.st_ino);
+  id->set_size(static_cast<uint64_t>(st.st_size));
+  id->set_mtime_ns(st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec);
+  id->set_ctime_ns(st.st_ctim.tv_sec * 1000000000ll + st.st_ctim.tv_nsec);
+}
+
+void fill_regs(pb::Registers* r, const user_regs_struct& g) {
+  r->set_r15(g.r15); r->set_r14(g.r14); r->set_r13(g.r13); r->set_r12(g.r12);
+  r->set_rbp(g.rbp); r->set_rbx(g.rbx); r->set_r11(g.r11); r->set_r10(g.r10);
+  r->set_r9(g.r9); r->set_r8(g.r8); r->set_rax(g.rax); r->set_rcx(g.rcx);
+  r->set_rdx(g.rdx); r->set_rsi(g.rsi); r->set_rdi(g.rdi); r->set_orig_rax(g.orig_rax);
+  r->set_rip(g.rip); r->set_cs(g.cs); r->set_eflags(g.eflags); r->set_rsp(g.rsp);
+  r->set_ss(g.ss); r->set_fs_base(g.fs_base); r->set_gs_base(g.gs_base);
+}
+
+// A range of the target to copy; `zero_skip` drops all-zero pages (anonymous memory reads back
+// as zero where nothing is stored; a private file page must be kept even when zero).
+struct Chunk {
+  uint64_t addr, len;
+  bool zero_skip;
+};
+
+bool page_is_zero(const char* p) {
+  const auto* w = reinterpret_cast<const uint64_t*>(p);
+  for (size_t i = 0; i < kPageSize / 8; ++i)
+    if (w[i] != 0) return false;
+  return true;
+}
+
+// Reads [addr, addr+len) of the target into buf; falls back to /proc/PID/mem (which can read
+// PROT_NONE pages) for whatever process_vm_readv could not.
+Result<void> read_remote(pid_t pid, int mem_fd, const std::vector<Chunk>& chunks, char* buf) {
+  std::vector<iovec> local, remote;
+  size_t total = 0;
+  for (const auto& c : chunks) {
+    local.push_back({buf + total, c.len});
+    remote.push_back({reinterpret_cast<void*>(c.addr), c.len});
+    total += c.len;
+  }
+  ssize_t n = ::process_vm_readv(pid, local.data(), local.size(), remote.data(), remote.size(), 0);
+  size_t done = n < 0 ? 0 : static_cast<size_t>(n);
+  if (done == total) return ok();
+  // Slow path from the first byte not read.
+  size_t off = 0;
+  for (const auto& c : chunks) {
+    if (off + c.len <= done) {
+      off += c.len;
+      continue;
+    }
+    size_t skip = done > off ? done - off : 0;
+    auto r = pread_all(mem_fd, buf + off + skip, c.len - skip, static_cast<off_t>(c.addr + skip));
+    if (!r) return make_error(r.error().code, "read target memory at " + std::to_string(c.addr));
+    off += c.len;
+  }
+  return ok();
+}
+
+class PageCollector {
+ public:
+  PageCollector(pid_t pid, int mem_fd, ImageWriter& w, pb::Snapshot& snap, DumpStats& stats)
+      : pid_(pid), mem_fd_(mem_fd), writer_(w), snap_(snap), stats_(stats), buf_(kBatchBytes) {}
+
+  Result<void> add(Chunk c) {
+    if (pending_bytes_ + c.len > kBatchBytes || pending_.size() == kMaxIov) PW_TRY(flush());
+    pending_.push_back(c);
+    pending_bytes_ += c.len;
+    return ok();
+  }
+
+  Result<void> flush() {
+    if (pending_.empty()) return ok();
+    PW_TRY(read_remote(pid_, mem_fd_, pending_, buf_.data()));
+    size_t off = 0;
+    for (const auto& c : pending_) {
+      PW_TRY(emit(c, buf_.data() + off));
+      off += c.len;
+    }
+    pending_.clear();
+    pending_bytes_ = 0;
+    return ok();
+  }
+
+ private:
+  Result<void> emit(const Chunk& c, const char* data) {
+    if (!c.zero_skip) return store(c.addr, data, c.len);
+    uint64_t run_start = 0;
+    bool in_run = false;
+    for (uint64_t o = 0; o < c.len; o += kPageSize) {
+      bool zero = page_is_zero(data + o);
+      if (zero) ++stats_.zero_pages_skipped;
+      if (!zero && !in_run) run_start = o, in_run = true;
+      if (zero && in_run) {
+        PW_TRY(store(c.addr + run_start, data + run_start, o - run_start));
+        in_run = false;
+      }
+    }
+    if (in_run) PW_TRY(store(c.addr + run_start, data + run_start, c.len - run_start));
+    return ok();
+  }
+
+  Result<void> store(uint64_t addr, const char* data, uint64_t len) {
+    stats_.pages_stored += len / kPageSize;
+    stats_.bytes_stored += len;
+    return writer_.append_run(snap_, addr, data, len);
+  }
+
+  pid_t pid_;
+  int mem_fd_;
+  ImageWriter& writer_;
+  pb::Snapshot& snap_;
+  DumpStats& stats_;
+  std::vector<char> buf_;
+  std::vector<Chunk> pending_;
+  size_t pending_bytes_ = 0;
+};
+
+// Which pages of a mapping hold data the file (or zero-fill) cannot give back.
+bool region_is_stored(pb::Mapping::Kind kind, const PageRegion& r) {
+  if (r.categories & kPagePfnZero) return false;  // the shared zero page
+  if (kind == pb::Mapping::FILE) return !(r.categories & kPageFile);  // written (CoW) pages only
+  return true;
+}
+
+}  // namespace
+
+Result<ProcessState> collect_state(const FrozenProcess& proc) {
+  ProcessState s;
+  s.pid = proc.pid();
+  PW_ASSIGN(s.status, read_status(s.pid));
+  s.threads = count_threads(s.pid);
+  if (s.threads < 0) return make_error(-s.threads, "count threads of pid " + std::to_string(s.pid));
+  PW_ASSIGN(s.mm, read_mm_layout(s.pid));
+  PW_ASSIGN(s.vmas, read_smaps(s.pid));
+  for (const auto& v : s.vmas) {
+    MappedFile f;
+    if (!v.name.empty() && v.name[0] == '/' && !v.is_deleted())
+      f.exists = ::stat(v.name.c_str(), &f.st) == 0;
+    s.vma_files.push_back(f);
+  }
+  PW_ASSIGN(s.cpu, proc.read_cpu_state());
+  PW_ASSIGN(s.auxv, read_auxv(s.pid));
+  PW_ASSIGN(s.exe_path, read_exe_path(s.pid));
+  if (::stat(s.exe_path.c_str(), &s.exe_st) != 0) return errno_error("stat " + s.exe_path);
+  return s;
+}
+
+Result<DumpStats> write_image(const ProcessState& state,
+                              const std::vector<std::optional<pb::Mapping::Kind>>& kinds,
+                              const std::string& dir) {
+  DumpStats stats;
+  pb::Snapshot snap;
+  const pid_t pid = state.pid;
+
+  auto* p = snap.mutable_process();
+  p->set_pid(pid);
+  p->set_comm(state.status.name);
+  p->set_exe_path(state.exe_path);
+  fill_file_id(p->mutable_exe(), state.exe_st);
+  timespec now{};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  p->set_dump_time_ns(now.tv_sec * 1000000000ll + now.tv_nsec);
+
+  user_regs_struct regs = state.cpu.regs;
+  SyscallRestart restart = classify_syscall_restart(regs);
+  apply_syscall_restart(regs, restart);
+  auto* r = snap.mutable_regs();
+  fill_regs(r, regs);
+  r->set_xsave(state.cpu.xsave);
+  auto* sc = r->mutable_syscall();
+  sc->set_action(static_cast<pb::SyscallState::Action>(restart.action));
+  sc->set_nr(restart.nr);
+  sc->set_kernel_rc(restart.kernel_rc);
+
+  auto* mm = snap.mutable_mm();
+  mm->set_start_code(state.mm.start_code);
+  mm->set_end_code(state.mm.end_code);
+  mm->set_start_data(state.mm.start_data);
+  mm->set_end_data(state.mm.end_data);
+  mm->set_start_brk(state.mm.start_brk);
+  mm->set_brk(state.mm.start_brk);
+  mm->set_start_stack(state.mm.start_stack);
+  mm->set_arg_start(state.mm.arg_start);
+  mm->set_arg_end(state.mm.arg_end);
+  mm->set_env_start(state.mm.env_start);
+  mm->set_env_end(state.mm.env_end);
+  mm->set_auxv(state.auxv);
+
+  auto* sig = snap.mutable_signals();
+  sig->set_blocked(state.status.sig_blocked);
+  sig->set_ignored(state.status.sig_ignored);
+  sig->set_caught(state.status.sig_caught);
+
+  MachineCompat mc = machine_compat();
+  auto* compat = snap.mutable_compat();
+  compat->set_kernel_release(mc.kernel_release);
+  compat->set_xfeatures(mc.xfeatures);
+  compat->set_xsave_size(mc.xsave_size);
+
+  PW_ASSIGN(UniqueFd pagemap, open_fd("/proc/" + std::to_string(pid) + "/pagemap", O_RDONLY));
+  PW_ASSIGN(UniqueFd mem, open_fd("/proc/" + std::to_string(pid) + "/mem", O_RDONLY));
+  PW_ASSIGN(ImageWriter writer, ImageWriter::create(dir));
+  PageCollector collector(pid, mem.get(), writer, snap, stats);
+
+  for (size_t i = 0; i < state.vmas.size(); ++i) {
+    if (!kinds[i]) continue;
+    const Vma& v = state.vmas[i];
+    const pb::Mapping::Kind kind = *kinds[i];
+    auto* m = snap.add_mappings();
+    m->set_start(v.start);
+    m->set_end(v.end);
+    m->set_prot(static_cast<uint32_t>(v.prot));
+    m->set_shared(v.shared);
+    m->set_kind(kind);
+    m->set_name(v.name);
+    m->set_file_offset(v.offset);
+    m->set_vm_flags(v.vm_flags_text());
+    m->set_growsdown(v.has_flag("gd"));
+    m->set_may_write(v.has_flag("mw"));
+    ++stats.mappings;
+    if (v.name == "[heap]") mm->set_brk(v.end);
+
+    switch (kind) {
+      case pb::Mapping::FILE:
+        fill_file_id(m->mutable_file(), state.vma_files[i].st);
+        if (v.shared) continue;  // the file is the image
+        break;
+      case pb::Mapping::VDSO: {
+        std::string text(v.size(), '\0');
+        PW_TRY(read_remote(pid, mem.get(), {Chunk{v.start, v.size(), false}}, text.data()));
+        compat->set_vdso_hash(hash128(text.data(), text.size()));
+        compat->set_vdso_size(v.size());
+        continue;
+      }
+      case pb::Mapping::VVAR:
+        compat->set_vvar_size(v.size());
+        continue;
+      case pb::Mapping::VVAR_VCLOCK:
+        compat->set_vvar_vclock_size(v.size());
+        continue;
+      default:
+        break;
+    }
+    PW_ASSIGN(auto regions, scan_present_pages(pagemap.get(), v.start, v.end));
+    for (const auto& reg : regions) {
+      if (!region_is_stored(kind, reg)) continue;
+      for (uint64_t a = reg.start; a < reg.end; a += kMaxRun)
+        PW_TRY(collector.add(Chunk{a, std::min(kMaxRun, reg.end - a), kind != pb::Mapping::FILE}));
+    }
+  }
+  PW_TRY(collector.flush());
+  PW_TRY(writer.commit(snap));
+  return stats;
+}
+
+}  // namespace prewarm

@@ -1,0 +1,52 @@
+// The dump side: collect the state of a frozen process and write it as an image.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "snapshot/proc_maps.h"
+#include "snapshot/proc_state.h"
+#include "snapshot/ptrace_freeze.h"
+#include "snapshot/result.h"
+#include "snapshot/snapshot.pb.h"
+
+namespace prewarm {
+
+struct MappedFile {
+  bool exists = false;
+  struct stat st {};
+};
+
+// Everything read from /proc and ptrace while the process is frozen.
+struct ProcessState {
+  pid_t pid = -1;
+  ProcStatus status;
+  int threads = 0;
+  MmLayout mm;
+  std::vector<Vma> vmas;
+  std::vector<MappedFile> vma_files;  // parallel to vmas: stat of the mapped path, if a path
+  CpuState cpu;
+  std::string auxv;
+  std::string exe_path;
+  struct stat exe_st {};
+};
+
+Result<ProcessState> collect_state(const FrozenProcess& proc);
+
+struct DumpStats {
+  uint64_t pages_stored = 0;
+  uint64_t zero_pages_skipped = 0;
+  uint64_t bytes_stored = 0;
+  size_t mappings = 0;
+};
+
+// Writes the image. `kinds` is parallel to state.vmas: nullopt leaves a mapping out (only for
+// mappings outside the user address space). Mappings must already have passed the policy.
+Result<DumpStats> write_image(const ProcessState& state,
+                              const std::vector<std::optional<pb::Mapping::Kind>>& kinds,
+                              const std::string& dir);
+
+}  // namespace prewarm

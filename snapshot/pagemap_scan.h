@@ -1,0 +1,31 @@
+// Finding the pages of a VMA that hold data, with the PAGEMAP_SCAN ioctl (Linux 6.7+).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "snapshot/result.h"
+
+namespace prewarm {
+
+// Categories reported by PAGEMAP_SCAN (include/uapi/linux/fs.h; not in Debian 12's headers).
+enum PageCategory : uint64_t {
+  kPageWritten = 1u << 1,
+  kPageFile = 1u << 2,
+  kPagePresent = 1u << 3,
+  kPageSwapped = 1u << 4,
+  kPagePfnZero = 1u << 5,
+  kPageHuge = 1u << 6,
+};
+
+struct PageRegion {
+  uint64_t start = 0;
+  uint64_t end = 0;
+  uint64_t categories = 0;
+};
+
+// Returns the present or swapped regions of [start, end) with their categories. Only those
+// ranges come back, so a huge sparse reservation costs nothing (never one pagemap entry per page).
+Result<std::vector<PageRegion>> scan_present_pages(int pagemap_fd, uint64_t start, uint64_t end);
+
+}  // namespace prewarm

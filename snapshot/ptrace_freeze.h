@@ -1,0 +1,53 @@
+// Freezing a process with ptrace (SEIZE + INTERRUPT) and reading its CPU state.
+#pragma once
+
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include <cstdint>
+#include <string>
+
+#include "snapshot/result.h"
+
+namespace prewarm {
+
+// What an interrupted syscall needs at restore (see classify_syscall_restart).
+struct SyscallRestart {
+  enum Action { kNone, kRestart, kEintr } action = kNone;
+  int64_t nr = -1;
+  int64_t kernel_rc = 0;
+};
+
+// The kernel leaves -ERESTART* in rax when a signal (or a ptrace stop) interrupts a syscall and
+// would have fixed it up on the way back to user space. A restored process resumes through
+// rt_sigreturn, which does no such fix-up, so the dump applies it to the saved registers:
+// restart -> rip back to the `syscall` instruction with rax = the syscall number; a restart that
+// needs the kernel's restart block (nanosleep and friends) cannot be carried, so it returns -EINTR.
+SyscallRestart classify_syscall_restart(const user_regs_struct& regs);
+void apply_syscall_restart(user_regs_struct& regs, const SyscallRestart& r);
+
+struct CpuState {
+  user_regs_struct regs{};  // as the kernel reported them (not yet adjusted)
+  std::string xsave;        // NT_X86_XSTATE
+};
+
+// A process stopped under ptrace. Detaches (the process runs on) when destroyed, unless kill().
+class FrozenProcess {
+ public:
+  static Result<FrozenProcess> seize(pid_t pid);
+  FrozenProcess(FrozenProcess&& o) noexcept;
+  FrozenProcess& operator=(FrozenProcess&&) = delete;
+  FrozenProcess(const FrozenProcess&) = delete;
+  ~FrozenProcess();
+
+  pid_t pid() const { return pid_; }
+  Result<CpuState> read_cpu_state() const;
+  void kill();  // SIGKILL while still stopped: nothing of the app runs after the dump
+  Result<void> detach();
+
+ private:
+  explicit FrozenProcess(pid_t pid) : pid_(pid) {}
+  pid_t pid_ = -1;
+};
+
+}  // namespace prewarm
