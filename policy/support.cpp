@@ -2,6 +2,8 @@
 // that cannot be recreated; such mappings must refuse the snapshot, never be skipped silently.
 #include "policy/support.h"
 
+#include <sys/stat.h>
+
 #include <cstdio>
 
 namespace prewarm::policy {
@@ -38,6 +40,27 @@ MappingDecision classify_mapping(const Vma& vma, bool regular_file) {
     return {MappingClass::kFile, {}};
   }
   return refuse("unknown kind of mapping");
+}
+
+FdDecision classify_fd(int fd, const std::string& target, unsigned mode) {
+  if (fd <= 2) return {FdClass::kStdio, {}};
+  auto refuse_fd = [](std::string why) { return FdDecision{FdClass::kRefuse, std::move(why)}; };
+  if (starts_with(target, "socket:")) return refuse_fd("socket (only stdio sockets are supported)");
+  if (starts_with(target, "pipe:")) return refuse_fd("pipe (only stdio pipes are supported)");
+  if (starts_with(target, "anon_inode:")) return refuse_fd("kernel object fd (" + target + ")");
+  if (!starts_with(target, "/")) return refuse_fd("unsupported kind of file (" + target + ")");
+  if (target.size() > 10 && target.ends_with(" (deleted)")) return refuse_fd("open file was deleted");
+  switch (mode & S_IFMT) {
+    case S_IFREG: return {FdClass::kRegular, {}};
+    case S_IFDIR: return {FdClass::kDirectory, {}};
+    case S_IFCHR:
+      // Devices without per-open state: reopening gives the same thing.
+      for (const char* ok : {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"})
+        if (target == ok) return {FdClass::kCharDevice, {}};
+      return refuse_fd("character device");
+    case S_IFIFO: return refuse_fd("named pipe");
+    default: return refuse_fd("unsupported kind of file");
+  }
 }
 
 std::string format_offender(const Offender& o) {

@@ -29,6 +29,22 @@ struct MappingDecision {
 // `regular_file` says whether the mapped path is a regular file (the caller stats it).
 MappingDecision classify_mapping(const Vma& vma, bool regular_file);
 
+enum class FdClass {
+  kStdio,       // 0, 1, 2: replaced by the launching process's own
+  kRegular,     // reopened by path with flags and offset
+  kDirectory,
+  kCharDevice,  // only stateless ones (/dev/null, /dev/urandom, ...)
+  kRefuse,
+};
+
+struct FdDecision {
+  FdClass cls = FdClass::kRefuse;
+  std::string reason;
+};
+
+// `mode` is the st_mode of the open file (0 when it could not be stat'ed).
+FdDecision classify_fd(int fd, const std::string& target, unsigned mode);
+
 // One thing that makes a process unsnapshottable, printed by `prewarm dump` on exit 3.
 struct Offender {
   uint64_t start = 0, end = 0;  // 0, 0 when not a mapping

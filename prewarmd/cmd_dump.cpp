@@ -57,6 +57,15 @@ int run_dump(pid_t pid, const std::string& dir, bool kill_after) {
       offenders.push_back({v.start, v.end, v.name, v.vm_flags_text(), d.reason});
     kinds.push_back(kind_for(d.cls));
   }
+  std::vector<pb::OpenFile> files;
+  for (const auto& fd : state->fds) {
+    auto d = policy::classify_fd(fd.fd, fd.target, fd.stat_ok ? fd.st.st_mode : 0);
+    if (d.cls == policy::FdClass::kRefuse)
+      offenders.push_back({0, 0, "fd " + std::to_string(fd.fd) + " -> " + fd.target, {}, d.reason});
+    else if (d.cls != policy::FdClass::kStdio)
+      files.push_back(open_file_record(fd, d.cls == policy::FdClass::kDirectory,
+                                       d.cls == policy::FdClass::kCharDevice));
+  }
   if (!offenders.empty()) {
     std::fprintf(stderr, "prewarm dump: pid %d cannot be snapshotted:\n", pid);
     for (const auto& o : offenders) std::fprintf(stderr, "  %s\n", policy::format_offender(o).c_str());
@@ -64,7 +73,7 @@ int run_dump(pid_t pid, const std::string& dir, bool kill_after) {
     return kExitUnsupported;
   }
   // 4. Pages and manifest, published atomically.
-  auto stats = write_image(*state, kinds, dir);
+  auto stats = write_image(*state, kinds, files, dir);
   if (!stats) {
     std::fprintf(stderr, "prewarm dump: pid %d: %s; no image was written\n", pid,
                  stats.error().describe().c_str());

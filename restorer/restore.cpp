@@ -12,10 +12,12 @@
 #include <vector>
 
 #include "restorer/blob/plan_abi.h"
+#include "restorer/app_files.h"
 #include "restorer/compat_check.h"
 #include "restorer/handoff.h"
 #include "restorer/sigframe.h"
 #include "restorer/staging.h"
+#include "restorer/task_state.h"
 #include "snapshot/image.h"
 #include "snapshot/proc_state.h"
 
@@ -112,6 +114,9 @@ Error restore_in_place(const std::string& dir) {
   // 3. Every mapped file opened once and checked unchanged.
   auto files = open_mapped_files(snap);
   if (!files) return files.error();
+
+  auto app_files = open_app_files(snap);
+  if (!app_files) return app_files.error();
 
   // 4. The frame rt_sigreturn will resume the app from; it must land in a writable mapping.
   auto frame = build_sigframe(snap);
@@ -227,6 +232,8 @@ Error restore_in_place(const std::string& dir) {
   uint64_t ops_off = pb.append(ops.data(), ops.size());
   uint64_t auxv_off = pb.append(auxv.data(), auxv.size());
   uint64_t frame_off = pb.append(frame->bytes.data(), frame->bytes.size());
+  uint64_t fd_moves_off = pb.append(app_files->moves.data(), app_files->moves.size());
+  uint64_t fd_close_off = pb.append(app_files->close.data(), app_files->close.size());
   if (pb.buf.size() > plan_len - kBlobStack) return data_error("internal: plan larger than estimated");
 
   PwPlan& p = pb.plan();
@@ -241,7 +248,17 @@ Error restore_in_place(const std::string& dir) {
   p.unmap_count = static_cast<uint32_t>(unmap.size());
   p.ops_off = ops_off;
   p.ops_count = static_cast<uint32_t>(ops.size());
-  p.close_from = 3;
+  p.fd_moves_off = fd_moves_off;
+  p.fd_moves_count = static_cast<uint32_t>(app_files->moves.size());
+  p.fd_close_off = fd_close_off;
+  p.fd_close_count = static_cast<uint32_t>(app_files->close.size());
+  const auto& task = snap.task();
+  p.rseq_area = task.rseq_area();
+  p.rseq_size = task.rseq_area() ? task.rseq_size() : 0;
+  p.rseq_signature = task.rseq_signature();
+  p.robust_list = task.robust_list();
+  p.robust_list_len = task.robust_list_len();
+  p.clear_child_tid = task.clear_child_tid();
   const auto& mm = snap.mm();
   p.mm = PwMmMap{mm.start_code(), mm.end_code(), mm.start_data(), mm.end_data(),
                  mm.start_brk(),  mm.brk(),      mm.start_stack(), mm.arg_start(),
@@ -251,7 +268,6 @@ Error restore_in_place(const std::string& dir) {
   // link keeps pointing at prewarm, which nothing in the app depends on.
   if (has_capability(kCapCheckpointRestore) || has_capability(kCapSysAdmin))
     p.mm.exe_fd = static_cast<uint32_t>(files->exe.get());
-  if (auto c = check_mm_map(p.mm); !c) return c.error();
   p.auxv_off = auxv_off;
   // Dispositions the kernel reports without injecting code: ignored signals; the rest default.
   p.sigaction_mask = ~0ull;
@@ -269,7 +285,12 @@ Error restore_in_place(const std::string& dir) {
   p.frame_dest = frame->dest;
   p.final_sp = frame->final_sp;
 
-  // 8. Blob and plan into the hole.
+  // 8. cwd, umask, rlimits, personality: applied to this process now, undone on failure.
+  auto task_guard = apply_task_state(snap.task());
+  if (!task_guard) return task_guard.error();
+  if (auto c = check_mm_map(p.mm); !c) return c.error();  // against the app's RLIMIT_DATA
+
+  // 9. Blob and plan into the hole.
   if (::mmap(reinterpret_cast<void*>(H), blob_len + plan_len, PROT_READ | PROT_WRITE,
              MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
     return errno_error("map the restorer");
@@ -278,11 +299,12 @@ Error restore_in_place(const std::string& dir) {
   if (::mprotect(reinterpret_cast<void*>(H), blob_len, PROT_READ | PROT_EXEC) != 0)
     return errno_error("mprotect the restorer");
 
-  // 9. Last checks that change this process, then the point of no return.
+  // 10. Last steps that change this process, then the point of no return.
   if (auto r = drop_own_rseq(); !r) return r.error();
   if (auto r = block_all_signals(); !r) return r.error();
   hole->release();
   for (auto& [path, fd] : files->by_path) (void)fd.release();
+  for (auto& fd : app_files->fds) (void)fd.release();
   (void)files->exe.release();
   (void)img->pages.release();
   jump_to_blob(H, plan_addr, plan_addr + plan_len);

@@ -48,7 +48,7 @@ constexpr uint32_t kFpXstateMagic1 = 0x46505853, kFpXstateMagic2 = 0x46505845;
 constexpr size_t kSwReservedOffset = 464;  // fxregs_state.sw_reserved
 constexpr uint16_t kUserCs = 0x33, kUserDs = 0x2b;
 constexpr uint64_t kRedZone = 128;
-constexpr int kSsDisable = 2;
+constexpr int kSsOnstack = 1, kSsDisable = 2;
 
 struct FpxSwBytes {
   uint32_t magic1;
@@ -74,7 +74,14 @@ Result<SigframeLayout> build_sigframe(const pb::Snapshot& snap) {
 
   KRtSigframe f{};
   f.uc.uc_flags = kUcFpXstate | kUcSigcontextSs | kUcStrictRestoreSs;
-  f.uc.uc_stack.ss_flags = kSsDisable;
+  const auto& sig = snap.signals();
+  if (sig.altstack_sp() != 0 && !(sig.altstack_flags() & kSsDisable)) {
+    f.uc.uc_stack.ss_sp = sig.altstack_sp();
+    f.uc.uc_stack.ss_size = sig.altstack_size();
+    f.uc.uc_stack.ss_flags = sig.altstack_flags() & ~kSsOnstack;  // "currently on it" is not a mode
+  } else {
+    f.uc.uc_stack.ss_flags = kSsDisable;
+  }
   auto& m = f.uc.mcontext;
   m.r8 = r.r8(); m.r9 = r.r9(); m.r10 = r.r10(); m.r11 = r.r11();
   m.r12 = r.r12(); m.r13 = r.r13(); m.r14 = r.r14(); m.r15 = r.r15();

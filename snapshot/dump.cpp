@@ -3,7 +3,13 @@
 #include "snapshot/dump.h"
 
 #include <fcntl.h>
+#include <sys/ptrace.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <algorithm>
@@ -13,6 +19,7 @@
 
 #include "snapshot/cpu_compat.h"
 #include "snapshot/image.h"
+#include "snapshot/inject_syscall.h"
 #include "snapshot/pagemap_scan.h"
 #include "snapshot/unique_fd.h"
 
@@ -148,9 +155,88 @@ bool region_is_stored(pb::Mapping::Kind kind, const PageRegion& r) {
   return true;
 }
 
+// Kernel state of the task that ptrace, prlimit and injected syscalls report.
+Result<void> collect_task_state(FrozenProcess& proc, int mem_fd, ProcessState& s) {
+  const pid_t pid = proc.pid();
+  auto& t = s.task;
+  PW_ASSIGN(std::string cwd, read_cwd(pid));
+  t.set_cwd(cwd);
+  t.set_umask(s.status.umask);
+  PW_ASSIGN(uint32_t pers, read_personality(pid));
+  t.set_personality(pers);
+  for (int res = 0; res < RLIM_NLIMITS; ++res) {
+    rlimit lim{};
+    if (::prlimit(pid, static_cast<__rlimit_resource>(res), nullptr, &lim) != 0)
+      return errno_error("prlimit");
+    auto* r = t.add_rlimits();
+    r->set_resource(static_cast<uint32_t>(res));
+    r->set_cur(lim.rlim_cur);
+    r->set_max(lim.rlim_max);
+  }
+  __ptrace_rseq_configuration rseq{};
+  if (::ptrace(PTRACE_GET_RSEQ_CONFIGURATION, pid, sizeof rseq, &rseq) == sizeof rseq &&
+      rseq.rseq_abi_pointer != 0) {
+    t.set_rseq_area(rseq.rseq_abi_pointer);
+    t.set_rseq_size(rseq.rseq_abi_size);
+    t.set_rseq_signature(rseq.signature);
+  }
+  void* head = nullptr;
+  size_t len = 0;
+  if (::syscall(SYS_get_robust_list, pid, &head, &len) != 0) return errno_error("get_robust_list");
+  t.set_robust_list(reinterpret_cast<uint64_t>(head));
+  t.set_robust_list_len(len);
+
+  // Only the task can report these: run the syscalls inside it.
+  PW_ASSIGN(SyscallInjector inj, SyscallInjector::attach(proc, mem_fd, s.vmas));
+  const uint64_t buf = inj.scratch();
+  for (int sig = 1; sig <= 64; ++sig) {
+    if (!((s.status.sig_caught >> (sig - 1)) & 1)) continue;
+    PW_ASSIGN(long rc, inj.call(SYS_rt_sigaction, static_cast<uint64_t>(sig), 0, buf, 8));
+    if (rc != 0) return make_error(static_cast<int>(-rc), "rt_sigaction in the process");
+    PW_ASSIGN(std::string raw, inj.read(buf, 32));
+    uint64_t a[4];
+    std::memcpy(a, raw.data(), sizeof a);
+    pb::SigAction act;
+    act.set_signo(static_cast<uint32_t>(sig));
+    act.set_handler(a[0]);
+    act.set_flags(a[1]);
+    act.set_restorer(a[2]);
+    act.set_mask(a[3]);
+    s.sigactions.push_back(act);
+  }
+  PW_ASSIGN(long rc, inj.call(SYS_sigaltstack, 0, buf));
+  if (rc != 0) return make_error(static_cast<int>(-rc), "sigaltstack in the process");
+  PW_ASSIGN(std::string ss, inj.read(buf, sizeof(stack_t)));
+  stack_t st{};
+  std::memcpy(&st, ss.data(), sizeof st);
+  s.altstack_sp = reinterpret_cast<uint64_t>(st.ss_sp);
+  s.altstack_size = st.ss_size;
+  s.altstack_flags = st.ss_flags;
+  PW_ASSIGN(rc, inj.call(SYS_prctl, PR_GET_TID_ADDRESS, buf));
+  if (rc != 0) return make_error(static_cast<int>(-rc), "prctl(PR_GET_TID_ADDRESS) in the process");
+  PW_ASSIGN(std::string tid, inj.read(buf, 8));
+  uint64_t tid_addr = 0;
+  std::memcpy(&tid_addr, tid.data(), 8);
+  t.set_clear_child_tid(tid_addr);
+  return ok();
+}
+
 }  // namespace
 
-Result<ProcessState> collect_state(const FrozenProcess& proc) {
+pb::OpenFile open_file_record(const FdInfo& fd, bool directory, bool char_device) {
+  pb::OpenFile f;
+  f.set_fd(fd.fd);
+  f.set_path(fd.target);
+  f.set_flags(fd.flags & ~static_cast<uint32_t>(O_CLOEXEC));
+  f.set_cloexec(fd.flags & O_CLOEXEC);
+  f.set_pos(fd.pos);
+  fill_file_id(f.mutable_file(), fd.st);
+  f.set_directory(directory);
+  f.set_char_device(char_device);
+  return f;
+}
+
+Result<ProcessState> collect_state(FrozenProcess& proc) {
   ProcessState s;
   s.pid = proc.pid();
   PW_ASSIGN(s.status, read_status(s.pid));
@@ -168,12 +254,15 @@ Result<ProcessState> collect_state(const FrozenProcess& proc) {
   PW_ASSIGN(s.auxv, read_auxv(s.pid));
   PW_ASSIGN(s.exe_path, read_exe_path(s.pid));
   if (::stat(s.exe_path.c_str(), &s.exe_st) != 0) return errno_error("stat " + s.exe_path);
+  PW_ASSIGN(s.fds, read_fds(s.pid));
+  PW_ASSIGN(UniqueFd mem, open_fd("/proc/" + std::to_string(s.pid) + "/mem", O_RDWR));
+  PW_TRY(collect_task_state(proc, mem.get(), s));
   return s;
 }
 
 Result<DumpStats> write_image(const ProcessState& state,
                               const std::vector<std::optional<pb::Mapping::Kind>>& kinds,
-                              const std::string& dir) {
+                              const std::vector<pb::OpenFile>& files, const std::string& dir) {
   DumpStats stats;
   pb::Snapshot snap;
   const pid_t pid = state.pid;
@@ -216,6 +305,12 @@ Result<DumpStats> write_image(const ProcessState& state,
   sig->set_blocked(state.status.sig_blocked);
   sig->set_ignored(state.status.sig_ignored);
   sig->set_caught(state.status.sig_caught);
+  for (const auto& a : state.sigactions) *sig->add_actions() = a;
+  sig->set_altstack_sp(state.altstack_sp);
+  sig->set_altstack_size(state.altstack_size);
+  sig->set_altstack_flags(state.altstack_flags);
+  *snap.mutable_task() = state.task;
+  for (const auto& f : files) *snap.add_files() = f;
 
   MachineCompat mc = machine_compat();
   auto* compat = snap.mutable_compat();

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "snapshot/proc_fds.h"
 #include "snapshot/proc_maps.h"
 #include "snapshot/proc_state.h"
 #include "snapshot/ptrace_freeze.h"
@@ -32,9 +33,18 @@ struct ProcessState {
   std::string auxv;
   std::string exe_path;
   struct stat exe_st {};
+  pb::TaskState task;                   // cwd, umask, rlimits, rseq, robust list, ...
+  std::vector<pb::SigAction> sigactions;  // for every caught signal
+  uint64_t altstack_sp = 0, altstack_size = 0;
+  int altstack_flags = 0;
+  std::vector<FdInfo> fds;
 };
 
-Result<ProcessState> collect_state(const FrozenProcess& proc);
+// Reads everything; runs a few injected syscalls in the process (its registers are put back).
+Result<ProcessState> collect_state(FrozenProcess& proc);
+
+// What the image keeps of an open descriptor (after the policy accepted it).
+pb::OpenFile open_file_record(const FdInfo& fd, bool directory, bool char_device);
 
 struct DumpStats {
   uint64_t pages_stored = 0;
@@ -47,6 +57,6 @@ struct DumpStats {
 // mappings outside the user address space). Mappings must already have passed the policy.
 Result<DumpStats> write_image(const ProcessState& state,
                               const std::vector<std::optional<pb::Mapping::Kind>>& kinds,
-                              const std::string& dir);
+                              const std::vector<pb::OpenFile>& files, const std::string& dir);
 
 }  // namespace prewarm

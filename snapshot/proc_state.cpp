@@ -62,6 +62,7 @@ Result<ProcStatus> parse_status(const std::string& text) {
     if (key == "Name") s.name = val;
     else if (key == "Threads") s.threads = std::stoi(val);
     else if (key == "Uid") s.uid = static_cast<uid_t>(std::stoul(val));
+    else if (key == "Umask") s.umask = static_cast<uint32_t>(std::stoul(val, nullptr, 8));
     else if (key == "SigBlk") ok_mask &= hex64(val, s.sig_blocked);
     else if (key == "SigIgn") ok_mask &= hex64(val, s.sig_ignored);
     else if (key == "SigCgt") ok_mask &= hex64(val, s.sig_caught);
@@ -84,12 +85,21 @@ Result<ProcStatus> read_status(pid_t pid) {
 
 Result<std::string> read_auxv(pid_t pid) { return read_file(proc_file(pid, "auxv")); }
 
-Result<std::string> read_exe_path(pid_t pid) {
-  std::string link = proc_file(pid, "exe");
+namespace {
+Result<std::string> read_link(const std::string& link) {
   char buf[PATH_MAX];
   ssize_t n = ::readlink(link.c_str(), buf, sizeof buf - 1);
   if (n < 0) return errno_error("readlink " + link);
   return std::string(buf, static_cast<size_t>(n));
+}
+}  // namespace
+
+Result<std::string> read_exe_path(pid_t pid) { return read_link(proc_file(pid, "exe")); }
+Result<std::string> read_cwd(pid_t pid) { return read_link(proc_file(pid, "cwd")); }
+
+Result<uint32_t> read_personality(pid_t pid) {
+  PW_ASSIGN(std::string t, read_file(proc_file(pid, "personality")));
+  return static_cast<uint32_t>(std::stoul(t, nullptr, 16));
 }
 
 int count_threads(pid_t pid) {

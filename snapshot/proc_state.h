@@ -21,6 +21,7 @@ struct ProcStatus {
   int threads = 0;
   uint64_t sig_blocked = 0, sig_ignored = 0, sig_caught = 0, sig_pending = 0, shd_pending = 0;
   uid_t uid = 0;
+  uint32_t umask = 022;
 };
 
 // Parses /proc/PID/stat text; the fields after the command name are counted from field 3.
@@ -31,6 +32,8 @@ Result<MmLayout> read_mm_layout(pid_t pid);
 Result<ProcStatus> read_status(pid_t pid);
 Result<std::string> read_auxv(pid_t pid);
 Result<std::string> read_exe_path(pid_t pid);
+Result<std::string> read_cwd(pid_t pid);
+Result<uint32_t> read_personality(pid_t pid);
 int count_threads(pid_t pid);  // -errno on failure
 
 }  // namespace prewarm

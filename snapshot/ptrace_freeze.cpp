@@ -87,7 +87,8 @@ Result<FrozenProcess> FrozenProcess::seize(pid_t pid) {
   return make_error(EAGAIN, "pid " + std::to_string(pid) + " keeps receiving signals");
 }
 
-FrozenProcess::FrozenProcess(FrozenProcess&& o) noexcept : pid_(std::exchange(o.pid_, -1)) {}
+FrozenProcess::FrozenProcess(FrozenProcess&& o) noexcept
+    : pid_(std::exchange(o.pid_, -1)), deferred_(std::move(o.deferred_)) {}
 
 FrozenProcess::~FrozenProcess() { (void)detach(); }
 
@@ -120,6 +121,7 @@ Result<void> FrozenProcess::detach() {
   pid_t pid = std::exchange(pid_, -1);
   if (::ptrace(PTRACE_DETACH, pid, nullptr, 0) != 0)
     return errno_error("ptrace detach pid " + std::to_string(pid));
+  for (int sig : deferred_) ::kill(pid, sig);
   return ok();
 }
 

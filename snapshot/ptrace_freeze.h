@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "snapshot/result.h"
 
@@ -44,10 +45,13 @@ class FrozenProcess {
   Result<CpuState> read_cpu_state() const;
   void kill();  // SIGKILL while still stopped: nothing of the app runs after the dump
   Result<void> detach();
+  // A signal that arrived while we held the process; it is sent again at detach.
+  void defer_signal(int sig) { deferred_.push_back(sig); }
 
  private:
   explicit FrozenProcess(pid_t pid) : pid_(pid) {}
   pid_t pid_ = -1;
+  std::vector<int> deferred_;
 };
 
 }  // namespace prewarm

@@ -50,6 +50,13 @@ struct PwRange {
   uint64_t len;
 };
 
+struct PwFdMove {
+  int32_t from;
+  int32_t to;
+  uint32_t cloexec;
+  uint32_t pad;
+};
+
 struct PwMove {
   uint64_t from;
   uint64_t to;
@@ -90,7 +97,17 @@ struct PwPlan {
   uint64_t unmap_off;   // PwRange[]: everything of the launcher outside the hole
   uint64_t ops_off;     // PwVmaOp[]
   uint32_t ops_count;
-  int32_t close_from;   // close_range(close_from, ~0) once mappings and prctl are done
+  uint32_t fd_moves_count;
+  uint64_t fd_moves_off;   // PwFdMove[]: dup3 the app's files into place
+  uint64_t fd_close_off;   // PwRange[] of fd numbers: closed after the moves
+  uint32_t fd_close_count;
+  uint32_t rseq_size;      // 0: the app had no rseq registration
+  uint64_t rseq_area;
+  uint32_t rseq_signature;
+  uint32_t pad0;
+  uint64_t robust_list;
+  uint64_t robust_list_len;
+  uint64_t clear_child_tid;
 
   struct PwMmMap mm;
   uint64_t auxv_off;    // the auxv bytes (mm.auxv points here)
@@ -110,6 +127,7 @@ struct PwPlan {
 
 #ifdef __cplusplus
 static_assert(sizeof(PwVmaOp) == 48, "PwVmaOp layout");
+static_assert(sizeof(PwFdMove) == 16, "PwFdMove layout");
 static_assert(sizeof(PwMmMap) == 104, "struct prctl_mm_map is 104 bytes");
 static_assert(sizeof(PwKSigaction) == 32, "kernel sigaction layout");
 static_assert(offsetof(PwPlan, mm) % 8 == 0, "aligned mm map");

@@ -12,6 +12,7 @@ constexpr int kMremapMaymove = 1, kMremapFixed = 2;
 constexpr int kPrSetMm = 35, kPrSetMmMap = 14;
 constexpr int kArchSetGs = 0x1001, kArchSetFs = 0x1002;
 constexpr int kSigKill = 9, kSigStop = 19;
+constexpr int kOCloexec = 02000000;
 
 template <typename T>
 T* at(const PwPlan* plan, uint64_t off) {
@@ -135,11 +136,33 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
     if (rc < 0) die("rt_sigaction", rc, static_cast<uint64_t>(sig));
   }
 
-  // 7. The launcher's descriptors (image, mapped files, exe) are no longer needed.
-  rc = pw_sys::close_range(static_cast<unsigned>(plan->close_from), ~0u);
-  if (rc < 0) die("close_range", rc, 0);
+  // 7. Per-task kernel state that lives in the app's memory: rseq, robust futexes, the tid
+  //    cleared at exit. The launcher's rseq registration was dropped before the handoff.
+  if (plan->rseq_size != 0) {
+    rc = pw_sys::rseq(plan->rseq_area, plan->rseq_size, 0, plan->rseq_signature);
+    if (rc < 0) die("rseq registration", rc, plan->rseq_area);
+  }
+  if (plan->robust_list != 0) {
+    rc = pw_sys::set_robust_list(plan->robust_list, plan->robust_list_len);
+    if (rc < 0) die("set_robust_list", rc, plan->robust_list);
+  }
+  pw_sys::set_tid_address(plan->clear_child_tid);  // cannot fail
 
-  // 8. The frame rt_sigreturn restores registers, FPU/AVX state and the signal mask from.
+  // 8. Descriptors: the app's files to their numbers, then everything else of the launcher
+  //    (image, mapped files, exe) closed; 0, 1, 2 stay the launcher's own.
+  const PwFdMove* fds = at<PwFdMove>(plan, plan->fd_moves_off);
+  for (uint32_t i = 0; i < plan->fd_moves_count; ++i) {
+    rc = pw_sys::dup3(fds[i].from, fds[i].to, fds[i].cloexec ? kOCloexec : 0);
+    if (rc < 0) die("dup3 of an app file", rc, static_cast<uint64_t>(fds[i].to));
+  }
+  const PwRange* closes = at<PwRange>(plan, plan->fd_close_off);
+  for (uint32_t i = 0; i < plan->fd_close_count; ++i) {
+    rc = pw_sys::close_range(static_cast<unsigned>(closes[i].start),
+                             static_cast<unsigned>(closes[i].start + closes[i].len - 1));
+    if (rc < 0) die("close_range", rc, closes[i].start);
+  }
+
+  // 9. The frame rt_sigreturn restores registers, FPU/AVX state and the signal mask from.
   copy_bytes(reinterpret_cast<char*>(plan->frame_dest), at<const char>(plan, plan->frame_off),
              plan->frame_len);
   finish(plan->final_sp, plan->self_start, plan->self_len);

@@ -18,8 +18,9 @@ inline long syscall6(long nr, long a, long b, long c, long d, long e, long f) {
   return ret;
 }
 
-constexpr long kRead = 0, kWrite = 1, kMmap = 9, kMunmap = 11, kRtSigaction = 13, kMremap = 25,
-               kPrctl = 157, kArchPrctl = 158, kExitGroup = 231, kCloseRange = 436;
+constexpr long kWrite = 1, kMmap = 9, kMunmap = 11, kRtSigaction = 13, kMremap = 25,
+               kPrctl = 157, kArchPrctl = 158, kSetTidAddress = 218, kExitGroup = 231,
+               kSetRobustList = 273, kDup3 = 292, kRseq = 334, kCloseRange = 436;
 
 inline long write(int fd, const void* buf, unsigned long n) {
   return syscall6(kWrite, fd, reinterpret_cast<long>(buf), static_cast<long>(n), 0, 0, 0);
@@ -44,6 +45,16 @@ inline long arch_prctl(int code, uint64_t addr) {
 }
 inline long close_range(unsigned first, unsigned last) {
   return syscall6(kCloseRange, first, last, 0, 0, 0, 0);
+}
+inline long dup3(int from, int to, int flags) { return syscall6(kDup3, from, to, flags, 0, 0, 0); }
+inline long set_robust_list(uint64_t head, uint64_t len) {
+  return syscall6(kSetRobustList, static_cast<long>(head), static_cast<long>(len), 0, 0, 0, 0);
+}
+inline long set_tid_address(uint64_t addr) {
+  return syscall6(kSetTidAddress, static_cast<long>(addr), 0, 0, 0, 0, 0);
+}
+inline long rseq(uint64_t area, uint32_t len, int flags, uint32_t sig) {
+  return syscall6(kRseq, static_cast<long>(area), len, flags, sig, 0, 0);
 }
 [[noreturn]] inline void exit_group(int code) {
   syscall6(kExitGroup, code, 0, 0, 0, 0, 0);

@@ -1,0 +1,56 @@
+// Reopening the app's files.
+#include "restorer/app_files.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "restorer/compat_check.h"
+
+namespace prewarm {
+
+Result<AppFiles> open_app_files(const pb::Snapshot& snap) {
+  AppFiles out;
+  int base = 3;
+  for (const auto& f : snap.files()) {
+    if (f.fd() < 3 || f.fd() > (1 << 20)) return data_error("image has an invalid fd number");
+    base = std::max(base, f.fd() + 1);
+  }
+  std::vector<int> targets;
+  for (const auto& f : snap.files()) {
+    const int flags = static_cast<int>(f.flags()) & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY);
+    auto fd = open_fd(f.path(), flags);
+    if (!fd) return make_error(fd.error().code, "reopen the app's fd " + std::to_string(f.fd()) + " (" + f.path() + ")");
+    struct stat st {};
+    if (::fstat(fd->get(), &st) != 0) return errno_error("stat " + f.path());
+    std::string why;
+    if (f.char_device()) {
+      if (!S_ISCHR(st.st_mode)) why = "no longer a character device";
+    } else if (f.directory()) {
+      if (st.st_dev != f.file().dev() || st.st_ino != f.file().inode()) why = "replaced";
+    } else {
+      why = file_change(f.file(), st);
+    }
+    if (!why.empty()) return data_error(f.path() + " (the app's fd " + std::to_string(f.fd()) + ") changed since the snapshot (" + why + ")");
+    if (!(flags & O_PATH) && !f.char_device() &&
+        ::lseek(fd->get(), static_cast<off_t>(f.pos()), SEEK_SET) < 0)
+      return errno_error("seek " + f.path());
+    int high = ::fcntl(fd->get(), F_DUPFD_CLOEXEC, base);
+    if (high < 0) return errno_error("move fd of " + f.path());
+    out.fds.emplace_back(high);
+    out.moves.push_back({high, f.fd(), f.cloexec() ? 1u : 0u, 0});
+    targets.push_back(f.fd());
+  }
+  std::sort(targets.begin(), targets.end());
+  uint64_t next = 3;
+  for (int t : targets) {
+    if (static_cast<uint64_t>(t) > next) out.close.push_back({next, static_cast<uint64_t>(t) - next});
+    next = static_cast<uint64_t>(t) + 1;
+  }
+  out.close.push_back({next, (1ull << 31) - next});
+  return out;
+}
+
+}  // namespace prewarm

@@ -1,0 +1,43 @@
+// Running single syscalls inside a frozen process, for state only the process itself can report
+// (signal actions, sigaltstack, clear_child_tid). No code is written into the target: an existing
+// `syscall` instruction is single-stepped with the registers set up, then the registers are put
+// back, so a syscall the process was blocked in still restarts when it resumes.
+#pragma once
+
+#include <sys/user.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "snapshot/proc_maps.h"
+#include "snapshot/ptrace_freeze.h"
+#include "snapshot/result.h"
+
+namespace prewarm {
+
+class SyscallInjector {
+ public:
+  // `vmas` are the process's mappings (used to find a `syscall` instruction).
+  static Result<SyscallInjector> attach(FrozenProcess& proc, int mem_fd, const std::vector<Vma>& vmas);
+  ~SyscallInjector();  // puts the original registers back
+  SyscallInjector(SyscallInjector&&) noexcept;
+  SyscallInjector& operator=(SyscallInjector&&) = delete;
+
+  Result<long> call(long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0);
+  // A scratch buffer in the target (below its stack's red zone); its old bytes are restored.
+  uint64_t scratch() const { return scratch_; }
+  Result<std::string> read(uint64_t addr, size_t len) const;
+
+ private:
+  SyscallInjector(FrozenProcess& p, int mem_fd) : proc_(&p), mem_fd_(mem_fd) {}
+  FrozenProcess* proc_;
+  int mem_fd_;
+  user_regs_struct saved_{};
+  uint64_t syscall_insn_ = 0;
+  uint64_t scratch_ = 0;
+  std::string scratch_saved_;
+  bool active_ = false;
+};
+
+}  // namespace prewarm
