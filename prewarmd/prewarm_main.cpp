@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "prewarmd/cmd_dump.h"
+#include "prewarmd/cmd_inspect.h"
 
 int main(int argc, char** argv) {
   using namespace prewarm::cli;
@@ -24,6 +25,11 @@ int main(int argc, char** argv) {
       "restore", "Turn this process into the snapshotted one (same pid, this process's stdio)");
   restore->add_option("--images", images, "image directory written by `prewarm dump`")->required();
 
+  bool json = false;
+  auto* inspect = app.add_subcommand("inspect", "Show what is in an image: mappings, pages, files");
+  inspect->add_option("--images", images, "image directory")->required();
+  inspect->add_flag("--json", json, "machine-readable output");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -35,5 +41,6 @@ int main(int argc, char** argv) {
   }
   if (dump->parsed()) return run_dump(pid, images, kill_after);
   if (restore->parsed()) return run_restore(images);
+  if (inspect->parsed()) return run_inspect(images, json);
   return kExitUsage;
 }

@@ -4,8 +4,11 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstring>
+#include <utility>
 #include <cerrno>
 
+#include "restorer/blob/plan_abi.h"
 #include "snapshot/image.h"
 
 namespace prewarm {
@@ -25,11 +28,48 @@ std::string hex(uint64_t v) {
 
 }  // namespace
 
+bool has_vm_flag(const pb::Mapping& m, const char* flag) {
+  const std::string& f = m.vm_flags();
+  const size_t n = std::strlen(flag);
+  for (size_t pos = 0; pos < f.size();) {
+    size_t end = f.find(' ', pos);
+    if (end == std::string::npos) end = f.size();
+    if (end - pos == n && f.compare(pos, n, flag) == 0) return true;
+    pos = end + 1;
+  }
+  return false;
+}
+
 int mmap_flags_for(const pb::Mapping& m) {
   int flags = m.shared() ? MAP_SHARED : MAP_PRIVATE;
   if (m.growsdown()) flags |= MAP_GROWSDOWN;
-  if (m.vm_flags().find("nr") != std::string::npos) flags |= MAP_NORESERVE;
+  if (has_vm_flag(m, "nr")) flags |= MAP_NORESERVE;
   return flags;
+}
+
+uint32_t advice_for(const pb::Mapping& m) {
+  uint32_t a = 0;
+  if (has_vm_flag(m, "nh"))
+    a |= PW_ADVISE_NOHUGEPAGE;
+  else if (has_vm_flag(m, "hg") ||
+           (m.kind() == pb::Mapping::ANON && !m.shared() && m.end() - m.start() >= kAlign))
+    a |= PW_ADVISE_HUGEPAGE;
+  if (has_vm_flag(m, "dc")) a |= PW_ADVISE_DONTFORK;
+  if (has_vm_flag(m, "wf")) a |= PW_ADVISE_WIPEONFORK;
+  if (has_vm_flag(m, "dd")) a |= PW_ADVISE_DONTDUMP;
+  return a;
+}
+
+Result<void> apply_advice(void* addr, uint64_t len, uint32_t advice) {
+  const std::pair<uint32_t, int> table[] = {{PW_ADVISE_HUGEPAGE, MADV_HUGEPAGE},
+                                            {PW_ADVISE_NOHUGEPAGE, MADV_NOHUGEPAGE},
+                                            {PW_ADVISE_DONTFORK, MADV_DONTFORK},
+                                            {PW_ADVISE_WIPEONFORK, MADV_WIPEONFORK},
+                                            {PW_ADVISE_DONTDUMP, MADV_DONTDUMP}};
+  for (const auto& [bit, advice_value] : table)
+    if ((advice & bit) && ::madvise(addr, len, advice_value) != 0)
+      return errno_error("madvise " + std::to_string(advice_value));
+  return ok();
 }
 
 Result<UniqueMapping> reserve_hole(const std::vector<Interval>& taken, uint64_t size) {
@@ -81,6 +121,8 @@ Result<void> stage_mapping(const pb::Snapshot& snap, const pb::Mapping& m, int f
     p = ::mmap(reinterpret_cast<void*>(slot), len, PROT_READ | PROT_WRITE, flags | MAP_ANONYMOUS,
                -1, 0);
   if (p == MAP_FAILED) return errno_error("stage mapping " + m.name() + " at " + hex(m.start()));
+  // Before the first touch, so the fill below already gets huge pages.
+  PW_TRY(apply_advice(p, len, advice_for(m)));
   // Runs of one mapping are contiguous in pages.img: read them one run at a time and check each
   // while it is still in cache.
   for (int i = first_run; i < last_run; ++i) {

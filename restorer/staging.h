@@ -30,5 +30,12 @@ Result<void> stage_mapping(const pb::Snapshot& snap, const pb::Mapping& m, int f
                            StagedRead& stats);
 
 int mmap_flags_for(const pb::Mapping& m);
+bool has_vm_flag(const pb::Mapping& m, const char* flag);
+
+// madvise state to re-create (PW_ADVISE_* bits). Large private anonymous mappings also get
+// transparent huge pages: refilling them costs one fault per 2 MiB instead of per 4 KiB, which
+// on these VMs is most of the restore time (the VMA then carries VmFlags `hg`).
+uint32_t advice_for(const pb::Mapping& m);
+Result<void> apply_advice(void* addr, uint64_t len, uint32_t advice);
 
 }  // namespace prewarm

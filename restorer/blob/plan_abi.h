@@ -43,7 +43,16 @@ struct PwVmaOp {
   uint32_t kind;
   uint32_t prot;
   uint32_t flags;
+  uint32_t advice;  // PW_ADVISE_* bits, applied after the mapping is in place
+  uint32_t pad;
 };
+
+// madvise state carried from the snapshot (VmFlags hg, nh, dc, wf, dd).
+#define PW_ADVISE_HUGEPAGE 0x1u
+#define PW_ADVISE_NOHUGEPAGE 0x2u
+#define PW_ADVISE_DONTFORK 0x4u
+#define PW_ADVISE_WIPEONFORK 0x8u
+#define PW_ADVISE_DONTDUMP 0x10u
 
 struct PwRange {
   uint64_t start;
@@ -126,7 +135,7 @@ struct PwPlan {
 };
 
 #ifdef __cplusplus
-static_assert(sizeof(PwVmaOp) == 48, "PwVmaOp layout");
+static_assert(sizeof(PwVmaOp) == 56, "PwVmaOp layout");
 static_assert(sizeof(PwFdMove) == 16, "PwFdMove layout");
 static_assert(sizeof(PwMmMap) == 104, "struct prctl_mm_map is 104 bytes");
 static_assert(sizeof(PwKSigaction) == 32, "kernel sigaction layout");

@@ -57,6 +57,19 @@ void copy_bytes(char* dst, const char* src, uint64_t n) {
   for (uint64_t i = 0; i < n; ++i) dst[i] = src[i];
 }
 
+void apply_advice(const PwVmaOp& op) {
+  struct {
+    uint32_t bit;
+    int advice;
+  } const table[] = {{PW_ADVISE_HUGEPAGE, 14}, {PW_ADVISE_NOHUGEPAGE, 15}, {PW_ADVISE_DONTFORK, 10},
+                     {PW_ADVISE_WIPEONFORK, 18}, {PW_ADVISE_DONTDUMP, 16}};
+  for (const auto& t : table) {
+    if (!(op.advice & t.bit)) continue;
+    long rc = pw_sys::madvise(op.start, op.len, t.advice);
+    if (rc < 0) die("madvise", rc, op.start);
+  }
+}
+
 // Switch to the app's stack, drop the plan and our stack, and return into the app. Written as
 // one asm block because after the munmap no stack and no plan exist.
 [[noreturn]] void finish(uint64_t final_sp, uint64_t self_start, uint64_t self_len) {
@@ -113,6 +126,8 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
                         static_cast<int>(op.flags) | kMapFixed | kMapAnonymous, -1, 0);
     if (rc < 0) die("mapping", rc, op.start);
     if (static_cast<uint64_t>(rc) != op.start) die("mapping placement", -14, op.start);
+    // Staged mappings got their advice in the launcher (it moves with the VMA).
+    if (op.kind != PW_OP_MOVE_STAGED) apply_advice(op);
   }
 
   // 4. mm fields: brk, arg/env ranges, auxv, exe file.

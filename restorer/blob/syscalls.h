@@ -18,7 +18,7 @@ inline long syscall6(long nr, long a, long b, long c, long d, long e, long f) {
   return ret;
 }
 
-constexpr long kWrite = 1, kMmap = 9, kMunmap = 11, kRtSigaction = 13, kMremap = 25,
+constexpr long kWrite = 1, kMmap = 9, kMunmap = 11, kRtSigaction = 13, kMremap = 25, kMadvise = 28,
                kPrctl = 157, kArchPrctl = 158, kSetTidAddress = 218, kExitGroup = 231,
                kSetRobustList = 273, kDup3 = 292, kRseq = 334, kCloseRange = 436;
 
@@ -35,6 +35,9 @@ inline long munmap(uint64_t addr, uint64_t len) {
 inline long mremap(uint64_t from, uint64_t len, uint64_t to, int flags) {
   return syscall6(kMremap, static_cast<long>(from), static_cast<long>(len), static_cast<long>(len),
                   flags, static_cast<long>(to), 0);
+}
+inline long madvise(uint64_t addr, uint64_t len, int advice) {
+  return syscall6(kMadvise, static_cast<long>(addr), static_cast<long>(len), advice, 0, 0, 0);
 }
 inline long rt_sigaction(int sig, const void* act) {
   return syscall6(kRtSigaction, sig, reinterpret_cast<long>(act), 0, 8, 0, 0);

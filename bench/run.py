@@ -1,0 +1,120 @@
+#!/usr/bin/python3
+"""Launch-time benchmark: cold start vs `prewarm restore`, and restore vs the copy floor.
+
+Everything is measured side by side in one run (runs interleaved), and reported as medians and
+ratios: these machines are shared and noisy, so absolute numbers move between runs, ratios less.
+Usage: bench/run.py [--build build] [--runs 11] [--json]
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PYTHON = "/usr/bin/python3"  # Debian's, where python3-sympy and python3-numpy are installed
+
+
+def time_to_answer(cmd, stdin_text, env=None):
+    """Seconds from spawn until the process prints a line starting with 'answer'."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env)
+    p.stdin.write(stdin_text.encode())
+    p.stdin.close()
+    for line in p.stdout:
+        if line.startswith(b"answer"):
+            elapsed = time.perf_counter() - t0
+            break
+    else:
+        p.wait()
+        raise RuntimeError("%s gave no answer: %s" % (cmd, p.stderr.read().decode()))
+    p.stdout.read()
+    if p.wait() != 0:
+        raise RuntimeError("%s exited with %d: %s" % (cmd, p.returncode, p.stderr.read().decode()))
+    return elapsed
+
+
+def snapshot(prewarm, cmd, images):
+    """Starts cmd, waits for its ready line, dumps it with --kill."""
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    line = p.stdout.readline()
+    if not line.startswith(b"ready"):
+        raise RuntimeError("%s did not become ready" % cmd)
+    r = subprocess.run([prewarm, "dump", "--pid", str(p.pid), "--images", images, "--kill"],
+                       capture_output=True, text=True)
+    p.wait()
+    if r.returncode != 0:
+        raise RuntimeError("dump failed: " + r.stderr)
+    return r.stderr.strip()
+
+
+def timed(cmd):
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
+    ap.add_argument("--runs", type=int, default=11)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    prewarm = os.path.join(args.build, "prewarmd", "prewarm")
+    anon64 = os.path.join(args.build, "bench", "bench_anon64")
+    floor = os.path.join(args.build, "bench", "bench_copy_floor")
+    calc = [PYTHON, os.path.join(HERE, "progs", "calc.py")]
+    work = tempfile.mkdtemp(prefix="prewarm-bench-")
+    try:
+        py_img, anon_img = os.path.join(work, "calc"), os.path.join(work, "anon64")
+        snapshot(prewarm, calc, py_img)
+        snapshot(prewarm, [anon64], anon_img)
+        pages = os.path.join(anon_img, "pages.img")
+        restore = lambda img: [prewarm, "restore", "--images", img]
+        # Warm the page cache and the binaries once.
+        time_to_answer(calc, "360\n")
+        time_to_answer(restore(py_img), "360\n")
+        time_to_answer(restore(anon_img), "x\n")
+        s = {k: [] for k in ("py_cold", "py_restore", "anon_restore", "anon_floor", "anon_cat")}
+        for _ in range(args.runs):
+            s["py_cold"].append(time_to_answer(calc, "360\n"))
+            s["py_restore"].append(time_to_answer(restore(py_img), "360\n"))
+            s["anon_restore"].append(time_to_answer(restore(anon_img), "x\n"))
+            out = subprocess.run([floor, pages], check=True, capture_output=True, text=True)
+            s["anon_floor"].append(float(out.stdout) / 1000)
+            s["anon_cat"].append(timed(["sh", "-c", "cat '%s' > /dev/null" % pages]))
+        med = {k: statistics.median(v) * 1000 for k, v in s.items()}
+        res = {
+            "runs": args.runs,
+            "median_ms": {k: round(v, 2) for k, v in med.items()},
+            "python_speedup": round(med["py_cold"] / med["py_restore"], 1),
+            "anon_restore_over_floor": round(med["anon_restore"] / med["anon_floor"], 2),
+            "image_bytes": {"calc": os.path.getsize(os.path.join(py_img, "pages.img")),
+                            "anon64": os.path.getsize(pages)},
+        }
+        if args.json:
+            print(json.dumps(res, indent=2))
+            return
+        m = res["median_ms"]
+        print("| measurement (median of %d, same run) | time |" % args.runs)
+        print("|---|---|")
+        print("| python3 + sympy + numpy, cold start to first answer | %.1f ms |" % m["py_cold"])
+        print("| same app, `prewarm restore` to first answer | %.1f ms (%.1fx faster) |"
+              % (m["py_restore"], res["python_speedup"]))
+        print("| 64 MiB anonymous app, `prewarm restore` to first answer | %.1f ms |" % m["anon_restore"])
+        print("| copy floor: preadv of its pages.img into fresh anonymous memory | %.1f ms "
+              "(restore = %.2fx floor) |" % (m["anon_floor"], res["anon_restore_over_floor"]))
+        print("| `cat pages.img > /dev/null` (page cache) | %.1f ms |" % m["anon_cat"])
+        print("| image sizes (pages.img) | calc %.1f MiB, anon64 %.1f MiB |"
+              % (res["image_bytes"]["calc"] / 2**20, res["image_bytes"]["anon64"] / 2**20))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
