@@ -1,6 +1,7 @@
 // The launcher: everything that can fail happens here, before the point of no return.
 #include "restorer/restore.h"
 
+#include <fcntl.h>
 #include <linux/capability.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -123,9 +124,24 @@ class PhaseClock {
   double last_;
 };
 
+// The close ranges with one fd number taken out.
+std::vector<PwRange> punch_fd(const std::vector<PwRange>& ranges, int fd) {
+  const uint64_t f = static_cast<uint64_t>(fd);
+  std::vector<PwRange> out;
+  for (const auto& r : ranges) {
+    if (f < r.start || f >= r.start + r.len) {
+      out.push_back(r);
+      continue;
+    }
+    if (f > r.start) out.push_back({r.start, f - r.start});
+    if (f + 1 < r.start + r.len) out.push_back({f + 1, r.start + r.len - f - 1});
+  }
+  return out;
+}
+
 }  // namespace
 
-Error restore_in_place(const std::string& dir) {
+Error restore_in_place(const std::string& dir, const RestoreOptions& options) {
   PhaseClock clock;
   // 1. Parse the image and check its structure (no page contents yet).
   auto img = load_image(dir);
@@ -144,6 +160,19 @@ Error restore_in_place(const std::string& dir) {
 
   auto app_files = open_app_files(snap);
   if (!app_files) return app_files.error();
+
+  // The readiness socket sits above every fd the app uses, and the blob must not close it early.
+  UniqueFd notify;
+  if (options.notify_fd >= 0) {
+    if (options.notify_message.empty() || options.notify_message.size() > 4096)
+      return data_error("invalid readiness message");
+    int base = 3;
+    for (const auto& mv : app_files->moves) base = std::max({base, mv.from + 1, mv.to + 1});
+    int high = ::fcntl(options.notify_fd, F_DUPFD_CLOEXEC, base);
+    if (high < 0) return errno_error("duplicate the readiness socket");
+    notify = UniqueFd(high);
+    app_files->close = punch_fd(app_files->close, high);
+  }
 
   clock.mark("check/open");
   // 4. The frame rt_sigreturn will resume the app from; it must land in a writable mapping.
@@ -172,6 +201,7 @@ Error restore_in_place(const std::string& dir) {
   const uint64_t blob_len = page_up(blob.size());
   uint64_t plan_estimate = sizeof(PwPlan) + 64 * 8 + 16 * sizeof(PwMove) + 16 * sizeof(PwRange) +
                            snap.mappings_size() * sizeof(PwVmaOp) + snap.mm().auxv().size() +
+                           options.notify_message.size() + 64 +
                            frame->bytes.size();
   const uint64_t plan_len = page_up(plan_estimate) + kBlobStack;
   uint64_t cursor = blob_len + plan_len + vdso_span;
@@ -284,6 +314,7 @@ Error restore_in_place(const std::string& dir) {
   uint64_t frame_off = pb.append(frame->bytes.data(), frame->bytes.size());
   uint64_t fd_moves_off = pb.append(app_files->moves.data(), app_files->moves.size());
   uint64_t fd_close_off = pb.append(app_files->close.data(), app_files->close.size());
+  uint64_t notify_off = pb.append(options.notify_message.data(), options.notify_message.size());
   if (pb.buf.size() > plan_len - kBlobStack) return data_error("internal: plan larger than estimated");
 
   PwPlan& p = pb.plan();
@@ -334,6 +365,9 @@ Error restore_in_place(const std::string& dir) {
   p.frame_len = frame->bytes.size();
   p.frame_dest = frame->dest;
   p.final_sp = frame->final_sp;
+  p.notify_fd = notify.get();
+  p.notify_len = static_cast<uint32_t>(options.notify_message.size());
+  p.notify_off = notify_off;
 
   // 8. cwd, umask, rlimits, personality: applied to this process now, undone on failure.
   auto task_guard = apply_task_state(snap.task());
@@ -358,6 +392,7 @@ Error restore_in_place(const std::string& dir) {
   for (auto& fd : app_files->fds) (void)fd.release();
   (void)files->exe.release();
   (void)img->pages.release();
+  (void)notify.release();
   jump_to_blob(H, plan_addr, plan_addr + plan_len);
 }
 

@@ -7,8 +7,15 @@
 
 namespace prewarm {
 
+struct RestoreOptions {
+  // A connected datagram socket that receives `notify_message` once the app is in place (the
+  // restored app's READY=1); -1 for none. Ownership stays with the caller on failure.
+  int notify_fd = -1;
+  std::string notify_message;
+};
+
 // Validates and stages everything, then hands over to the restorer blob. Returns only on a
 // failure before the point of no return; the process is then unchanged except for memory.
-Error restore_in_place(const std::string& images_dir);
+Error restore_in_place(const std::string& images_dir, const RestoreOptions& options = {});
 
 }  // namespace prewarm

@@ -25,7 +25,7 @@
 #endif
 
 #define PW_PLAN_MAGIC 0x6e6c706d72777270ull /* "prwrmpln" */
-#define PW_PLAN_VERSION 1u
+#define PW_PLAN_VERSION 2u
 #define PW_RESTORER_EXIT_CODE 125 /* the blob failed past the point of no return */
 
 enum PwOpKind : uint32_t {
@@ -132,6 +132,13 @@ struct PwPlan {
   uint64_t frame_len;
   uint64_t frame_dest;  // where the blob copies it (on the app's stack)
   uint64_t final_sp;    // frame_dest + 8: rt_sigreturn reads its frame at rsp - 8
+
+  // A datagram socket, already connected, that gets notify_len bytes at notify_off (sd_notify's
+  // "READY=1") once the app is in place, then is closed; -1 for none. Failure to send is not
+  // fatal: the app runs either way.
+  int32_t notify_fd;
+  uint32_t notify_len;
+  uint64_t notify_off;
 };
 
 #ifdef __cplusplus

@@ -177,7 +177,13 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
     if (rc < 0) die("close_range", rc, closes[i].start);
   }
 
-  // 9. The frame rt_sigreturn restores registers, FPU/AVX state and the signal mask from.
+  // 9. The app is in place: tell whoever waits for readiness (prewarmd, and through it systemd).
+  if (plan->notify_fd >= 0) {
+    (void)pw_sys::write(plan->notify_fd, at<const char>(plan, plan->notify_off), plan->notify_len);
+    (void)pw_sys::close_range(static_cast<unsigned>(plan->notify_fd), static_cast<unsigned>(plan->notify_fd));
+  }
+
+  // 10. The frame rt_sigreturn restores registers, FPU/AVX state and the signal mask from.
   copy_bytes(reinterpret_cast<char*>(plan->frame_dest), at<const char>(plan, plan->frame_off),
              plan->frame_len);
   finish(plan->final_sp, plan->self_start, plan->self_len);

@@ -1,0 +1,97 @@
+// The dump driver: each step named, the process frozen for as short as possible.
+#include "prewarmd/dump_flow.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <optional>
+
+#include "policy/support.h"
+
+namespace prewarm {
+namespace {
+
+std::optional<pb::Mapping::Kind> kind_for(policy::MappingClass c) {
+  switch (c) {
+    case policy::MappingClass::kAnon: return pb::Mapping::ANON;
+    case policy::MappingClass::kFile: return pb::Mapping::FILE;
+    case policy::MappingClass::kSharedAnon: return pb::Mapping::SHARED_ANON;
+    case policy::MappingClass::kVdso: return pb::Mapping::VDSO;
+    case policy::MappingClass::kVvar: return pb::Mapping::VVAR;
+    case policy::MappingClass::kVvarVclock: return pb::Mapping::VVAR_VCLOCK;
+    case policy::MappingClass::kSkip:
+    case policy::MappingClass::kRefuse: break;
+  }
+  return std::nullopt;
+}
+
+double ms_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
+DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill) {
+  DumpOutcome out;
+  const auto t0 = std::chrono::steady_clock::now();
+  // 1. Freeze: from here until detach the process runs no instruction.
+  auto frozen = FrozenProcess::seize(pid);
+  if (!frozen) {
+    out.message = "cannot freeze pid " + std::to_string(pid) + ": " + frozen.error().describe() +
+                  " (is it running, and may this user ptrace it?)";
+    return out;
+  }
+  const auto frozen_at = std::chrono::steady_clock::now();
+  // 2. /proc and register state.
+  auto state = collect_state(*frozen);
+  if (!state) {
+    out.message = "pid " + std::to_string(pid) + ": " + state.error().describe();
+    return out;
+  }
+  // 3. Policy: every offender is reported at once, and the process is left running.
+  std::vector<policy::Offender> offenders = policy::check_threads(state->threads);
+  std::vector<std::optional<pb::Mapping::Kind>> kinds;
+  for (size_t i = 0; i < state->vmas.size(); ++i) {
+    const Vma& v = state->vmas[i];
+    const auto& f = state->vma_files[i];
+    auto d = policy::classify_mapping(v, f.exists && S_ISREG(f.st.st_mode));
+    if (d.cls == policy::MappingClass::kRefuse)
+      offenders.push_back({v.start, v.end, v.name, v.vm_flags_text(), d.reason});
+    kinds.push_back(kind_for(d.cls));
+  }
+  std::vector<pb::OpenFile> files;
+  for (const auto& fd : state->fds) {
+    auto d = policy::classify_fd(fd.fd, fd.target, fd.stat_ok ? fd.st.st_mode : 0);
+    if (d.cls == policy::FdClass::kRefuse)
+      offenders.push_back({0, 0, "fd " + std::to_string(fd.fd) + " -> " + fd.target, {}, d.reason});
+    else if (d.cls != policy::FdClass::kStdio)
+      files.push_back(open_file_record(fd, d.cls == policy::FdClass::kDirectory,
+                                       d.cls == policy::FdClass::kCharDevice));
+  }
+  if (!offenders.empty()) {
+    out.status = DumpOutcome::kUnsupported;
+    for (const auto& o : offenders) out.offenders.push_back(policy::format_offender(o));
+    out.freeze_ms = ms_since(frozen_at);
+    out.total_ms = ms_since(t0);
+    return out;  // FrozenProcess detaches on destruction
+  }
+  // 4. Pages and manifest, published atomically.
+  auto stats = write_image(*state, kinds, files, dir);
+  if (!stats) {
+    out.message = "pid " + std::to_string(pid) + ": " + stats.error().describe();
+    return out;
+  }
+  out.stats = *stats;
+  // 5. Let the process go on, or end it.
+  if (kill) {
+    frozen->kill();
+  } else if (auto d = frozen->detach(); !d) {
+    out.message = "warning: " + d.error().describe();
+  }
+  out.status = DumpOutcome::kOk;
+  out.freeze_ms = ms_since(frozen_at);
+  out.total_ms = ms_since(t0);
+  return out;
+}
+
+}  // namespace prewarm

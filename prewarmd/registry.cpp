@@ -1,0 +1,127 @@
+#include "prewarmd/registry.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "snapshot/unique_fd.h"
+
+namespace prewarm {
+namespace {
+
+using nlohmann::json;
+constexpr int kRegistryVersion = 1;
+
+std::string dirname_of(const std::string& p) {
+  auto s = p.rfind('/');
+  return s == std::string::npos ? "." : (s == 0 ? "/" : p.substr(0, s));
+}
+
+}  // namespace
+
+bool valid_app_name(const std::string& name) {
+  if (name.empty() || name.size() > 64 || name[0] == '.' || name[0] == '-') return false;
+  for (char c : name)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) return false;
+  return true;
+}
+
+json to_json(const AppConfig& c) {
+  return {{"name", c.name}, {"uid", c.uid}, {"gid", c.gid}, {"argv", c.argv},
+          {"cwd", c.cwd},   {"ready", policy::to_string(c.ready)}, {"watch", c.watch}};
+}
+
+json to_json(const LaunchRecord& r) {
+  return {{"time_ms", r.time_ms}, {"mode", r.mode}, {"fallback", r.fallback},
+          {"ready_ms", r.ready_ms}, {"pid", r.pid}};
+}
+
+Result<void> write_file_atomic(const std::string& path, const std::string& text, mode_t mode) {
+  std::string tmp = path + ".tmp";
+  {
+    PW_ASSIGN(auto fd, open_fd(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode));
+    PW_TRY(write_all(fd.get(), text.data(), text.size()));
+    if (::fsync(fd.get()) != 0) return errno_error("fsync " + tmp);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    return make_error(e, "rename " + tmp + " to " + path);
+  }
+  PW_ASSIGN(auto dir, open_fd(dirname_of(path), O_RDONLY | O_DIRECTORY));
+  ::fsync(dir.get());
+  return ok();
+}
+
+Result<void> Registry::load(const std::string& path) {
+  auto text = read_file(path);
+  if (!text) {
+    if (text.error().code == ENOENT) return ok();
+    return text.error();
+  }
+  json j = json::parse(*text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return data_error(path + " is not valid JSON");
+  if (j.value("version", 0) != kRegistryVersion)
+    return data_error(path + " has an unknown version (this prewarmd reads version " +
+                      std::to_string(kRegistryVersion) + ")");
+  try {
+    for (const auto& [name, a] : j.at("apps").items()) {
+      App app;
+      const auto& c = a.at("config");
+      app.config.name = name;
+      app.config.uid = c.at("uid").get<uid_t>();
+      app.config.gid = c.at("gid").get<gid_t>();
+      app.config.argv = c.at("argv").get<std::vector<std::string>>();
+      app.config.cwd = c.at("cwd").get<std::string>();
+      auto mode = policy::parse_ready_mode(c.at("ready").get<std::string>());
+      if (!mode || app.config.argv.empty() || !valid_app_name(name))
+        return data_error(path + ": app " + name + " has an invalid configuration");
+      app.config.ready = *mode;
+      app.config.watch = c.value("watch", std::vector<std::string>{});
+      const auto& s = a.at("status");
+      app.status.state = s.value("state", "none");
+      app.status.reason = s.value("reason", "");
+      app.status.cold = s.value("cold", 0ull);
+      app.status.restored = s.value("restored", 0ull);
+      app.status.fallbacks = s.value("fallbacks", 0ull);
+      app.status.captures = s.value("captures", 0ull);
+      app.status.capture_failures = s.value("capture_failures", 0ull);
+      for (const auto& r : s.value("recent", json::array())) {
+        LaunchRecord lr;
+        lr.time_ms = r.value("time_ms", 0ll);
+        lr.mode = r.value("mode", "");
+        lr.fallback = r.value("fallback", "");
+        lr.ready_ms = r.value("ready_ms", -1.0);
+        lr.pid = r.value("pid", 0);
+        app.status.recent.push_back(lr);
+      }
+      apps.emplace(name, std::move(app));
+    }
+  } catch (const json::exception& e) {
+    return data_error(path + ": " + e.what());
+  }
+  return ok();
+}
+
+Result<void> Registry::save(const std::string& path) const {
+  json japps = json::object();
+  for (const auto& [name, a] : apps) {
+    json recent = json::array();
+    for (const auto& r : a.status.recent) recent.push_back(to_json(r));
+    japps[name] = {{"config", to_json(a.config)},
+                   {"status",
+                    {{"state", a.status.state},
+                     {"reason", a.status.reason},
+                     {"cold", a.status.cold},
+                     {"restored", a.status.restored},
+                     {"fallbacks", a.status.fallbacks},
+                     {"captures", a.status.captures},
+                     {"capture_failures", a.status.capture_failures},
+                     {"recent", recent}}}};
+  }
+  json j = {{"version", kRegistryVersion}, {"apps", japps}};
+  return write_file_atomic(path, j.dump(1), 0600);
+}
+
+}  // namespace prewarm
