@@ -322,7 +322,9 @@ Error restore_in_place(const std::string& dir, const RestoreOptions& options) {
   p.version = PW_PLAN_VERSION;
   p.size = static_cast<uint32_t>(pb.buf.size());
   p.self_start = plan_addr;
-  p.self_len = plan_len;
+  // Everything of the hole after the blob's code: plan, stack, the emptied hop slot and the
+  // padding between staged mappings, so only the code page remains in the app.
+  p.self_len = H + hole_len - plan_addr;
   p.moves_off = moves_off;
   p.moves_count = static_cast<uint32_t>(moves.size());
   p.unmap_off = unmap_off;

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <vector>
 
+#include <utility>
+
 #include "snapshot/result.h"
 #include "snapshot/snapshot.pb.h"
 #include "snapshot/unique_fd.h"
@@ -16,7 +18,13 @@ namespace prewarm {
 class TaskStateGuard {
  public:
   TaskStateGuard() = default;
-  TaskStateGuard(TaskStateGuard&&) = default;
+  TaskStateGuard(TaskStateGuard&& o) noexcept
+      : active_(std::exchange(o.active_, false)),
+        old_cwd_(std::move(o.old_cwd_)),
+        old_umask_(o.old_umask_),
+        old_personality_(o.old_personality_),
+        old_limits_(std::move(o.old_limits_)) {}
+  TaskStateGuard& operator=(TaskStateGuard&&) = delete;
   ~TaskStateGuard();  // reverts unless commit()
   void commit() { active_ = false; }
 

@@ -8,10 +8,10 @@
 //   [vvar][vvar_vclock][vdso] . moved to the hop slot, then to the snapshot's addresses
 //   hole: +------------------+
 //         | blob code (r-x)  |  stays mapped after restore (the one documented leftover page)
-//         | plan + stack (rw)|  unmapped by the blob's last two syscalls
-//         | vdso hop slot    |  empty by the time the blob ends
-//         | staged mappings  |  anon/CoW contents, read and verified by the launcher; mremapped
-//         +------------------+  to their snapshot addresses, so the hole ends up empty
+//         | plan + stack (rw)|  -+ unmapped by the blob's last two syscalls (self_start/len):
+//         | vdso hop slot    |   | staged mappings (anon/CoW contents, read and verified by the
+//         | staged mappings  |  -+ launcher) were mremapped out, the rest is reservation
+//         +------------------+
 //   snapshot mappings ......... file mappings mmapped from fds the launcher opened; staged
 //                               ones moved in; anonymous mappings without data mapped fresh
 #pragma once
