@@ -164,10 +164,17 @@ Result<void> collect_task_state(FrozenProcess& proc, int mem_fd, ProcessState& s
   t.set_umask(s.status.umask);
   PW_ASSIGN(uint32_t pers, read_personality(pid));
   t.set_personality(pers);
+  std::vector<rlimit> from_proc;  // read only if prlimit is refused
   for (int res = 0; res < RLIM_NLIMITS; ++res) {
     rlimit lim{};
-    if (::prlimit(pid, static_cast<__rlimit_resource>(res), nullptr, &lim) != 0)
-      return errno_error("prlimit");
+    if (::prlimit(pid, static_cast<__rlimit_resource>(res), nullptr, &lim) != 0) {
+      // Another user's process without CAP_SYS_RESOURCE: /proc/PID/limits says the same.
+      if (errno != EPERM) return errno_error("prlimit");
+      if (from_proc.empty()) {
+        PW_ASSIGN(from_proc, read_limits(pid));
+      }
+      lim = from_proc.at(static_cast<size_t>(res));
+    }
     auto* r = t.add_rlimits();
     r->set_resource(static_cast<uint32_t>(res));
     r->set_cur(lim.rlim_cur);

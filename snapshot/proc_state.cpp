@@ -22,6 +22,15 @@ bool hex64(std::string_view s, uint64_t& out) {
   return ec == std::errc() && p == s.data() + s.size();
 }
 
+// The whole of `s` (after leading blanks, up to a trailing newline) as a number in `base`.
+template <typename T>
+bool number(std::string_view s, T& out, int base = 10) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.remove_suffix(1);
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out, base);
+  return ec == std::errc() && p == s.data() + s.size() && !s.empty();
+}
+
 }  // namespace
 
 Result<MmLayout> parse_stat_mm(const std::string& text) {
@@ -33,7 +42,12 @@ Result<MmLayout> parse_stat_mm(const std::string& text) {
   std::string tok;
   while (in >> tok) f.push_back(tok);
   if (f.size() < 51) return data_error("stat: only " + std::to_string(f.size()) + " fields");
-  auto field = [&](int n) { return std::stoull(f[n - 1]); };
+  bool good = true;
+  auto field = [&](int n) {
+    uint64_t v = 0;
+    good &= number(f[n - 1], v);
+    return v;
+  };
   MmLayout m;
   m.start_code = field(26);
   m.end_code = field(27);
@@ -45,6 +59,7 @@ Result<MmLayout> parse_stat_mm(const std::string& text) {
   m.arg_end = field(49);
   m.env_start = field(50);
   m.env_end = field(51);
+  if (!good) return data_error("stat: a memory layout field is not a number");
   return m;
 }
 
@@ -60,9 +75,9 @@ Result<ProcStatus> parse_status(const std::string& text) {
     std::string val = line.substr(colon + 1);
     val.erase(0, val.find_first_not_of(" \t"));
     if (key == "Name") s.name = val;
-    else if (key == "Threads") s.threads = std::stoi(val);
-    else if (key == "Uid") s.uid = static_cast<uid_t>(std::stoul(val));
-    else if (key == "Umask") s.umask = static_cast<uint32_t>(std::stoul(val, nullptr, 8));
+    else if (key == "Threads") ok_mask &= number(val, s.threads);
+    else if (key == "Uid") ok_mask &= number(std::string_view(val).substr(0, val.find_first_of(" \t")), s.uid);
+    else if (key == "Umask") ok_mask &= number(val, s.umask, 8);
     else if (key == "SigBlk") ok_mask &= hex64(val, s.sig_blocked);
     else if (key == "SigIgn") ok_mask &= hex64(val, s.sig_ignored);
     else if (key == "SigCgt") ok_mask &= hex64(val, s.sig_caught);
@@ -99,7 +114,9 @@ Result<std::string> read_cwd(pid_t pid) { return read_link(proc_file(pid, "cwd")
 
 Result<uint32_t> read_personality(pid_t pid) {
   PW_ASSIGN(std::string t, read_file(proc_file(pid, "personality")));
-  return static_cast<uint32_t>(std::stoul(t, nullptr, 16));
+  uint32_t v = 0;
+  if (!number(t, v, 16)) return data_error("personality: not a hex number");
+  return v;
 }
 
 int count_threads(pid_t pid) {
@@ -111,6 +128,38 @@ int count_threads(pid_t pid) {
     if (e->d_name[0] != '.') ++n;
   ::closedir(d);
   return n;
+}
+
+}  // namespace prewarm
+
+namespace prewarm {
+
+Result<std::vector<rlimit>> parse_limits(const std::string& text) {
+  // printf("%-25s %-20s %-20s %-10s\n") per line, resources in RLIMIT_* order after a header.
+  std::vector<rlimit> out;
+  std::istringstream in(text);
+  std::string line;
+  std::getline(in, line);
+  auto value = [](std::string_view v, rlim_t& out) {
+    while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
+    if (v == "unlimited") return out = RLIM_INFINITY, true;
+    return number(v, out);
+  };
+  while (std::getline(in, line) && out.size() < RLIM_NLIMITS) {
+    if (line.size() < 67) return data_error("limits: short line");
+    rlimit r{};
+    if (!value(std::string_view(line).substr(26, 20), r.rlim_cur) ||
+        !value(std::string_view(line).substr(47, 20), r.rlim_max))
+      return data_error("limits: unexpected value in: " + line);
+    out.push_back(r);
+  }
+  if (out.size() != RLIM_NLIMITS) return data_error("limits: " + std::to_string(out.size()) + " resources");
+  return out;
+}
+
+Result<std::vector<rlimit>> read_limits(pid_t pid) {
+  PW_ASSIGN(std::string t, read_file(proc_file(pid, "limits")));
+  return parse_limits(t);
 }
 
 }  // namespace prewarm

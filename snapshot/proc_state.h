@@ -1,10 +1,12 @@
 // Per-process facts from /proc/PID/{stat,status,auxv,exe}: mm layout, signal masks, threads.
 #pragma once
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "snapshot/result.h"
 
@@ -34,6 +36,10 @@ Result<std::string> read_auxv(pid_t pid);
 Result<std::string> read_exe_path(pid_t pid);
 Result<std::string> read_cwd(pid_t pid);
 Result<uint32_t> read_personality(pid_t pid);
-int count_threads(pid_t pid);  // -errno on failure
+int count_threads(pid_t pid);
+
+// /proc/PID/limits: soft and hard limit of every resource, in RLIMIT_* order.
+Result<std::vector<rlimit>> parse_limits(const std::string& text);
+Result<std::vector<rlimit>> read_limits(pid_t pid);  // -errno on failure
 
 }  // namespace prewarm
