@@ -14,7 +14,7 @@ bool per_launch(std::string_view var) {
   static constexpr std::string_view kExact[] = {
       "INVOCATION_ID", "NOTIFY_SOCKET", "JOURNAL_STREAM", "SYSTEMD_EXEC_PID", "MAINPID",
       "MANAGERPID",    "WATCHDOG_PID",  "WATCHDOG_USEC",  "TRIGGER_UNIT",     "MONITOR_SERVICE_RESULT",
-      "OLDPWD",        "_"};
+      "OLDPWD",        "PWD",           "_"};
   static constexpr std::string_view kPrefix[] = {"LISTEN_", "PREWARM_", "TRIGGER_", "MONITOR_"};
   std::string_view name = var.substr(0, var.find('='));
   for (auto e : kExact)
@@ -72,6 +72,7 @@ std::string stdio_kind(uint32_t st_mode, bool is_tty) {
 std::string snapshot_key(const LaunchContext& ctx, std::vector<FileRecord> files) {
   KeyHasher h;
   h.field("prewarm-key-v1");
+  h.field(ctx.app);
   h.number(ctx.argv.size());
   for (const auto& a : ctx.argv) h.field(a);
   const auto env = launch_environment(ctx.env);

@@ -20,6 +20,7 @@ struct FileRecord {
 
 // Everything about a launch, other than files, that the restored app would otherwise get wrong.
 struct LaunchContext {
+  std::string app;  // two registrations of one command never share an image
   std::vector<std::string> argv;
   std::vector<std::string> env;  // as launched; launch_environment() picks what counts
   std::string cwd;
@@ -30,8 +31,9 @@ struct LaunchContext {
   uint32_t xsave_size = 0;
 };
 
-// The environment without per-launch variables (INVOCATION_ID, NOTIFY_SOCKET, LISTEN_*, ...),
-// sorted: two launches that differ only in those restore the same snapshot.
+// The environment without per-launch variables (INVOCATION_ID, NOTIFY_SOCKET, LISTEN_*, ...)
+// and the launching shell's PWD/OLDPWD (the app runs in its registered directory, and a cold
+// start sets PWD to it), sorted: launches that differ only in those share a snapshot.
 std::vector<std::string> launch_environment(const std::vector<std::string>& env);
 
 // "tty", "pipe", "socket", "file", "chardev", "dir" or "closed", from st_mode (0: not open).

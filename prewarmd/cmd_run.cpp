@@ -103,6 +103,7 @@ bool plan_from_registry(const std::string& name, LaunchPlan& p) {
     std::fprintf(stderr, "prewarm run %s: cannot enter the app's directory %s: %s\n", name.c_str(), p.cwd.c_str(), std::strerror(errno));
     std::exit(kExitError);
   }
+  ::setenv("PWD", p.cwd.c_str(), 1);
   // Readiness goes through prewarmd (which forwards it to systemd); without it, straight to systemd.
   if (p.have_daemon && !p.notify_socket.empty()) ::setenv("NOTIFY_SOCKET", p.notify_socket.c_str(), 1);
   else if (saved_notify) ::setenv("NOTIFY_SOCKET", saved_notify, 1);

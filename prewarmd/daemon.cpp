@@ -70,6 +70,7 @@ std::string socket_path(int fd) {
 
 policy::LaunchContext launch_context(const App& app, const json& req) {
   policy::LaunchContext ctx;
+  ctx.app = app.config.name;
   ctx.argv = app.config.argv;
   ctx.env = req.value("env", std::vector<std::string>{});
   ctx.cwd = app.config.cwd;
