@@ -1,0 +1,138 @@
+// The engine through the real CLI: dump, restore in place, refusal of what cannot be restored,
+// --kill, and restore failures that must stay on the launcher's side of the point of no return.
+#include <sys/stat.h>
+
+#include <fstream>
+#include <stdexcept>
+
+#include "harness.h"
+
+namespace prewarm::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Engine : public DumpTest {};
+
+// Starts the pattern program and returns it with its ready line's fields (token, sum, pid).
+std::pair<Child, std::map<std::string, std::string>> start_pattern() {
+  Child c = Child::spawn({PROG_pattern});
+  auto ready = c.read_line();
+  if (!ready || !wait_blocked_in_stdin_read(c.pid()))
+    throw std::runtime_error("pattern did not get ready: " + c.leftovers());
+  return {std::move(c), fields(*ready)};
+}
+
+bool traced(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.starts_with("TracerPid:")) return std::stoi(line.substr(10)) != 0;
+  return false;
+}
+
+TEST_F(Engine, PatternSurvivesRoundTrip) {
+  TempDir dir;
+  auto [orig, ready] = start_pattern();
+  const auto before = layout(orig.pid());
+  auto dump = prewarm({"dump", "--pid", std::to_string(orig.pid()), "--images", dir / "img"});
+  ASSERT_EQ(dump.code, 0) << dump.err;
+  EXPECT_TRUE(fs::exists(dir / "img/snapshot.pb") && fs::exists(dir / "img/pages.img"));
+
+  // The original goes on with its own input.
+  orig.write("original\n");
+  auto line = orig.read_line();
+  ASSERT_TRUE(line) << orig.leftovers();
+  EXPECT_EQ(*line, "token=" + ready["token"] + " sum=" + ready["sum"] + " pid=" + ready["pid"] +
+                       " input=original");
+  EXPECT_EQ(orig.wait(), 0);
+
+  // The restored one has the same memory, the launcher's pid, and the launcher's stdin.
+  Child restored = restore(dir / "img");
+  ASSERT_TRUE(wait_blocked_in_stdin_read(restored.pid())) << restored.leftovers();
+  const auto diff = layout_diff(before, layout(restored.pid()));
+  EXPECT_TRUE(diff.empty()) << "mappings or fds differ after restore:\n" << diff;
+  restored.write("restored\n");
+  line = restored.read_line();
+  ASSERT_TRUE(line) << restored.leftovers();
+  EXPECT_EQ(*line, "token=" + ready["token"] + " sum=" + ready["sum"] +
+                       " pid=" + std::to_string(restored.pid()) + " input=restored");
+  EXPECT_NE(std::to_string(restored.pid()), ready["pid"]);
+  EXPECT_EQ(restored.wait(), 0);
+}
+
+TEST_F(Engine, DumpedProcessKeepsRunning) {
+  TempDir dir;
+  auto [orig, ready] = start_pattern();
+  // Dumping twice also shows the first dump let go of the process.
+  for (const char* img : {"img1", "img2"}) {
+    auto dump = prewarm({"dump", "--pid", std::to_string(orig.pid()), "--images", dir / img});
+    ASSERT_EQ(dump.code, 0) << dump.err;
+    EXPECT_FALSE(traced(orig.pid()));
+  }
+  orig.write("still-here\n");
+  auto line = orig.read_line();
+  ASSERT_TRUE(line) << orig.leftovers();
+  EXPECT_EQ(fields(*line)["sum"], ready["sum"]);
+  EXPECT_EQ(fields(*line)["input"], "still-here");
+  EXPECT_EQ(orig.wait(), 0);
+}
+
+TEST_F(Engine, MultiThreadedProcessIsRefused) {
+  TempDir dir;
+  Child c = Child::spawn({PROG_threads});
+  ASSERT_TRUE(c.read_line()) << c.leftovers();
+  auto dump = prewarm({"dump", "--pid", std::to_string(c.pid()), "--images", dir / "img"});
+  EXPECT_EQ(dump.code, 3) << dump.err;
+  EXPECT_NE(dump.err.find("2 threads"), std::string::npos) << dump.err;
+  EXPECT_FALSE(fs::exists(dir / "img"));
+  // Refused, and untouched: the process still answers.
+  c.write("after refusal\n");
+  EXPECT_EQ(c.read_line(), "input=after refusal");
+  EXPECT_EQ(c.wait(), 0);
+}
+
+TEST_F(Engine, DumpKillEndsTheProcess) {
+  TempDir dir;
+  auto [orig, ready] = start_pattern();
+  auto dump = prewarm({"dump", "--pid", std::to_string(orig.pid()), "--images", dir / "img", "--kill"});
+  ASSERT_EQ(dump.code, 0) << dump.err;
+  EXPECT_EQ(orig.wait(5s), 128 + SIGKILL);
+
+  Child restored = restore(dir / "img");
+  restored.write("after kill\n");
+  auto line = restored.read_line();
+  ASSERT_TRUE(line) << restored.leftovers();
+  EXPECT_EQ(fields(*line)["sum"], ready["sum"]);
+  EXPECT_EQ(restored.wait(), 0);
+}
+
+TEST_F(Engine, RestoreOfMissingImageFails) {
+  TempDir dir;
+  auto r = run({PREWARM_BIN, "restore", "--images", dir / "nothing-here"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("nothing-here"), std::string::npos) << r.err;
+}
+
+TEST_F(Engine, RestoreOfGarbageImageFails) {
+  TempDir dir;
+  fs::create_directory(dir / "img");
+  std::ofstream(dir / "img/snapshot.pb") << "this is not a protobuf message\x01\x02\xff";
+  std::ofstream(dir / "img/pages.img") << std::string(4096, 'x');
+  auto r = run({PREWARM_BIN, "restore", "--images", dir / "img"}, "input\n");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find((dir / "img").string()), std::string::npos) << r.err;
+}
+
+TEST_F(Engine, RestoreOfTruncatedPagesFails) {
+  TempDir dir;
+  auto [orig, ready] = start_pattern();
+  auto dump = prewarm({"dump", "--pid", std::to_string(orig.pid()), "--images", dir / "img"});
+  ASSERT_EQ(dump.code, 0) << dump.err;
+  fs::resize_file(dir / "img/pages.img", fs::file_size(dir / "img/pages.img") / 2);
+  auto r = run({PREWARM_BIN, "restore", "--images", dir / "img"}, "input\n");
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find((dir / "img").string()), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace prewarm::test

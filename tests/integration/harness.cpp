@@ -1,0 +1,272 @@
+// The process helpers behind the integration tests (see harness.h).
+#include "harness.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace prewarm::test {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A child that died must not take the test down with SIGPIPE when it is written to.
+[[maybe_unused]] const bool ignore_sigpipe = (signal(SIGPIPE, SIG_IGN), true);
+
+[[noreturn]] void fail(const std::string& what) {
+  throw std::runtime_error(what + ": " + std::strerror(errno));
+}
+
+std::pair<Fd, Fd> make_pipe() {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) fail("pipe2");
+  return {Fd(p[0]), Fd(p[1])};
+}
+
+int remaining_ms(Clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  return left.count() > 0 ? static_cast<int>(left.count()) : 0;
+}
+
+// Appends what fd has to buf, waiting at most until deadline; false on EOF, error or timeout.
+bool read_some(int fd, std::string& buf, Clock::time_point deadline) {
+  pollfd p{fd, POLLIN, 0};
+  if (poll(&p, 1, remaining_ms(deadline)) <= 0) return false;
+  char chunk[4096];
+  ssize_t n = read(fd, chunk, sizeof chunk);
+  if (n <= 0) return false;
+  buf.append(chunk, static_cast<size_t>(n));
+  return true;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+}  // namespace
+
+Fd& Fd::operator=(Fd&& o) noexcept {
+  if (this != &o) {
+    reset();
+    fd_ = std::exchange(o.fd_, -1);
+  }
+  return *this;
+}
+
+void Fd::reset() {
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
+
+Child Child::spawn(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  auto [in_r, in_w] = make_pipe();
+  auto [out_r, out_w] = make_pipe();
+  auto [err_r, err_w] = make_pipe();
+  Child c;
+  c.pid_ = fork();
+  if (c.pid_ < 0) fail("fork");
+  if (c.pid_ == 0) {
+    // Only async-signal-safe calls between fork and exec.
+    dup2(in_r.get(), 0);
+    dup2(out_w.get(), 1);
+    dup2(err_w.get(), 2);
+    close_range(3, ~0U, 0);  // the harness leaks fds (251, 63) that prewarm would rightly refuse
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGPIPE, &dfl, nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  c.in_ = std::move(in_w);
+  c.out_ = std::move(out_r);
+  c.err_ = std::move(err_r);
+  return c;
+}
+
+Child::Child(Child&& o) noexcept
+    : pid_(std::exchange(o.pid_, -1)),
+      reaped_(o.reaped_),
+      in_(std::move(o.in_)),
+      out_(std::move(o.out_)),
+      err_(std::move(o.err_)),
+      out_buf_(std::move(o.out_buf_)) {}
+
+Child::~Child() {
+  if (pid_ > 0 && !reaped_) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+void Child::write(std::string_view text) {
+  while (!text.empty()) {
+    ssize_t n = ::write(in_.get(), text.data(), text.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail("write to child stdin");
+    text.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+std::optional<std::string> Child::read_line(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    if (auto nl = out_buf_.find('\n'); nl != std::string::npos) {
+      std::string line = out_buf_.substr(0, nl);
+      out_buf_.erase(0, nl + 1);
+      return line;
+    }
+    if (!read_some(out_.get(), out_buf_, deadline)) return std::nullopt;
+  }
+}
+
+std::string Child::leftovers() {
+  std::string err;
+  const auto deadline = Clock::now() + 1s;
+  while (read_some(err_.get(), err, deadline)) {}
+  return "stdout: " + std::exchange(out_buf_, {}) + "\nstderr: " + err;
+}
+
+std::optional<int> Child::wait(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  int status = 0;
+  for (pid_t rc; (rc = waitpid(pid_, &status, WNOHANG)) <= 0;) {
+    if (rc < 0) fail("waitpid");
+    if (Clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(5ms);
+  }
+  reaped_ = true;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+RunResult Child::communicate(std::string_view input, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  write(input);
+  close_stdin();
+  // Read both pipes together so neither can fill up and stall the child.
+  RunResult r;
+  r.out = std::exchange(out_buf_, {});
+  bool out_open = true, err_open = true;
+  while ((out_open || err_open) && Clock::now() < deadline) {
+    pollfd p[2] = {{out_open ? out_.get() : -1, POLLIN, 0}, {err_open ? err_.get() : -1, POLLIN, 0}};
+    if (poll(p, 2, remaining_ms(deadline)) <= 0) break;
+    if (p[0].revents) out_open = read_some(out_.get(), r.out, deadline);
+    if (p[1].revents) err_open = read_some(err_.get(), r.err, deadline);
+  }
+  r.code = wait(std::chrono::milliseconds(remaining_ms(deadline))).value_or(-1);
+  return r;
+}
+
+RunResult run(const std::vector<std::string>& argv, std::string_view input,
+              std::chrono::milliseconds timeout) {
+  return Child::spawn(argv).communicate(input, timeout);
+}
+
+RunResult prewarm(const std::vector<std::string>& args) {
+  std::vector<std::string> argv{PREWARM_BIN};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run(argv, {}, 60s);
+}
+
+Child restore(const std::filesystem::path& images) {
+  return Child::spawn({PREWARM_BIN, "restore", "--images", images.string()});
+}
+
+bool wait_blocked_in_stdin_read(pid_t pid, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  const std::string path = "/proc/" + std::to_string(pid) + "/syscall";
+  do {
+    // "0 0x0 ..." is read(2) on fd 0; a running task shows "running".
+    if (read_text(path).starts_with("0 0x0 ")) return true;
+    std::this_thread::sleep_for(5ms);
+  } while (Clock::now() < deadline);
+  return false;
+}
+
+std::vector<std::string> layout(pid_t pid) {
+  const std::string proc = "/proc/" + std::to_string(pid);
+  std::vector<std::string> out;
+  std::istringstream maps(read_text(proc + "/maps"));
+  for (std::string line; std::getline(maps, line);) {
+    std::istringstream f(line);
+    std::string range, perms, offset, dev, inode, name;
+    f >> range >> perms >> offset >> dev >> inode;
+    std::getline(f >> std::ws, name);
+    out.push_back(range + " " + perms + " " + offset + " " + name);
+  }
+  std::vector<std::pair<int, std::string>> fds;
+  for (const auto& e : std::filesystem::directory_iterator(proc + "/fd")) {
+    int fd = std::stoi(e.path().filename().string());
+    if (fd > 2) fds.emplace_back(fd, std::filesystem::read_symlink(e.path()).string());
+  }
+  std::sort(fds.begin(), fds.end());
+  for (const auto& [fd, target] : fds) out.push_back("fd " + std::to_string(fd) + " -> " + target);
+  return out;
+}
+
+std::string layout_diff(const std::vector<std::string>& before, const std::vector<std::string>& after) {
+  std::string diff;
+  for (const auto& l : before)
+    if (std::find(after.begin(), after.end(), l) == after.end()) diff += "- " + l + "\n";
+  bool restorer_code_seen = false;
+  for (const auto& l : after) {
+    if (std::find(before.begin(), before.end(), l) != before.end()) continue;
+    // The restorer blob cannot unmap the code it runs: restorer/blob/plan_abi.h documents that
+    // one anonymous r-x mapping stays. Allow exactly one, of at most 64 KiB.
+    unsigned long start = 0, end = 0;
+    if (!restorer_code_seen && std::sscanf(l.c_str(), "%lx-%lx r-xp 00000000 ", &start, &end) == 2 &&
+        l.ends_with("r-xp 00000000 ") && end - start <= 64 * 1024) {
+      restorer_code_seen = true;
+      continue;
+    }
+    diff += "+ " + l + "\n";
+  }
+  return diff;
+}
+
+std::map<std::string, std::string> fields(std::string_view line) {
+  std::map<std::string, std::string> out;
+  std::istringstream words{std::string(line)};
+  for (std::string w; words >> w;) {
+    auto eq = w.find('=');
+    out[w.substr(0, eq)] = eq == std::string::npos ? "" : w.substr(eq + 1);
+  }
+  return out;
+}
+
+void DumpTest::SetUp() {
+  const std::string scope = read_text("/proc/sys/kernel/yama/ptrace_scope");
+  if (geteuid() != 0 && !scope.empty() && !scope.starts_with("0"))
+    GTEST_SKIP() << "needs root: kernel.yama.ptrace_scope=" << scope.substr(0, 1)
+                 << " lets prewarm dump trace only its own children";
+}
+
+TempDir::TempDir() {
+  char tmpl[] = "/tmp/prewarm-test.XXXXXX";
+  if (!mkdtemp(tmpl)) fail("mkdtemp");
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+}  // namespace prewarm::test

@@ -1,0 +1,20 @@
+/* A second thread: prewarm must refuse to snapshot (exit 3) and leave the process running. */
+#include <pthread.h>
+
+#include "prog.h"
+
+static void* idle(void* arg) {
+  (void)arg;
+  for (;;) pause();
+  return NULL;
+}
+
+int main(void) {
+  pthread_t t;
+  if (pthread_create(&t, NULL, idle, NULL) != 0) return 1;
+  say("ready pid=%d", getpid());
+  char line[256];
+  read_line(line, sizeof line);
+  say("input=%s", line);
+  return 0;
+}

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# prewarmd in the foreground (as on machines without systemd as PID 1) driven through the CLI:
+# cold launch and capture, restore, idle and delay readiness, a corrupted image (cold start and
+# quarantine), invalidation, persistence across a daemon restart, prewarmd down, and per-user
+# isolation of apps and images.
+# Usage: service.sh BIN_DIR SOURCE_DIR
+. "$(dirname "$0")/../lib/prelude.sh"
+BIN=$(realpath "$1")
+SRC=$(realpath "$2")
+[ "$(id -u)" -eq 0 ] || skip "needs root (runs apps as another user)"
+P=$BIN/prewarm
+export PREWARM_RUNTIME_DIR=$SCRATCH/run PREWARM_STATE_DIR=$SCRATCH/state
+chmod 755 "$SCRATCH"
+
+start_daemon() {
+  "$BIN/prewarmd" --runtime-dir "$PREWARM_RUNTIME_DIR" --state-dir "$PREWARM_STATE_DIR" >>"$SCRATCH/prewarmd.log" 2>&1 &
+  DAEMON=$!
+  wait_for 10 "$P" list >/dev/null 2>&1
+}
+stop_daemon() { kill "$DAEMON"; wait "$DAEMON" || true; }
+start_daemon
+cleanup 'kill $DAEMON 2>/dev/null'
+
+field() {  # field APP KEY: from `prewarm list --json`
+  "$P" list --json | python3 -c "import json,sys; a=[x for x in json.load(sys.stdin)['apps'] if x['name']=='$1']; print(a[0]['$2'] if a else 'missing')"
+}
+state_is() { [ "$(field "$1" state)" = "$2" ]; }
+last() {  # last APP KEY: of the newest launch in `prewarm stats --json`
+  "$P" stats "$1" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['apps'][0]['recent'][-1]['$2'])"
+}
+ready_known() { [ "$(last "$1" ready_ms)" != "-1.0" ] && [ "$(last "$1" ready_ms)" != "-1" ]; }
+# run_calc APP N: one launch that answers N on stdin; prints the answer line.
+run_calc() {
+  (sleep "${3:-1}"; echo "$2") | "$P" run "$1" 2>>"$SCRATCH/run.err" | grep '^answer'
+}
+
+step "register, launch cold, captured once ready (notify)"
+cd "$SRC/bench/progs"
+"$P" register calc --ready notify -- /usr/bin/python3 calc.py >/dev/null
+state_is calc none
+a=$(run_calc calc 360 1.5)
+case "$a" in *"factors={2: 3, 3: 2, 5: 1} sum=64620"*) ;; *) fail "cold answer: $a" ;; esac
+[ "$(last calc mode)" = cold ] || fail "first launch not cold"
+wait_for 30 state_is calc valid
+ready_known calc || fail "no time to ready for the cold launch"
+
+step "launch again: restored, with a new pid and the new input"
+a=$(run_calc calc 1001 0.5)
+case "$a" in *"factors={7: 1, 11: 1, 13: 1} sum=500500"*) ;; *) fail "restored answer: $a" ;; esac
+[ "$(last calc mode)" = restored ] || fail "second launch not restored"
+wait_for 10 ready_known calc
+
+step "the image belongs to the app's user and is private"
+img=$(ls -d "$PREWARM_STATE_DIR"/store/*)
+[ "$(stat -c %a "$PREWARM_STATE_DIR")" = 700 ] || fail "state dir not 0700"
+[ "$(stat -c %a "$img")" = 700 ] && [ "$(stat -c %a "$img/pages.img")" = 600 ] || fail "image not private"
+
+step "a launch with other stdio kinds does not use the snapshot taken with pipes"
+out=$( (sleep 1.5; echo 12) | "$P" run calc 2>/dev/null > "$SCRATCH/file-stdout"; cat "$SCRATCH/file-stdout" | grep '^answer')
+[ "$(last calc mode)" = cold ] || fail "stdout to a file restored a snapshot taken with a pipe"
+
+step "a corrupted image: the launch starts cold, the image is quarantined"
+wait_for 30 state_is calc valid
+for d in "$PREWARM_STATE_DIR"/store/*; do
+  printf 'garbage' | dd of="$d/pages.img" bs=1 seek=4096 conv=notrunc status=none
+done
+a=$(run_calc calc 360 1.5)
+case "$a" in *"sum=64620"*) ;; *) fail "answer after a corrupted image: $a" ;; esac
+[ "$(last calc mode)" = cold ] || fail "corrupted image was not refused"
+[ -n "$(last calc fallback)" ] || fail "no fallback reason recorded"
+grep -q "cannot restore the snapshot" "$SCRATCH/run.err" || fail "the launcher did not say why it started cold"
+[ -n "$(ls "$PREWARM_STATE_DIR/quarantine")" ] || fail "image not quarantined"
+
+step "invalidation: an edit of the app's script makes the snapshot stale before any launch"
+wait_for 30 state_is calc valid
+cp calc.py "$SCRATCH/calc.py"; cd "$SCRATCH"
+"$P" register calc2 --ready idle:300 -- /usr/bin/python3 "$SCRATCH/calc.py" >/dev/null
+run_calc calc2 10 2 >/dev/null
+wait_for 30 state_is calc2 valid
+echo "# upgraded" >> "$SCRATCH/calc.py"
+wait_for 10 state_is calc2 stale
+field calc2 reason | grep -q "$SCRATCH/calc.py" || fail "stale reason does not name the script"
+run_calc calc2 10 2 >/dev/null
+[ "$(last calc2 mode)" = cold ] || fail "launch after an edit was not cold"
+
+step "delay readiness and explicit invalidate"
+"$P" register calc3 --ready delay:1500 -- /usr/bin/python3 "$SCRATCH/calc.py" >/dev/null
+run_calc calc3 10 3 >/dev/null
+wait_for 30 state_is calc3 valid
+"$P" invalidate calc3 >/dev/null
+state_is calc3 none
+[ "$(field calc3 images)" = 0 ] || fail "invalidate left images"
+
+step "prewarmd restart keeps registrations and images"
+wait_for 30 state_is calc2 valid
+stop_daemon
+start_daemon
+state_is calc valid && state_is calc2 valid || fail "state lost over a restart: calc $(field calc state), calc2 $(field calc2 state)"
+run_calc calc 360 0.5 >/dev/null
+[ "$(last calc mode)" = restored ] || fail "no restore after a daemon restart"
+
+step "prewarmd down: prewarm run still launches, cold"
+stop_daemon
+a=$(run_calc calc 360 1.5)
+case "$a" in *"sum=64620"*) ;; *) fail "no cold start without prewarmd: $a" ;; esac
+grep -q "prewarmd is not reachable" "$SCRATCH/run.err" || fail "no message about prewarmd being down"
+start_daemon
+
+step "users: another user neither sees, runs, invalidates nor replaces root's app"
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+[ "$(as_nobody "$P" list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["apps"]))')" = 0 ] || fail "nobody sees root's apps"
+rc=0; as_nobody "$P" run calc </dev/null >/dev/null 2>&1 || rc=$?; [ "$rc" = 4 ] || fail "nobody ran root's app (exit $rc)"
+rc=0; as_nobody "$P" invalidate calc >/dev/null 2>&1 || rc=$?; [ "$rc" = 4 ] || fail "nobody invalidated root's app (exit $rc)"
+rc=0; as_nobody "$P" register calc -- /bin/true >/dev/null 2>&1 || rc=$?; [ "$rc" != 0 ] || fail "nobody replaced root's app"
+as_nobody cat "$img/pages.img" >/dev/null 2>&1 && fail "nobody can read root's image"
+
+step "a user's own app: runs as that user, its image is that user's"
+"$P" list >/dev/null
+(cd "$SCRATCH" && as_nobody "$P" register mine --ready notify -- /usr/bin/python3 "$SCRATCH/calc.py" >/dev/null)
+(sleep 1.5; echo 36) | as_nobody "$P" run mine 2>>"$SCRATCH/run.err" | grep -q "answer" || fail "user app did not answer"
+wait_for 30 state_is mine valid
+mine_img=$(find "$PREWARM_STATE_DIR/store" -mindepth 1 -maxdepth 1 -uid 65534)
+[ -n "$mine_img" ] || fail "the user's image is not owned by the user"
+a=$( (sleep 0.5; echo 36) | as_nobody "$P" run mine 2>>"$SCRATCH/run.err" | grep answer)
+[ "$(last mine mode)" = restored ] || fail "the user's own app was not restored"
+# root launching it drops to the user: the process runs as uid 65534
+(sleep 1; echo 36) | "$P" run mine 2>>"$SCRATCH/run.err" >/dev/null &
+launch=$!
+sleep 0.5
+pid=$(last mine pid)
+[ "$(stat -c %u /proc/"$pid")" = 65534 ] || fail "root's launch of the user's app does not run as the user"
+wait "$launch"
+
+step "stats and list speak JSON and text"
+"$P" stats calc | grep -q '^calc' || fail "stats text"
+"$P" stats --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert all("cold_ready_ms" in a for a in d["apps"])'
+rc=0; "$P" run nosuchapp </dev/null >/dev/null 2>&1 || rc=$?; [ "$rc" = 4 ] || fail "unknown app: exit $rc"
+"$P" unregister calc3 >/dev/null
+[ "$(field calc3 state)" = missing ] || fail "unregister kept the app"
+echo "service: PASS"

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# End to end with a real systemd (PID 1 of a pid+mount namespace on an overlay of /): install,
+# socket-activate prewarmd, launch a python3+sympy+numpy app through prewarm@.service cold, then
+# restored (MainPID is the restored app and answers), survive prewarmd restarts, go cold again
+# after an upgrade of the app's executable, and never snapshot an app with a perf_event mapping.
+# Usage: e2e.sh BUILD_DIR SOURCE_DIR
+. "$(dirname "$0")/../lib/prelude.sh"
+BUILD=$(realpath "$1")
+SRC=$(realpath "$2")
+[ "$(id -u)" -eq 0 ] || skip "needs root (namespaces, overlay mounts)"
+command -v unshare >/dev/null && [ -x /lib/systemd/systemd ] || skip "needs unshare and systemd"
+
+step "boot systemd in a pid+mount namespace on an overlay of /"
+mkdir -p "$SCRATCH/ns"
+setsid unshare --pid --fork --mount --propagation private "$SRC/tests/systemd/boot.sh" "$SCRATCH/ns" \
+  </dev/null >"$SCRATCH/boot.log" 2>&1 &
+UNSHARE=$!
+cleanup "kill -9 $UNSHARE 2>/dev/null; wait $UNSHARE 2>/dev/null"
+find_pid1() { SD=$(pgrep -P "$UNSHARE" -x systemd || true); [ -n "$SD" ]; }
+wait_for 20 find_pid1
+IN() { nsenter -t "$SD" -a "$@"; }
+cleanup 'IN systemctl poweroff --no-block >/dev/null 2>&1; for i in $(seq 50); do kill -0 '"$UNSHARE"' 2>/dev/null || break; sleep 0.2; done'
+running() { [ "$(IN systemctl is-system-running 2>/dev/null)" = running ] || [ "$(IN systemctl is-system-running 2>/dev/null)" = degraded ]; }
+wait_for 30 running
+
+step "install and start prewarmd through its socket"
+IN cmake --install "$BUILD" --prefix /usr/local >/dev/null
+IN systemctl daemon-reload
+IN systemctl start prewarmd.socket
+IN test -S /run/prewarm/control.sock || fail "no control socket"
+# The first request activates the service.
+IN /usr/local/bin/prewarm list >/dev/null
+[ "$(IN systemctl show -P Type prewarmd.service)" = notify ] || fail "prewarmd.service is not Type=notify"
+[ "$(IN systemctl is-active prewarmd.service)" = active ] || fail "prewarmd did not start"
+[ "$(IN stat -c %a /var/lib/prewarm)" = 700 ] || fail "state directory is not 0700"
+
+step "register a python3+sympy+numpy app (its own copy of the interpreter, to upgrade it later)"
+IN mkdir -p /opt/e2e /var/tmp/e2e
+IN cp /usr/bin/python3.11 /opt/e2e/python3
+IN cp "$SRC/tests/apps/notify_app.py" "$SRC/tests/apps/perf_app.py" /opt/e2e/
+IN sh -c 'cd /opt/e2e && /usr/local/bin/prewarm register calc --ready notify -- /opt/e2e/python3 /opt/e2e/notify_app.py /var/tmp/e2e'
+
+json() { IN /usr/local/bin/prewarm "$@" --json; }
+app_state() { json list | python3 -c "import json,sys; a=[x for x in json.load(sys.stdin)['apps'] if x['name']=='$1']; print(a[0]['state'] if a else 'missing')"; }
+app_reason() { json list | python3 -c "import json,sys; print([x for x in json.load(sys.stdin)['apps'] if x['name']=='$1'][0]['reason'])"; }
+last_mode() { json stats "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)['apps'][0]['recent'][-1]['mode'])"; }
+state_is() { [ "$(app_state "$1")" = "$2" ]; }
+main_pid() { IN systemctl show -P MainPID "prewarm@$1.service"; }
+# ask N: the running app answers through its request box; prints the answer line.
+ask() {
+  IN rm -f /var/tmp/e2e/answer
+  IN sh -c "echo $1 > /var/tmp/e2e/request.tmp && mv /var/tmp/e2e/request.tmp /var/tmp/e2e/request"
+  wait_for 20 IN test -e /var/tmp/e2e/answer
+  IN cat /var/tmp/e2e/answer
+}
+check_answer() {  # ask 360 and check pid and results
+  local a pid
+  a=$(ask 360)
+  pid=$(main_pid calc)
+  echo "   answer: $a (MainPID $pid)"
+  case "$a" in "pid=$pid factors={2: 3, 3: 2, 5: 1} sum=64620 integral=x**3/3") ;; *) fail "wrong answer: $a" ;; esac
+}
+
+step "first start: cold, captured once ready"
+IN systemctl start prewarm@calc.service   # returns once READY=1 reached systemd (Type=notify)
+[ "$(IN systemctl is-active prewarm@calc.service)" = active ] || fail "unit not active"
+[ "$(last_mode calc)" = cold ] || fail "first launch was not cold"
+check_answer
+wait_for 30 state_is calc valid
+
+step "restart prewarmd: registrations and images survive"
+IN systemctl restart prewarmd.service
+state_is calc valid || fail "after a prewarmd restart calc is $(app_state calc)"
+
+step "second start: restored; MainPID is the restored app and answers"
+IN systemctl stop prewarm@calc.service
+IN systemctl start prewarm@calc.service
+[ "$(IN systemctl is-active prewarm@calc.service)" = active ] || fail "restored unit not active"
+[ "$(last_mode calc)" = restored ] || fail "second launch was $(last_mode calc), not restored"
+check_answer
+IN systemctl stop prewarm@calc.service
+
+step "upgrade the app's executable: stale, the next start is cold and captured again"
+IN sh -c 'cp /opt/e2e/python3 /opt/e2e/python3.new && mv /opt/e2e/python3.new /opt/e2e/python3'
+wait_for 10 state_is calc stale   # noticed by inotify, before any launch
+app_reason calc | grep -q /opt/e2e/python3 || fail "stale reason does not name the executable: $(app_reason calc)"
+IN systemctl restart prewarmd.service
+IN systemctl start prewarm@calc.service
+[ "$(last_mode calc)" = cold ] || fail "launch after the upgrade was not cold"
+check_answer
+wait_for 30 state_is calc valid
+IN systemctl stop prewarm@calc.service
+IN systemctl start prewarm@calc.service
+[ "$(last_mode calc)" = restored ] || fail "launch after the re-capture was not restored"
+check_answer
+IN systemctl stop prewarm@calc.service
+
+step "an app with a perf_event mapping: always cold, listed as unsupported with the reason"
+IN sh -c 'cd /opt/e2e && /usr/local/bin/prewarm register perf --ready notify -- /usr/bin/python3 /opt/e2e/perf_app.py'
+IN systemctl start prewarm@perf.service
+wait_for 30 state_is perf unsupported
+app_reason perf | grep -q 'anon_inode:\[perf_event\]' || fail "reason does not name the perf mapping: $(app_reason perf)"
+[ "$(IN systemctl is-active prewarm@perf.service)" = active ] || fail "perf app is not running after the refused capture"
+IN systemctl stop prewarm@perf.service
+IN systemctl restart prewarmd.service
+IN systemctl start prewarm@perf.service
+[ "$(last_mode perf)" = cold ] || fail "perf app was not started cold"
+state_is perf unsupported || fail "perf app lost its unsupported state"
+IN systemctl stop prewarm@perf.service
+
+step "another user sees none of root's apps and cannot launch them"
+[ "$(IN setpriv --reuid=65534 --regid=65534 --clear-groups /usr/local/bin/prewarm list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["apps"]))')" = 0 ] \
+  || fail "uid 65534 can list root's apps"
+rc=0; IN setpriv --reuid=65534 --regid=65534 --clear-groups /usr/local/bin/prewarm run calc </dev/null >/dev/null 2>&1 || rc=$?
+[ "$rc" = 4 ] || fail "uid 65534 running root's app: exit $rc, expected 4"
+echo "e2e: PASS"
