@@ -1,45 +1,49 @@
 #!/usr/bin/env bash
-# The README's main command: install, build, then launch a real app (python3 importing sympy and
-# numpy) cold, snapshot it when it is ready, and launch it again restored, printing both times.
+# The README's main command: install, build, start prewarmd in the foreground, register a real app
+# (python3 importing sympy and numpy, ready via READY=1), launch it cold (prewarmd snapshots it once
+# ready), then launch it restored, and print both times to ready as prewarmd measured them.
 set -eu
 cd "$(dirname "$0")/.."
 ./.ci/install-deps
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" >/dev/null
-prewarm=build/prewarmd/prewarm
-app=(/usr/bin/python3 bench/progs/calc.py)
+bin=$PWD/build/prewarmd
 work=$(mktemp -d /tmp/prewarm-demo.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-now_ms() { date +%s%3N; }
+export PREWARM_RUNTIME_DIR=$work/run PREWARM_STATE_DIR=$work/state
 # The app should start with only stdio, as under systemd: descriptors this shell inherited would
-# otherwise be inherited by the app (prewarm refuses pipes and sockets other than stdio).
+# otherwise be inherited by it (prewarm refuses pipes and sockets other than stdio).
 for fd in $(ls /proc/$$/fd); do
   [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null || true
 done
 
-echo "== cold launch: ${app[*]}"
-mkfifo "$work/in"
-t0=$(now_ms)
-"${app[@]}" < "$work/in" > "$work/cold.out" &
-pid=$!
-exec 3> "$work/in"
-until grep -q ready "$work/cold.out" 2>/dev/null; do sleep 0.005; done
-t1=$(now_ms)
-echo "   ready after $((t1 - t0)) ms (pid $pid)"
+echo "== prewarmd in the foreground (state in $work)"
+"$bin/prewarmd" --runtime-dir "$PREWARM_RUNTIME_DIR" --state-dir "$PREWARM_STATE_DIR" 2>"$work/prewarmd.log" &
+daemon=$!
+trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -rf "$work"' EXIT
+until "$bin/prewarm" list >/dev/null 2>&1; do sleep 0.05; done
 
-echo "== snapshot of the ready app (it keeps running)"
-"$prewarm" dump --pid "$pid" --images "$work/calc.img"
-echo 360 >&3
-exec 3>&-
-wait "$pid"
-sed 's/^/   cold:     /' "$work/cold.out"
+cd bench/progs
+"$bin/prewarm" register calc --ready notify -- /usr/bin/python3 calc.py
+state() { "$bin/prewarm" list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["apps"][0]["state"])'; }
+last_ready() {
+  "$bin/prewarm" stats calc --json | python3 -c '
+import json, sys
+r = json.load(sys.stdin)["apps"][0]["recent"][-1]
+print("%s launch, ready after %.1f ms" % (r["mode"], r["ready_ms"]))'
+}
+launch() {  # one launch that answers $1, read from stdin once it is up
+  (sleep "$2"; echo "$1") | "$bin/prewarm" run calc | grep '^answer' | sed 's/^/   /'
+  until [ "$("$bin/prewarm" stats calc --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["apps"][0]["recent"][-1]["ready_ms"] >= 0)')" = True ]; do sleep 0.05; done
+  echo "   $(last_ready)"
+}
 
-echo "== restored launches: prewarm restore --images $work/calc.img"
+echo "== prewarm run calc   (no snapshot yet: cold start; prewarmd captures it when it sends READY=1)"
+launch 360 1.5
+until [ "$(state)" = valid ]; do sleep 0.1; done
 for n in 1 2 3; do
-  t0=$(now_ms)
-  echo $((360 * n)) | "$prewarm" restore --images "$work/calc.img" > "$work/warm.out"
-  t1=$(now_ms)
-  sed 's/^/   restored: /' "$work/warm.out"
-  echo "   restored and answered after $((t1 - t0)) ms (the first also pays for fresh huge pages)"
+  echo "== prewarm run calc   (restored from the snapshot, same pid as the launcher, new input)"
+  launch $((1000 + n)) 0.3
 done
-"$prewarm" inspect --images "$work/calc.img" | head -6
+echo "== prewarm list; prewarm stats"
+"$bin/prewarm" list
+"$bin/prewarm" stats

@@ -24,7 +24,9 @@ running() { [ "$(IN systemctl is-system-running 2>/dev/null)" = running ] || [ "
 wait_for 30 running
 
 step "install and start prewarmd through its socket"
-IN cmake --install "$BUILD" --prefix /usr/local >/dev/null
+# Through /proc/PID/root, so the build and source trees need not be visible inside (its /tmp is new).
+ROOT=/proc/$SD/root
+DESTDIR=$ROOT cmake --install "$BUILD" --prefix /usr/local >/dev/null
 IN systemctl daemon-reload
 IN systemctl start prewarmd.socket
 IN test -S /run/prewarm/control.sock || fail "no control socket"
@@ -37,7 +39,7 @@ IN /usr/local/bin/prewarm list >/dev/null
 step "register a python3+sympy+numpy app (its own copy of the interpreter, to upgrade it later)"
 IN mkdir -p /opt/e2e /var/tmp/e2e
 IN cp /usr/bin/python3.11 /opt/e2e/python3
-IN cp "$SRC/tests/apps/notify_app.py" "$SRC/tests/apps/perf_app.py" /opt/e2e/
+cp "$SRC/tests/apps/notify_app.py" "$SRC/tests/apps/perf_app.py" "$ROOT/opt/e2e/"
 IN sh -c 'cd /opt/e2e && /usr/local/bin/prewarm register calc --ready notify -- /opt/e2e/python3 /opt/e2e/notify_app.py /var/tmp/e2e'
 
 json() { IN /usr/local/bin/prewarm "$@" --json; }
