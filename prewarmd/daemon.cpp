@@ -167,6 +167,18 @@ Result<void> Daemon::start() {
 int Daemon::run() {
   int r = sd_event_loop(event_);
   sd_notify(0, "STOPPING=1");
+  // Let captures in flight finish (their apps are frozen under them); they are not published.
+  for (int waited_ms = 0; !captures_.empty() && waited_ms < 20'000; waited_ms += 20) {
+    for (auto it = captures_.begin(); it != captures_.end();) {
+      if (::waitpid(it->second->child, nullptr, WNOHANG) != 0) {
+        remove_tree(it->second->incoming);
+        it = captures_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (!captures_.empty()) ::usleep(20'000);
+  }
   save();
   return r < 0 ? 1 : 0;
 }
@@ -651,8 +663,9 @@ Result<void> Daemon::start_capture(Launch& l, int waiter_fd, unsigned delay_ms) 
   pid_t child = ::fork();
   if (child < 0) return errno_error("fork the capture");
   if (child == 0) {
-    // The capture child: it dies with the daemon (the app is detached and keeps running).
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    // The capture child outlives a daemon that dies: it is the app's tracer, and a tracer that
+    // dies in the middle of an injected syscall leaves the app single-stepping into SIGTRAP.
+    // Unpublished, its image is removed from incoming/ at the daemon's next start.
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);

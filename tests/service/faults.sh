@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Faults and load around prewarmd: SIGKILL of the daemon in the middle of a capture (the app keeps
+# running, no image is published, the next start cleans up), and 50 concurrent launches of one
+# app and of different apps (every launch answers, the image stays intact, the daemon responds).
+# Usage: faults.sh BIN_DIR SOURCE_DIR
+. "$(dirname "$0")/../lib/prelude.sh"
+BIN=$(realpath "$1")
+SRC=$(realpath "$2")
+[ "$(id -u)" -eq 0 ] || skip "needs root (ptrace of launched apps by the daemon)"
+P=$BIN/prewarm
+export PREWARM_RUNTIME_DIR=$SCRATCH/run PREWARM_STATE_DIR=$SCRATCH/state
+start_daemon() {
+  "$BIN/prewarmd" --runtime-dir "$PREWARM_RUNTIME_DIR" --state-dir "$PREWARM_STATE_DIR" >>"$SCRATCH/prewarmd.log" 2>&1 &
+  DAEMON=$!
+  wait_for 10 "$P" list >/dev/null 2>&1
+}
+start_daemon
+cleanup 'kill $DAEMON 2>/dev/null'
+field() {
+  "$P" list --json | python3 -c "import json,sys; a=[x for x in json.load(sys.stdin)['apps'] if x['name']=='$1']; print(a[0]['$2'] if a else 'missing')"
+}
+state_is() { [ "$(field "$1" state)" = "$2" ]; }
+cd "$SRC/bench/progs"
+
+step "SIGKILL of prewarmd during a capture"
+# A slow capture: the app's start is fast, its snapshot needs the whole 64 MiB read.
+"$P" register big --ready idle:200 -- "$BIN/../bench/bench_anon64" >/dev/null
+mkfifo "$SCRATCH/in"
+"$P" run big <"$SCRATCH/in" >"$SCRATCH/big.out" 2>>"$SCRATCH/run.err" &
+app=$!
+exec 3>"$SCRATCH/in"
+end=$((SECONDS + 20))
+until grep -q "capturing pid" "$SCRATCH/prewarmd.log"; do [ $SECONDS -lt $end ] || fail "no capture started"; done
+kill -9 "$DAEMON"
+grep -q "captured pid" "$SCRATCH/prewarmd.log" && fail "the capture finished before the kill; the test proves nothing"
+wait "$DAEMON" 2>/dev/null || true
+sleep 0.2
+# The orphaned capture child finishes on its own (it is the app's tracer; it must not die mid-step).
+wait_for 30 sh -c "! pgrep -f '^$BIN/prewarmd --runtime-dir $PREWARM_RUNTIME_DIR' >/dev/null"
+kill -0 "$app" || fail "the app died with the daemon"
+grep -q "^T\|^t" <(awk '/^State:/{print $2}' /proc/"$app"/status) && fail "the app was left stopped"
+[ -z "$(ls "$PREWARM_STATE_DIR/store")" ] || fail "an image was published by a killed capture"
+start_daemon
+[ -z "$(ls "$PREWARM_STATE_DIR/incoming")" ] || fail "the restarted daemon left the interrupted capture behind"
+state_is big valid && fail "an interrupted capture counts as a snapshot"
+echo 1 >&3
+exec 3>&-
+wait "$app" || fail "the app did not finish normally after the daemon was killed"
+grep -q "^answer" "$SCRATCH/big.out" || fail "the app did not answer: $(cat "$SCRATCH/big.out")"
+
+step "50 concurrent launches of one app, restored"
+"$P" register calc --ready notify -- /usr/bin/python3 calc.py >/dev/null
+# stdout to a file, like the launches below: the kind of stdio is part of the key
+(sleep 1.5; echo 1) | "$P" run calc >"$SCRATCH/prime.out" 2>>"$SCRATCH/run.err"
+wait_for 30 state_is calc valid
+img=$(ls -d "$PREWARM_STATE_DIR"/store/*)
+sum_before=$(cat "$img/pages.img" "$img/snapshot.pb" | md5sum)
+pids=()
+for i in $(seq 50); do
+  (sleep 2; echo "$((1000 + i))") | "$P" run calc >"$SCRATCH/out.$i" 2>>"$SCRATCH/run.err" &
+  pids+=($!)
+done
+# The daemon answers while 50 launches are in flight.
+t0=$(date +%s%N); "$P" list >/dev/null; t1=$(date +%s%N)
+[ $(((t1 - t0) / 1000000)) -lt 5000 ] || fail "prewarm list took $(((t1 - t0) / 1000000)) ms under load"
+for p in "${pids[@]}"; do wait "$p" || fail "a launch failed"; done
+for i in $(seq 50); do
+  n=$((1000 + i))
+  grep -q "sum=$((n * (n - 1) / 2)) " "$SCRATCH/out.$i" || fail "launch $i answered wrongly: $(cat "$SCRATCH/out.$i")"
+done
+[ "$(cat "$img/pages.img" "$img/snapshot.pb" | md5sum)" = "$sum_before" ] || fail "the image changed under load"
+[ "$(field calc restored)" -ge 50 ] || fail "only $(field calc restored) of the launches were restored"
+
+step "50 concurrent launches of 5 different apps, cold and captured"
+for a in 1 2 3 4 5; do "$P" register "app$a" --ready notify -- /usr/bin/python3 calc.py >/dev/null; done
+pids=()
+for i in $(seq 50); do
+  (sleep 6; echo "$i") | "$P" run "app$((i % 5 + 1))" >"$SCRATCH/mix.$i" 2>>"$SCRATCH/run.err" &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || fail "a launch failed"; done
+for i in $(seq 50); do grep -q "sum=$((i * (i - 1) / 2)) " "$SCRATCH/mix.$i" || fail "mixed launch $i: $(cat "$SCRATCH/mix.$i")"; done
+for a in 1 2 3 4 5; do wait_for 60 state_is "app$a" valid; done
+kill -0 "$DAEMON" || fail "prewarmd died under load"
+echo "faults: PASS"
