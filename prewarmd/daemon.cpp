@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <chrono>
 #include <cstring>
 #include <set>
@@ -666,6 +667,8 @@ Result<void> Daemon::start_capture(Launch& l, int waiter_fd, unsigned delay_ms) 
     // The capture child outlives a daemon that dies: it is the app's tracer, and a tracer that
     // dies in the middle of an injected syscall leaves the app single-stepping into SIGTRAP.
     // Unpublished, its image is removed from incoming/ at the daemon's next start.
+    ::signal(SIGTERM, SIG_IGN);
+    ::signal(SIGINT, SIG_IGN);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
