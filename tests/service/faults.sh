@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Faults and load around prewarmd: SIGKILL of the daemon in the middle of a capture (the app keeps
+# Faults and load around prewarmd: a disk that fills during a dump, SIGKILL of the daemon in the middle of a capture (the app keeps
 # running, no image is published, the next start cleans up), and 50 concurrent launches of one
 # app and of different apps (every launch answers, the image stays intact, the daemon responds).
 # Usage: faults.sh BIN_DIR SOURCE_DIR
@@ -21,6 +21,24 @@ field() {
 }
 state_is() { [ "$(field "$1" state)" = "$2" ]; }
 cd "$SRC/bench/progs"
+
+step "the disk fills during a dump: no image, a clear error, the app keeps running"
+mkdir "$SCRATCH/small" "$SCRATCH/df"
+mount -t tmpfs -o size=8m tmpfs "$SCRATCH/small"
+cleanup "umount $SCRATCH/small"
+mkfifo "$SCRATCH/df/in"
+"$BIN/../bench/bench_anon64" <"$SCRATCH/df/in" >"$SCRATCH/df/out" &
+app=$!
+exec 3>"$SCRATCH/df/in"
+wait_for 10 grep -q ready "$SCRATCH/df/out"
+rc=0; "$P" dump --pid "$app" --images "$SCRATCH/small/img" 2>"$SCRATCH/df/err" || rc=$?
+[ "$rc" = 1 ] || fail "dump onto a full disk: exit $rc"
+grep -q "No space left on device" "$SCRATCH/df/err" || fail "no clear error: $(cat "$SCRATCH/df/err")"
+[ -z "$(ls -A "$SCRATCH/small")" ] || fail "a partial image was left: $(ls -A "$SCRATCH/small")"
+echo go >&3
+exec 3>&-
+wait "$app" || fail "the app did not survive the failed dump"
+grep -q '^answer 3 ' "$SCRATCH/df/out" || fail "the app did not answer after the failed dump"
 
 step "SIGKILL of prewarmd during a capture"
 # A slow capture: the app's start is fast, its snapshot needs the whole 64 MiB read.
