@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Faults and load around prewarmd: a disk that fills during a dump, SIGKILL of the daemon in the middle of a capture (the app keeps
-# running, no image is published, the next start cleans up), and 50 concurrent launches of one
+# Faults and load around prewarmd: a disk that fills during a dump, SIGKILL of the daemon in the
+# middle of a capture (the app keeps running, no image is published, the next start cleans up),
+# and 50 concurrent launches of one
 # app and of different apps (every launch answers, the image stays intact, the daemon responds).
 # Usage: faults.sh BIN_DIR SOURCE_DIR
 . "$(dirname "$0")/../lib/prelude.sh"
