@@ -1,6 +1,7 @@
 #include "prewarmd/registry.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -38,11 +39,19 @@ json to_json(const LaunchRecord& r) {
 }
 
 Result<void> write_file_atomic(const std::string& path, const std::string& text, mode_t mode) {
+  // A fresh file (a stale temp file is replaced, never reused with its old mode), removed again
+  // if anything fails before the rename.
   std::string tmp = path + ".tmp";
+  ::unlink(tmp.c_str());
   {
-    PW_ASSIGN(auto fd, open_fd(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode));
-    PW_TRY(write_all(fd.get(), text.data(), text.size()));
-    if (::fsync(fd.get()) != 0) return errno_error("fsync " + tmp);
+    PW_ASSIGN(auto fd, open_fd(tmp, O_WRONLY | O_CREAT | O_EXCL, mode));
+    Result<void> w = write_all(fd.get(), text.data(), text.size());
+    if (w && ::fchmod(fd.get(), mode) != 0) w = errno_error("chmod " + tmp);
+    if (w && ::fsync(fd.get()) != 0) w = errno_error("fsync " + tmp);
+    if (!w) {
+      ::unlink(tmp.c_str());
+      return w.error();
+    }
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     int e = errno;
@@ -62,9 +71,10 @@ Result<void> Registry::load(const std::string& path) {
   }
   json j = json::parse(*text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return data_error(path + " is not valid JSON");
-  if (j.value("version", 0) != kRegistryVersion)
+  if (!j.contains("version") || !j["version"].is_number_integer() || j["version"] != kRegistryVersion)
     return data_error(path + " has an unknown version (this prewarmd reads version " +
                       std::to_string(kRegistryVersion) + ")");
+  if (!j.contains("apps") || !j["apps"].is_object()) return data_error(path + ": \"apps\" is not an object");
   try {
     for (const auto& [name, a] : j.at("apps").items()) {
       App app;

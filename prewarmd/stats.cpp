@@ -7,6 +7,7 @@ namespace prewarm {
 
 double quantile(std::vector<double> v, double q) {
   if (v.empty()) return std::nan("");
+  q = std::clamp(q, 0.0, 1.0);
   std::sort(v.begin(), v.end());
   size_t rank = static_cast<size_t>(std::ceil(q * static_cast<double>(v.size())));
   return v[std::clamp<size_t>(rank, 1, v.size()) - 1];

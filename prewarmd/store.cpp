@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "policy/eviction.h"
@@ -46,7 +47,8 @@ json to_json(const policy::FileRecord& f) {
 Result<StoreEntry> parse_meta(const std::string& text) {
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return data_error("meta.json is not valid JSON");
-  if (j.value("version", 0) != kMetaVersion) return data_error("meta.json has an unknown version");
+  if (!j.contains("version") || !j["version"].is_number_integer() || j["version"] != kMetaVersion)
+    return data_error("meta.json has an unknown version");
   try {
     StoreEntry e;
     e.key = j.at("key").get<std::string>();
@@ -163,12 +165,14 @@ void ImageStore::quarantine(const std::string& key) {
   const std::string q = root_ + "/quarantine";
   if (::rename(image_dir(key).c_str(), (q + "/" + key + "-" + std::to_string(now_ms())).c_str()) != 0)
     remove_tree(image_dir(key));
+  // Newest first by the time in the name (KEY-MS): rename keeps a directory's mtime.
+  auto when = [](const std::string& n) {
+    auto dash = n.rfind('-');
+    return dash == std::string::npos ? 0ll : std::atoll(n.c_str() + dash + 1);
+  };
   auto old = list_dir(q);
   std::sort(old.begin(), old.end(), [&](const std::string& a, const std::string& b) {
-    struct stat sa {}, sb {};
-    ::lstat((q + "/" + a).c_str(), &sa);
-    ::lstat((q + "/" + b).c_str(), &sb);
-    return sa.st_mtim.tv_sec > sb.st_mtim.tv_sec;
+    return when(a) != when(b) ? when(a) > when(b) : a > b;
   });
   for (size_t i = kQuarantineKept; i < old.size(); ++i) remove_tree(q + "/" + old[i]);
 }
