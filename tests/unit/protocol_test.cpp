@@ -1,0 +1,293 @@
+// Tests the control protocol over real Unix sockets: messages and passed fds arrive intact,
+// messages span several reads, bad input and early hangups are errors, and SO_PEERCRED names us.
+#include "prewarmd/protocol.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace prewarm::proto {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct SocketPair {
+  UniqueFd a, b;
+};
+
+SocketPair socket_pair() {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return {};
+  return {UniqueFd(sv[0]), UniqueFd(sv[1])};
+}
+
+void write_raw(int fd, const std::string& text) {
+  ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+}
+
+TEST(Protocol, MessageRoundTrip) {
+  auto sp = socket_pair();
+  ASSERT_TRUE(sp.a.valid());
+  const json msg = {{"op", "launch"},
+                    {"app", "calc"},
+                    {"argv", {"/usr/bin/calc", "a b", "line1\nline2", "caf\xc3\xa9"}},
+                    {"n", -42},
+                    {"big", 18446744073709551615ull},
+                    {"ratio", 0.25},
+                    {"nested", {{"ok", true}, {"none", nullptr}}}};
+  auto s = send_message(sp.a.get(), msg);
+  ASSERT_TRUE(s.ok()) << s.error().describe();
+  auto r = recv_message(sp.b.get());
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_EQ(r->msg, msg);
+  EXPECT_TRUE(r->fds.empty());
+}
+
+TEST(Protocol, RepliesGoBothWays) {
+  auto sp = socket_pair();
+  ASSERT_TRUE(send_message(sp.a.get(), {{"op", "status"}}).ok());
+  auto req = recv_message(sp.b.get());
+  ASSERT_TRUE(req.ok()) << req.error().describe();
+  EXPECT_EQ(req->msg["op"], "status");
+  ASSERT_TRUE(send_message(sp.b.get(), {{"ok", true}}).ok());
+  auto resp = recv_message(sp.a.get());
+  ASSERT_TRUE(resp.ok()) << resp.error().describe();
+  EXPECT_EQ(resp->msg, json({{"ok", true}}));
+}
+
+TEST(Protocol, PassedFdsReferToTheSameFiles) {
+  char tmpl[] = "/tmp/prewarm-protocol-test-XXXXXX";
+  const int file_fd = ::mkostemp(tmpl, O_CLOEXEC);
+  ASSERT_GE(file_fd, 0);
+  UniqueFd file(file_fd);
+  ::unlink(tmpl);
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  UniqueFd pipe_r(p[0]), pipe_w(p[1]);
+
+  auto sp = socket_pair();
+  ASSERT_TRUE(send_message(sp.a.get(), {{"op", "run"}}, {file.get(), pipe_w.get()}).ok());
+  auto r = recv_message(sp.b.get());
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_EQ(r->msg["op"], "run");
+  ASSERT_EQ(r->fds.size(), 2u);
+
+  // In order, new descriptors for the same open files.
+  const int originals[] = {file.get(), pipe_w.get()};
+  for (size_t i = 0; i < 2; ++i) {
+    ASSERT_TRUE(r->fds[i].valid());
+    EXPECT_NE(r->fds[i].get(), originals[i]);
+    struct stat want {}, got {};
+    ASSERT_EQ(::fstat(originals[i], &want), 0);
+    ASSERT_EQ(::fstat(r->fds[i].get(), &got), 0);
+    EXPECT_EQ(got.st_dev, want.st_dev) << i;
+    EXPECT_EQ(got.st_ino, want.st_ino) << i;
+    // Received fds must not leak into the apps the daemon starts.
+    EXPECT_TRUE(::fcntl(r->fds[i].get(), F_GETFD) & FD_CLOEXEC) << i;
+  }
+  // Same open file description: a write through the passed pipe end comes out of ours.
+  ASSERT_EQ(::write(r->fds[1].get(), "hi", 2), 2);
+  char buf[2];
+  ASSERT_EQ(::read(pipe_r.get(), buf, 2), 2);
+  EXPECT_EQ(std::string(buf, 2), "hi");
+  // And the file offset is shared.
+  ASSERT_EQ(::write(r->fds[0].get(), "abc", 3), 3);
+  EXPECT_EQ(::lseek(file.get(), 0, SEEK_CUR), 3);
+}
+
+TEST(Protocol, MaximumFdCountArrives) {
+  auto sp = socket_pair();
+  std::vector<UniqueFd> owned;
+  std::vector<int> fds;
+  for (int i = 0; i < 16; ++i) {
+    owned.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(owned.back().valid());
+    fds.push_back(owned.back().get());
+  }
+  ASSERT_TRUE(send_message(sp.a.get(), {{"op", "x"}}, fds).ok());
+  auto r = recv_message(sp.b.get());
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_EQ(r->fds.size(), 16u);
+}
+
+TEST(Protocol, TooManyFdsIsRefusedBeforeSending) {
+  auto sp = socket_pair();
+  std::vector<int> fds(17, 0);
+  EXPECT_FALSE(send_message(sp.a.get(), {{"op", "x"}}, fds).ok());
+  // Nothing half-sent: the peer sees a clean hangup, not a message.
+  sp.a.reset();
+  EXPECT_FALSE(recv_message(sp.b.get()).ok());
+}
+
+// Bigger than the socket buffer and than one 64 KiB read: both sides must loop.
+TEST(Protocol, LargeMessageSpansManyReads) {
+  auto sp = socket_pair();
+  std::string blob(1 << 20, '\0');
+  for (size_t i = 0; i < blob.size(); ++i) blob[i] = static_cast<char>('a' + i % 26);
+  const json msg = {{"blob", blob}, {"tail", "end"}};
+  Result<void> sent = make_error(EINVAL, "not run");
+  std::thread sender([&] { sent = send_message(sp.a.get(), msg); });
+  auto r = recv_message(sp.b.get());
+  sender.join();
+  ASSERT_TRUE(sent.ok()) << sent.error().describe();
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_EQ(r->msg["blob"].get<std::string>().size(), blob.size());
+  EXPECT_EQ(r->msg, msg);
+}
+
+TEST(Protocol, OversizedMessageIsRefused) {
+  auto sp = socket_pair();
+  const json msg = {{"blob", std::string(5u << 20, 'x')}};  // over the 4 MiB limit
+  Result<void> sent = ok();
+  std::thread sender([&] { sent = send_message(sp.a.get(), msg); });
+  auto r = recv_message(sp.b.get());
+  sp.b.reset();  // unblocks the sender, which then fails with EPIPE
+  sender.join();
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("too large"), std::string::npos) << r.error().describe();
+  EXPECT_FALSE(sent.ok());
+}
+
+TEST(Protocol, MalformedJsonIsAnError) {
+  for (const char* text : {"{not json}\n", "{\"a\":1\n", "\n", "[1,2,3]\n", "\"just a string\"\n", "42\n"}) {
+    auto sp = socket_pair();
+    write_raw(sp.a.get(), text);
+    auto r = recv_message(sp.b.get());
+    EXPECT_FALSE(r.ok()) << "accepted " << text;
+  }
+}
+
+TEST(Protocol, PeerClosingEarlyIsAnError) {
+  {
+    auto sp = socket_pair();
+    sp.a.reset();
+    auto r = recv_message(sp.b.get());
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("closed"), std::string::npos) << r.error().describe();
+  }
+  {
+    // Half a message, then a hangup: the valid-looking prefix must not be taken as the message.
+    auto sp = socket_pair();
+    write_raw(sp.a.get(), "{\"op\":\"status\"}");
+    sp.a.reset();
+    auto r = recv_message(sp.b.get());
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("closed"), std::string::npos) << r.error().describe();
+  }
+}
+
+TEST(Protocol, SendToAClosedPeerIsAnErrorNotSigpipe) {
+  auto sp = socket_pair();
+  sp.b.reset();
+  EXPECT_FALSE(send_message(sp.a.get(), {{"op", "x"}}).ok());
+}
+
+TEST(Protocol, ReceiveFromANonSocketIsAnError) {
+  auto null = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(null.valid());
+  EXPECT_FALSE(recv_message(null.get()).ok());
+}
+
+TEST(PeerCredentials, NameThisProcess) {
+  auto sp = socket_pair();
+  for (int fd : {sp.a.get(), sp.b.get()}) {
+    auto c = peer_credentials(fd);
+    ASSERT_TRUE(c.ok()) << c.error().describe();
+    EXPECT_EQ(c->pid, ::getpid());
+    EXPECT_EQ(c->uid, ::geteuid());
+    EXPECT_EQ(c->gid, ::getegid());
+  }
+}
+
+TEST(PeerCredentials, NotASocketIsAnError) {
+  auto null = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(null.valid());
+  auto c = peer_credentials(null.get());
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code, ENOTSOCK);
+}
+
+// A listening socket of the given path (a '@' prefix meaning the abstract namespace).
+UniqueFd listen_unix(const std::string& path) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::memcpy(sa.sun_path, path.data(), path.size());
+  socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
+  if (path[0] == '@') sa.sun_path[0] = '\0';
+  else len += 1;
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), len) != 0 || ::listen(fd.get(), 4) != 0) return {};
+  return fd;
+}
+
+TEST(ConnectUnix, AbstractAndPathSockets) {
+  char tmpl[] = "/tmp/prewarm-protocol-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  const std::string abstract = "@prewarm-protocol-test-" + std::to_string(::getpid());
+  for (const std::string& path : {abstract, dir + "/control.sock"}) {
+    auto server = listen_unix(path);
+    ASSERT_TRUE(server.valid()) << path;
+    auto c = connect_unix(path, SOCK_STREAM);
+    ASSERT_TRUE(c.ok()) << path << ": " << c.error().describe();
+    UniqueFd conn(::accept4(server.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    ASSERT_TRUE(conn.valid()) << path;
+    EXPECT_TRUE(::fcntl(c->get(), F_GETFD) & FD_CLOEXEC);
+  }
+  EXPECT_FALSE(connect_unix(dir + "/nobody-listens.sock", SOCK_STREAM).ok());
+  EXPECT_FALSE(connect_unix("", SOCK_STREAM).ok());
+  EXPECT_FALSE(connect_unix("/" + std::string(200, 'x'), SOCK_STREAM).ok());
+  fs::remove_all(dir);
+}
+
+TEST(Call, SendsTheRequestAndReturnsTheResponse) {
+  char tmpl[] = "/tmp/prewarm-protocol-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  auto server = listen_unix(control_socket_path(dir));
+  ASSERT_TRUE(server.valid());
+  json seen;
+  std::thread daemon([&] {
+    UniqueFd conn(::accept4(server.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    auto req = recv_message(conn.get());
+    if (!req) return;
+    seen = req->msg;
+    (void)send_message(conn.get(), {{"ok", true}, {"echo", req->msg["op"]}});
+  });
+  auto r = call(dir, {{"op", "ping"}});
+  daemon.join();
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_EQ(seen, json({{"op", "ping"}}));
+  EXPECT_EQ(r->msg, json({{"ok", true}, {"echo", "ping"}}));
+  fs::remove_all(dir);
+}
+
+TEST(RuntimeDir, FromTheEnvironmentElseRun) {
+  const char* saved = std::getenv("PREWARM_RUNTIME_DIR");
+  const std::string old = saved ? saved : "";
+  ::unsetenv("PREWARM_RUNTIME_DIR");
+  EXPECT_EQ(runtime_dir(), "/run/prewarm");
+  ::setenv("PREWARM_RUNTIME_DIR", "", 1);
+  EXPECT_EQ(runtime_dir(), "/run/prewarm");
+  ::setenv("PREWARM_RUNTIME_DIR", "/tmp/pw", 1);
+  EXPECT_EQ(runtime_dir(), "/tmp/pw");
+  EXPECT_EQ(control_socket_path("/tmp/pw"), "/tmp/pw/control.sock");
+  EXPECT_EQ(notify_socket_path("/tmp/pw"), "/tmp/pw/notify.sock");
+  if (saved) ::setenv("PREWARM_RUNTIME_DIR", old.c_str(), 1);
+  else ::unsetenv("PREWARM_RUNTIME_DIR");
+}
+
+}  // namespace
+}  // namespace prewarm::proto

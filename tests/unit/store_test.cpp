@@ -1,0 +1,512 @@
+// Tests the image store on a real directory tree: private directories, cleanup of interrupted
+// captures, publish and reload of images with their metadata, quarantine of images whose metadata
+// cannot be trusted, removal and eviction by recency.
+#include "prewarmd/store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "snapshot/unique_fd.h"
+
+namespace prewarm {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::set<std::string> names_in(const std::string& dir) {
+  std::set<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) out.insert(e.path().filename().string());
+  return out;
+}
+
+mode_t mode_of(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return 0;
+  return st.st_mode;
+}
+
+bool exists(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  auto fd = open_fd(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  ASSERT_TRUE(fd.ok()) << path << ": " << fd.error().describe();
+  ASSERT_TRUE(write_all(fd->get(), text.data(), text.size()).ok());
+}
+
+// A 32-hex-digit key that sorts by `n`.
+std::string key_n(int n) {
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%032x", n);
+  return buf;
+}
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/prewarm-store-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    scratch_ = tmpl;
+    state_ = scratch_ + "/state";
+  }
+  void TearDown() override { fs::remove_all(scratch_); }
+
+  // A complete capture in incoming/ID with a manifest and `page_bytes` of page data.
+  std::string make_incoming(ImageStore& store, const std::string& id, size_t page_bytes) {
+    const std::string dir = store.incoming_dir(id);
+    EXPECT_EQ(::mkdir(dir.c_str(), 0700), 0) << dir;
+    write_text(dir + "/snapshot.pb", "manifest of " + id);
+    write_text(dir + "/pages.img", std::string(page_bytes, 'p'));
+    return dir;
+  }
+
+  StoreEntry entry(const std::string& key, const std::string& app) {
+    StoreEntry e;
+    e.key = key;
+    e.app = app;
+    e.uid = ::geteuid();
+    e.gid = ::getegid();
+    policy::FileRecord exe;
+    exe.path = "/usr/bin/" + app;
+    exe.dev = 2049, exe.ino = 1234567, exe.size = 99999, exe.mtime_ns = 1700000000123456789;
+    exe.ctime_ns = 1700000000987654321, exe.content_hash = "00112233445566778899aabbccddeeff";
+    policy::FileRecord lib = exe;
+    lib.path = "/usr/lib/libfoo.so.1", lib.ino = 7, lib.size = 1, lib.mtime_ns = -1, lib.ctime_ns = 0;
+    lib.content_hash = "ffeeddccbbaa99887766554433221100";
+    e.files = {exe, lib};
+    e.capture_ms = 12.5;
+    e.freeze_ms = 3.25;
+    return e;
+  }
+
+  void publish(ImageStore& store, const std::string& key, const std::string& app, size_t page_bytes) {
+    const std::string in = make_incoming(store, "cap-" + key, page_bytes);
+    auto r = store.publish(in, entry(key, app));
+    ASSERT_TRUE(r.ok()) << r.error().describe();
+  }
+
+  // Sets the image directory's mtime, which is what a reopened store takes as its last use.
+  void set_last_used(const std::string& key, time_t sec) {
+    timespec ts[2] = {{sec, 0}, {sec, 0}};
+    ASSERT_EQ(::utimensat(AT_FDCWD, (state_ + "/store/" + key).c_str(), ts, 0), 0);
+  }
+
+  std::string scratch_, state_;
+};
+
+TEST_F(StoreTest, OpenCreatesPrivateDirectories) {
+  const mode_t old = ::umask(0);  // even with a permissive umask
+  ImageStore store(state_);
+  auto r = store.open();
+  ::umask(old);
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  for (const std::string d : {"", "/store", "/incoming", "/quarantine"}) {
+    const mode_t m = mode_of(state_ + d);
+    EXPECT_TRUE(S_ISDIR(m)) << state_ + d;
+    EXPECT_EQ(m & 07777, 0700u) << state_ + d;
+  }
+  EXPECT_TRUE(store.entries().empty());
+  EXPECT_EQ(store.total_bytes(), 0u);
+}
+
+TEST_F(StoreTest, OpenTightensAnExistingStateDirectory) {
+  ASSERT_EQ(::mkdir(state_.c_str(), 0700), 0);
+  ASSERT_EQ(::chmod(state_.c_str(), 0755), 0);
+  ImageStore store(state_);
+  ASSERT_TRUE(store.open().ok());
+  EXPECT_EQ(mode_of(state_) & 07777, 0700u);
+}
+
+TEST_F(StoreTest, OpenRefusesAFileWhereADirectoryBelongs) {
+  write_text(state_, "not a directory");
+  ImageStore store(state_);
+  EXPECT_FALSE(store.open().ok());
+}
+
+TEST_F(StoreTest, OpenRemovesLeftoversOfInterruptedCaptures) {
+  {
+    ImageStore first(state_);
+    ASSERT_TRUE(first.open().ok());
+  }
+  const std::string in = state_ + "/incoming";
+  ASSERT_EQ(::mkdir((in + "/1234").c_str(), 0700), 0);
+  ASSERT_EQ(::mkdir((in + "/1234/deep").c_str(), 0700), 0);
+  write_text(in + "/1234/pages.img", "half");
+  write_text(in + "/1234/deep/x", "x");
+  write_text(in + "/stray-file", "y");
+  // A symlink to a directory outside (in the scratch tree, never a system one: tests may run as root).
+  const std::string outside = scratch_ + "/outside";
+  ASSERT_EQ(::mkdir(outside.c_str(), 0700), 0);
+  write_text(outside + "/keep", "k");
+  ASSERT_EQ(::symlink(outside.c_str(), (in + "/link").c_str()), 0);
+
+  ImageStore store(state_);
+  ASSERT_TRUE(store.open().ok());
+  EXPECT_TRUE(names_in(in).empty());
+  EXPECT_TRUE(S_ISDIR(mode_of(in)));
+  EXPECT_TRUE(exists(outside + "/keep")) << "remove_tree followed a symlink";
+}
+
+TEST_F(StoreTest, PublishMovesTheCaptureIntoPlace) {
+  ImageStore store(state_);
+  ASSERT_TRUE(store.open().ok());
+  const std::string key = key_n(1);
+  const int64_t before = now_ms();
+  const std::string in = make_incoming(store, "42", 64 * 1024);
+  ASSERT_TRUE(store.publish(in, entry(key, "calc")).ok());
+  const int64_t after = now_ms();
+
+  EXPECT_FALSE(exists(in)) << "the capture directory is still in incoming/";
+  const std::string dir = store.image_dir(key);
+  EXPECT_EQ(dir, state_ + "/store/" + key);
+  EXPECT_EQ(names_in(dir), (std::set<std::string>{"meta.json", "pages.img", "snapshot.pb"}));
+  EXPECT_EQ(mode_of(dir + "/meta.json") & 07777, 0600u);
+  auto pages = read_file(dir + "/pages.img");
+  ASSERT_TRUE(pages.ok());
+  EXPECT_EQ(*pages, std::string(64 * 1024, 'p'));
+
+  ASSERT_EQ(store.entries().size(), 1u);
+  const StoreEntry& e = store.entries().at(key);
+  EXPECT_EQ(e.key, key);
+  EXPECT_EQ(e.app, "calc");
+  EXPECT_GE(e.bytes, 64u * 1024);
+  EXPECT_EQ(store.total_bytes(), e.bytes);
+  EXPECT_GE(e.created_ms, before);
+  EXPECT_LE(e.created_ms, after);
+  EXPECT_EQ(e.last_used_ms, e.created_ms);
+}
+
+// The image holds the app's memory: the daemon (root) hands it to the app's user.
+TEST_F(StoreTest, PublishHandsTheImageToTheAppsUser) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to chown the image to another user";
+  ImageStore store(state_);
+  ASSERT_TRUE(store.open().ok());
+  const std::string key = key_n(1);
+  const std::string in = make_incoming(store, "42", 4096);
+  StoreEntry e = entry(key, "calc");
+  e.uid = 65534;
+  e.gid = 65533;
+  auto r = store.publish(in, e);
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  const std::string dir = store.image_dir(key);
+  for (const std::string& path : {dir, dir + "/meta.json", dir + "/pages.img", dir + "/snapshot.pb"}) {
+    struct stat st {};
+    ASSERT_EQ(::lstat(path.c_str(), &st), 0) << path;
+    EXPECT_EQ(st.st_uid, 65534u) << path;
+    EXPECT_EQ(st.st_gid, 65533u) << path;
+    EXPECT_EQ(st.st_mode & 077, 0u) << path;
+  }
+  EXPECT_EQ(store.entries().at(key).uid, 65534u);
+}
+
+TEST_F(StoreTest, ReopenLoadsPublishedImages) {
+  const std::string k1 = key_n(1), k2 = key_n(2);
+  uint64_t bytes1 = 0;
+  int64_t created1 = 0;
+  {
+    ImageStore store(state_);
+    ASSERT_TRUE(store.open().ok());
+    publish(store, k1, "calc", 16 * 1024);
+    publish(store, k2, "web", 4096);
+    bytes1 = store.entries().at(k1).bytes;
+    created1 = store.entries().at(k1).created_ms;
+  }
+  ImageStore store(state_);
+  ASSERT_TRUE(store.open().ok());
+  ASSERT_EQ(store.entries().size(), 2u);
+  ASSERT_TRUE(store.entries().count(k1));
+  const StoreEntry& e = store.entries().at(k1);
+  const StoreEntry want = entry(k1, "calc");
+  EXPECT_EQ(e.key, k1);
+  EXPECT_EQ(e.app, "calc");
+  EXPECT_EQ(e.uid, want.uid);
+  EXPECT_EQ(e.gid, want.gid);
+  EXPECT_EQ(e.bytes, bytes1);
+  EXPECT_EQ(e.created_ms, created1);
+  EXPECT_EQ(e.capture_ms, want.capture_ms);
+  EXPECT_EQ(e.freeze_ms, want.freeze_ms);
+  ASSERT_EQ(e.files.size(), want.files.size());
+  for (size_t i = 0; i < want.files.size(); ++i) {
+    EXPECT_EQ(e.files[i].path, want.files[i].path);
+    EXPECT_EQ(e.files[i].dev, want.files[i].dev);
+    EXPECT_EQ(e.files[i].ino, want.files[i].ino);
+    EXPECT_EQ(e.files[i].size, want.files[i].size);
+    EXPECT_EQ(e.files[i].mtime_ns, want.files[i].mtime_ns);
+    EXPECT_EQ(e.files[i].ctime_ns, want.files[i].ctime_ns);
+    EXPECT_EQ(e.files[i].content_hash, want.files[i].content_hash);
+  }
+  EXPECT_EQ(store.entries().at(k2).app, "web");
+}
+
+TEST_F(StoreTest, ReopenTakesLastUseFromTheDirectoryMtime) {
+  const std::string k = key_n(1);
+  {
+    ImageStore store(state_);
+    ASSERT_TRUE(store.open().ok());
+    publish(store, k, "calc", 4096);
+  }
+  set_last_used(k, 1'000'000);
+  ImageStore store(state_);
+  ASSERT_TRUE(store.open().ok());
+  EXPECT_EQ(store.entries().at(k).last_used_ms, 1'000'000'000);
+
+  // touch() records a use now, in memory and on disk.
+  store.touch(k);
+  EXPECT_GE(store.entries().at(k).last_used_ms, now_ms() - 60'000);
+  ImageStore again(state_);
+  ASSERT_TRUE(again.open().ok());
+  EXPECT_GE(again.entries().at(k).last_used_ms, now_ms() - 60'000);
+}
+
+TEST_F(StoreTest, PublishReplacesAnImageWithTheSameKey) {
+  ImageStore store(state_);
+  ASSERT_TRUE(store.open().ok());
+  const std::string k = key_n(7);
+  publish(store, k, "calc", 4096);
+  const std::string in = store.incoming_dir("second");
+  ASSERT_EQ(::mkdir(in.c_str(), 0700), 0);
+  write_text(in + "/snapshot.pb", "second manifest");
+  ASSERT_TRUE(store.publish(in, entry(k, "calc")).ok());
+  EXPECT_EQ(store.entries().size(), 1u);
+  EXPECT_EQ(names_in(store.image_dir(k)), (std::set<std::string>{"meta.json", "snapshot.pb"}));
+  auto text = read_file(store.image_dir(k) + "/snapshot.pb");
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(*text, "second manifest");
+}
+
+class StoreQuarantineTest : public StoreTest {
+ protected:
+  // Publishes a good image, then lets `damage` at its meta.json, and reopens.
+  void damaged_meta_is_quarantined(const std::function<void(const std::string& meta)>& damage) {
+    const std::string good = key_n(1), bad = key_n(2);
+    {
+      ImageStore store(state_);
+      ASSERT_TRUE(store.open().ok());
+      publish(store, good, "calc", 4096);
+      publish(store, bad, "calc", 4096);
+    }
+    damage(state_ + "/store/" + bad + "/meta.json");
+    ImageStore store(state_);
+    try {
+      ASSERT_TRUE(store.open().ok());
+    } catch (const std::exception& e) {
+      FAIL() << "open() threw " << e.what() << " instead of quarantining the image";
+    }
+    EXPECT_EQ(store.entries().count(bad), 0u) << "an image with damaged metadata was loaded";
+    EXPECT_FALSE(exists(state_ + "/store/" + bad)) << "it was left in the store";
+    auto q = names_in(state_ + "/quarantine");
+    ASSERT_EQ(q.size(), 1u);
+    EXPECT_EQ(q.begin()->rfind(bad + "-", 0), 0u) << *q.begin();
+    EXPECT_TRUE(exists(state_ + "/quarantine/" + *q.begin() + "/pages.img")) << "kept for inspection";
+    // The healthy image next to it is unaffected.
+    EXPECT_EQ(store.entries().count(good), 1u);
+    EXPECT_TRUE(exists(state_ + "/store/" + good + "/meta.json"));
+  }
+};
+
+TEST_F(StoreQuarantineTest, MissingMeta) {
+  damaged_meta_is_quarantined([](const std::string& meta) { ASSERT_EQ(::unlink(meta.c_str()), 0); });
+}
+
+TEST_F(StoreQuarantineTest, GarbledMeta) {
+  damaged_meta_is_quarantined([](const std::string& meta) { write_text(meta, "{\"version\":1,\"key\":"); });
+}
+
+TEST_F(StoreQuarantineTest, MetaWithMissingFields) {
+  damaged_meta_is_quarantined([](const std::string& meta) { write_text(meta, R"({"version":1})"); });
+}
+
+TEST_F(StoreQuarantineTest, MetaOfAnUnknownVersion) {
+  damaged_meta_is_quarantined([](const std::string& meta) {
+    auto text = read_file(meta);
+    ASSERT_TRUE(text.ok());
+    auto at = text->find("\"version\": 1");
+    ASSERT_NE(at, std::string::npos) << *text;
+    write_text(meta, text->replace(at, 12, "\"version\": 2"));
+  });
+}
+
+// A meta.json copied from another image: its key does not name the directory it is in.
+TEST_F(StoreQuarantineTest, MetaOfAnotherKey) {
+  damaged_meta_is_quarantined([this](const std::string& meta) {
+    auto other = read_file(state_ + "/store/" + key_n(1) + "/meta.json");
+    ASSERT_TRUE(other.ok());
+    write_text(meta, *other);
+  });
+}
+
+TEST_F(StoreQuarantineTest, MetaWithAVersionOfTheWrongType) {
+  damaged_meta_is_quarantined([](const std::string& meta) {
+    write_text(meta, R"({"version":"1","key":"x","app":"calc","uid":0,"gid":0,"files":[]})");
+  });
+}
+
+TEST_F(StoreTest, AFileInTheStoreIsQuarantined) {
+  {
+    ImageStore store(state_);
+    ASSERT_TRUE(store.open().ok());
+  }
+  write_text(state_ + "/store/" + key_n(3), "not an image directory");
+  ImageStore store(state_);
+  ASSERT_TRUE(store.open().ok());
+  EXPECT_TRUE(store.entries().empty());
+  EXPECT_TRUE(names_in(state_ + "/store").empty());
+}
+
+TEST_F(StoreTest, QuarantineKeepsOnlyTheNewestFew) {
+  {
+    ImageStore store(state_);
+    ASSERT_TRUE(store.open().ok());
+  }
+  for (int i = 0; i < 7; ++i) {
+    const std::string dir = state_ + "/store/" + key_n(100 + i);
+    ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+    write_text(dir + "/pages.img", "x");
+  }
+  ImageStore store(state_);
+  ASSERT_TRUE(store.open().ok());
+  EXPECT_TRUE(names_in(state_ + "/store").empty());
+  const auto q = names_in(state_ + "/quarantine");
+  EXPECT_EQ(q.size(), 4u);
+}
+
+// The image just moved aside is the one someone is about to inspect; it must survive the pruning
+// even if it was last used long before the images quarantined earlier.
+TEST_F(StoreTest, QuarantineKeepsTheImageJustQuarantined) {
+  {
+    ImageStore store(state_);
+    ASSERT_TRUE(store.open().ok());
+  }
+  for (int i = 0; i < 4; ++i) {
+    const std::string dir = state_ + "/quarantine/" + key_n(200 + i) + "-" + std::to_string(1000 + i);
+    ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  }
+  const std::string bad = key_n(5);
+  const std::string dir = state_ + "/store/" + bad;
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  write_text(dir + "/pages.img", "x");  // no meta.json
+  set_last_used(bad, 1'000'000);
+
+  ImageStore store(state_);
+  ASSERT_TRUE(store.open().ok());
+  const auto q = names_in(state_ + "/quarantine");
+  EXPECT_EQ(q.size(), 4u);
+  bool kept = false;
+  for (const auto& n : q) kept |= n.rfind(bad + "-", 0) == 0;
+  EXPECT_TRUE(kept) << "the image quarantined just now was pruned at once";
+}
+
+TEST_F(StoreTest, RemoveDropsTheEntryAndTheDirectory) {
+  ImageStore store(state_);
+  ASSERT_TRUE(store.open().ok());
+  publish(store, key_n(1), "calc", 4096);
+  publish(store, key_n(2), "calc", 4096);
+  store.remove(key_n(1));
+  EXPECT_EQ(store.entries().count(key_n(1)), 0u);
+  EXPECT_FALSE(exists(store.image_dir(key_n(1))));
+  EXPECT_EQ(store.entries().count(key_n(2)), 1u);
+  EXPECT_TRUE(exists(store.image_dir(key_n(2)) + "/meta.json"));
+  EXPECT_EQ(store.total_bytes(), store.entries().at(key_n(2)).bytes);
+  store.remove(key_n(99));  // unknown keys are no-ops
+  EXPECT_EQ(store.entries().size(), 1u);
+}
+
+TEST_F(StoreTest, EvictDropsLeastRecentlyUsedUntilUnderBudget) {
+  const std::string oldest = key_n(3), middle = key_n(1), newest = key_n(2);
+  {
+    ImageStore store(state_);
+    ASSERT_TRUE(store.open().ok());
+    publish(store, oldest, "calc", 32 * 1024);
+    publish(store, middle, "calc", 32 * 1024);
+    publish(store, newest, "web", 32 * 1024);
+  }
+  set_last_used(oldest, 1000);
+  set_last_used(middle, 2000);
+  set_last_used(newest, 3000);
+  ImageStore store(state_);
+  ASSERT_TRUE(store.open().ok());
+  const uint64_t total = store.total_bytes();
+  const uint64_t b_oldest = store.entries().at(oldest).bytes;
+  ASSERT_GT(b_oldest, 0u);
+
+  // Nothing to do within the budget.
+  EXPECT_TRUE(store.evict(total, "").empty());
+  EXPECT_EQ(store.entries().size(), 3u);
+
+  // One byte over: only the oldest goes.
+  auto dropped = store.evict(total - 1, "");
+  ASSERT_EQ(dropped.size(), 1u);
+  EXPECT_EQ(dropped[0].key, oldest);
+  EXPECT_EQ(dropped[0].app, "calc");
+  EXPECT_FALSE(exists(store.image_dir(oldest)));
+  EXPECT_EQ(store.total_bytes(), total - b_oldest);
+
+  // Budget 0 with the newest kept: the middle one goes, the kept one stays although over budget.
+  dropped = store.evict(0, newest);
+  ASSERT_EQ(dropped.size(), 1u);
+  EXPECT_EQ(dropped[0].key, middle);
+  EXPECT_FALSE(exists(store.image_dir(middle)));
+  ASSERT_EQ(store.entries().size(), 1u);
+  EXPECT_TRUE(exists(store.image_dir(newest) + "/pages.img"));
+}
+
+TEST_F(StoreTest, EntriesOfSelectsByApp) {
+  ImageStore store(state_);
+  ASSERT_TRUE(store.open().ok());
+  publish(store, key_n(1), "calc", 4096);
+  publish(store, key_n(2), "web", 4096);
+  publish(store, key_n(3), "calc", 4096);
+  std::set<std::string> calc;
+  for (const StoreEntry* e : store.entries_of("calc")) {
+    EXPECT_EQ(e->app, "calc");
+    calc.insert(e->key);
+  }
+  EXPECT_EQ(calc, (std::set<std::string>{key_n(1), key_n(3)}));
+  ASSERT_EQ(store.entries_of("web").size(), 1u);
+  EXPECT_EQ(store.entries_of("web")[0]->key, key_n(2));
+  EXPECT_TRUE(store.entries_of("cal").empty());
+  EXPECT_TRUE(store.entries_of("").empty());
+}
+
+TEST(RemoveTree, RemovesNestedTreesWithoutFollowingSymlinks) {
+  char tmpl[] = "/tmp/prewarm-store-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string root = tmpl;
+  const std::string outside = root + "/outside";
+  ASSERT_EQ(::mkdir(outside.c_str(), 0700), 0);
+  write_text(outside + "/keep", "k");
+  const std::string tree = root + "/tree";
+  ASSERT_EQ(::mkdir(tree.c_str(), 0700), 0);
+  ASSERT_EQ(::mkdir((tree + "/a").c_str(), 0700), 0);
+  ASSERT_EQ(::mkdir((tree + "/a/b").c_str(), 0700), 0);
+  write_text(tree + "/a/b/f", "f");
+  ASSERT_EQ(::symlink(outside.c_str(), (tree + "/a/link").c_str()), 0);
+  remove_tree(tree);
+  EXPECT_FALSE(exists(tree));
+  EXPECT_TRUE(exists(outside + "/keep"));
+  remove_tree(root + "/does-not-exist");  // no-op
+  fs::remove_all(root);
+}
+
+}  // namespace
+}  // namespace prewarm
