@@ -8,7 +8,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -22,6 +21,7 @@
 #include "prewarmd/cmd_service.h"
 #include "prewarmd/protocol.h"
 #include "restorer/restore.h"
+#include "snapshot/clock.h"
 
 extern char** environ;
 
@@ -29,12 +29,6 @@ namespace prewarm::cli {
 namespace {
 
 using proto::json;
-
-int64_t mono_ns() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1'000'000'000ll + ts.tv_nsec;
-}
 
 std::vector<std::string> stdio_kinds() {
   std::vector<std::string> out;

@@ -10,12 +10,10 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
-#include <chrono>
 #include <cstring>
 #include <set>
 
@@ -23,23 +21,13 @@
 #include "prewarmd/file_records.h"
 #include "prewarmd/log.h"
 #include "prewarmd/stats.h"
+#include "snapshot/clock.h"
 #include "snapshot/cpu_compat.h"
 
 namespace prewarm {
 namespace {
 
 using proto::json;
-
-int64_t mono_ns() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1'000'000'000ll + ts.tv_nsec;
-}
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 json error_reply(const std::string& message, const std::string& code = "error") {
   return {{"ok", false}, {"code", code}, {"error", message}};

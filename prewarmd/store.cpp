@@ -6,12 +6,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "policy/eviction.h"
 #include "prewarmd/registry.h"
+#include "snapshot/clock.h"
 #include "snapshot/unique_fd.h"
 
 namespace prewarm {
@@ -20,12 +20,6 @@ namespace {
 using nlohmann::json;
 constexpr int kMetaVersion = 1;
 constexpr size_t kQuarantineKept = 4;
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::vector<std::string> list_dir(const std::string& path) {
   std::vector<std::string> out;
@@ -132,7 +126,7 @@ Result<void> ImageStore::open() {
 }
 
 Result<void> ImageStore::publish(const std::string& incoming, StoreEntry e) {
-  e.created_ms = e.last_used_ms = now_ms();
+  e.created_ms = e.last_used_ms = wall_ms();
   json files = json::array();
   for (const auto& f : e.files) files.push_back(to_json(f));
   json meta = {{"version", kMetaVersion}, {"key", e.key},   {"app", e.app},
@@ -163,7 +157,7 @@ void ImageStore::remove(const std::string& key) {
 void ImageStore::quarantine(const std::string& key) {
   entries_.erase(key);
   const std::string q = root_ + "/quarantine";
-  if (::rename(image_dir(key).c_str(), (q + "/" + key + "-" + std::to_string(now_ms())).c_str()) != 0)
+  if (::rename(image_dir(key).c_str(), (q + "/" + key + "-" + std::to_string(wall_ms())).c_str()) != 0)
     remove_tree(image_dir(key));
   // Newest first by the time in the name (KEY-MS): rename keeps a directory's mtime.
   auto when = [](const std::string& n) {
@@ -180,7 +174,7 @@ void ImageStore::quarantine(const std::string& key) {
 void ImageStore::touch(const std::string& key) {
   auto it = entries_.find(key);
   if (it == entries_.end()) return;
-  it->second.last_used_ms = now_ms();
+  it->second.last_used_ms = wall_ms();
   ::utimensat(AT_FDCWD, image_dir(key).c_str(), nullptr, 0);
 }
 

@@ -23,6 +23,7 @@
 #include "restorer/sigframe.h"
 #include "restorer/staging.h"
 #include "restorer/task_state.h"
+#include "snapshot/clock.h"
 #include "snapshot/image.h"
 #include "snapshot/proc_state.h"
 
@@ -106,22 +107,17 @@ struct PlanBuilder {
 // Launcher phase timings, printed to stderr when PREWARM_TRACE is set (for benchmarks).
 class PhaseClock {
  public:
-  PhaseClock() : enabled_(std::getenv("PREWARM_TRACE") != nullptr), last_(now()) {}
+  PhaseClock() : enabled_(std::getenv("PREWARM_TRACE") != nullptr), last_(mono_ns()) {}
   void mark(const char* phase) {
     if (!enabled_) return;
-    double t = now();
-    std::fprintf(stderr, "prewarm restore: %-14s %7.2f ms\n", phase, (t - last_) * 1e3);
+    int64_t t = mono_ns();
+    std::fprintf(stderr, "prewarm restore: %-14s %7.2f ms\n", phase, static_cast<double>(t - last_) / 1e6);
     last_ = t;
   }
 
  private:
-  static double now() {
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-  }
   bool enabled_;
-  double last_;
+  int64_t last_;
 };
 
 // The close ranges with one fd number taken out.
