@@ -39,10 +39,7 @@ class KeyHasher {
   void number(uint64_t v) { XXH3_128bits_update(state_, &v, sizeof v); }
   std::string hex() {
     XXH128_hash_t h = XXH3_128bits_digest(state_);
-    char buf[33];
-    std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(h.high64),
-                  static_cast<unsigned long long>(h.low64));
-    return buf;
+    return hash_hex(h.high64, h.low64);
   }
 
  private:
@@ -50,6 +47,13 @@ class KeyHasher {
 };
 
 }  // namespace
+
+std::string hash_hex(uint64_t high, uint64_t low) {
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(high),
+                static_cast<unsigned long long>(low));
+  return buf;
+}
 
 std::vector<std::string> launch_environment(const std::vector<std::string>& env) {
   std::vector<std::string> out;

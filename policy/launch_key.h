@@ -39,6 +39,9 @@ std::vector<std::string> launch_environment(const std::vector<std::string>& env)
 // "tty", "pipe", "socket", "file", "chardev", "dir" or "closed", from st_mode (0: not open).
 std::string stdio_kind(uint32_t st_mode, bool is_tty);
 
+// A 128-bit hash as 32 lowercase hex digits, high half first: the form of keys and content hashes.
+std::string hash_hex(uint64_t high, uint64_t low);
+
 // XXH3-128 over the context and the files' content hashes, as 32 hex digits.
 std::string snapshot_key(const LaunchContext& ctx, std::vector<FileRecord> files);
 

@@ -6,7 +6,6 @@
 #include <xxhash.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <memory>
 
 #include "snapshot/unique_fd.h"
@@ -59,10 +58,7 @@ Result<policy::FileRecord> record_file(const std::string& path) {
   if (from_stat(after).mtime_ns != s.mtime_ns || after.st_size != before.st_size)
     return data_error(path + " changed while it was being hashed");
   XXH128_hash_t d = XXH3_128bits_digest(h.get());
-  char hex[33];
-  std::snprintf(hex, sizeof hex, "%016llx%016llx", static_cast<unsigned long long>(d.high64),
-                static_cast<unsigned long long>(d.low64));
-  rec.content_hash = hex;
+  rec.content_hash = policy::hash_hex(d.high64, d.low64);
   return rec;
 }
 
