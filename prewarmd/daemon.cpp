@@ -422,14 +422,7 @@ json Daemon::op_launch(const json& req, const proto::PeerCred& cred, std::vector
     l->pidfd.reset(pidfd);
     sd_event_add_io(event_, &l->exit_source, pidfd, EPOLLIN, on_launch_exit, this);
   }
-  const auto& mode = app->config.ready;
-  if (l->mode == "cold" && mode.kind != policy::ReadyMode::kNotify) {
-    if (mode.kind == policy::ReadyMode::kIdle) l->idle.emplace(mode.ms);
-    uint64_t first = mode.kind == policy::ReadyMode::kDelay
-                         ? static_cast<uint64_t>(l->t0_ns / 1000) + mode.ms * 1000ull
-                         : static_cast<uint64_t>(mono_ns() / 1000) + 50'000;
-    sd_event_add_time(event_, &l->timer, CLOCK_MONOTONIC, first, 1000, on_launch_timer, this);
-  }
+  if (l->mode == "cold") watch_readiness(*l, app->config.ready, l->t0_ns);
   LaunchRecord rec;
   rec.time_ms = l->wall_ms;
   rec.mode = l->mode;
@@ -442,6 +435,17 @@ json Daemon::op_launch(const json& req, const proto::PeerCred& cred, std::vector
   launches_[l->id] = std::move(l);
   save();
   return reply;
+}
+
+// idle and delay readiness are prewarmd's own judgement, on a timer (notify needs none): a delay
+// counts from `start_ns`, idleness is sampled every 50 ms.
+void Daemon::watch_readiness(Launch& l, const policy::ReadyMode& mode, int64_t start_ns) {
+  if (mode.kind == policy::ReadyMode::kNotify) return;
+  if (mode.kind == policy::ReadyMode::kIdle) l.idle.emplace(mode.ms);
+  const uint64_t first = mode.kind == policy::ReadyMode::kDelay
+                             ? static_cast<uint64_t>(start_ns / 1000) + mode.ms * 1000ull
+                             : static_cast<uint64_t>(mono_ns() / 1000) + 50'000;
+  sd_event_add_time(event_, &l.timer, CLOCK_MONOTONIC, first, 1000, on_launch_timer, this);
 }
 
 LaunchRecord* Daemon::record_of(const Launch& l) {
@@ -474,15 +478,7 @@ json Daemon::op_fallback(const json& req, const proto::PeerCred& cred) {
   l.restored_key.clear();
   log_event(LOG_WARNING, l.app + ": restore refused (" + reason + "); image quarantined, starting cold",
             {{"PREWARM_APP", l.app}, {"PREWARM_MODE", "cold"}, {"PREWARM_FALLBACK", reason}});
-  if (app != registry_.apps.end()) {
-    const auto& mode = app->second.config.ready;
-    if (mode.kind != policy::ReadyMode::kNotify && !l.timer) {
-      if (mode.kind == policy::ReadyMode::kIdle) l.idle.emplace(mode.ms);
-      sd_event_add_time_relative(event_, &l.timer, CLOCK_MONOTONIC,
-                                 mode.kind == policy::ReadyMode::kDelay ? mode.ms * 1000ull : 50'000, 1000,
-                                 on_launch_timer, this);
-    }
-  }
+  if (app != registry_.apps.end() && !l.timer) watch_readiness(l, app->second.config.ready, mono_ns());
   rebuild_watches();
   save();
   return {{"ok", true}};
@@ -682,8 +678,8 @@ int Daemon::on_capture_exit(sd_event_source* s, const siginfo_t*, void* userdata
   return 0;
 }
 
-void Daemon::finish_capture(std::string name_ref) {
-  const std::string name = name_ref;  // a copy: the map entry it may refer to is erased below
+// `name` by value: the caller's reference is the map key erased below.
+void Daemon::finish_capture(std::string name) {
   std::unique_ptr<Capture> c = std::move(captures_.at(name));
   captures_.erase(name);
   sd_event_source_disable_unref(c->source);

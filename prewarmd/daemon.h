@@ -82,6 +82,7 @@ class Daemon {
 
   App* visible_app(const std::string& name, const proto::PeerCred& cred, proto::json& error);
   void on_ready(Launch& l, int64_t ready_ns, const char* how);
+  void watch_readiness(Launch& l, const policy::ReadyMode& mode, int64_t start_ns);
   void end_launch(uint64_t id);
   LaunchRecord* record_of(const Launch& l);
   Result<void> start_capture(Launch& l, int waiter_fd, unsigned delay_ms = 0);
