@@ -1,26 +1,16 @@
 #!/usr/bin/env bash
 # Faults and load around prewarmd: a disk that fills during a dump, SIGKILL of the daemon in the
 # middle of a capture (the app keeps running, no image is published, the next start cleans up),
-# and 50 concurrent launches of one
-# app and of different apps (every launch answers, the image stays intact, the daemon responds).
+# and 50 concurrent launches of one app and of different apps (every launch answers, the image
+# stays intact, the daemon responds).
 # Usage: faults.sh BIN_DIR SOURCE_DIR
 . "$(dirname "$0")/../lib/prelude.sh"
 BIN=$(realpath "$1")
 SRC=$(realpath "$2")
 [ "$(id -u)" -eq 0 ] || skip "needs root (ptrace of launched apps by the daemon)"
-P=$BIN/prewarm
-export PREWARM_RUNTIME_DIR=$SCRATCH/run PREWARM_STATE_DIR=$SCRATCH/state
-start_daemon() {
-  "$BIN/prewarmd" --runtime-dir "$PREWARM_RUNTIME_DIR" --state-dir "$PREWARM_STATE_DIR" >>"$SCRATCH/prewarmd.log" 2>&1 &
-  DAEMON=$!
-  wait_for 10 "$P" list >/dev/null 2>&1
-}
+. "$(dirname "$0")/../lib/daemon.sh"
 start_daemon
 cleanup 'kill $DAEMON 2>/dev/null'
-field() {
-  "$P" list --json | python3 -c "import json,sys; a=[x for x in json.load(sys.stdin)['apps'] if x['name']=='$1']; print(a[0]['$2'] if a else 'missing')"
-}
-state_is() { [ "$(field "$1" state)" = "$2" ]; }
 cd "$SRC/bench/progs"
 
 step "the disk fills during a dump: no image, a clear error, the app keeps running"

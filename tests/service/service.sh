@@ -8,26 +8,11 @@
 BIN=$(realpath "$1")
 SRC=$(realpath "$2")
 [ "$(id -u)" -eq 0 ] || skip "needs root (runs apps as another user)"
-P=$BIN/prewarm
-export PREWARM_RUNTIME_DIR=$SCRATCH/run PREWARM_STATE_DIR=$SCRATCH/state
+. "$(dirname "$0")/../lib/daemon.sh"
 chmod 755 "$SCRATCH"
-
-start_daemon() {
-  "$BIN/prewarmd" --runtime-dir "$PREWARM_RUNTIME_DIR" --state-dir "$PREWARM_STATE_DIR" >>"$SCRATCH/prewarmd.log" 2>&1 &
-  DAEMON=$!
-  wait_for 10 "$P" list >/dev/null 2>&1
-}
-stop_daemon() { kill "$DAEMON"; wait "$DAEMON" || true; }
 start_daemon
 cleanup 'kill $DAEMON 2>/dev/null'
 
-field() {  # field APP KEY: from `prewarm list --json`
-  "$P" list --json | python3 -c "import json,sys; a=[x for x in json.load(sys.stdin)['apps'] if x['name']=='$1']; print(a[0]['$2'] if a else 'missing')"
-}
-state_is() { [ "$(field "$1" state)" = "$2" ]; }
-last() {  # last APP KEY: of the newest launch in `prewarm stats --json`
-  "$P" stats "$1" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['apps'][0]['recent'][-1]['$2'])"
-}
 ready_known() { [ "$(last "$1" ready_ms)" != "-1.0" ] && [ "$(last "$1" ready_ms)" != "-1" ]; }
 # run_calc APP N: one launch that answers N on stdin; prints the answer line.
 run_calc() {
