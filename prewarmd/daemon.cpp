@@ -57,7 +57,7 @@ std::string socket_path(int fd) {
   return sa.sun_path;
 }
 
-policy::LaunchContext launch_context(const App& app, const json& req) {
+policy::LaunchContext launch_context(const App& app, const json& req, const MachineCompat& m) {
   policy::LaunchContext ctx;
   ctx.app = app.config.name;
   ctx.argv = app.config.argv;
@@ -67,7 +67,6 @@ policy::LaunchContext launch_context(const App& app, const json& req) {
   ctx.gid = app.config.gid;
   auto stdio = req.value("stdio", std::vector<std::string>{});
   for (size_t i = 0; i < 3; ++i) ctx.stdio[i] = i < stdio.size() ? stdio[i] : "closed";
-  MachineCompat m = machine_compat();
   ctx.kernel = m.kernel_release;
   ctx.xfeatures = m.xfeatures;
   ctx.xsave_size = m.xsave_size;
@@ -76,7 +75,9 @@ policy::LaunchContext launch_context(const App& app, const json& req) {
 
 }  // namespace
 
-Daemon::Daemon(DaemonOptions opts) : opts_(std::move(opts)), store_(opts_.state_dir) {}
+// Kernel release and XSAVE layout cannot change while prewarmd runs: read them once.
+Daemon::Daemon(DaemonOptions opts)
+    : opts_(std::move(opts)), machine_(machine_compat()), store_(opts_.state_dir) {}
 
 Daemon::~Daemon() {
   for (auto& [id, l] : launches_) {
@@ -363,7 +364,7 @@ json Daemon::op_launch(const json& req, const proto::PeerCred& cred, std::vector
   l->t0_ns = req.value("t0_ns", mono_ns());
   l->wall_ms = wall_ms();
   l->systemd_notify = req.value("notify_socket", "");
-  l->ctx = launch_context(*app, req);
+  l->ctx = launch_context(*app, req, machine_);
 
   // Find a snapshot for exactly this launch: files unchanged (cheap stat check), same key.
   std::string why_cold;

@@ -17,6 +17,7 @@
 #include "prewarmd/protocol.h"
 #include "prewarmd/registry.h"
 #include "prewarmd/store.h"
+#include "snapshot/cpu_compat.h"
 #include "snapshot/result.h"
 #include "snapshot/unique_fd.h"
 
@@ -103,6 +104,7 @@ class Daemon {
   static int on_recheck(sd_event_source*, uint64_t usec, void* self);
 
   DaemonOptions opts_;
+  MachineCompat machine_;  // part of every snapshot key
   sd_event* event_ = nullptr;
   UniqueFd control_, notify_, inotify_;
   std::string notify_path_;
