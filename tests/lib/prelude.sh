@@ -5,8 +5,9 @@ TEST_NAME=$(basename "$0" .sh)
 SCRATCH=$(mktemp -d "/tmp/prewarm-$TEST_NAME.XXXXXX")
 CLEANUPS=()
 on_exit() {
-  local rc=$?
-  for ((i = ${#CLEANUPS[@]} - 1; i >= 0; i--)); do eval "${CLEANUPS[i]}" || true; done
+  local rc=$? _pw_i
+  # The cleanups are eval'ed here: a name of their own keeps their loops off the index.
+  for ((_pw_i = ${#CLEANUPS[@]} - 1; _pw_i >= 0; _pw_i--)); do eval "${CLEANUPS[_pw_i]}" || true; done
   if [ "$rc" -eq 0 ]; then rm -rf "$SCRATCH"; else echo "$TEST_NAME: FAILED (rc $rc); scratch kept in $SCRATCH" >&2; fi
 }
 trap 'echo "$TEST_NAME: line $LINENO: command failed: $BASH_COMMAND" >&2' ERR
