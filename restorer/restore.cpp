@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -120,6 +121,17 @@ class PhaseClock {
   int64_t last_;
 };
 
+constexpr const char* kMappedField = "PREWARM_MAPPED_NS=";
+constexpr const char* kResumedField = "PREWARM_RESUMED_NS=";
+
+// Fields appended to the readiness message: CLOCK_MONOTONIC ns at the end of validation and of
+// reading, and two fixed-width slots the blob overwrites with its own clock readings.
+std::string phase_fields(int64_t validated_ns, int64_t read_ns, uint64_t bytes) {
+  const std::string slot(PW_STAMP_DIGITS, '0');
+  return "PREWARM_VALIDATED_NS=" + std::to_string(validated_ns) + "\nPREWARM_READ_NS=" + std::to_string(read_ns) +
+         "\nPREWARM_BYTES_READ=" + std::to_string(bytes) + "\n" + kMappedField + slot + "\n" + kResumedField + slot + "\n";
+}
+
 // The close ranges with one fd number taken out.
 std::vector<PwRange> punch_fd(const std::vector<PwRange>& ranges, int fd) {
   const uint64_t f = static_cast<uint64_t>(fd);
@@ -197,7 +209,7 @@ Error restore_in_place(const std::string& dir, const RestoreOptions& options) {
   const uint64_t blob_len = page_up(blob.size());
   uint64_t plan_estimate = sizeof(PwPlan) + 64 * 8 + 16 * sizeof(PwMove) + 16 * sizeof(PwRange) +
                            snap.mappings_size() * sizeof(PwVmaOp) + snap.mm().auxv().size() +
-                           options.notify_message.size() + 64 +
+                           options.notify_message.size() + 256 +
                            frame->bytes.size();
   const uint64_t plan_len = page_up(plan_estimate) + kBlobStack;
   uint64_t cursor = blob_len + plan_len + vdso_span;
@@ -227,8 +239,15 @@ Error restore_in_place(const std::string& dir, const RestoreOptions& options) {
   uint64_t total_bytes = 0;
   for (size_t i = 0; i < runs.size(); ++i)
     if (runs[i].staged()) staged.push_back(i), total_bytes += snap.mappings(static_cast<int>(i)).end() - snap.mappings(static_cast<int>(i)).start();
+  const int64_t validated_ns = mono_ns();
+  std::atomic<uint64_t> bytes_read{0};
   auto stage_range = [&](size_t from, size_t to) -> Result<void> {
     StagedRead stats;
+    struct Count {
+      StagedRead& s;
+      std::atomic<uint64_t>& total;
+      ~Count() { total += s.bytes; }
+    } count{stats, bytes_read};
     for (size_t k = from; k < to; ++k) {
       size_t i = staged[k];
       const auto& m = snap.mappings(static_cast<int>(i));
@@ -251,6 +270,7 @@ Error restore_in_place(const std::string& dir, const RestoreOptions& options) {
   if (!second) return second.error();
 
   clock.mark("read pages");
+  const int64_t read_ns = mono_ns();
   // 7. The plan.
   PlanBuilder pb(sizeof(PwPlan));
   std::vector<PwMove> moves;
@@ -310,7 +330,9 @@ Error restore_in_place(const std::string& dir, const RestoreOptions& options) {
   uint64_t frame_off = pb.append(frame->bytes.data(), frame->bytes.size());
   uint64_t fd_moves_off = pb.append(app_files->moves.data(), app_files->moves.size());
   uint64_t fd_close_off = pb.append(app_files->close.data(), app_files->close.size());
-  uint64_t notify_off = pb.append(options.notify_message.data(), options.notify_message.size());
+  // The readiness message carries the launcher's phase times; the blob fills in its own two.
+  const std::string message = options.notify_message + phase_fields(validated_ns, read_ns, bytes_read.load());
+  uint64_t notify_off = pb.append(message.data(), message.size());
   if (pb.buf.size() > plan_len - kBlobStack) return data_error("internal: plan larger than estimated");
 
   PwPlan& p = pb.plan();
@@ -364,7 +386,9 @@ Error restore_in_place(const std::string& dir, const RestoreOptions& options) {
   p.frame_dest = frame->dest;
   p.final_sp = frame->final_sp;
   p.notify_fd = notify.get();
-  p.notify_len = static_cast<uint32_t>(options.notify_message.size());
+  p.notify_len = static_cast<uint32_t>(message.size());
+  p.notify_mapped_off = static_cast<uint32_t>(message.find(kMappedField) + std::strlen(kMappedField));
+  p.notify_resumed_off = static_cast<uint32_t>(message.find(kResumedField) + std::strlen(kResumedField));
   p.notify_off = notify_off;
 
   // 8. cwd, umask, rlimits, personality: applied to this process now, undone on failure.

@@ -25,7 +25,7 @@
 #endif
 
 #define PW_PLAN_MAGIC 0x6e6c706d72777270ull /* "prwrmpln" */
-#define PW_PLAN_VERSION 2u
+#define PW_PLAN_VERSION 3u
 #define PW_RESTORER_EXIT_CODE 125 /* the blob failed past the point of no return */
 
 enum PwOpKind : uint32_t {
@@ -139,7 +139,13 @@ struct PwPlan {
   int32_t notify_fd;
   uint32_t notify_len;
   uint64_t notify_off;
+  // Offsets into that message of two PW_STAMP_DIGITS-wide decimal slots: the blob writes its
+  // CLOCK_MONOTONIC ns once the mappings are in place and right before it resumes the app.
+  uint32_t notify_mapped_off;
+  uint32_t notify_resumed_off;
 };
+
+#define PW_STAMP_DIGITS 20
 
 #ifdef __cplusplus
 static_assert(sizeof(PwVmaOp) == 56, "PwVmaOp layout");

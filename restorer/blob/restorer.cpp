@@ -29,6 +29,18 @@ void put_hex(char* out, uint64_t v) {
   for (int i = 15; i >= 0; --i, v >>= 4) out[i] = "0123456789abcdef"[v & 15];
 }
 
+// The monotonic clock, in decimal, into the readiness message's slot at `off` (0: no message).
+void stamp(const PwPlan* plan, uint32_t off) {
+  if (plan->notify_fd < 0 || off == 0 || off + PW_STAMP_DIGITS > plan->notify_len) return;
+  struct {
+    long sec, nsec;
+  } ts{};
+  if (pw_sys::clock_gettime(1 /* CLOCK_MONOTONIC */, &ts) < 0) return;
+  uint64_t v = static_cast<uint64_t>(ts.sec) * 1000000000ull + static_cast<uint64_t>(ts.nsec);
+  char* out = at<char>(plan, plan->notify_off + off);
+  for (int i = PW_STAMP_DIGITS - 1; i >= 0; --i, v /= 10) out[i] = static_cast<char>('0' + v % 10);
+}
+
 // "prewarm restorer: <what> failed (errno N) at <addr>" on stderr, then exit.
 [[noreturn]] void die(const char* what, long rc, uint64_t addr) {
   char msg[160];
@@ -130,6 +142,8 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
     if (op.kind != PW_OP_MOVE_STAGED) apply_advice(op);
   }
 
+  stamp(plan, plan->notify_mapped_off);
+
   // 4. mm fields: brk, arg/env ranges, auxv, exe file.
   long rc = pw_sys::prctl(kPrSetMm, kPrSetMmMap, reinterpret_cast<long>(&plan->mm),
                           sizeof(PwMmMap));
@@ -179,6 +193,7 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
 
   // 9. The app is in place: tell whoever waits for readiness (prewarmd, and through it systemd).
   if (plan->notify_fd >= 0) {
+    stamp(plan, plan->notify_resumed_off);
     (void)pw_sys::write(plan->notify_fd, at<const char>(plan, plan->notify_off), plan->notify_len);
     (void)pw_sys::close_range(static_cast<unsigned>(plan->notify_fd), static_cast<unsigned>(plan->notify_fd));
   }

@@ -19,7 +19,7 @@ inline long syscall6(long nr, long a, long b, long c, long d, long e, long f) {
 }
 
 constexpr long kWrite = 1, kMmap = 9, kMunmap = 11, kRtSigaction = 13, kMremap = 25, kMadvise = 28,
-               kPrctl = 157, kArchPrctl = 158, kSetTidAddress = 218, kExitGroup = 231,
+               kPrctl = 157, kArchPrctl = 158, kSetTidAddress = 218, kClockGettime = 228, kExitGroup = 231,
                kSetRobustList = 273, kDup3 = 292, kRseq = 334, kCloseRange = 436;
 
 inline long write(int fd, const void* buf, unsigned long n) {
@@ -48,6 +48,9 @@ inline long arch_prctl(int code, uint64_t addr) {
 }
 inline long close_range(unsigned first, unsigned last) {
   return syscall6(kCloseRange, first, last, 0, 0, 0, 0);
+}
+inline long clock_gettime(int clock, void* ts) {
+  return syscall6(kClockGettime, clock, reinterpret_cast<long>(ts), 0, 0, 0, 0);
 }
 inline long dup3(int from, int to, int flags) { return syscall6(kDup3, from, to, flags, 0, 0, 0); }
 inline long set_robust_list(uint64_t head, uint64_t len) {
