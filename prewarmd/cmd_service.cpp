@@ -156,9 +156,9 @@ int run_invalidate(const std::string& name, bool all, bool as_json) {
   return kExitOk;
 }
 
-int run_stats(const std::string& name, bool as_json) {
+int run_stats(const std::string& name, bool as_json, unsigned recent) {
   json reply;
-  json req = {{"op", "stats"}};
+  json req = {{"op", "stats"}, {"recent", as_json ? recent : 0u}};
   if (!name.empty()) req["name"] = name;
   int rc = call(req, reply);
   if (rc != kExitOk) return rc;

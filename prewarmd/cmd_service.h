@@ -23,7 +23,7 @@ int run_unregister(const std::string& name, bool json);
 int run_list(bool json);
 int run_snapshot(const std::string& name, bool json);
 int run_invalidate(const std::string& name, bool all, bool json);
-int run_stats(const std::string& name, bool json);
+int run_stats(const std::string& name, bool json, unsigned recent);
 // Becomes the app (restored or exec'ed); returns only if even a cold start is impossible.
 int run_app(const std::string& name);
 

@@ -100,6 +100,7 @@ Result<void> Daemon::start() {
     if (app.status.state == "valid" && store_.entries_of(name).empty())
       app.status.state = "none", app.status.reason = "its images are gone";
   }
+  open_history();
   // Images of apps that are no longer registered are of no use to anyone.
   std::vector<std::string> orphans;
   for (const auto& [key, e] : store_.entries())
@@ -146,6 +147,7 @@ Result<void> Daemon::start() {
     return make_error(-r, "watch the notify socket");
   rebuild_watches();
   save();
+  start_dashboard();
   update_status();
   sd_notify(0, "READY=1");
   log_event(LOG_INFO, "ready: " + std::to_string(registry_.apps.size()) + " apps, " +
@@ -173,7 +175,68 @@ int Daemon::run() {
   return r < 0 ? 1 : 0;
 }
 
+// The history is for people and dashboards: a database that fails never fails a launch.
+void Daemon::open_history() {
+  const std::string path = opts_.state_dir + "/history.db";
+  auto h = History::open(path);
+  if (!h) {
+    // Unreadable or from a newer prewarm: kept aside for whoever wants it, and a fresh one begun.
+    const std::string aside = path + ".broken-" + std::to_string(wall_ms());
+    log_event(LOG_ERR, "history database unusable (" + h.error().describe() + "); moved to " + aside);
+    for (const char* sfx : {"", "-wal", "-shm"}) ::rename((path + sfx).c_str(), (aside + sfx).c_str());
+    h = History::open(path);
+  }
+  if (!h) {
+    log_event(LOG_ERR, "running without a launch history: " + h.error().describe());
+    return;
+  }
+  history_ = std::move(*h);
+}
+
+template <typename T>
+void Daemon::note_history(const Result<T>& r) {
+  if (!r) log_event(LOG_WARNING, r.error().describe());
+}
+
+AppSummary Daemon::summary_of(const std::string& app) {
+  if (!history_) return {};
+  auto s = history_->summary(app);
+  note_history(s);
+  return s ? *s : AppSummary{};
+}
+
+void Daemon::start_dashboard() {
+  if (opts_.http == "off" || !history_) return;
+  dashboard_ = std::make_unique<Dashboard>(opts_.state_dir + "/history.db");
+  publish();
+  auto url = dashboard_->start(opts_.http);
+  const std::string url_file = opts_.runtime_dir + "/dashboard";
+  if (!url) {
+    log_event(LOG_ERR, url.error().describe() + "; running without the dashboard (set --http)");
+    dashboard_.reset();
+    ::unlink(url_file.c_str());
+    return;
+  }
+  (void)write_file_atomic(url_file, *url + "\n", 0644);
+  log_event(LOG_INFO, "dashboard on " + *url, {{"PREWARM_DASHBOARD", *url}});
+}
+
+void Daemon::publish() {
+  if (!dashboard_) return;
+  DashboardView v;
+  for (const auto& [name, app] : registry_.apps) {
+    DashboardView::AppView av{app, 0};
+    if (captures_.count(name)) av.app.status.state = "capturing";
+    for (const auto* e : store_.entries_of(name)) av.image_bytes += e->bytes;
+    v.apps.push_back(std::move(av));
+  }
+  v.store_bytes = store_.total_bytes();
+  v.store_budget = opts_.store_budget;
+  dashboard_->publish(std::move(v));
+}
+
 void Daemon::save() {
+  publish();
   if (auto r = registry_.save(opts_.state_dir + "/registry.json"); !r)
     log_event(LOG_ERR, "cannot save the registry: " + r.error().describe());
 }
@@ -287,6 +350,7 @@ json Daemon::op_unregister(const json& req, const proto::PeerCred& cred) {
   if (!visible_app(name, cred, err)) return err;
   drop_images(name, "none", "unregistered");
   registry_.apps.erase(name);
+  if (history_) note_history(history_->forget(name));
   save();
   rebuild_watches();
   update_status();
@@ -301,6 +365,7 @@ json Daemon::op_list(const proto::PeerCred& cred) {
     uint64_t bytes = 0;
     auto entries = store_.entries_of(name);
     for (const auto* e : entries) bytes += e->bytes;
+    const AppSummary summary = summary_of(name);
     apps.push_back({{"name", name},
                     {"uid", app.config.uid},
                     {"state", captures_.count(name) ? "capturing" : app.status.state},
@@ -309,8 +374,8 @@ json Daemon::op_list(const proto::PeerCred& cred) {
                     {"image_bytes", bytes},
                     {"ready", policy::to_string(app.config.ready)},
                     {"argv", app.config.argv},
-                    {"cold", app.status.cold},
-                    {"restored", app.status.restored}});
+                    {"cold", summary.cold},
+                    {"restored", summary.restored}});
   }
   return {{"ok", true}, {"apps", apps}, {"store_bytes", store_.total_bytes()}, {"store_budget", opts_.store_budget}};
 }
@@ -323,7 +388,14 @@ json Daemon::op_stats(const json& req, const proto::PeerCred& cred) {
     if (!only.empty() && name != only) continue;
     uint64_t bytes = 0;
     for (const auto* e : store_.entries_of(name)) bytes += e->bytes;
-    apps.push_back(app_stats(app, bytes));
+    json a = app_stats(app, bytes, summary_of(name));
+    if (history_ && req.value("recent", 0) > 0) {
+      json recent = json::array();
+      if (auto rows = history_->launches(name, std::min(req.value("recent", 0), 1000)); rows)
+        for (const auto& r : *rows) recent.push_back(to_json(r));
+      a["recent"] = recent;
+    }
+    apps.push_back(a);
   }
   if (!only.empty() && apps.empty()) return error_reply("no app named '" + only + "' is registered", "not_found");
   return {{"ok", true}, {"apps", apps}};
@@ -367,10 +439,10 @@ json Daemon::op_launch(const json& req, const proto::PeerCred& cred, std::vector
   l->ctx = launch_context(*app, req, machine_);
 
   // Find a snapshot for exactly this launch: files unchanged (cheap stat check), same key.
-  std::string why_cold;
+  std::string why_cold, kind;
   std::string key;
-  if (captures_.count(name)) why_cold = "a snapshot is being captured";
-  else if (app->status.state == "unsupported") why_cold = "unsupported: " + app->status.reason;
+  if (captures_.count(name)) why_cold = "a snapshot is being captured", kind = "capturing";
+  else if (app->status.state == "unsupported") why_cold = "unsupported: " + app->status.reason, kind = "unsupported";
   for (const StoreEntry* e : store_.entries_of(name)) {
     if (!why_cold.empty()) break;
     if (std::string change = first_change(e->files); !change.empty()) {
@@ -381,14 +453,18 @@ json Daemon::op_launch(const json& req, const proto::PeerCred& cred, std::vector
       app->status.state = "stale";
       app->status.reason = change;
       why_cold = "stale: " + change;
+      kind = "stale";
       rebuild_watches();
+      save();
       break;
     }
     if (e->uid != app->config.uid) continue;
     if (policy::snapshot_key(l->ctx, e->files) == e->key) key = e->key;
   }
-  if (key.empty() && why_cold.empty())
-    why_cold = store_.entries_of(name).empty() ? "no snapshot yet" : "no snapshot for this launch context (environment, stdio kind or command differ)";
+  if (key.empty() && why_cold.empty()) {
+    if (store_.entries_of(name).empty()) why_cold = "no snapshot yet";
+    else why_cold = "no snapshot for this launch context (environment, stdio kind or command differ)", kind = "context";
+  }
 
   json reply = {{"ok", true},
                 {"launch", l->id},
@@ -405,15 +481,14 @@ json Daemon::op_launch(const json& req, const proto::PeerCred& cred, std::vector
       l->mode = "restored";
       l->restored_key = key;
       store_.touch(key);
-      app->status.restored++;
       reply["mode"] = "restore";
     } else {
       why_cold = "image unreadable: " + dir.error().describe();
+      kind = "unreadable";
     }
   }
   if (l->mode.empty()) {
     l->mode = "cold";
-    app->status.cold++;
     reply["mode"] = "cold";
     reply["reason"] = why_cold;
   }
@@ -424,17 +499,23 @@ json Daemon::op_launch(const json& req, const proto::PeerCred& cred, std::vector
     sd_event_add_io(event_, &l->exit_source, pidfd, EPOLLIN, on_launch_exit, this);
   }
   if (l->mode == "cold") watch_readiness(*l, app->config.ready, l->t0_ns);
-  LaunchRecord rec;
-  rec.time_ms = l->wall_ms;
-  rec.mode = l->mode;
-  rec.pid = l->pid;
-  app->status.recent.push_back(rec);
-  while (app->status.recent.size() > Registry::kRecentLaunches) app->status.recent.pop_front();
+  if (history_) {
+    LaunchRow row;
+    row.app = name;
+    row.uid = app->config.uid;
+    row.time_ms = l->wall_ms;
+    row.pid = l->pid;
+    row.mode = l->mode;
+    if (l->mode == "cold" && !kind.empty()) row.fallback_kind = kind, row.fallback = why_cold;
+    auto id = history_->add_launch(row);
+    note_history(id);
+    if (id) l->history_id = *id;
+  }
   log_event(LOG_INFO, name + ": launch " + std::to_string(l->id) + " pid " + std::to_string(l->pid) + " " + l->mode +
                           (why_cold.empty() ? "" : " (" + why_cold + ")"),
             {{"PREWARM_APP", name}, {"PREWARM_MODE", l->mode}, {"PREWARM_REASON", why_cold}});
   launches_[l->id] = std::move(l);
-  save();
+  publish();
   return reply;
 }
 
@@ -449,14 +530,6 @@ void Daemon::watch_readiness(Launch& l, const policy::ReadyMode& mode, int64_t s
   sd_event_add_time(event_, &l.timer, CLOCK_MONOTONIC, first, 1000, on_launch_timer, this);
 }
 
-LaunchRecord* Daemon::record_of(const Launch& l) {
-  auto it = registry_.apps.find(l.app);
-  if (it == registry_.apps.end()) return nullptr;
-  for (auto r = it->second.status.recent.rbegin(); r != it->second.status.recent.rend(); ++r)
-    if (r->pid == l.pid && r->time_ms == l.wall_ms) return &*r;
-  return nullptr;
-}
-
 json Daemon::op_fallback(const json& req, const proto::PeerCred& cred) {
   const uint64_t id = req.at("launch").get<uint64_t>();
   auto it = launches_.find(id);
@@ -468,12 +541,9 @@ json Daemon::op_fallback(const json& req, const proto::PeerCred& cred) {
   if (app != registry_.apps.end()) {
     // The image was refused before the point of no return: keep it aside, never use it again.
     if (!l.restored_key.empty()) store_.quarantine(l.restored_key);
-    app->second.status.restored--;
-    app->second.status.cold++;
-    app->second.status.fallbacks++;
     app->second.status.state = store_.entries_of(l.app).empty() ? "none" : app->second.status.state;
     app->second.status.reason = "restore refused: " + reason;
-    if (auto* r = record_of(l)) r->mode = "cold", r->fallback = reason;
+    if (history_ && l.history_id) note_history(history_->set_fallback(l.history_id, "refused", "restore refused: " + reason));
   }
   l.mode = "cold";
   l.restored_key.clear();
@@ -485,16 +555,20 @@ json Daemon::op_fallback(const json& req, const proto::PeerCred& cred) {
   return {{"ok", true}};
 }
 
-void Daemon::on_ready(Launch& l, int64_t ready_ns, const char* how) {
+void Daemon::on_ready(Launch& l, int64_t ready_ns, const char* how, const std::optional<RestoreReport>& report) {
   if (l.ready) return;
   l.ready = true;
   const double ms = static_cast<double>(ready_ns - l.t0_ns) / 1e6;
-  if (auto* r = record_of(l)) r->ready_ms = ms;
+  if (history_ && l.history_id) {
+    std::optional<RestorePhases> phases;
+    std::optional<int64_t> bytes;
+    if (report) phases = report->phases, bytes = report->bytes_read;
+    note_history(history_->set_ready(l.history_id, ms, phases, bytes));
+  }
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f", ms);
   log_event(LOG_INFO, l.app + ": " + l.mode + " launch ready after " + buf + " ms (" + how + ")",
             {{"PREWARM_APP", l.app}, {"PREWARM_MODE", l.mode}, {"PREWARM_READY_MS", buf}});
-  save();
   auto app = registry_.apps.find(l.app);
   if (app == registry_.apps.end() || l.mode != "cold") return;
   if (app->second.status.state == "unsupported" || captures_.count(l.app)) return;
@@ -581,9 +655,13 @@ int Daemon::on_notify(sd_event_source*, int fd, uint32_t, void* userdata) {
     const std::string message(buf, static_cast<size_t>(n));
     for (auto& [id, l] : self->launches_) {
       if (l->pid != uc->pid) continue;
-      self->forward_notify(*l, message);
+      self->forward_notify(*l, without_prewarm_fields(message));
       bool ready = ("\n" + message + "\n").find("\nREADY=1\n") != std::string::npos;
-      if (ready) self->on_ready(*l, mono_ns(), "notify");
+      if (!ready) break;
+      // A restored app's READY=1 comes from the restorer, with the restore's phase times.
+      const int64_t now = mono_ns();
+      auto report = l->mode == "restored" ? parse_restore_report(message, l->t0_ns, now) : std::nullopt;
+      self->on_ready(*l, report ? report->resumed_ns : now, "notify", report);
       break;
     }
   }
@@ -708,8 +786,8 @@ void Daemon::finish_capture(std::string name) {
     auto& st = app->second.status;
     st.state = "valid";
     st.reason.clear();
-    st.captures++;
     const uint64_t bytes = store_.entries().at(r.key).bytes;
+    if (history_) note_history(history_->add_snapshot({0, name, wall_ms(), true, ms, r.freeze_ms, static_cast<int64_t>(bytes), ""}));
     log_event(LOG_INFO, name + ": captured pid " + std::to_string(c->pid) + " in " + buf + " ms (frozen " +
                             std::to_string(static_cast<int>(r.freeze_ms)) + " ms), " + std::to_string(bytes >> 10) + " KiB",
               {{"PREWARM_APP", name}, {"PREWARM_KEY", r.key}, {"PREWARM_CAPTURE_MS", buf},
@@ -729,9 +807,9 @@ void Daemon::finish_capture(std::string name) {
         st.state = "unsupported";
         st.reason = r.message;
       } else {
-        st.capture_failures++;
         st.reason = "capture failed: " + r.message;
       }
+      if (history_) note_history(history_->add_snapshot({0, name, wall_ms(), false, ms, r.freeze_ms, 0, r.message}));
     }
     log_event(r.status == "unsupported" ? LOG_NOTICE : LOG_ERR,
               name + ": " + (r.status == "unsupported" ? "cannot be snapshotted, will always start cold: " : "capture failed: ") + r.message,

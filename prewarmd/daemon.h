@@ -14,8 +14,11 @@
 
 #include "policy/launch_key.h"
 #include "policy/readiness.h"
+#include "prewarmd/dashboard.h"
+#include "prewarmd/history.h"
 #include "prewarmd/protocol.h"
 #include "prewarmd/registry.h"
+#include "prewarmd/stats.h"
 #include "prewarmd/store.h"
 #include "snapshot/cpu_compat.h"
 #include "snapshot/result.h"
@@ -27,6 +30,7 @@ struct DaemonOptions {
   std::string runtime_dir = "/run/prewarm";
   std::string state_dir = "/var/lib/prewarm";
   uint64_t store_budget = 8ull << 30;
+  std::string http = "127.0.0.1:9746";  // the dashboard's address; "off" for none
 };
 
 class Daemon {
@@ -44,6 +48,7 @@ class Daemon {
  private:
   struct Launch {
     uint64_t id = 0;
+    int64_t history_id = 0;  // its row in the history, 0 if not recorded
     std::string app;
     pid_t pid = 0;
     std::string mode;            // "cold" or "restored"
@@ -82,10 +87,15 @@ class Daemon {
   proto::json op_snapshot(const proto::json& req, const proto::PeerCred& cred, int conn, bool& deferred);
 
   App* visible_app(const std::string& name, const proto::PeerCred& cred, proto::json& error);
-  void on_ready(Launch& l, int64_t ready_ns, const char* how);
+  void on_ready(Launch& l, int64_t ready_ns, const char* how, const std::optional<RestoreReport>& report = std::nullopt);
   void watch_readiness(Launch& l, const policy::ReadyMode& mode, int64_t start_ns);
   void end_launch(uint64_t id);
-  LaunchRecord* record_of(const Launch& l);
+  void open_history();
+  template <typename T>
+  void note_history(const Result<T>& r);
+  AppSummary summary_of(const std::string& app);
+  void start_dashboard();
+  void publish();  // the app view the dashboard serves
   Result<void> start_capture(Launch& l, int waiter_fd, unsigned delay_ms = 0);
   void finish_capture(std::string app);
   void drop_images(const std::string& app, const std::string& state, const std::string& reason);
@@ -112,6 +122,8 @@ class Daemon {
   sd_event_source* recheck_source_ = nullptr;
   Registry registry_;
   ImageStore store_;
+  std::optional<History> history_;  // none if the database cannot be opened: launches go on
+  std::unique_ptr<Dashboard> dashboard_;
   std::map<uint64_t, std::unique_ptr<Launch>> launches_;
   std::map<std::string, std::unique_ptr<Capture>> captures_;
   uint64_t next_launch_ = 1;

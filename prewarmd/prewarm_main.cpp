@@ -70,6 +70,9 @@ int main(int argc, char** argv) {
   auto* stats = app.add_subcommand("stats", "Launch statistics: cold vs restored time to ready, hit rate, fallbacks");
   stats->add_option("name", name, "only this app");
   stats->add_flag("--json", json, "machine-readable output");
+  unsigned recent = 20;
+  stats->add_option("--recent", recent, "with --json: this many newest launches of each app under \"recent\" (at most 1000)")
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -89,6 +92,6 @@ int main(int argc, char** argv) {
   if (snap->parsed()) return run_snapshot(name, json);
   if (inval->parsed()) return run_invalidate(name, all, json);
   if (unreg->parsed()) return run_unregister(name, json);
-  if (stats->parsed()) return run_stats(name, json);
+  if (stats->parsed()) return run_stats(name, json, recent);
   return kExitUsage;
 }

@@ -19,6 +19,11 @@ int main(int argc, char** argv) {
   app.add_option("--state-dir", opts.state_dir, "registry and image store (0700)")->capture_default_str();
   app.add_option("--store-max-mib", budget_mib, "size budget of the image store; least recently used images are evicted")
       ->capture_default_str();
+  app.add_option("--http", opts.http,
+                 "HOST:PORT of the timing dashboard and /metrics (loopback by default; PORT 0 picks one, "
+                 "written to RUNTIME_DIR/dashboard); \"off\" for none")
+      ->capture_default_str();
+  if (const char* h = std::getenv("PREWARM_HTTP")) opts.http = h;
   app.footer("Signals: SIGTERM or SIGINT stop it cleanly. Apps keep running; captures in flight are abandoned.");
   CLI11_PARSE(app, argc, argv);
   opts.store_budget = budget_mib << 20;

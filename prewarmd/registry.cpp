@@ -33,11 +33,6 @@ json to_json(const AppConfig& c) {
           {"cwd", c.cwd},   {"ready", policy::to_string(c.ready)}, {"watch", c.watch}};
 }
 
-json to_json(const LaunchRecord& r) {
-  return {{"time_ms", r.time_ms}, {"mode", r.mode}, {"fallback", r.fallback},
-          {"ready_ms", r.ready_ms}, {"pid", r.pid}};
-}
-
 Result<void> write_file_atomic(const std::string& path, const std::string& text, mode_t mode) {
   // A fresh file (a stale temp file is replaced, never reused with its old mode), removed again
   // if anything fails before the rename.
@@ -92,20 +87,6 @@ Result<void> Registry::load(const std::string& path) {
       const auto& s = a.at("status");
       app.status.state = s.value("state", "none");
       app.status.reason = s.value("reason", "");
-      app.status.cold = s.value("cold", 0ull);
-      app.status.restored = s.value("restored", 0ull);
-      app.status.fallbacks = s.value("fallbacks", 0ull);
-      app.status.captures = s.value("captures", 0ull);
-      app.status.capture_failures = s.value("capture_failures", 0ull);
-      for (const auto& r : s.value("recent", json::array())) {
-        LaunchRecord lr;
-        lr.time_ms = r.value("time_ms", 0ll);
-        lr.mode = r.value("mode", "");
-        lr.fallback = r.value("fallback", "");
-        lr.ready_ms = r.value("ready_ms", -1.0);
-        lr.pid = r.value("pid", 0);
-        app.status.recent.push_back(lr);
-      }
       apps.emplace(name, std::move(app));
     }
   } catch (const json::exception& e) {
@@ -117,18 +98,10 @@ Result<void> Registry::load(const std::string& path) {
 Result<void> Registry::save(const std::string& path) const {
   json japps = json::object();
   for (const auto& [name, a] : apps) {
-    json recent = json::array();
-    for (const auto& r : a.status.recent) recent.push_back(to_json(r));
     japps[name] = {{"config", to_json(a.config)},
                    {"status",
                     {{"state", a.status.state},
-                     {"reason", a.status.reason},
-                     {"cold", a.status.cold},
-                     {"restored", a.status.restored},
-                     {"fallbacks", a.status.fallbacks},
-                     {"captures", a.status.captures},
-                     {"capture_failures", a.status.capture_failures},
-                     {"recent", recent}}}};
+                     {"reason", a.status.reason}}}};
   }
   json j = {{"version", kRegistryVersion}, {"apps", japps}};
   return write_file_atomic(path, j.dump(1), 0600);

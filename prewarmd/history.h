@@ -1,0 +1,113 @@
+// Launch and snapshot history in SQLite (STATE/history.db): every launch with its mode, fallback
+// reason, time to ready and restore phases; every capture with its duration and image size.
+// WAL mode, so the dashboard's reader thread never blocks the daemon loop's writes, and a commit
+// costs no fsync. Bounded: the oldest rows go once a table holds more than its cap.
+#pragma once
+
+#include <sqlite3.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "snapshot/result.h"
+
+namespace prewarm {
+
+struct RestorePhases {
+  double validate_ms = 0;  // launcher start to pages: ask prewarmd, load, check, open
+  double read_ms = 0;      // anonymous pages read and verified into staging
+  double map_ms = 0;       // plan, handoff, launcher unmapped, the app's mappings in place
+  double resume_ms = 0;    // mm fields, TLS, signals, fds: until rt_sigreturn
+};
+
+struct LaunchRow {
+  int64_t id = 0;
+  std::string app;
+  uid_t uid = 0;
+  int64_t time_ms = 0;  // wall clock at the launch
+  pid_t pid = 0;
+  std::string mode;      // "cold" or "restored"
+  // Why a launch went cold although a snapshot could have served it: a short kind for counting
+  // ("capturing", "unsupported", "stale", "context", "unreadable", "refused") and the full reason.
+  // Both empty for a restore and for the first launch, which had nothing to fall back from.
+  std::string fallback_kind;
+  std::string fallback;
+  std::optional<double> ready_ms;
+  std::optional<RestorePhases> phases;
+  std::optional<int64_t> bytes_read;
+};
+
+struct SnapshotRow {
+  int64_t id = 0;
+  std::string app;
+  int64_t time_ms = 0;
+  bool ok = false;
+  double duration_ms = 0;
+  double frozen_ms = 0;
+  int64_t image_bytes = 0;
+  std::string error;
+};
+
+struct AppSummary {
+  uint64_t cold = 0, restored = 0, fallbacks = 0;  // launches held in the history
+  uint64_t captures = 0, capture_failures = 0;
+  std::vector<double> cold_ready_ms, restored_ready_ms;  // the newest kSampleLaunches per mode
+  std::vector<std::string> last_fallbacks;               // newest last, at most 5
+};
+
+class History {
+ public:
+  static constexpr int kSchemaVersion = 1;
+  static constexpr size_t kSampleLaunches = 1000;
+
+  struct Limits {
+    int64_t launches = 200'000;
+    int64_t snapshots = 20'000;
+  };
+
+  History() = default;
+  ~History();
+  History(History&& o) noexcept : db_(o.db_), limits_(o.limits_) { o.db_ = nullptr; }
+  History& operator=(History&& o) noexcept;
+  History(const History&) = delete;
+  History& operator=(const History&) = delete;
+
+  // Creates the schema in a new file. A file that is not a database, or of a schema version
+  // this build does not know, is an error: the caller decides whether to move it aside.
+  static Result<History> open(const std::string& path, Limits limits);
+  static Result<History> open(const std::string& path) { return open(path, Limits{}); }
+  // A second connection for readers (the dashboard thread); never creates or migrates.
+  static Result<History> open_reader(const std::string& path);
+
+  Result<int64_t> add_launch(const LaunchRow& row);
+  // The restore was refused before the point of no return: the launch went on cold.
+  Result<void> set_fallback(int64_t id, const std::string& kind, const std::string& reason);
+  // Cold launches per fallback kind over the whole history, for /metrics.
+  Result<std::vector<std::pair<std::string, uint64_t>>> fallback_counts(const std::string& app) const;
+  Result<void> set_ready(int64_t id, double ready_ms, const std::optional<RestorePhases>& phases,
+                         std::optional<int64_t> bytes_read);
+  Result<int64_t> add_snapshot(const SnapshotRow& row);
+  Result<void> forget(const std::string& app);
+
+  // The newest `limit` rows of `app`, oldest first.
+  Result<std::vector<LaunchRow>> launches(const std::string& app, size_t limit) const;
+  Result<std::vector<SnapshotRow>> snapshots(const std::string& app, size_t limit) const;
+  Result<AppSummary> summary(const std::string& app) const;
+  // (mode, ready_ms) of every launch of `app` that became ready, for histograms.
+  Result<std::vector<std::pair<std::string, double>>> ready_times(const std::string& app) const;
+
+ private:
+  explicit History(sqlite3* db, Limits limits) : db_(db), limits_(limits) {}
+  Result<void> exec(const char* sql) const;
+  Result<int64_t> user_version(const std::string& path) const;
+  Error db_error(const std::string& what) const;
+
+  sqlite3* db_ = nullptr;
+  Limits limits_;
+};
+
+}  // namespace prewarm

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The dashboard end to end: a real app launched cold (captured) and then restored through a
+# foreground prewarmd, its launches in the history with the restore's phases, /metrics counting
+# them, and the app's page loaded in headless Chromium with both series plotted.
+# Usage: dashboard.sh BIN_DIR SOURCE_DIR
+. "$(dirname "$0")/../lib/prelude.sh"
+BIN=$(realpath "$1")
+SRC=$(realpath "$2")
+. "$(dirname "$0")/../lib/daemon.sh"
+[ -x /usr/bin/chromium ] || fail "no /usr/bin/chromium (.ci/install-deps installs Debian's chromium)"
+start_daemon
+cleanup 'kill $DAEMON 2>/dev/null'
+get() { /usr/bin/python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "$URL${1#/}"; }
+
+step "the dashboard's address is published and it serves on loopback"
+wait_for 10 test -s "$PREWARM_RUNTIME_DIR/dashboard"
+URL=$(cat "$PREWARM_RUNTIME_DIR/dashboard")
+case "$URL" in http://127.0.0.1:*/) ;; *) fail "dashboard not on loopback: $URL" ;; esac
+get / | grep -q '<html' || fail "no overview page"
+
+step "one cold launch (captured) and one restored launch of a real app"
+cd "$SRC/bench/progs"
+"$P" register calc --ready notify -- /usr/bin/python3 calc.py >/dev/null
+run_calc calc 360 >/dev/null || fail "cold launch did not answer"
+wait_for 60 state_is calc valid
+run_calc calc 1001 >/dev/null || fail "restored launch did not answer"
+[ "$(last calc mode)" = restored ] || fail "second launch was not restored"
+wait_for 10 ready_known calc
+
+step "the history has both launches; the restore's phases add up to its time to ready"
+get /api/apps/calc > "$SCRATCH/calc.json"
+/usr/bin/python3 - "$SCRATCH/calc.json" <<'EOF' || fail "API data: $(cat "$SCRATCH/calc.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+cold = [l for l in d["launches"] if l["mode"] == "cold"]
+rest = [l for l in d["launches"] if l["mode"] == "restored"]
+assert len(cold) == 1 and len(rest) == 1, d["launches"]
+assert cold[0]["ready_ms"] > 0 and cold[0]["phases"] is None, cold[0]
+r = rest[0]
+p = r["phases"]
+assert p and all(p[k] >= 0 for k in ("validate_ms", "read_ms", "map_ms", "resume_ms")), r
+assert abs(sum(p.values()) - r["ready_ms"]) < 0.01, r  # phases partition the time to ready
+assert r["bytes_read"] > 1 << 20, r
+assert len(d["snapshots"]) == 1 and d["snapshots"][0]["ok"] and d["snapshots"][0]["image_bytes"] > 0, d["snapshots"]
+assert d["app"]["launches"] == {"cold": 1, "restored": 1, "fallbacks": 0}, d["app"]
+EOF
+
+step "/metrics counts them"
+get /metrics > "$SCRATCH/metrics"
+grep -qx 'prewarm_launches_total{app="calc",mode="cold"} 1' "$SCRATCH/metrics" || fail "cold counter: $(grep launches_total "$SCRATCH/metrics")"
+grep -qx 'prewarm_launches_total{app="calc",mode="restored"} 1' "$SCRATCH/metrics" || fail "restored counter"
+grep -qx 'prewarm_time_to_ready_seconds_count{app="calc",mode="restored"} 1' "$SCRATCH/metrics" || fail "histogram count"
+grep -q '^prewarm_cache_bytes [1-9]' "$SCRATCH/metrics" || fail "cache size"
+
+step "the app's page in headless Chromium plots the cold and the restored launch"
+/usr/bin/python3 "$SRC/tests/dashboard/browser_check.py" "${URL}app/calc" "$SCRATCH/calc.png" --expect-series cold=1,restored=1 ||
+  fail "the page did not plot both launches (screenshot in $SCRATCH/calc.png)"
+/usr/bin/python3 "$SRC/tests/dashboard/browser_check.py" "$URL" "$SCRATCH/index.png" || fail "overview page"
+echo "dashboard: PASS"
