@@ -17,7 +17,7 @@ for fd in $(ls /proc/$$/fd); do
 done
 
 echo "== prewarmd in the foreground (state in $work)"
-"$bin/prewarmd" --runtime-dir "$PREWARM_RUNTIME_DIR" --state-dir "$PREWARM_STATE_DIR" 2>"$work/prewarmd.log" &
+"$bin/prewarmd" --runtime-dir "$PREWARM_RUNTIME_DIR" --state-dir "$PREWARM_STATE_DIR" </dev/null >"$work/prewarmd.log" 2>&1 &
 daemon=$!
 trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -rf "$work"' EXIT
 until "$bin/prewarm" list >/dev/null 2>&1; do sleep 0.05; done
@@ -31,19 +31,31 @@ import json, sys
 r = json.load(sys.stdin)["apps"][0]["recent"][-1]
 print("%s launch, ready after %.1f ms" % (r["mode"], r["ready_ms"]))'
 }
-launch() {  # one launch that answers $1, read from stdin once it is up
-  (sleep "$2"; echo "$1") | "$bin/prewarm" run calc | grep '^answer' | sed 's/^/   /'
-  until [ "$("$bin/prewarm" stats calc --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["apps"][0]["recent"][-1]["ready_ms"] >= 0)')" = True ]; do sleep 0.05; done
+ready_known() { "$bin/prewarm" stats calc --json | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["apps"][0]["recent"][-1]["ready_ms"] is None)'; }
+launch() {  # one launch that answers $1, given on stdin once the app is up and captured
+  (sleep 0.3; until ready_known && [ "$(state)" != capturing ]; do sleep 0.05; done; echo "$1") |
+    "$bin/prewarm" run calc | grep '^answer' | sed 's/^/   /'
   echo "   $(last_ready)"
 }
 
 echo "== prewarm run calc   (no snapshot yet: cold start; prewarmd captures it when it sends READY=1)"
-launch 360 1.5
+launch 360
 until [ "$(state)" = valid ]; do sleep 0.1; done
 for n in 1 2 3; do
   echo "== prewarm run calc   (restored from the snapshot, same pid as the launcher, new input)"
-  launch $((1000 + n)) 0.3
+  launch $((1000 + n))
 done
 echo "== prewarm list; prewarm stats"
 "$bin/prewarm" list
 "$bin/prewarm" stats
+url=$(cat "$PREWARM_RUNTIME_DIR/dashboard" 2>/dev/null || true)
+if [ -n "$url" ]; then
+  echo "== the dashboard: ${url}app/calc   (/metrics, a few of its lines:)"
+  /usr/bin/python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())' "${url}metrics" |
+    grep -E '^prewarm_(launches_total|time_to_ready_seconds_count|cache_bytes)' | sed 's/^/   /'
+  # prewarmd stays up so the dashboard can be looked at; the state dir goes with it.
+  trap - EXIT
+  echo "== prewarmd (pid $daemon) keeps serving it; stop it with: kill $daemon; rm -rf $work"
+else
+  echo "== no dashboard: $(grep -m1 dashboard "$work/prewarmd.log" || echo 'see '"$work/prewarmd.log")"
+fi

@@ -4,7 +4,7 @@ P=$BIN/prewarm
 export PREWARM_RUNTIME_DIR=$SCRATCH/run PREWARM_STATE_DIR=$SCRATCH/state
 
 start_daemon() {
-  "$BIN/prewarmd" --runtime-dir "$PREWARM_RUNTIME_DIR" --state-dir "$PREWARM_STATE_DIR" >>"$SCRATCH/prewarmd.log" 2>&1 &
+  "$BIN/prewarmd" --runtime-dir "$PREWARM_RUNTIME_DIR" --state-dir "$PREWARM_STATE_DIR" --http 127.0.0.1:0 >>"$SCRATCH/prewarmd.log" 2>&1 &
   DAEMON=$!
   wait_for 10 "$P" list >/dev/null 2>&1
 }
@@ -16,3 +16,20 @@ state_is() { [ "$(field "$1" state)" = "$2" ]; }
 last() {  # last APP KEY: of the newest launch in `prewarm stats --json`
   "$P" stats "$1" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['apps'][0]['recent'][-1]['$2'])"
 }
+launch_count() {  # launch_count APP: launches of APP prewarmd has recorded
+  "$P" stats "$1" --json | python3 -c "import json,sys; l=json.load(sys.stdin)['apps'][0]['launches']; print(l['cold']+l['restored'])"
+}
+# settled APP BEFORE: APP has more than BEFORE launches, the newest is ready and no capture of APP
+# runs. Input an app reads before its capture would be consumed inside the snapshot, so tests
+# hand over stdin only then (a loaded machine can take seconds to a cold app's READY=1).
+settled() { [ "$(launch_count "$1")" -gt "$2" ] && [ "$(last "$1" ready_ms)" != None ] && [ "$(field "$1" state)" != capturing ]; }
+# feed APP BEFORE LINE, as in `feed APP "$(launch_count APP)" LINE | prewarm run APP`.
+feed() { wait_for 120 settled "$1" "$2"; echo "$3"; }
+# run_calc APP N [RUNNER...]: one launch that answers N, given on stdin once the launch settled;
+# prints the answer line.
+run_calc() {
+  local app=$1 n=$2 before; shift 2
+  before=$(launch_count "$app")
+  (feed "$app" "$before" "$n") | "$@" "$P" run "$app" 2>>"$SCRATCH/run.err" | grep '^answer'
+}
+ready_known() { [ "$(last "$1" ready_ms)" != None ]; }  # ready_known APP: its newest launch has a time to ready

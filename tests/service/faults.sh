@@ -60,7 +60,8 @@ grep -q "^answer" "$SCRATCH/big.out" || fail "the app did not answer: $(cat "$SC
 step "50 concurrent launches of one app, restored"
 "$P" register calc --ready notify -- /usr/bin/python3 calc.py >/dev/null
 # stdout to a file, like the launches below: the kind of stdio is part of the key
-(sleep 1.5; echo 1) | "$P" run calc >"$SCRATCH/prime.out" 2>>"$SCRATCH/run.err"
+# (input only after the capture: read before it, it would be consumed inside the snapshot)
+(wait_for 120 state_is calc valid; echo 1) | "$P" run calc >"$SCRATCH/prime.out" 2>>"$SCRATCH/run.err"
 wait_for 30 state_is calc valid
 img=$(ls -d "$PREWARM_STATE_DIR"/store/*)
 sum_before=$(cat "$img/pages.img" "$img/snapshot.pb" | md5sum)
@@ -84,7 +85,7 @@ step "50 concurrent launches of 5 different apps, cold and captured"
 for a in 1 2 3 4 5; do "$P" register "app$a" --ready notify -- /usr/bin/python3 calc.py >/dev/null; done
 pids=()
 for i in $(seq 50); do
-  (sleep 6; echo "$i") | "$P" run "app$((i % 5 + 1))" >"$SCRATCH/mix.$i" 2>>"$SCRATCH/run.err" &
+  (wait_for 300 state_is "app$((i % 5 + 1))" valid; echo "$i") | "$P" run "app$((i % 5 + 1))" >"$SCRATCH/mix.$i" 2>>"$SCRATCH/run.err" &
   pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p" || fail "a launch failed"; done

@@ -13,24 +13,19 @@ chmod 755 "$SCRATCH"
 start_daemon
 cleanup 'kill $DAEMON 2>/dev/null'
 
-ready_known() { [ "$(last "$1" ready_ms)" != "-1.0" ] && [ "$(last "$1" ready_ms)" != "-1" ]; }
-# run_calc APP N: one launch that answers N on stdin; prints the answer line.
-run_calc() {
-  (sleep "${3:-1}"; echo "$2") | "$P" run "$1" 2>>"$SCRATCH/run.err" | grep '^answer'
-}
 
 step "register, launch cold, captured once ready (notify)"
 cd "$SRC/bench/progs"
 "$P" register calc --ready notify -- /usr/bin/python3 calc.py >/dev/null
 state_is calc none
-a=$(run_calc calc 360 1.5)
+a=$(run_calc calc 360)
 case "$a" in *"factors={2: 3, 3: 2, 5: 1} sum=64620"*) ;; *) fail "cold answer: $a" ;; esac
 [ "$(last calc mode)" = cold ] || fail "first launch not cold"
 wait_for 30 state_is calc valid
 ready_known calc || fail "no time to ready for the cold launch"
 
 step "launch again: restored, with a new pid and the new input"
-a=$(run_calc calc 1001 0.5)
+a=$(run_calc calc 1001)
 case "$a" in *"factors={7: 1, 11: 1, 13: 1} sum=500500"*) ;; *) fail "restored answer: $a" ;; esac
 [ "$(last calc mode)" = restored ] || fail "second launch not restored"
 wait_for 10 ready_known calc
@@ -41,7 +36,9 @@ img=$(ls -d "$PREWARM_STATE_DIR"/store/*)
 [ "$(stat -c %a "$img")" = 700 ] && [ "$(stat -c %a "$img/pages.img")" = 600 ] || fail "image not private"
 
 step "a launch with other stdio kinds does not use the snapshot taken with pipes"
-out=$( (sleep 1.5; echo 12) | "$P" run calc 2>/dev/null > "$SCRATCH/file-stdout"; cat "$SCRATCH/file-stdout" | grep '^answer')
+before=$(launch_count calc)
+(feed calc "$before" 12) | "$P" run calc 2>/dev/null > "$SCRATCH/file-stdout"
+grep -q '^answer' "$SCRATCH/file-stdout" || fail "no answer with stdout to a file"
 [ "$(last calc mode)" = cold ] || fail "stdout to a file restored a snapshot taken with a pipe"
 
 step "a corrupted image: the launch starts cold, the image is quarantined"
@@ -49,7 +46,7 @@ wait_for 30 state_is calc valid
 for d in "$PREWARM_STATE_DIR"/store/*; do
   printf 'garbage' | dd of="$d/pages.img" bs=1 seek=4096 conv=notrunc status=none
 done
-a=$(run_calc calc 360 1.5)
+a=$(run_calc calc 360)
 case "$a" in *"sum=64620"*) ;; *) fail "answer after a corrupted image: $a" ;; esac
 [ "$(last calc mode)" = cold ] || fail "corrupted image was not refused"
 [ -n "$(last calc fallback)" ] || fail "no fallback reason recorded"
@@ -60,17 +57,17 @@ step "invalidation: an edit of the app's script makes the snapshot stale before 
 wait_for 30 state_is calc valid
 cp calc.py "$SCRATCH/calc.py"; cd "$SCRATCH"
 "$P" register calc2 --ready idle:300 -- /usr/bin/python3 "$SCRATCH/calc.py" >/dev/null
-run_calc calc2 10 2 >/dev/null
+run_calc calc2 10 >/dev/null
 wait_for 30 state_is calc2 valid
 echo "# upgraded" >> "$SCRATCH/calc.py"
 wait_for 10 state_is calc2 stale
 field calc2 reason | grep -q "$SCRATCH/calc.py" || fail "stale reason does not name the script"
-run_calc calc2 10 2 >/dev/null
+run_calc calc2 10 >/dev/null
 [ "$(last calc2 mode)" = cold ] || fail "launch after an edit was not cold"
 
 step "delay readiness and explicit invalidate"
 "$P" register calc3 --ready delay:1500 -- /usr/bin/python3 "$SCRATCH/calc.py" >/dev/null
-run_calc calc3 10 3 >/dev/null
+run_calc calc3 10 >/dev/null
 wait_for 30 state_is calc3 valid
 "$P" invalidate calc3 >/dev/null
 state_is calc3 none
@@ -81,12 +78,12 @@ wait_for 30 state_is calc2 valid
 stop_daemon
 start_daemon
 state_is calc valid && state_is calc2 valid || fail "state lost over a restart: calc $(field calc state), calc2 $(field calc2 state)"
-run_calc calc 360 0.5 >/dev/null
+run_calc calc 360 >/dev/null
 [ "$(last calc mode)" = restored ] || fail "no restore after a daemon restart"
 
 step "prewarmd down: prewarm run still launches, cold"
 stop_daemon
-a=$(run_calc calc 360 1.5)
+a=$( (sleep 0.5; echo 360) | "$P" run calc 2>>"$SCRATCH/run.err" | grep '^answer')
 case "$a" in *"sum=64620"*) ;; *) fail "no cold start without prewarmd: $a" ;; esac
 grep -q "prewarmd is not reachable" "$SCRATCH/run.err" || fail "no message about prewarmd being down"
 start_daemon
@@ -102,18 +99,20 @@ as_nobody cat "$img/pages.img" >/dev/null 2>&1 && fail "nobody can read root's i
 step "a user's own app: runs as that user, its image is that user's"
 "$P" list >/dev/null
 (cd "$SCRATCH" && as_nobody "$P" register mine --ready notify -- /usr/bin/python3 "$SCRATCH/calc.py" >/dev/null)
-(sleep 1.5; echo 36) | as_nobody "$P" run mine 2>>"$SCRATCH/run.err" | grep -q "answer" || fail "user app did not answer"
+run_calc mine 36 as_nobody >/dev/null || fail "user app did not answer"
 wait_for 30 state_is mine valid
 mine_img=$(find "$PREWARM_STATE_DIR/store" -mindepth 1 -maxdepth 1 -uid 65534)
 [ -n "$mine_img" ] || fail "the user's image is not owned by the user"
-a=$( (sleep 0.5; echo 36) | as_nobody "$P" run mine 2>>"$SCRATCH/run.err" | grep answer)
+a=$(run_calc mine 36 as_nobody)
 [ "$(last mine mode)" = restored ] || fail "the user's own app was not restored"
 # root launching it drops to the user: the process runs as uid 65534
-(sleep 1; echo 36) | "$P" run mine 2>>"$SCRATCH/run.err" >/dev/null &
+before=$(launch_count mine)
+(wait_for 60 test -e "$SCRATCH/go"; echo 36) | "$P" run mine 2>>"$SCRATCH/run.err" >/dev/null &
 launch=$!
-sleep 0.5
+wait_for 60 settled mine "$before"
 pid=$(last mine pid)
 [ "$(stat -c %u /proc/"$pid")" = 65534 ] || fail "root's launch of the user's app does not run as the user"
+touch "$SCRATCH/go"
 wait "$launch"
 
 step "stats and list speak JSON and text"
