@@ -68,6 +68,14 @@ class Stmt {
   int rc_ = SQLITE_OK;
 };
 
+// Steps `s` to its end, appending row(s) for each result row; false on an error.
+template <typename T, typename F>
+bool collect(Stmt& s, std::vector<T>& out, F row) {
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) out.push_back(row(s));
+  return rc == SQLITE_DONE;
+}
+
 }  // namespace
 
 History::~History() { sqlite3_close_v2(db_); }
@@ -224,23 +232,22 @@ Result<std::vector<LaunchRow>> History::launches(const std::string& app, size_t 
          " resume_ms, bytes_read, fallback_kind FROM launches WHERE app = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id");
   s.bind(1, app).bind(2, static_cast<int64_t>(limit));
   std::vector<LaunchRow> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW) {
+  auto row = [](Stmt& q) {
     LaunchRow r;
-    r.id = s.i64(0);
-    r.app = s.text(1);
-    r.uid = static_cast<uid_t>(s.i64(2));
-    r.time_ms = s.i64(3);
-    r.pid = static_cast<pid_t>(s.i64(4));
-    r.mode = s.text(5);
-    r.fallback = s.text(6);
-    r.ready_ms = s.opt_real(7);
-    if (!s.null(8)) r.phases = RestorePhases{s.real(8), s.real(9), s.real(10), s.real(11)};
-    if (!s.null(12)) r.bytes_read = s.i64(12);
-    r.fallback_kind = s.text(13);
-    out.push_back(std::move(r));
-  }
-  if (rc != SQLITE_DONE) return db_error("read the launches of " + app);
+    r.id = q.i64(0);
+    r.app = q.text(1);
+    r.uid = static_cast<uid_t>(q.i64(2));
+    r.time_ms = q.i64(3);
+    r.pid = static_cast<pid_t>(q.i64(4));
+    r.mode = q.text(5);
+    r.fallback = q.text(6);
+    r.ready_ms = q.opt_real(7);
+    if (!q.null(8)) r.phases = RestorePhases{q.real(8), q.real(9), q.real(10), q.real(11)};
+    if (!q.null(12)) r.bytes_read = q.i64(12);
+    r.fallback_kind = q.text(13);
+    return r;
+  };
+  if (!collect(s, out, row)) return db_error("read the launches of " + app);
   return out;
 }
 
@@ -250,10 +257,10 @@ Result<std::vector<SnapshotRow>> History::snapshots(const std::string& app, size
          " WHERE app = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id");
   s.bind(1, app).bind(2, static_cast<int64_t>(limit));
   std::vector<SnapshotRow> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW)
-    out.push_back({s.i64(0), s.text(1), s.i64(2), s.i64(3) != 0, s.real(4), s.real(5), s.i64(6), s.text(7)});
-  if (rc != SQLITE_DONE) return db_error("read the snapshots of " + app);
+  if (!collect(s, out, [](Stmt& r) {
+        return SnapshotRow{r.i64(0), r.text(1), r.i64(2), r.i64(3) != 0, r.real(4), r.real(5), r.i64(6), r.text(7)};
+      }))
+    return db_error("read the snapshots of " + app);
   return out;
 }
 
@@ -261,9 +268,8 @@ Result<std::vector<std::pair<std::string, uint64_t>>> History::fallback_counts(c
   Stmt s(db_, "SELECT fallback_kind, count(*) FROM launches WHERE app = ?1 AND fallback_kind IS NOT NULL GROUP BY 1 ORDER BY 1");
   s.bind(1, app);
   std::vector<std::pair<std::string, uint64_t>> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW) out.emplace_back(s.text(0), static_cast<uint64_t>(s.i64(1)));
-  if (rc != SQLITE_DONE) return db_error("count the fallbacks of " + app);
+  if (!collect(s, out, [](Stmt& r) { return std::pair{r.text(0), static_cast<uint64_t>(r.i64(1))}; }))
+    return db_error("count the fallbacks of " + app);
   return out;
 }
 
@@ -271,9 +277,8 @@ Result<std::vector<std::pair<std::string, double>>> History::ready_times(const s
   Stmt s(db_, "SELECT mode, ready_ms FROM launches WHERE app = ?1 AND ready_ms IS NOT NULL");
   s.bind(1, app);
   std::vector<std::pair<std::string, double>> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW) out.emplace_back(s.text(0), s.real(1));
-  if (rc != SQLITE_DONE) return db_error("read the times to ready of " + app);
+  if (!collect(s, out, [](Stmt& r) { return std::pair{r.text(0), r.real(1)}; }))
+    return db_error("read the times to ready of " + app);
   return out;
 }
 
@@ -294,15 +299,11 @@ Result<AppSummary> History::summary(const std::string& app) const {
     Stmt s(db_, "SELECT ready_ms FROM launches WHERE app = ?1 AND mode = ?2 AND ready_ms IS NOT NULL ORDER BY id DESC LIMIT ?3");
     s.bind(1, app).bind(2, std::string(mode)).bind(3, static_cast<int64_t>(kSampleLaunches));
     auto& v = mode[0] == 'c' ? sum.cold_ready_ms : sum.restored_ready_ms;
-    int rc;
-    while ((rc = s.step()) == SQLITE_ROW) v.push_back(s.real(0));
-    if (rc != SQLITE_DONE) return db_error("read the times to ready of " + app);
+    if (!collect(s, v, [](Stmt& r) { return r.real(0); })) return db_error("read the times to ready of " + app);
   }
   Stmt f(db_, "SELECT fallback FROM (SELECT id, fallback FROM launches WHERE app = ?1 AND fallback IS NOT NULL ORDER BY id DESC LIMIT 5) ORDER BY id");
   f.bind(1, app);
-  int rc;
-  while ((rc = f.step()) == SQLITE_ROW) sum.last_fallbacks.push_back(f.text(0));
-  if (rc != SQLITE_DONE) return db_error("read the fallbacks of " + app);
+  if (!collect(f, sum.last_fallbacks, [](Stmt& r) { return r.text(0); })) return db_error("read the fallbacks of " + app);
   return sum;
 }
 
