@@ -74,6 +74,7 @@
           last = text;
         }
         setStatus("");
+        recordPlotRects();
         document.body.dataset.rendered = "1";
       } catch (e) {
         setStatus(`Cannot show the dashboard: ${e.message}. Retrying every ${REFRESH_MS / 1000} s.`, true);
@@ -156,6 +157,17 @@
 
   const charts = [];
 
+  // Where each plotting area is on the page, so a screenshot check can look only there. Taken
+  // once the layout is final: clearing the status line moves the charts up.
+  function recordPlotRects() {
+    for (const u of charts) {
+      if (!u.root.isConnected) continue;
+      const r = u.over.getBoundingClientRect();
+      const rect = [r.left + scrollX, r.top + scrollY, r.width, r.height];
+      u.root.parentElement.dataset.plotRect = rect.map(Math.round).join(",");
+    }
+  }
+
   // Draws one chart into container and resolves once uPlot has drawn it (uPlot draws
   // asynchronously); then records what was plotted, for browser_check.py.
   function drawChart(container, opts, data, names, emptyText) {
@@ -173,10 +185,6 @@
         draw: [
           (u) => {
             markChart(container, counts);
-            // Where the plotting area is on the page, so a screenshot check can look only there.
-            const r = u.over.getBoundingClientRect();
-            const rect = [r.left + scrollX, r.top + scrollY, r.width, r.height];
-            container.dataset.plotRect = rect.map(Math.round).join(",");
             resolve();
           },
         ],
