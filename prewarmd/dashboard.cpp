@@ -129,7 +129,11 @@ Result<std::string> render_metrics(const DashboardView& view, const History& his
 Dashboard::Dashboard(std::string history_path) : history_path_(std::move(history_path)) {}
 
 Dashboard::~Dashboard() {
-  if (server_) server_->stop();
+  if (server_ && thread_.joinable()) {
+    // stop() only stops a running server: wait for it to run, or for its thread to give up.
+    while (!listen_done_ && !server_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    server_->stop();
+  }
   if (thread_.joinable()) thread_.join();
 }
 
@@ -160,7 +164,10 @@ Result<std::string> Dashboard::start(const std::string& listen) {
   if (port == 0) port = server_->bind_to_any_port(host);
   else if (!server_->bind_to_port(host, port)) port = -1;
   if (port < 0) return data_error("cannot listen on " + listen + " for the dashboard (address in use or not local?)");
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  thread_ = std::thread([this] {
+    server_->listen_after_bind();
+    listen_done_ = true;
+  });
   // stop() only stops a server that is running: until then a destructor would wait forever.
   for (int i = 0; i < 2000 && !server_->is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   const bool v6 = host.find(':') != std::string::npos;

@@ -4,6 +4,7 @@
 // Timings and app names only: no image contents, command lines or environments are served.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -56,6 +57,7 @@ class Dashboard {
   std::string history_path_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
+  std::atomic<bool> listen_done_{false};
   std::vector<std::string> allowed_hosts_;
   mutable std::mutex mu_;
   DashboardView view_;

@@ -286,7 +286,7 @@ Result<AppSummary> History::summary(const std::string& app) const {
   AppSummary sum;
   Stmt counts(db_,
               "SELECT count(*) FILTER (WHERE mode = 'cold'), count(*) FILTER (WHERE mode = 'restored'),"
-              " count(*) FILTER (WHERE fallback IS NOT NULL) FROM launches WHERE app = ?1");
+              " count(*) FILTER (WHERE fallback_kind IS NOT NULL) FROM launches WHERE app = ?1");
   if (counts.bind(1, app).step() != SQLITE_ROW) return db_error("count the launches of " + app);
   sum.cold = static_cast<uint64_t>(counts.i64(0));
   sum.restored = static_cast<uint64_t>(counts.i64(1));

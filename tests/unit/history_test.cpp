@@ -404,6 +404,20 @@ TEST_F(HistoryTest, FallbackCountsPerKind) {
   EXPECT_EQ(summary_of(h, "calc").fallbacks, 5u);
 }
 
+// A fallback is a launch with a fallback kind, whether or not a reason came with it: the count in
+// `prewarm stats` and /api/apps agrees with the per-kind counts in /metrics.
+TEST_F(HistoryTest, SummaryCountsFallbacksByKind) {
+  History h = open_ok();
+  add(h, fallback_launch("calc", "stale", ""));
+  add(h, fallback_launch("calc", "capturing", "a capture is running"));
+  auto counts = h.fallback_counts("calc");
+  ASSERT_TRUE(counts.ok()) << counts.error().describe();
+  uint64_t by_kind = 0;
+  for (const auto& [kind, n] : *counts) by_kind += n;
+  EXPECT_EQ(by_kind, 2u);
+  EXPECT_EQ(summary_of(h, "calc").fallbacks, by_kind);
+}
+
 TEST_F(HistoryTest, ReadyTimesAreEveryReadyLaunchWithItsMode) {
   History h = open_ok();
   add(h, launch("calc", "cold", 250));

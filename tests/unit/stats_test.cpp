@@ -6,6 +6,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -167,9 +168,12 @@ TEST(AppStats, LastFallbacksArePassedThroughInOrder) {
 TEST(AppStats, FromARealHistory) {
   char tmpl[] = "/tmp/prewarm-stats-test-XXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
+  struct RemoveAll {
+    std::string dir;
+    ~RemoveAll() { std::filesystem::remove_all(dir); }
+  } scratch{tmpl};
   {
-    auto h = History::open(dir + "/history.db");
+    auto h = History::open(scratch.dir + "/history.db");
     ASSERT_TRUE(h.ok()) << h.error().describe();
     auto add = [&](const char* mode, std::optional<double> ready, const std::string& kind = "",
                    const std::string& reason = "") {
@@ -198,7 +202,6 @@ TEST(AppStats, FromARealHistory) {
     EXPECT_DOUBLE_EQ(s["hit_rate"].get<double>(), 0.6);
     EXPECT_EQ(s["last_fallbacks"], json::array({"image is stale"}));
   }
-  std::filesystem::remove_all(dir);
 }
 
 TEST(RowJson, LaunchWithEverything) {
