@@ -168,8 +168,6 @@ Result<std::string> Dashboard::start(const std::string& listen) {
     server_->listen_after_bind();
     listen_done_ = true;
   });
-  // stop() only stops a server that is running: until then a destructor would wait forever.
-  for (int i = 0; i < 2000 && !server_->is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   const bool v6 = host.find(':') != std::string::npos;
   return "http://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port) + "/";
 }

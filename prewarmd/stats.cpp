@@ -55,13 +55,28 @@ nlohmann::json to_json(const SnapshotRow& r) {
 
 namespace {
 
-// The value of KEY=<decimal> on its own line of `message`, if there is exactly such a line.
-std::optional<int64_t> field(std::string_view message, std::string_view key) {
+struct Line {
+  std::string_view text;  // without its '\n'
+  bool terminated;        // a '\n' followed it
+};
+
+// The lines of a notify message (newline-separated assignments).
+std::vector<Line> lines_of(std::string_view message) {
+  std::vector<Line> out;
   size_t pos = 0;
   while (pos < message.size()) {
     size_t end = message.find('\n', pos);
     if (end == std::string_view::npos) end = message.size();
-    std::string_view line = message.substr(pos, end - pos);
+    out.push_back({message.substr(pos, end - pos), end < message.size()});
+    pos = end + 1;
+  }
+  return out;
+}
+
+// The value of KEY=<decimal> on its own line of `message`, if there is exactly such a line.
+std::optional<int64_t> field(std::string_view message, std::string_view key) {
+  for (const Line& l : lines_of(message)) {
+    std::string_view line = l.text;
     if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == '=') {
       std::string_view v = line.substr(key.size() + 1);
       int64_t out = 0;
@@ -69,7 +84,6 @@ std::optional<int64_t> field(std::string_view message, std::string_view key) {
       if (ec != std::errc() || p != v.data() + v.size()) return std::nullopt;
       return out;
     }
-    pos = end + 1;
   }
   return std::nullopt;
 }
@@ -90,14 +104,8 @@ std::optional<RestoreReport> parse_restore_report(std::string_view message, int6
 
 std::string without_prewarm_fields(std::string_view message) {
   std::string out;
-  size_t pos = 0;
-  while (pos < message.size()) {
-    size_t end = message.find('\n', pos);
-    if (end == std::string_view::npos) end = message.size();
-    std::string_view line = message.substr(pos, end - pos);
-    if (line.substr(0, 8) != "PREWARM_") out.append(line).append(end < message.size() ? "\n" : "");
-    pos = end + 1;
-  }
+  for (const Line& l : lines_of(message))
+    if (l.text.substr(0, 8) != "PREWARM_") out.append(l.text).append(l.terminated ? "\n" : "");
   return out;
 }
 
