@@ -32,7 +32,12 @@ int run_dump(pid_t pid, const std::string& dir, bool kill_after) {
 
 int run_restore(const std::string& dir) {
   Error e = restore_in_place(dir);  // returns only on failure
-  std::fprintf(stderr, "prewarm restore: %s: %s\n", dir.c_str(), e.describe().c_str());
+  const std::string why = e.describe();
+  // Errors about the image's own files already name it.
+  if (why.starts_with(dir))
+    std::fprintf(stderr, "prewarm restore: %s; not restored\n", why.c_str());
+  else
+    std::fprintf(stderr, "prewarm restore: %s: %s; not restored\n", dir.c_str(), why.c_str());
   return kExitError;
 }
 

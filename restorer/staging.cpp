@@ -9,24 +9,21 @@
 #include <cerrno>
 
 #include "restorer/blob/plan_abi.h"
+#include "restorer/plan.h"
 #include "snapshot/image.h"
 
 namespace prewarm {
 namespace {
 
-constexpr uint64_t kLowest = 1ull << 32;             // stay clear of non-PIE binaries and brk
-constexpr uint64_t kHighest = 0x7ffffffff000ull;     // TASK_SIZE with 4-level page tables
 constexpr uint64_t kAlign = 2ull << 20;
 
-uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+}  // namespace
 
 std::string hex(uint64_t v) {
   char b[32];
   snprintf(b, sizeof b, "0x%lx", static_cast<unsigned long>(v));
   return b;
 }
-
-}  // namespace
 
 bool has_vm_flag(const pb::Mapping& m, const char* flag) {
   const std::string& f = m.vm_flags();
@@ -73,37 +70,19 @@ Result<void> apply_advice(void* addr, uint64_t len, uint32_t advice) {
 }
 
 Result<UniqueMapping> reserve_hole(const std::vector<Interval>& taken, uint64_t size) {
-  // Gaps between the snapshot's mappings, largest first; inside a gap, try a few aligned spots
-  // (the launcher's own mappings may sit there: MAP_FIXED_NOREPLACE says so).
-  std::vector<Interval> gaps;
-  uint64_t prev = kLowest;
-  for (const auto& t : taken) {
-    if (t.start > prev) gaps.push_back({prev, t.start});
-    prev = std::max(prev, t.end);
-  }
-  if (prev < kHighest) gaps.push_back({prev, kHighest});
-  std::sort(gaps.begin(), gaps.end(), [](const Interval& a, const Interval& b) {
-    return a.end - a.start > b.end - b.start;
-  });
-  for (const auto& g : gaps) {
-    uint64_t lo = align_up(g.start, kAlign);
-    if (g.end < lo + size) continue;
-    uint64_t span = g.end - size - lo;
-    for (uint64_t at : {lo + span / 2, lo, lo + span / 4, lo + span / 4 * 3}) {
-      at &= ~(kAlign - 1);
-      if (at < lo) at = lo;
-      void* p = ::mmap(reinterpret_cast<void*>(at), size, PROT_NONE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
-      if (p == MAP_FAILED) {
-        if (errno == EEXIST) continue;
-        return errno_error("reserve " + std::to_string(size) + " bytes for the restorer");
-      }
-      if (reinterpret_cast<uint64_t>(p) != at) {  // old kernels ignore NOREPLACE
-        ::munmap(p, size);
-        continue;
-      }
-      return UniqueMapping(p, size);
+  // The launcher's own mappings may sit at a candidate: MAP_FIXED_NOREPLACE says so.
+  for (uint64_t at : hole_candidates(taken, size)) {
+    void* p = ::mmap(reinterpret_cast<void*>(at), size, PROT_NONE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    if (p == MAP_FAILED) {
+      if (errno == EEXIST) continue;
+      return errno_error("reserve " + std::to_string(size) + " bytes for the restorer");
     }
+    if (reinterpret_cast<uint64_t>(p) != at) {  // old kernels ignore NOREPLACE
+      ::munmap(p, size);
+      continue;
+    }
+    return UniqueMapping(p, size);
   }
   return make_error(ENOMEM, "no address range is free in both the launcher and the snapshot");
 }

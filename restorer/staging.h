@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "snapshot/result.h"
@@ -30,6 +31,7 @@ Result<void> stage_mapping(const pb::Snapshot& snap, const pb::Mapping& m, int f
                            StagedRead& stats);
 
 int mmap_flags_for(const pb::Mapping& m);
+std::string hex(uint64_t v);  // "0x..." for messages
 bool has_vm_flag(const pb::Mapping& m, const char* flag);
 
 // madvise state to re-create (PW_ADVISE_* bits). Large private anonymous mappings also get

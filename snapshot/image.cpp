@@ -146,9 +146,9 @@ Result<void> check_structure(const pb::Snapshot& snap, uint64_t pages_file_size)
   if (snap.mappings_size() == 0) return data_error("image has no mappings");
   uint64_t prev_end = 0;
   for (const auto& m : snap.mappings()) {
-    if (m.start() % kPageSize || m.end() % kPageSize || m.start() >= m.end() ||
-        m.end() > kUserAddressLimit)
+    if (m.start() % kPageSize || m.end() % kPageSize || m.start() >= m.end())
       return data_error("mapping " + m.name() + " has an invalid range");
+    if (m.end() > kUserAddressLimit) return data_error("mapping " + m.name() + " ends beyond the user address space");
     if (m.start() < prev_end) return data_error("mappings overlap or are out of order at " + m.name());
     if (m.prot() & ~7u) return data_error("mapping " + m.name() + " has invalid protections");
     prev_end = m.end();
@@ -188,13 +188,21 @@ Result<LoadedImage> load_image(const std::string& dir) {
   if (static_cast<uint64_t>(st.st_size) > kMaxManifestBytes)
     return data_error(dir + "/" + kManifestName + " is implausibly large");
   PW_ASSIGN(std::string text, read_fd(mf.get()));
-  if (!img.snap.ParseFromString(text))
-    return data_error(dir + "/" + kManifestName + " does not parse (corrupted or not an image)");
   PW_ASSIGN(img.pages, open_at(dfd.get(), kPagesName, O_RDONLY));
   if (::fstat(img.pages.get(), &st) != 0) return errno_error("stat " + dir + "/" + kPagesName);
-  auto s = check_structure(img.snap, static_cast<uint64_t>(st.st_size));
-  if (!s) return data_error(dir + ": " + s.error().describe());
+  auto snap = parse_manifest(text, static_cast<uint64_t>(st.st_size));
+  if (!snap) return data_error(dir + "/" + kManifestName + ": " + snap.error().describe());
+  img.snap = std::move(*snap);
   return img;
+}
+
+Result<pb::Snapshot> parse_manifest(std::string_view bytes, uint64_t pages_file_size) {
+  pb::Snapshot snap;
+  if (bytes.size() > kMaxManifestBytes) return data_error("implausibly large");
+  if (!snap.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
+    return data_error("does not parse (corrupted or not an image)");
+  PW_TRY(check_structure(snap, pages_file_size));
+  return snap;
 }
 
 }  // namespace prewarm

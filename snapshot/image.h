@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "snapshot/result.h"
 #include "snapshot/snapshot.pb.h"
@@ -49,6 +50,8 @@ struct LoadedImage {
 // within their mappings and within pages.img). Does not read page contents.
 Result<LoadedImage> load_image(const std::string& dir);
 Result<void> check_structure(const pb::Snapshot& snap, uint64_t pages_file_size);
+// The manifest's bytes parsed and checked against a pages.img of `pages_file_size` bytes.
+Result<pb::Snapshot> parse_manifest(std::string_view bytes, uint64_t pages_file_size);
 
 uint64_t xxh3_64(const void* data, size_t len);
 

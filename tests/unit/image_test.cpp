@@ -378,7 +378,7 @@ TEST_F(CheckStructure, RefusesUnalignedOrEmptyMappings) {
 TEST_F(CheckStructure, RefusesMappingAboveUserSpace) {
   snap_.mutable_mappings(2)->set_start(1ull << 47);
   snap_.mutable_mappings(2)->set_end((1ull << 47) + kPageSize);
-  EXPECT_NE(refusal().find("invalid range"), std::string::npos) << refusal();
+  EXPECT_NE(refusal().find("beyond the user address space"), std::string::npos) << refusal();
 }
 
 TEST_F(CheckStructure, RefusesUnknownProtectionBits) {

@@ -1,0 +1,76 @@
+// The restore plan: where the hole's pieces go and the PwPlan the blob carries out. Pure
+// functions of the image and of facts about this process, so the fuzzer can drive them.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "restorer/blob/plan_abi.h"
+#include "restorer/sigframe.h"
+#include "restorer/staging.h"
+#include "snapshot/cpu_compat.h"
+#include "snapshot/result.h"
+#include "snapshot/snapshot.pb.h"
+
+namespace prewarm {
+
+inline constexpr uint64_t kTaskSize = 0x7ffffffff000ull;  // TASK_SIZE with 4-level page tables
+
+// A mapping's stored runs are page_runs[first, last).
+struct MappingRuns {
+  int first = 0, last = 0;
+  bool staged() const { return last > first; }
+};
+
+struct HoleLayout {
+  std::vector<MappingRuns> runs;   // per mapping
+  std::vector<uint64_t> slot_off;  // per mapping: offset of its staged copy in the hole
+  uint64_t blob_len = 0, plan_len = 0;
+  uint64_t hop_off = 0;  // the slot the vDSO pair passes through
+  uint64_t hole_len = 0;
+};
+
+// Sizes the hole: blob code, plan and blob stack, the vDSO hop slot, then each staged mapping
+// at its own offset within a 2 MiB page. `message_size` is the readiness message without the
+// phase fields. Refuses images whose total would not fit the address space.
+Result<HoleLayout> layout_hole(const pb::Snapshot& snap, const SpecialMappings& own, uint64_t blob_size,
+                               uint64_t frame_size, uint64_t message_size);
+
+// Where a hole of `size` bytes may go, best first: aligned spots inside the gaps between the
+// snapshot's mappings (`taken`, sorted), largest gap first. The caller still has to find one
+// that is free in this process.
+std::vector<uint64_t> hole_candidates(const std::vector<Interval>& taken, uint64_t size);
+
+// The readiness message: `base`, then the launcher's phase times, then two fixed-width slots the
+// blob overwrites with its own clock readings.
+std::string readiness_message(const std::string& base, int64_t validated_ns, int64_t read_ns,
+                              uint64_t bytes);
+
+struct PlanInputs {
+  const pb::Snapshot& snap;
+  const HoleLayout& layout;
+  uint64_t hole = 0;  // address of the reserved hole
+  const SpecialMappings& own;
+  const SigframeLayout& frame;
+  std::function<int(const std::string&)> file_fd;  // the open fd of a mapped file
+  int exe_fd = -1;                                 // -1: leave /proc/PID/exe alone
+  int notify_fd = -1;
+  std::string message;  // from readiness_message(); ignored without notify_fd
+  std::vector<PwFdMove> fd_moves;
+  std::vector<PwRange> fd_close;
+  uint64_t mmap_min_addr = 65536;
+};
+
+// Builds the plan (a PwPlan header followed by its arrays), checking everything the blob would
+// otherwise find out past the point of no return: every mapping inside [mmap_min_addr,
+// TASK_SIZE), the vDSO pair the same size as this process's, the frame on a writable stack,
+// the auxiliary vector and signal numbers valid, the mm fields acceptable to PR_SET_MM_MAP.
+Result<std::vector<char>> build_plan(const PlanInputs& in);
+
+// The kernel's own checks of PR_SET_MM_MAP (kernel/sys.c) except RLIMIT_DATA; `rlimit_data`
+// is the app's limit (RLIM_INFINITY for none), checked once its rlimits are applied.
+Result<void> check_mm_map(const PwMmMap& mm, uint64_t mmap_min_addr, uint64_t rlimit_data);
+
+}  // namespace prewarm

@@ -1,0 +1,49 @@
+// libFuzzer target: the image parser. Any bytes as snapshot.pb, against pages.img sizes of the
+// manifest's own claim and of a few others; parse_manifest must refuse or accept without a
+// sanitizer report, and what it accepts must satisfy the invariants the restorer relies on.
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string_view>
+
+#include "snapshot/image.h"
+
+namespace {
+
+void require(bool cond, const char* what) {
+  if (cond) return;
+  std::fprintf(stderr, "accepted image breaks an invariant: %s\n", what);
+  std::abort();
+}
+
+// What check_structure promises to the restorer: sorted disjoint page-aligned mappings below
+// 2^47, runs inside one stored mapping each, laid out back to back over all of pages.img.
+void check_accepted(const prewarm::pb::Snapshot& snap, uint64_t pages_size) {
+  uint64_t prev_end = 0;
+  for (const auto& m : snap.mappings()) {
+    require(m.start() < m.end() && m.start() % 4096 == 0 && m.end() % 4096 == 0, "mapping range");
+    require(m.start() >= prev_end && m.end() <= (1ull << 47), "mapping order or bound");
+    prev_end = m.end();
+  }
+  uint64_t off = 0;
+  for (const auto& r : snap.page_runs()) {
+    require(r.file_offset() == off && r.len() <= pages_size - off, "run inside pages.img");
+    bool inside = false;
+    for (const auto& m : snap.mappings()) inside |= m.start() <= r.addr() && r.addr() + r.len() <= m.end();
+    require(inside, "run inside one mapping");
+    off += r.len();
+  }
+  require(off == pages_size, "pages.img fully accounted for");
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  prewarm::pb::Snapshot claimed;
+  uint64_t sizes[] = {0, 4096, 1ull << 20, ~0ull};
+  if (claimed.ParseFromArray(data, static_cast<int>(size))) sizes[0] = claimed.pages_img_size();
+  for (uint64_t pages_size : sizes)
+    if (auto snap = prewarm::parse_manifest(bytes, pages_size)) check_accepted(*snap, pages_size);
+  return 0;
+}

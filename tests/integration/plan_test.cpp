@@ -1,0 +1,186 @@
+// The plan builder on a real snapshot (the pattern program, dumped through the CLI) and on that
+// snapshot altered the ways a hostile image would be: each alteration must be refused before
+// the point of no return, where the blob could only kill the app.
+#include <sys/mman.h>
+#include <sys/resource.h>
+
+#include "harness.h"
+#include "restorer/plan.h"
+#include "snapshot/image.h"
+
+namespace prewarm::test {
+namespace {
+
+class Plan : public DumpTest {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir;
+    Child c = Child::spawn({PROG_pattern});
+    if (!c.read_line() || !wait_blocked_in_stdin_read(c.pid())) FAIL() << c.leftovers();
+    auto dump = prewarm({"dump", "--pid", std::to_string(c.pid()), "--images", *dir_ / "img"});
+    ASSERT_EQ(dump.code, 0) << dump.err;
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  void SetUp() override {
+    DumpTest::SetUp();
+    auto img = load_image(*dir_ / "img");
+    ASSERT_TRUE(img) << img.error().describe();
+    snap = img->snap;
+    auto s = own_special_mappings();
+    ASSERT_TRUE(s) << s.error().describe();
+    own = *s;
+  }
+
+  // What `prewarm restore` would build for `snap`: the plan, or the refusal's message.
+  std::string refusal(uint64_t* hole_out = nullptr, std::vector<char>* plan_out = nullptr) {
+    auto frame = build_sigframe(snap);
+    if (!frame) return frame.error().describe();
+    auto layout = layout_hole(snap, own, 3 * 4096, frame->bytes.size(), 8);
+    if (!layout) return layout.error().describe();
+    std::vector<Interval> taken;
+    for (const auto& m : snap.mappings()) taken.push_back({m.start(), m.end()});
+    auto spots = hole_candidates(taken, layout->hole_len);
+    if (spots.empty()) return "no hole";
+    PlanInputs in{.snap = snap,
+                  .layout = *layout,
+                  .hole = spots.front(),
+                  .own = own,
+                  .frame = *frame,
+                  .file_fd = [](const std::string&) { return 10; },
+                  .notify_fd = 11,
+                  .message = readiness_message("READY=1\n", 1, 2, 3)};
+    auto plan = build_plan(in);
+    if (!plan) return plan.error().describe();
+    if (hole_out) *hole_out = spots.front();
+    if (plan_out) *plan_out = *plan;
+    return "(accepted)";
+  }
+
+  pb::Mapping* find(pb::Mapping::Kind kind) {
+    for (auto& m : *snap.mutable_mappings())
+      if (m.kind() == kind) return &m;
+    return nullptr;
+  }
+
+  static TempDir* dir_;
+  pb::Snapshot snap;
+  SpecialMappings own;
+};
+TempDir* Plan::dir_ = nullptr;
+
+TEST_F(Plan, AcceptsARealSnapshotAndKeepsTheHoleApart) {
+  uint64_t H = 0;
+  std::vector<char> buf;
+  ASSERT_EQ(refusal(&H, &buf), "(accepted)");
+  PwPlan p;
+  std::memcpy(&p, buf.data(), sizeof p);
+  EXPECT_EQ(p.magic, PW_PLAN_MAGIC);
+  EXPECT_EQ(p.size, buf.size());
+  EXPECT_EQ(p.self_start + p.self_len - H, p.self_len + (p.self_start - H));
+  // One op per mapping but the vDSO pair, each the snapshot's range, none in the hole.
+  size_t specials = 0;
+  for (const auto& m : snap.mappings())
+    specials += m.kind() == pb::Mapping::VDSO || m.kind() == pb::Mapping::VVAR || m.kind() == pb::Mapping::VVAR_VCLOCK;
+  ASSERT_EQ(p.ops_count, snap.mappings_size() - specials);
+  const auto* ops = reinterpret_cast<const PwVmaOp*>(buf.data() + p.ops_off);
+  for (uint32_t i = 0; i < p.ops_count; ++i)
+    EXPECT_TRUE(ops[i].start + ops[i].len <= H || ops[i].start >= p.self_start + p.self_len) << i;
+  // The readiness stamps point at their fixed-width slots.
+  const std::string msg(buf.data() + p.notify_off, p.notify_len);
+  EXPECT_EQ(msg.substr(p.notify_mapped_off, PW_STAMP_DIGITS), std::string(PW_STAMP_DIGITS, '0'));
+  EXPECT_EQ(msg.substr(p.notify_mapped_off - 18, 18), "PREWARM_MAPPED_NS=");
+  EXPECT_EQ(msg.substr(p.notify_resumed_off - 19, 19), "PREWARM_RESUMED_NS=");
+}
+
+// The kernel refuses mmap below vm.mmap_min_addr: the blob would find out too late.
+TEST_F(Plan, RefusesAMappingBelowMmapMinAddr) {
+  auto& first = *snap.mutable_mappings(0);
+  ASSERT_GT(first.start(), 0x1000u);
+  ASSERT_TRUE(snap.page_runs_size() == 0 || snap.page_runs(0).addr() >= first.start());
+  first.set_start(0);
+  ASSERT_TRUE(check_structure(snap, snap.pages_img_size())) << "the parser alone lets it through";
+  EXPECT_NE(refusal().find("outside the user address range"), std::string::npos) << refusal();
+}
+
+TEST_F(Plan, RefusesAVdsoMappingOfAnotherSize) {
+  pb::Mapping* vdso = find(pb::Mapping::VDSO);
+  ASSERT_NE(vdso, nullptr);
+  vdso->set_end(vdso->end() - 4096);
+  EXPECT_NE(refusal().find("does not match this kernel's"), std::string::npos) << refusal();
+}
+
+TEST_F(Plan, RefusesAStackPointerOutsideAWritableMapping) {
+  // Into the first mapping, the executable's read-only start.
+  ASSERT_FALSE(snap.mappings(0).prot() & PROT_WRITE);
+  snap.mutable_regs()->set_rsp(snap.mappings(0).start() + 8192);
+  EXPECT_NE(refusal().find("stack pointer"), std::string::npos) << refusal();
+}
+
+TEST_F(Plan, RefusesAStackPointerThatWrapsAround) {
+  snap.mutable_regs()->set_rsp(~0ull - 16);
+  EXPECT_NE(refusal().find("stack pointer"), std::string::npos) << refusal();
+}
+
+TEST_F(Plan, RefusesAnInvalidAuxiliaryVector) {
+  snap.mutable_mm()->mutable_auxv()->append("x");
+  EXPECT_NE(refusal().find("auxiliary vector"), std::string::npos) << refusal();
+  snap.mutable_mm()->set_auxv(std::string(2048, '\0'));
+  EXPECT_NE(refusal().find("auxiliary vector"), std::string::npos) << refusal();
+}
+
+TEST_F(Plan, RefusesAnInvalidSignalNumber) {
+  auto* a = snap.mutable_signals()->add_actions();
+  a->set_signo(65);
+  EXPECT_NE(refusal().find("invalid signal number"), std::string::npos) << refusal();
+  a->set_signo(0);
+  EXPECT_NE(refusal().find("invalid signal number"), std::string::npos) << refusal();
+}
+
+TEST_F(Plan, RefusesInconsistentMmFields) {
+  snap.mutable_mm()->set_end_code(snap.mm().start_code());
+  EXPECT_NE(refusal().find("inconsistent mm fields"), std::string::npos) << refusal();
+}
+
+TEST_F(Plan, RefusesMmFieldsOutsideUserSpace) {
+  snap.mutable_mm()->set_arg_end(kTaskSize + 4096);
+  EXPECT_NE(refusal().find("mm field outside user space"), std::string::npos) << refusal();
+}
+
+TEST_F(Plan, ChecksTheDataSegmentAgainstTheAppsRlimit) {
+  PwMmMap mm{};
+  mm.start_code = 0x400000, mm.end_code = 0x401000, mm.start_data = 0x600000, mm.end_data = 0x700000;
+  mm.start_brk = mm.brk = 0x800000;
+  mm.start_stack = mm.arg_start = mm.arg_end = mm.env_start = mm.env_end = 0x7ff000000000;
+  EXPECT_TRUE(check_mm_map(mm, 65536, RLIM_INFINITY));
+  EXPECT_TRUE(check_mm_map(mm, 65536, 0x100000));
+  auto r = check_mm_map(mm, 65536, 0xfffff);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().describe().find("RLIMIT_DATA"), std::string::npos);
+}
+
+TEST_F(Plan, RefusesAnOversizedReadinessMessage) {
+  auto frame = build_sigframe(snap);
+  ASSERT_TRUE(frame);
+  EXPECT_FALSE(layout_hole(snap, own, 4096, frame->bytes.size(), 1 << 20));
+}
+
+TEST(HoleCandidates, LieInGapsAlignedAndAbove4GiB) {
+  const uint64_t M = 1ull << 20;
+  std::vector<Interval> taken{{0x400000, 0x500000}, {(1ull << 32) + 3 * M, (1ull << 32) + 40 * M},
+                              {0x7f0000000000, kTaskSize}};
+  const uint64_t size = 8 * M;
+  auto spots = hole_candidates(taken, size);
+  ASSERT_FALSE(spots.empty());
+  for (uint64_t at : spots) {
+    EXPECT_EQ(at % (2 * M), 0u);
+    EXPECT_GE(at, 1ull << 32);
+    EXPECT_LE(at + size, kTaskSize);
+    for (const auto& t : taken) EXPECT_TRUE(at + size <= t.start || at >= t.end) << std::hex << at;
+  }
+  // A gap too small for the hole is never offered.
+  EXPECT_TRUE(hole_candidates({{1ull << 32, kTaskSize - M}}, 4 * M).empty());
+}
+
+}  // namespace
+}  // namespace prewarm::test
