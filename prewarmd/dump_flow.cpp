@@ -76,7 +76,7 @@ DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill) {
     return out;  // FrozenProcess detaches on destruction
   }
   // 4. Pages and manifest, published atomically.
-  auto stats = write_image(*state, kinds, files, dir);
+  auto stats = write_image(*state, kinds, files, dir, [&] { return frozen->still_held(); });
   if (!stats) {
     out.message = "pid " + std::to_string(pid) + ": " + stats.error().describe();
     return out;

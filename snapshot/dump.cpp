@@ -269,7 +269,8 @@ Result<ProcessState> collect_state(FrozenProcess& proc) {
 
 Result<DumpStats> write_image(const ProcessState& state,
                               const std::vector<std::optional<pb::Mapping::Kind>>& kinds,
-                              const std::vector<pb::OpenFile>& files, const std::string& dir) {
+                              const std::vector<pb::OpenFile>& files, const std::string& dir,
+                              const std::function<Result<void>()>& before_publish) {
   DumpStats stats;
   pb::Snapshot snap;
   const pid_t pid = state.pid;
@@ -377,6 +378,7 @@ Result<DumpStats> write_image(const ProcessState& state,
     }
   }
   PW_TRY(collector.flush());
+  if (before_publish) PW_TRY(before_publish());
   PW_TRY(writer.commit(snap));
   return stats;
 }

@@ -3,6 +3,7 @@
 
 #include <sys/stat.h>
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -53,10 +54,11 @@ struct DumpStats {
   size_t mappings = 0;
 };
 
-// Writes the image. `kinds` is parallel to state.vmas: nullopt leaves a mapping out (only for
+// Writes the image; `before_publish` (if any) can still veto it once everything is read. `kinds` is parallel to state.vmas: nullopt leaves a mapping out (only for
 // mappings outside the user address space). Mappings must already have passed the policy.
 Result<DumpStats> write_image(const ProcessState& state,
                               const std::vector<std::optional<pb::Mapping::Kind>>& kinds,
-                              const std::vector<pb::OpenFile>& files, const std::string& dir);
+                              const std::vector<pb::OpenFile>& files, const std::string& dir,
+                              const std::function<Result<void>()>& before_publish = {});
 
 }  // namespace prewarm

@@ -103,6 +103,21 @@ Result<CpuState> FrozenProcess::read_cpu_state() const {
   return s;
 }
 
+Result<void> FrozenProcess::still_held() {
+  if (pid_ < 0) return make_error(ESRCH, "the process is no longer held");
+  int status = 0;
+  pid_t r = ::waitpid(pid_, &status, WNOHANG | __WALL);
+  if (r == 0) return ok();
+  if (r < 0) return errno_error("waitpid " + std::to_string(pid_));
+  if (WIFEXITED(status) || WIFSIGNALED(status)) {
+    pid_ = -1;
+    return data_error("the process ended during the dump");
+  }
+  if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_EXIT)
+    return data_error("the process was killed during the dump");
+  return data_error("the process left its stop during the dump");
+}
+
 void FrozenProcess::kill() {
   if (pid_ < 0) return;
   ::kill(pid_, SIGKILL);

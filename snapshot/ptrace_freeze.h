@@ -43,6 +43,10 @@ class FrozenProcess {
 
   pid_t pid() const { return pid_; }
   Result<CpuState> read_cpu_state() const;
+  // ok while the process still sits in the stop we put it in. A SIGKILL wakes it even there
+  // and it stops again at its exit (PTRACE_O_TRACEEXIT): its memory is still readable, but what
+  // was read may no longer be one moment of it, and it is going away.
+  Result<void> still_held();
   void kill();  // SIGKILL while still stopped: nothing of the app runs after the dump
   Result<void> detach();
   // A signal that arrived while we held the process; it is sent again at detach.

@@ -3,12 +3,20 @@
 P=$BIN/prewarm
 export PREWARM_RUNTIME_DIR=$SCRATCH/run PREWARM_STATE_DIR=$SCRATCH/state
 
+# start_daemon [WRAPPER...]: under a wrapper (strace), DAEMON is still prewarmd's own pid.
 start_daemon() {
-  "$BIN/prewarmd" --runtime-dir "$PREWARM_RUNTIME_DIR" --state-dir "$PREWARM_STATE_DIR" --http 127.0.0.1:0 >>"$SCRATCH/prewarmd.log" 2>&1 &
+  "$@" "$BIN/prewarmd" --runtime-dir "$PREWARM_RUNTIME_DIR" --state-dir "$PREWARM_STATE_DIR" --http 127.0.0.1:0 >>"$SCRATCH/prewarmd.log" 2>&1 &
   DAEMON=$!
+  if [ $# -gt 0 ]; then
+    wait_for 10 pgrep -P "$DAEMON" -x prewarmd >/dev/null
+    DAEMON=$(pgrep -P "$DAEMON" -x prewarmd)
+  fi
   wait_for 10 "$P" list >/dev/null 2>&1
 }
-stop_daemon() { kill "$DAEMON"; wait "$DAEMON" || true; }
+stop_daemon() {
+  kill "$DAEMON"
+  wait "$DAEMON" 2>/dev/null || wait_for 10 sh -c "! kill -0 $DAEMON 2>/dev/null"
+}
 field() {  # field APP KEY: from `prewarm list --json` ("missing" if no such app)
   "$P" list --json | python3 -c "import json,sys; a=[x for x in json.load(sys.stdin)['apps'] if x['name']=='$1']; print(a[0]['$2'] if a else 'missing')"
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Faults and load around prewarmd: a disk that fills during a dump, SIGKILL of the daemon in the
-# middle of a capture (the app keeps running, no image is published, the next start cleans up),
+# Faults and load around prewarmd: a disk that fills during a dump, an app killed during its dump
+# and during its capture (no image either way), SIGKILL of the daemon in the middle of a capture
+# (the app keeps running, no image is published, the next start cleans up),
 # and 50 concurrent launches of one app and of different apps (every launch answers, the image
 # stays intact, the daemon responds).
 # Usage: faults.sh BIN_DIR SOURCE_DIR
@@ -31,6 +32,51 @@ exec 3>&-
 wait "$app" || fail "the app did not survive the failed dump"
 grep -q '^answer 3 ' "$SCRATCH/df/out" || fail "the app did not answer after the failed dump"
 
+step "the app is killed during its dump: no image, a clear error"
+mkdir "$SCRATCH/kd"
+"$BIN/../bench/bench_anon64" <"$SCRATCH/df/in" >"$SCRATCH/kd/out" &
+app=$!
+exec 3>"$SCRATCH/df/in"
+wait_for 10 grep -q ready "$SCRATCH/kd/out"
+# strace slows each read of the app's memory by 300 ms, so the kill lands mid-dump.
+strace -o "$SCRATCH/kd.strace" -e trace=process_vm_readv -e inject=process_vm_readv:delay_enter=300000 \
+  "$P" dump --pid "$app" --images "$SCRATCH/kd/img" 2>"$SCRATCH/kd.err" &
+dumper=$!
+wait_for 20 grep -qs process_vm_readv "$SCRATCH/kd.strace"
+kill -9 "$app"
+rc=0; wait "$dumper" || rc=$?
+exec 3>&-
+wait "$app" 2>/dev/null || true
+[ "$rc" = 1 ] || fail "dump of an app killed mid-dump: exit $rc: $(cat "$SCRATCH/kd.err")"
+grep -q "was killed during the dump" "$SCRATCH/kd.err" || fail "no clear error: $(cat "$SCRATCH/kd.err")"
+[ "$(ls -A "$SCRATCH/kd")" = out ] || fail "an image or a temporary was left: $(ls -A "$SCRATCH/kd")"
+
+step "the app is killed during its capture by prewarmd: nothing published, the next launch is cold"
+stop_daemon
+start_daemon strace -f -o "$SCRATCH/daemon.strace" -e trace=process_vm_readv \
+  -e inject=process_vm_readv:delay_enter=300000
+"$P" register victim --ready idle:200 -- "$BIN/../bench/bench_anon64" >/dev/null
+mkfifo "$SCRATCH/victim.in"
+"$P" run victim <"$SCRATCH/victim.in" >"$SCRATCH/victim.out" 2>>"$SCRATCH/run.err" &
+app=$!
+exec 3>"$SCRATCH/victim.in"
+wait_for 30 grep -qs process_vm_readv "$SCRATCH/daemon.strace"
+kill -9 "$app"
+wait "$app" 2>/dev/null || true
+exec 3>&-
+wait_for 30 grep -q "victim: capture failed: .*was killed during the dump" "$SCRATCH/prewarmd.log"
+grep -q "victim: captured pid" "$SCRATCH/prewarmd.log" && fail "an image of the killed app was published"
+state_is victim none || fail "victim: state $(field victim state) after a killed capture"
+[ -z "$(ls "$PREWARM_STATE_DIR/store")" ] && [ -z "$(ls "$PREWARM_STATE_DIR/incoming")" ] || fail "a capture of a killed app left files"
+stop_daemon
+start_daemon
+before=$(launch_count victim)
+(feed victim "$before" 2) | "$P" run victim >"$SCRATCH/victim.out" 2>>"$SCRATCH/run.err"
+grep -q '^answer' "$SCRATCH/victim.out" || fail "the next launch did not answer: $(cat "$SCRATCH/victim.out")"
+[ "$(last victim mode)" = cold ] || fail "the next launch after a killed capture was not cold"
+wait_for 30 state_is victim valid
+"$P" unregister victim >/dev/null  # the steps below expect an empty store
+
 step "SIGKILL of prewarmd during a capture"
 # A slow capture: the app's start is fast, its snapshot needs the whole 64 MiB read.
 "$P" register big --ready idle:200 -- "$BIN/../bench/bench_anon64" >/dev/null
@@ -39,9 +85,9 @@ mkfifo "$SCRATCH/in"
 app=$!
 exec 3>"$SCRATCH/in"
 end=$((SECONDS + 20))
-until grep -q "capturing pid" "$SCRATCH/prewarmd.log"; do [ $SECONDS -lt $end ] || fail "no capture started"; done
+until grep -q "big: capturing pid" "$SCRATCH/prewarmd.log"; do [ $SECONDS -lt $end ] || fail "no capture started"; done
 kill -9 "$DAEMON"
-grep -q "captured pid" "$SCRATCH/prewarmd.log" && fail "the capture finished before the kill; the test proves nothing"
+grep -q "big: captured pid" "$SCRATCH/prewarmd.log" && fail "the capture finished before the kill; the test proves nothing"
 wait "$DAEMON" 2>/dev/null || true
 sleep 0.2
 # The orphaned capture child finishes on its own (it is the app's tracer; it must not die mid-step).
