@@ -182,13 +182,21 @@ Result<LoadedImage> load_image(const std::string& dir) {
   LoadedImage img;
   img.dir = dir;
   PW_ASSIGN(UniqueFd dfd, open_fd(dir, O_RDONLY | O_DIRECTORY));
-  PW_ASSIGN(UniqueFd mf, open_at(dfd.get(), kManifestName, O_RDONLY));
   struct stat st {};
-  if (::fstat(mf.get(), &st) != 0) return errno_error("stat " + dir + "/" + kManifestName);
+  // A launcher holds the image by its directory fd: prewarmd may have dropped it since.
+  auto open_part = [&](const char* name) -> Result<UniqueFd> {
+    auto f = open_at(dfd.get(), name, O_RDONLY);
+    if (!f && f.error().code == ENOENT)
+      return make_error(ENOENT, std::string(name) + " is missing (the image was removed after this launch was granted it, or is incomplete)");
+    return f;
+  };
+  auto mf = open_part(kManifestName);
+  if (!mf) return mf.error();
+  if (::fstat(mf->get(), &st) != 0) return errno_error("stat " + dir + "/" + kManifestName);
   if (static_cast<uint64_t>(st.st_size) > kMaxManifestBytes)
     return data_error(dir + "/" + kManifestName + " is implausibly large");
-  PW_ASSIGN(std::string text, read_fd(mf.get()));
-  PW_ASSIGN(img.pages, open_at(dfd.get(), kPagesName, O_RDONLY));
+  PW_ASSIGN(std::string text, read_fd(mf->get()));
+  PW_ASSIGN(img.pages, open_part(kPagesName));
   if (::fstat(img.pages.get(), &st) != 0) return errno_error("stat " + dir + "/" + kPagesName);
   auto snap = parse_manifest(text, static_cast<uint64_t>(st.st_size));
   if (!snap) return data_error(dir + "/" + kManifestName + ": " + snap.error().describe());
