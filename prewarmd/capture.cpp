@@ -6,6 +6,7 @@
 
 #include "prewarmd/dump_flow.h"
 #include "prewarmd/file_records.h"
+#include "prewarmd/protocol.h"
 #include "prewarmd/registry.h"
 #include "snapshot/image.h"
 
@@ -72,7 +73,7 @@ int run_capture_child(pid_t pid, unsigned delay_ms, const std::string& incoming,
   // After READY=1 the app may still be closing the socket it sent it with.
   if (delay_ms) ::usleep(delay_ms * 1000);
   CaptureResult r = capture(pid, incoming, ctx, argv, cwd, watch);
-  if (!write_file_atomic(result_path(incoming), to_json(r).dump(), 0600)) return 1;
+  if (!write_file_atomic(result_path(incoming), proto::json_text(to_json(r)), 0600)) return 1;
   return r.status == "ok" ? 0 : (r.status == "unsupported" ? 3 : 1);
 }
 

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "prewarmd/cmd_dump.h"
+#include "prewarmd/protocol.h"
 #include "snapshot/image.h"
 
 namespace prewarm::cli {
@@ -114,7 +115,7 @@ int run_inspect(const std::string& dir, bool as_json) {
   }
   json d = describe(img->snap, dir);
   if (as_json) {
-    std::printf("%s\n", d.dump(2).c_str());
+    std::printf("%s\n", proto::json_text(d, 2).c_str());
     return kExitOk;
   }
   std::printf("image %s (format %u)\n", dir.c_str(), img->snap.format_version());

@@ -94,7 +94,7 @@ int run_register(const RegisterArgs& a, bool as_json) {
   int rc = call({{"op", "register"}, {"name", a.name}, {"argv", argv}, {"cwd", cwd}, {"ready", a.ready}, {"watch", watch}}, reply);
   if (rc != kExitOk) return rc;
   if (as_json) {
-    std::printf("%s\n", reply.dump(2).c_str());
+    std::printf("%s\n", proto::json_text(reply, 2).c_str());
   } else {
     std::string cmd;
     for (const auto& s : argv) cmd += (cmd.empty() ? "" : " ") + s;
@@ -108,7 +108,7 @@ int run_register(const RegisterArgs& a, bool as_json) {
 int run_unregister(const std::string& name, bool as_json) {
   json reply;
   int rc = call({{"op", "unregister"}, {"name", name}}, reply);
-  if (rc == kExitOk) std::printf(as_json ? "%s\n" : "unregistered %s; its images are deleted\n", as_json ? reply.dump().c_str() : name.c_str());
+  if (rc == kExitOk) std::printf(as_json ? "%s\n" : "unregistered %s; its images are deleted\n", as_json ? proto::json_text(reply).c_str() : name.c_str());
   return rc;
 }
 
@@ -117,7 +117,7 @@ int run_list(bool as_json) {
   int rc = call({{"op", "list"}}, reply);
   if (rc != kExitOk) return rc;
   if (as_json) {
-    std::printf("%s\n", reply.dump(2).c_str());
+    std::printf("%s\n", proto::json_text(reply, 2).c_str());
     return kExitOk;
   }
   std::printf("%-16s %-12s %6s %10s %-12s %7s %8s  %s\n", "NAME", "STATE", "IMAGES", "SIZE", "READY", "COLD", "RESTORED", "REASON");
@@ -134,7 +134,7 @@ int run_snapshot(const std::string& name, bool as_json) {
   json reply;
   int rc = call({{"op", "snapshot"}, {"name", name}}, reply);
   if (rc != kExitOk) return rc;
-  if (as_json) std::printf("%s\n", reply.dump(2).c_str());
+  if (as_json) std::printf("%s\n", proto::json_text(reply, 2).c_str());
   else
     std::printf("captured %s: %s in %.1f ms (app frozen %.1f ms), key %s\n", name.c_str(),
                 human_bytes(reply["image_bytes"].get<uint64_t>()).c_str(), reply["capture_ms"].get<double>(),
@@ -149,7 +149,7 @@ int run_invalidate(const std::string& name, bool all, bool as_json) {
   else req["name"] = name;
   int rc = call(req, reply);
   if (rc != kExitOk) return rc;
-  if (as_json) std::printf("%s\n", reply.dump().c_str());
+  if (as_json) std::printf("%s\n", proto::json_text(reply).c_str());
   else
     for (const auto& n : reply["invalidated"])
       std::printf("invalidated %s: its next launch is cold and captures a new snapshot\n", n.get<std::string>().c_str());
@@ -163,7 +163,7 @@ int run_stats(const std::string& name, bool as_json, unsigned recent) {
   int rc = call(req, reply);
   if (rc != kExitOk) return rc;
   if (as_json) {
-    std::printf("%s\n", reply.dump(2).c_str());
+    std::printf("%s\n", proto::json_text(reply, 2).c_str());
     return kExitOk;
   }
   std::printf("%-16s %6s %8s %9s %11s %11s %15s %15s %8s %9s %10s\n", "NAME", "COLD", "RESTORED", "FALLBACKS",

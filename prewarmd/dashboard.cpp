@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <map>
 
+#include "prewarmd/protocol.h"
 #include "prewarmd/stats.h"
 #include "prewarmd/web_assets.h"
 
@@ -39,7 +40,7 @@ std::string number(double v) {
 void reply_json(httplib::Response& res, const json& body, int status = 200) {
   res.status = status;
   res.set_header("Cache-Control", "no-store");
-  res.set_content(body.dump(), "application/json");
+  res.set_content(proto::json_text(body), "application/json");
 }
 
 void reply_asset(httplib::Response& res, const char* path) {

@@ -8,6 +8,10 @@
 #include <cstring>
 
 namespace prewarm::proto {
+
+std::string json_text(const json& j, int indent) {
+  return j.dump(indent, ' ', false, json::error_handler_t::replace);
+}
 namespace {
 
 constexpr size_t kMaxMessage = 4u << 20;
@@ -34,7 +38,7 @@ std::string control_socket_path(const std::string& dir) { return dir + "/control
 std::string notify_socket_path(const std::string& dir) { return dir + "/notify.sock"; }
 
 Result<void> send_message(int sock, const json& msg, const std::vector<int>& fds) {
-  std::string text = msg.dump() + "\n";
+  std::string text = json_text(msg) + "\n";
   if (fds.size() > kMaxFds) return data_error("too many fds for one message");
   size_t off = 0;
   while (off < text.size()) {

@@ -16,6 +16,9 @@ namespace prewarm::proto {
 
 using nlohmann::json;
 
+// j as text; bytes that are not UTF-8 (file names may hold any) become U+FFFD instead of throwing.
+std::string json_text(const json& j, int indent = -1);
+
 // $PREWARM_RUNTIME_DIR, else /run/prewarm: control.sock and notify.sock live there.
 std::string runtime_dir();
 std::string control_socket_path(const std::string& runtime_dir);

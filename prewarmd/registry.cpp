@@ -6,6 +6,7 @@
 
 #include <cerrno>
 
+#include "prewarmd/protocol.h"
 #include "snapshot/unique_fd.h"
 
 namespace prewarm {
@@ -104,7 +105,7 @@ Result<void> Registry::save(const std::string& path) const {
                      {"reason", a.status.reason}}}};
   }
   json j = {{"version", kRegistryVersion}, {"apps", japps}};
-  return write_file_atomic(path, j.dump(1), 0600);
+  return write_file_atomic(path, proto::json_text(j, 1), 0600);
 }
 
 }  // namespace prewarm

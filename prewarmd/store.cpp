@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "policy/eviction.h"
+#include "prewarmd/protocol.h"
 #include "prewarmd/registry.h"
 #include "snapshot/clock.h"
 #include "snapshot/unique_fd.h"
@@ -132,7 +133,7 @@ Result<void> ImageStore::publish(const std::string& incoming, StoreEntry e) {
   json meta = {{"version", kMetaVersion}, {"key", e.key},   {"app", e.app},
                {"uid", e.uid},            {"gid", e.gid},   {"created_ms", e.created_ms},
                {"capture_ms", e.capture_ms}, {"freeze_ms", e.freeze_ms}, {"files", files}};
-  PW_TRY(write_file_atomic(incoming + "/meta.json", meta.dump(1), 0600));
+  PW_TRY(write_file_atomic(incoming + "/meta.json", proto::json_text(meta, 1), 0600));
   // The image holds the app's memory: only its user (and root) may read it.
   if (e.uid != ::geteuid()) {
     for (const auto& n : list_dir(incoming))

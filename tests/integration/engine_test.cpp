@@ -106,6 +106,28 @@ TEST_F(Engine, DumpKillEndsTheProcess) {
   EXPECT_EQ(restored.wait(), 0);
 }
 
+// File names are bytes on Linux: an executable whose name is not UTF-8 (its mappings, comm and
+// exe path all carry it) must survive the manifest, and `inspect --json` must still print.
+TEST_F(Engine, ExecutableWithANonUtf8NameRoundTrips) {
+  TempDir dir;
+  const fs::path exe = dir / "pattern-\xff\xfe";
+  fs::copy_file(PROG_pattern, exe);
+  Child orig = Child::spawn({exe.string()});
+  auto ready = orig.read_line();
+  ASSERT_TRUE(ready && wait_blocked_in_stdin_read(orig.pid())) << orig.leftovers();
+  auto dump = prewarm({"dump", "--pid", std::to_string(orig.pid()), "--images", dir / "img", "--kill"});
+  ASSERT_EQ(dump.code, 0) << dump.err;
+  auto inspect = prewarm({"inspect", "--images", dir / "img", "--json"});
+  EXPECT_EQ(inspect.code, 0) << inspect.err;
+
+  Child restored = restore(dir / "img");
+  restored.write("bytes\n");
+  auto line = restored.read_line();
+  ASSERT_TRUE(line) << restored.leftovers();
+  EXPECT_EQ(fields(*line)["sum"], fields(*ready)["sum"]);
+  EXPECT_EQ(restored.wait(), 0);
+}
+
 TEST_F(Engine, RestoreOfMissingImageFails) {
   TempDir dir;
   auto r = run({PREWARM_BIN, "restore", "--images", dir / "nothing-here"});

@@ -55,6 +55,19 @@ TEST(Protocol, MessageRoundTrip) {
   EXPECT_TRUE(r->fds.empty());
 }
 
+// A file name that is not UTF-8 (from a mapping or an image) must not make a message, a state
+// file or `--json` output throw: the bad bytes become U+FFFD.
+TEST(Protocol, NonUtf8TextIsSentWithReplacementCharacters) {
+  const json msg = {{"path", std::string("/tmp/a\xff\xfe")}};
+  EXPECT_EQ(json_text(msg), "{\"path\":\"/tmp/a\xef\xbf\xbd\xef\xbf\xbd\"}");
+  auto sp = socket_pair();
+  auto s = send_message(sp.a.get(), msg);
+  ASSERT_TRUE(s.ok()) << s.error().describe();
+  auto r = recv_message(sp.b.get());
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_EQ(r->msg["path"], "/tmp/a\xef\xbf\xbd\xef\xbf\xbd");
+}
+
 TEST(Protocol, RepliesGoBothWays) {
   auto sp = socket_pair();
   ASSERT_TRUE(send_message(sp.a.get(), {{"op", "status"}}).ok());
