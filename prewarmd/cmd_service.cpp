@@ -90,6 +90,16 @@ int run_register(const RegisterArgs& a, bool as_json) {
   }
   std::vector<std::string> watch;
   for (const auto& w : a.watch) watch.push_back(w[0] == '/' ? w : std::string(cwd) + "/" + w);
+  // The control protocol is JSON: bytes that are not UTF-8 would arrive altered.
+  std::vector<std::string> texts = argv;
+  texts.insert(texts.end(), {a.name, cwd});
+  texts.insert(texts.end(), watch.begin(), watch.end());
+  for (const auto& t : texts)
+    if (!proto::is_utf8(t)) {
+      std::fprintf(stderr, "prewarm register: '%s' is not valid UTF-8; prewarm can only register commands, "
+                           "paths and a working directory in UTF-8 (rename the file or use a symlink)\n", t.c_str());
+      return kExitUsage;
+    }
   json reply;
   int rc = call({{"op", "register"}, {"name", a.name}, {"argv", argv}, {"cwd", cwd}, {"ready", a.ready}, {"watch", watch}}, reply);
   if (rc != kExitOk) return rc;

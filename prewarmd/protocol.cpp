@@ -12,6 +12,31 @@ namespace prewarm::proto {
 std::string json_text(const json& j, int indent) {
   return j.dump(indent, ' ', false, json::error_handler_t::replace);
 }
+
+bool is_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xbf;  // allowed range of the second byte
+    if (c < 0x80) n = 0;
+    else if (c >= 0xc2 && c <= 0xdf) n = 1;
+    else if (c == 0xe0) n = 2, lo = 0xa0;
+    else if (c == 0xed) n = 2, hi = 0x9f;
+    else if (c >= 0xe1 && c <= 0xef) n = 2;
+    else if (c == 0xf0) n = 3, lo = 0x90;
+    else if (c == 0xf4) n = 3, hi = 0x8f;
+    else if (c >= 0xf1 && c <= 0xf3) n = 3;
+    else return false;
+    if (s.size() - i - 1 < n) return false;
+    for (size_t k = 1; k <= n; ++k) {
+      const auto b = static_cast<unsigned char>(s[i + k]);
+      if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xbf)) return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
 namespace {
 
 constexpr size_t kMaxMessage = 4u << 20;

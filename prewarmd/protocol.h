@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "snapshot/result.h"
@@ -18,6 +19,8 @@ using nlohmann::json;
 
 // j as text; bytes that are not UTF-8 (file names may hold any) become U+FFFD instead of throwing.
 std::string json_text(const json& j, int indent = -1);
+// Well-formed UTF-8 (RFC 3629: no overlongs, surrogates or code points above U+10FFFF).
+bool is_utf8(std::string_view s);
 
 // $PREWARM_RUNTIME_DIR, else /run/prewarm: control.sock and notify.sock live there.
 std::string runtime_dir();

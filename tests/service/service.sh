@@ -121,4 +121,11 @@ step "stats and list speak JSON and text"
 rc=0; "$P" run nosuchapp </dev/null >/dev/null 2>&1 || rc=$?; [ "$rc" = 4 ] || fail "unknown app: exit $rc"
 "$P" unregister calc3 >/dev/null
 [ "$(field calc3 state)" = missing ] || fail "unregister kept the app"
+
+step "a command that is not UTF-8 is refused at registration, not altered"
+bad="$SCRATCH/app-$(printf '\xff')"
+cp /bin/true "$bad"
+rc=0; "$P" register badname -- "$bad" 2>"$SCRATCH/reg.err" || rc=$?
+[ "$rc" = 2 ] && grep -q "not valid UTF-8" "$SCRATCH/reg.err" || fail "non-UTF-8 command: exit $rc: $(cat "$SCRATCH/reg.err")"
+[ "$(field badname state)" = missing ] || fail "a non-UTF-8 command was registered"
 echo "service: PASS"

@@ -68,6 +68,14 @@ TEST(Protocol, NonUtf8TextIsSentWithReplacementCharacters) {
   EXPECT_EQ(r->msg["path"], "/tmp/a\xef\xbf\xbd\xef\xbf\xbd");
 }
 
+TEST(Protocol, Utf8Validation) {
+  for (std::string ok : {"", "plain", "caf\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xed\x9f\xbf", "\xf4\x8f\xbf\xbf"})
+    EXPECT_TRUE(is_utf8(ok)) << ok;
+  // a lone continuation byte, 0xff, a truncated sequence, an overlong '/', a surrogate, > U+10FFFF
+  for (std::string bad : {"\x80", "a\xff", "\xc3", "\xe2\x82", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80"})
+    EXPECT_FALSE(is_utf8(bad)) << testing::PrintToString(bad);
+}
+
 TEST(Protocol, RepliesGoBothWays) {
   auto sp = socket_pair();
   ASSERT_TRUE(send_message(sp.a.get(), {{"op", "status"}}).ok());
