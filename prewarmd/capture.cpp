@@ -48,6 +48,13 @@ CaptureResult capture(pid_t pid, const std::string& incoming, const policy::Laun
     return r;
   }
   for (const auto& path : dependency_paths(img->snap, argv, cwd, watch)) {
+    // Records travel as JSON: such a name would arrive altered and the snapshot be stale at
+    // once, so every launch would start cold and capture again.
+    if (!proto::is_utf8(path)) {
+      r.status = "unsupported";
+      r.message = "the app uses a file whose name is not UTF-8 (" + path + ")";
+      return r;
+    }
     auto rec = record_file(path);
     if (!rec) {
       r.message = "cannot record " + path + ": " + rec.error().describe();

@@ -128,4 +128,19 @@ cp /bin/true "$bad"
 rc=0; "$P" register badname -- "$bad" 2>"$SCRATCH/reg.err" || rc=$?
 [ "$rc" = 2 ] && grep -q "not valid UTF-8" "$SCRATCH/reg.err" || fail "non-UTF-8 command: exit $rc: $(cat "$SCRATCH/reg.err")"
 [ "$(field badname state)" = missing ] || fail "a non-UTF-8 command was registered"
+# An app that maps such a file: unsupported (not captured again and again), always cold.
+printf 'data' >"$bad"
+cat >"$SCRATCH/maps_bad.py" <<EOF
+import mmap, os, sys
+with open(os.fsencode("$SCRATCH/app-") + b"\xff", "rb") as f:
+    m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+print("ready", flush=True)
+print("answer", sys.stdin.readline().strip(), m[:4].decode(), flush=True)
+EOF
+"$P" register mapsbad --ready idle:300 -- /usr/bin/python3 "$SCRATCH/maps_bad.py" >/dev/null
+[ "$(run_calc mapsbad 1)" = "answer 1 data" ] || fail "the app did not answer"
+wait_for 30 state_is mapsbad unsupported
+field mapsbad reason | grep -q "not UTF-8" || fail "unclear reason: $(field mapsbad reason)"
+[ "$(run_calc mapsbad 2)" = "answer 2 data" ] || fail "the app did not answer cold"
+[ "$(last mapsbad mode)" = cold ] || fail "an unsupported app was not cold"
 echo "service: PASS"
