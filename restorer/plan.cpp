@@ -69,8 +69,9 @@ struct PlanBuffer {
 }  // namespace
 
 Result<HoleLayout> layout_hole(const pb::Snapshot& snap, const SpecialMappings& own, uint64_t blob_size,
-                               uint64_t frame_size, uint64_t message_size) {
+                               uint64_t frame_size, uint64_t message_size, uint64_t fd_entries) {
   if (message_size > kMaxMessageBytes) return data_error("invalid readiness message");
+  if (fd_entries > (1u << 20)) return data_error("image has implausibly many open files");
   HoleLayout l;
   l.runs = runs_per_mapping(snap);
   uint64_t own_base = ~0ull, own_end = 0;
@@ -80,9 +81,11 @@ Result<HoleLayout> layout_hole(const pb::Snapshot& snap, const SpecialMappings& 
   // The readiness message gets its phase fields (under 256 bytes) after this estimate.
   const uint64_t estimate = sizeof(PwPlan) + 64 * 8 + 16 * sizeof(PwMove) + 16 * sizeof(PwRange) +
                             static_cast<uint64_t>(snap.mappings_size()) * sizeof(PwVmaOp) +
-                            snap.mm().auxv().size() + message_size + 256 + frame_size;
+                            snap.mm().auxv().size() + message_size + 256 + frame_size +
+                            fd_entries * std::max(sizeof(PwFdMove), sizeof(PwRange)) + 64 * 2;
   l.plan_len = page_up(estimate) + kBlobStack;
   l.hop_off = l.blob_len + l.plan_len;
+  l.vdso_span = vdso_span;
   uint64_t cursor = l.hop_off + vdso_span;
   l.slot_off.assign(l.runs.size(), 0);
   for (size_t i = 0; i < l.runs.size(); ++i) {
@@ -102,8 +105,9 @@ std::vector<uint64_t> hole_candidates(const std::vector<Interval>& taken, uint64
   std::vector<Interval> gaps;
   uint64_t prev = kLowest;
   for (const auto& t : taken) {
-    if (t.start > prev) gaps.push_back({prev, t.start});
-    prev = std::max(prev, t.end);
+    const uint64_t start = std::min(t.start, kTaskSize);
+    if (start > prev) gaps.push_back({prev, start});
+    prev = std::max(prev, std::min(t.end, kTaskSize));
   }
   if (prev < kTaskSize) gaps.push_back({prev, kTaskSize});
   std::stable_sort(gaps.begin(), gaps.end(), [](const Interval& a, const Interval& b) {
@@ -147,7 +151,7 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
   const pb::Snapshot& snap = in.snap;
   const HoleLayout& l = in.layout;
   const uint64_t H = in.hole;
-  if (l.runs.size() != static_cast<size_t>(snap.mappings_size()) || H % kPage || H < kLowest ||
+  if (l.runs.size() != static_cast<size_t>(snap.mappings_size()) || H % kPage || H < kLowest || H > kTaskSize ||
       l.hole_len > kTaskSize - H)
     return data_error("internal: hole layout does not match the image");
   const uint64_t plan_addr = H + l.blob_len;
@@ -162,6 +166,11 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
       return data_error("mapping " + m.name() + " at " + hex(m.start()) + " is outside the user address range here");
     if (m.start() < H + l.hole_len && H < m.end())
       return data_error("internal: the hole overlaps mapping " + hex(m.start()));
+    if (m.kind() == pb::Mapping::FILE && m.file_offset() % kPage)
+      return data_error("mapping " + m.name() + " has an unaligned file offset");
+    // The file is opened writable only for "mw" mappings (open_mapped_files).
+    if (m.kind() == pb::Mapping::FILE && m.shared() && (m.prot() & PROT_WRITE) && !m.may_write())
+      return data_error("mapping " + m.name() + " is shared and writable but its file may not be written");
   }
 
   // The frame rt_sigreturn resumes the app from must land in a writable mapping.
@@ -173,19 +182,35 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
       frame_ok = (m.prot() & PROT_WRITE) && (in.frame.dest >= m.start() || m.growsdown());
   if (!frame_ok) return data_error("the app's stack pointer is not inside a writable stack mapping");
 
+  // What the blob's arch_prctl, rseq and set_robust_list would refuse.
+  if (snap.regs().fs_base() >= kTaskSize || snap.regs().gs_base() >= kTaskSize)
+    return data_error("image has an fs or gs base outside user space");
+  const auto& t = snap.task();
+  if (t.rseq_area() && (t.rseq_area() % 32 || t.rseq_size() < 32 || t.rseq_area() >= kTaskSize ||
+                        t.rseq_size() > kTaskSize - t.rseq_area()))
+    return data_error("image has an invalid rseq registration");
+  if (t.robust_list() && t.robust_list_len() != 24)  // sizeof(struct robust_list_head)
+    return data_error("image has an invalid robust futex list");
+
   // The vDSO pair moves through the hop slot, so its old and new places never overlap in one
   // mremap; the image's pair must be the same size as this process's.
   std::vector<PwMove> moves;
   std::vector<Interval> keep{{H, H + l.hole_len}};
   for (const auto& s : specials) moves.push_back({s.start, hop + (s.start - own_base), s.end - s.start});
+  // Each of this kernel's special mappings exactly once: a second move from the hop slot, or
+  // none, would leave the app without it.
+  std::vector<pb::Mapping::Kind> seen;
   for (const auto& m : snap.mappings()) {
     if (!is_special(m)) continue;
     auto s = std::find_if(specials.begin(), specials.end(), [&](const Special& x) { return x.kind == m.kind(); });
-    if (s == specials.end() || s->end - s->start != m.end() - m.start())
+    if (s == specials.end() || s->end - s->start != m.end() - m.start() ||
+        std::find(seen.begin(), seen.end(), m.kind()) != seen.end())
       return data_error("the image's vDSO mapping " + m.name() + " does not match this kernel's");
+    seen.push_back(m.kind());
     moves.push_back({hop + (s->start - own_base), m.start(), s->end - s->start});
     keep.push_back({m.start(), m.end()});
   }
+  if (seen.size() != specials.size()) return data_error("the image lacks one of this kernel's vDSO mappings");
   std::sort(keep.begin(), keep.end(), [](auto& a, auto& b) { return a.start < b.start; });
   std::vector<PwRange> unmap;
   uint64_t prev = 0;
@@ -224,7 +249,7 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
   if (auxv.empty() || auxv.size() > kMaxAuxvBytes || auxv.size() % 16)
     return data_error("image has an invalid auxiliary vector");
   const std::string message = in.notify_fd >= 0 ? in.message : std::string();
-  const size_t mapped_at = message.find(kMappedField), resumed_at = message.find(kResumedField);
+  const size_t mapped_at = message.rfind(kMappedField), resumed_at = message.rfind(kResumedField);
   if (in.notify_fd >= 0 && (message.size() > kMaxMessageBytes + 256 || mapped_at == std::string::npos ||
                             resumed_at == std::string::npos))
     return data_error("invalid readiness message");

@@ -29,14 +29,16 @@ struct HoleLayout {
   std::vector<uint64_t> slot_off;  // per mapping: offset of its staged copy in the hole
   uint64_t blob_len = 0, plan_len = 0;
   uint64_t hop_off = 0;  // the slot the vDSO pair passes through
+  uint64_t vdso_span = 0;  // its size
   uint64_t hole_len = 0;
 };
 
 // Sizes the hole: blob code, plan and blob stack, the vDSO hop slot, then each staged mapping
 // at its own offset within a 2 MiB page. `message_size` is the readiness message without the
-// phase fields. Refuses images whose total would not fit the address space.
+// phase fields; `fd_entries` the number of fd moves and close ranges. Refuses images whose total
+// would not fit the address space.
 Result<HoleLayout> layout_hole(const pb::Snapshot& snap, const SpecialMappings& own, uint64_t blob_size,
-                               uint64_t frame_size, uint64_t message_size);
+                               uint64_t frame_size, uint64_t message_size, uint64_t fd_entries);
 
 // Where a hole of `size` bytes may go, best first: aligned spots inside the gaps between the
 // snapshot's mappings (`taken`, sorted), largest gap first. The caller still has to find one
@@ -66,7 +68,8 @@ struct PlanInputs {
 // Builds the plan (a PwPlan header followed by its arrays), checking everything the blob would
 // otherwise find out past the point of no return: every mapping inside [mmap_min_addr,
 // TASK_SIZE), the vDSO pair the same size as this process's, the frame on a writable stack,
-// the auxiliary vector and signal numbers valid, the mm fields acceptable to PR_SET_MM_MAP.
+// the auxiliary vector and signal numbers valid, the mm fields acceptable to PR_SET_MM_MAP,
+// fs/gs base, rseq and robust list acceptable to their syscalls, file offsets page aligned.
 Result<std::vector<char>> build_plan(const PlanInputs& in);
 
 // The kernel's own checks of PR_SET_MM_MAP (kernel/sys.c) except RLIMIT_DATA; `rlimit_data`

@@ -113,7 +113,8 @@ Error restore_in_place(const std::string& dir, const RestoreOptions& options) {
   auto frame = build_sigframe(snap);
   if (!frame) return frame.error();
   const std::string_view blob = restorer_blob();
-  auto layout = layout_hole(snap, *own, blob.size(), frame->bytes.size(), options.notify_message.size());
+  auto layout = layout_hole(snap, *own, blob.size(), frame->bytes.size(), options.notify_message.size(),
+                            app_files->moves.size() + app_files->close.size());
   if (!layout) return layout.error();
   std::vector<Interval> taken;
   for (const auto& m : snap.mappings()) taken.push_back({m.start(), m.end()});

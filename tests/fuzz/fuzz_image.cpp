@@ -25,12 +25,19 @@ void check_accepted(const prewarm::pb::Snapshot& snap, uint64_t pages_size) {
     require(m.start() >= prev_end && m.end() <= (1ull << 47), "mapping order or bound");
     prev_end = m.end();
   }
-  uint64_t off = 0;
+  uint64_t off = 0, prev_run_end = 0;
+  int mi = 0;
   for (const auto& r : snap.page_runs()) {
     require(r.file_offset() == off && r.len() <= pages_size - off, "run inside pages.img");
-    bool inside = false;
-    for (const auto& m : snap.mappings()) inside |= m.start() <= r.addr() && r.addr() + r.len() <= m.end();
-    require(inside, "run inside one mapping");
+    require(r.len() > 0 && r.addr() >= prev_run_end, "runs sorted and disjoint");
+    prev_run_end = r.addr() + r.len();
+    while (mi < snap.mappings_size() && snap.mappings(mi).end() <= r.addr()) ++mi;
+    require(mi < snap.mappings_size(), "run inside a mapping");
+    const auto& m = snap.mappings(mi);
+    require(m.start() <= r.addr() && r.len() <= m.end() - r.addr(), "run inside one mapping");
+    require(m.kind() == prewarm::pb::Mapping::ANON || m.kind() == prewarm::pb::Mapping::FILE ||
+                m.kind() == prewarm::pb::Mapping::SHARED_ANON,
+            "run only in a stored kind of mapping");
     off += r.len();
   }
   require(off == pages_size, "pages.img fully accounted for");
@@ -44,6 +51,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint64_t sizes[] = {0, 4096, 1ull << 20, ~0ull};
   if (claimed.ParseFromArray(data, static_cast<int>(size))) sizes[0] = claimed.pages_img_size();
   for (uint64_t pages_size : sizes)
-    if (auto snap = prewarm::parse_manifest(bytes, pages_size)) check_accepted(*snap, pages_size);
+    if (auto snap = prewarm::parse_manifest(bytes, pages_size)) {
+      check_accepted(*snap, pages_size);
+      if (std::getenv("FUZZ_REPORT_ACCEPTED")) std::fputs("accepted\n", stderr);  // see run_fuzzer.sh
+    }
   return 0;
 }

@@ -4,6 +4,7 @@
 // touching the hole it runs from or anything outside user space.
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -32,8 +33,24 @@ const T* array_at(const std::vector<char>& buf, uint64_t off, uint64_t count) {
   return reinterpret_cast<const T*>(buf.data() + off);
 }
 
+// The blob's moves, replayed on a model of the address space: each source must be mapped, as
+// one piece, when its move runs, and no destination may cover something still in use.
+void check_moves(const PwMove* moves, uint32_t count, const SpecialMappings& own) {
+  std::vector<std::pair<uint64_t, uint64_t>> mapped;  // start, len
+  for (auto [a, b] : {std::pair{own.vvar_start, own.vvar_end}, std::pair{own.vvar_vclock_start, own.vvar_vclock_end},
+                      std::pair{own.vdso_start, own.vdso_end}})
+    if (a) mapped.push_back({a, b - a});
+  for (uint32_t i = 0; i < count; ++i) {
+    auto src = std::find(mapped.begin(), mapped.end(), std::pair{moves[i].from, moves[i].len});
+    require(src != mapped.end(), "a move's source is mapped when it runs");
+    mapped.erase(src);
+    for (const auto& [a, len] : mapped) require(!overlaps(a, len, moves[i].to, moves[i].len), "a move lands on nothing in use");
+    mapped.push_back({moves[i].to, moves[i].len});
+  }
+}
+
 void check_plan(const std::vector<char>& buf, const pb::Snapshot& snap, const HoleLayout& l, uint64_t H,
-                uint64_t min_addr) {
+                uint64_t min_addr, const SpecialMappings& own) {
   require(buf.size() >= sizeof(PwPlan), "plan has a header");
   PwPlan p;
   std::memcpy(&p, buf.data(), sizeof p);
@@ -43,6 +60,7 @@ void check_plan(const std::vector<char>& buf, const pb::Snapshot& snap, const Ho
 
   const auto* ops = array_at<PwVmaOp>(buf, p.ops_off, p.ops_count);
   uint64_t prev_end = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> staged;
   for (uint32_t i = 0; i < p.ops_count; ++i) {
     const PwVmaOp& op = ops[i];
     require(op.start % 4096 == 0 && op.len % 4096 == 0 && op.len > 0, "op page aligned");
@@ -50,14 +68,21 @@ void check_plan(const std::vector<char>& buf, const pb::Snapshot& snap, const Ho
     require(op.start >= prev_end, "ops sorted and disjoint");
     prev_end = op.start + op.len;
     require(!overlaps(op.start, op.len, H, l.hole_len), "op clear of the hole");
-    if (op.kind == PW_OP_MOVE_STAGED)
-      require(op.staged >= H + l.hop_off && op.staged + op.len <= H + l.hole_len, "staged copy inside the hole");
-    else if (op.kind == PW_OP_MAP_FILE)
-      require(op.fd >= 0, "file op has an fd");
+    if (op.kind == PW_OP_MOVE_STAGED) {
+      require(op.staged >= H + l.hop_off + l.vdso_span && op.staged + op.len <= H + l.hole_len,
+              "staged copy inside the hole, after the hop slot");
+      staged.push_back({op.staged, op.len});
+    } else if (op.kind == PW_OP_MAP_FILE) {
+      require(op.fd >= 0 && op.file_offset % 4096 == 0, "file op has an fd and an aligned offset");
+    }
     else
       require(op.kind == PW_OP_MAP_ANON, "op kind");
   }
+  std::sort(staged.begin(), staged.end());
+  for (size_t i = 1; i < staged.size(); ++i)
+    require(staged[i - 1].first + staged[i - 1].second <= staged[i].first, "staged copies disjoint");
   const auto* moves = array_at<PwMove>(buf, p.moves_off, p.moves_count);
+  check_moves(moves, p.moves_count, own);
   for (uint32_t i = 0; i < p.moves_count; ++i)
     require(moves[i].to < kTaskSize && moves[i].len <= kTaskSize - moves[i].to, "move in user space");
   const auto* unmap = array_at<PwRange>(buf, p.unmap_off, p.unmap_count);
@@ -79,32 +104,55 @@ void check_plan(const std::vector<char>& buf, const pb::Snapshot& snap, const Ho
   bool frame_ok = false;
   for (const auto& m : snap.mappings())
     frame_ok |= (m.prot() & PROT_WRITE) && m.start() <= p.frame_dest + p.frame_len &&
-                p.frame_dest + p.frame_len <= m.end() && p.frame_dest + p.frame_len >= p.frame_dest;
+                p.frame_dest + p.frame_len <= m.end() && p.frame_dest + p.frame_len >= p.frame_dest &&
+                (p.frame_dest >= m.start() || m.growsdown());
   require(frame_ok, "frame on a writable mapping");
+}
+
+
+// This process's vDSO pair as the launcher's would be: the image's sizes (so seeds from any
+// kernel reach the plan) at a fixed place of its own.
+SpecialMappings own_for(const pb::Snapshot& snap) {
+  SpecialMappings own;
+  uint64_t at = 0x7ff000000000ull;
+  for (const auto& m : snap.mappings()) {
+    const uint64_t len = m.end() - m.start();
+    if (m.kind() == pb::Mapping::VVAR && !own.vvar_start) own.vvar_start = at, own.vvar_end = at + len, at += len;
+    if (m.kind() == pb::Mapping::VVAR_VCLOCK && !own.vvar_vclock_start)
+      own.vvar_vclock_start = at, own.vvar_vclock_end = at + len, at += len;
+    if (m.kind() == pb::Mapping::VDSO && !own.vdso_start) own.vdso_start = at, own.vdso_end = at + len, at += len;
+  }
+  return own;
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const SpecialMappings own = [] {
-    auto s = own_special_mappings();
-    if (!s) std::abort();
-    return *s;
-  }();
   pb::Snapshot claimed;
   if (!claimed.ParseFromArray(data, static_cast<int>(size))) return 0;
   auto snap = parse_manifest(std::string_view(reinterpret_cast<const char*>(data), size), claimed.pages_img_size());
   if (!snap) return 0;
   auto frame = build_sigframe(*snap);
   if (!frame) return 0;
+  const SpecialMappings own = own_for(*snap);
   const std::string base = "READY=1\n";
-  auto layout = layout_hole(*snap, own, 3 * 4096, frame->bytes.size(), base.size());
+  const std::vector<PwFdMove> fd_moves{{100, 7, 0, 0}};
+  const std::vector<PwRange> fd_close{{3, 95}, {99, 1000}};
+  auto layout = layout_hole(*snap, own, 3 * 4096, frame->bytes.size(), base.size(), fd_moves.size() + fd_close.size());
   if (!layout) return 0;
   std::vector<Interval> taken;
   for (const auto& m : snap->mappings()) taken.push_back({m.start(), m.end()});
-  auto spots = hole_candidates(taken, layout->hole_len);
-  if (spots.empty()) return 0;
-  const uint64_t H = spots.front();
+  // As reserve_hole does: the first candidate free in this process (here: clear of `own`).
+  uint64_t own_lo = ~0ull, own_hi = 0;
+  for (uint64_t a : {own.vvar_start, own.vvar_vclock_start, own.vdso_start}) if (a) own_lo = std::min(own_lo, a);
+  own_hi = std::max({own.vvar_end, own.vvar_vclock_end, own.vdso_end});
+  uint64_t H = 0;
+  for (uint64_t at : hole_candidates(taken, layout->hole_len))
+    if (!own_hi || !overlaps(at, layout->hole_len, own_lo, own_hi - own_lo)) {
+      H = at;
+      break;
+    }
+  if (!H) return 0;
   require(H % 4096 == 0, "hole page aligned");
   for (const auto& t : taken) require(!overlaps(t.start, t.end - t.start, H, layout->hole_len), "hole in a gap");
   const uint64_t min_addr = 65536;
@@ -117,9 +165,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 .exe_fd = 99,
                 .notify_fd = 98,
                 .message = readiness_message(base, 1, 2, 3),
-                .fd_moves = {{100, 7, 0, 0}},
-                .fd_close = {{3, 95}, {99, 1000}},
+                .fd_moves = fd_moves,
+                .fd_close = fd_close,
                 .mmap_min_addr = min_addr};
-  if (auto plan = build_plan(in)) check_plan(*plan, *snap, *layout, H, min_addr);
+  if (auto plan = build_plan(in)) {
+    check_plan(*plan, *snap, *layout, H, min_addr, own);
+    if (std::getenv("FUZZ_REPORT_ACCEPTED")) std::fputs("accepted\n", stderr);  // see run_fuzzer.sh
+  }
   return 0;
 }

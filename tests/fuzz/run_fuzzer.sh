@@ -10,6 +10,10 @@ artifacts=$(dirname "$fuzzer")/fuzz-artifacts
 mkdir -p "$artifacts"
 common=(-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$artifacts/")
 echo "== replaying $(ls "$seeds" | wc -l) committed inputs"
-"$fuzzer" "${common[@]}" -runs=0 "$seeds"
+FUZZ_REPORT_ACCEPTED=1 "$fuzzer" "${common[@]}" -runs=0 "$seeds" 2>"$work/replay.log" || { cat "$work/replay.log"; exit 1; }
+# A fuzzer whose seeds are all refused early only ever tests the first checks.
+accepted=$(grep -c '^accepted$' "$work/replay.log" || true)
+echo "$accepted of the committed inputs were accepted all the way"
+[ "$accepted" -gt 0 ] || { echo "no committed input reaches the end of $(basename "$fuzzer")" >&2; exit 1; }
 echo "== fuzzing for ${secs}s"
 "$fuzzer" "${common[@]}" -max_total_time="$secs" "$work" "$seeds"

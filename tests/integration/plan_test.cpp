@@ -2,6 +2,8 @@
 // snapshot altered the ways a hostile image would be: each alteration must be refused before
 // the point of no return, where the blob could only kill the app.
 #include <sys/mman.h>
+
+#include <algorithm>
 #include <sys/resource.h>
 
 #include "harness.h"
@@ -33,10 +35,11 @@ class Plan : public DumpTest {
   }
 
   // What `prewarm restore` would build for `snap`: the plan, or the refusal's message.
-  std::string refusal(uint64_t* hole_out = nullptr, std::vector<char>* plan_out = nullptr) {
+  std::string refusal(uint64_t* hole_out = nullptr, std::vector<char>* plan_out = nullptr,
+                      HoleLayout* layout_out = nullptr) {
     auto frame = build_sigframe(snap);
     if (!frame) return frame.error().describe();
-    auto layout = layout_hole(snap, own, 3 * 4096, frame->bytes.size(), 8);
+    auto layout = layout_hole(snap, own, 3 * 4096, frame->bytes.size(), 8, fd_moves.size() + fd_close.size());
     if (!layout) return layout.error().describe();
     std::vector<Interval> taken;
     for (const auto& m : snap.mappings()) taken.push_back({m.start(), m.end()});
@@ -49,11 +52,14 @@ class Plan : public DumpTest {
                   .frame = *frame,
                   .file_fd = [](const std::string&) { return 10; },
                   .notify_fd = 11,
-                  .message = readiness_message("READY=1\n", 1, 2, 3)};
+                  .message = readiness_message("READY=1\n", 1, 2, 3),
+                  .fd_moves = fd_moves,
+                  .fd_close = fd_close};
     auto plan = build_plan(in);
     if (!plan) return plan.error().describe();
     if (hole_out) *hole_out = spots.front();
     if (plan_out) *plan_out = *plan;
+    if (layout_out) *layout_out = *layout;
     return "(accepted)";
   }
 
@@ -64,6 +70,8 @@ class Plan : public DumpTest {
   }
 
   static TempDir* dir_;
+  std::vector<PwFdMove> fd_moves;
+  std::vector<PwRange> fd_close;
   pb::Snapshot snap;
   SpecialMappings own;
 };
@@ -72,12 +80,14 @@ TempDir* Plan::dir_ = nullptr;
 TEST_F(Plan, AcceptsARealSnapshotAndKeepsTheHoleApart) {
   uint64_t H = 0;
   std::vector<char> buf;
-  ASSERT_EQ(refusal(&H, &buf), "(accepted)");
+  HoleLayout l;
+  ASSERT_EQ(refusal(&H, &buf, &l), "(accepted)");
   PwPlan p;
   std::memcpy(&p, buf.data(), sizeof p);
   EXPECT_EQ(p.magic, PW_PLAN_MAGIC);
   EXPECT_EQ(p.size, buf.size());
-  EXPECT_EQ(p.self_start + p.self_len - H, p.self_len + (p.self_start - H));
+  EXPECT_EQ(p.self_start, H + l.blob_len);
+  EXPECT_EQ(p.self_start + p.self_len, H + l.hole_len);
   // One op per mapping but the vDSO pair, each the snapshot's range, none in the hole.
   size_t specials = 0;
   for (const auto& m : snap.mappings())
@@ -108,6 +118,69 @@ TEST_F(Plan, RefusesAVdsoMappingOfAnotherSize) {
   ASSERT_NE(vdso, nullptr);
   vdso->set_end(vdso->end() - 4096);
   EXPECT_NE(refusal().find("does not match this kernel's"), std::string::npos) << refusal();
+}
+
+TEST_F(Plan, RefusesATwiceListedOrMissingVdso) {
+  pb::Mapping* vdso = find(pb::Mapping::VDSO);
+  ASSERT_NE(vdso, nullptr);
+  const pb::Mapping copy = *vdso;
+  vdso->set_kind(pb::Mapping::ANON);  // now missing
+  EXPECT_NE(refusal().find("lacks one of this kernel's vDSO"), std::string::npos) << refusal();
+  vdso->CopyFrom(copy);
+  // A second [vdso] (in a free range just below [stack]) would be moved from the hop slot twice.
+  auto& ms = *snap.mutable_mappings();
+  int stack = 0;
+  while (stack < ms.size() && ms[stack].name() != "[stack]") ++stack;
+  ASSERT_LT(stack, ms.size());
+  ASSERT_GT(ms[stack].start() - ms[stack - 1].end(), 2 * (copy.end() - copy.start()));
+  pb::Mapping second = copy;
+  second.set_start(ms[stack].start() - (copy.end() - copy.start()) - 4096);
+  second.set_end(ms[stack].start() - 4096);
+  *ms.Add() = second;
+  std::sort(ms.begin(), ms.end(), [](const pb::Mapping& a, const pb::Mapping& b) { return a.start() < b.start(); });
+  ASSERT_TRUE(check_structure(snap, snap.pages_img_size()));
+  EXPECT_NE(refusal().find("does not match this kernel's"), std::string::npos) << refusal();
+}
+
+TEST_F(Plan, RefusesAnUnalignedFileOffset) {
+  auto& m = *snap.mutable_mappings(0);
+  ASSERT_EQ(m.kind(), pb::Mapping::FILE);
+  m.set_file_offset(m.file_offset() + 100);
+  EXPECT_NE(refusal().find("unaligned file offset"), std::string::npos) << refusal();
+}
+
+TEST_F(Plan, RefusesASharedWritableFileMappingWhoseFileMayNotBeWritten) {
+  auto& m = *snap.mutable_mappings(0);
+  m.set_shared(true);
+  m.set_prot(PROT_READ | PROT_WRITE);
+  m.set_may_write(false);
+  EXPECT_NE(refusal().find("may not be written"), std::string::npos) << refusal();
+}
+
+TEST_F(Plan, RefusesWhatTheBlobsTaskSyscallsWouldRefuse) {
+  const pb::Snapshot good = snap;
+  snap.mutable_regs()->set_fs_base(kTaskSize);
+  EXPECT_NE(refusal().find("fs or gs base"), std::string::npos) << refusal();
+  snap = good;
+  snap.mutable_regs()->set_gs_base(~0ull);
+  EXPECT_NE(refusal().find("fs or gs base"), std::string::npos) << refusal();
+  snap = good;
+  ASSERT_NE(snap.task().rseq_area(), 0u) << "glibc registers rseq";
+  snap.mutable_task()->set_rseq_area(snap.task().rseq_area() + 8);
+  EXPECT_NE(refusal().find("rseq"), std::string::npos) << refusal();
+  snap = good;
+  snap.mutable_task()->set_rseq_size(16);
+  EXPECT_NE(refusal().find("rseq"), std::string::npos) << refusal();
+  snap = good;
+  ASSERT_NE(snap.task().robust_list(), 0u);
+  snap.mutable_task()->set_robust_list_len(23);
+  EXPECT_NE(refusal().find("robust futex list"), std::string::npos) << refusal();
+}
+
+// The plan's size estimate counts the app's files: many of them must not overflow it.
+TEST_F(Plan, ManyOpenFilesFitThePlan) {
+  for (int i = 0; i < 1000; ++i) fd_moves.push_back({2000 + i, 3 + i, 0, 0}), fd_close.push_back({1003u + 2 * i, 1});
+  EXPECT_EQ(refusal(), "(accepted)");
 }
 
 TEST_F(Plan, RefusesAStackPointerOutsideAWritableMapping) {
@@ -162,7 +235,7 @@ TEST_F(Plan, ChecksTheDataSegmentAgainstTheAppsRlimit) {
 TEST_F(Plan, RefusesAnOversizedReadinessMessage) {
   auto frame = build_sigframe(snap);
   ASSERT_TRUE(frame);
-  EXPECT_FALSE(layout_hole(snap, own, 4096, frame->bytes.size(), 1 << 20));
+  EXPECT_FALSE(layout_hole(snap, own, 4096, frame->bytes.size(), 1 << 20, 0));
 }
 
 TEST(HoleCandidates, LieInGapsAlignedAndAbove4GiB) {

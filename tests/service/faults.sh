@@ -9,6 +9,7 @@
 BIN=$(realpath "$1")
 SRC=$(realpath "$2")
 [ "$(id -u)" -eq 0 ] || skip "needs root (ptrace of launched apps by the daemon)"
+command -v strace >/dev/null || fail "strace is missing (.ci/install-deps installs it)"
 . "$(dirname "$0")/../lib/daemon.sh"
 start_daemon
 cleanup 'kill $DAEMON 2>/dev/null'

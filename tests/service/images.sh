@@ -14,7 +14,8 @@ SRC=$(realpath "$2")
 command -v strace >/dev/null || fail "strace is missing (.ci/install-deps installs it)"
 . "$(dirname "$0")/../lib/daemon.sh"
 start_daemon
-cleanup 'kill $DAEMON 2>/dev/null'
+# CONT first: the race below holds prewarmd stopped, and a stopped process ignores SIGTERM.
+cleanup 'kill -CONT $DAEMON 2>/dev/null; kill $DAEMON 2>/dev/null'
 MANIFEST="/usr/bin/python3 $SRC/tests/lib/manifest.py $SRC/snapshot/snapshot.proto"
 
 # The app: a private copy of the pattern program, so the test can replace its executable.
@@ -108,21 +109,23 @@ race() {
   launch_pat
   [ "$(last pat mode)" = restored ] || fail "$1: no restore before the race"
   wait_for 10 ready_known pat
-  local before launcher
+  local before launcher refusals
   before=$(launch_count pat)
   n=$((n + 1))
   rm -f "$SCRATCH/strace.log"
   (feed pat "$before" "in$n") | strace -o "$SCRATCH/strace.log" -e trace=connect,recvmsg \
     -e inject=recvmsg:delay_exit=3000000:when=1 "$P" run pat >"$SCRATCH/out.$n" 2>>"$SCRATCH/run.err" &
   launcher=$!
+  cleanup "kill $launcher 2>/dev/null"
+  refusals=$(grep -c "cannot restore the snapshot" "$SCRATCH/run.err" || true)
   wait_for 20 grep -qs recvmsg "$SCRATCH/strace.log"
   [ "$1" = launcher ] && kill -STOP "$DAEMON"
   cp "$SCRATCH/pattern.orig" "$SCRATCH/pattern.new"
   printf 'upgraded %s' "$n" >>"$SCRATCH/pattern.new"
   mv "$SCRATCH/pattern.new" "$APP"
   if [ "$1" = launcher ]; then
-    # The launcher's next call to prewarmd (to report the fallback) means its check is done.
-    wait_for 20 sh -c "[ \$(grep -c '^connect' '$SCRATCH/strace.log') -ge 2 ]"
+    # The launcher says why it starts cold before it reports that to prewarmd.
+    wait_for 20 sh -c "[ \$(grep -c 'cannot restore the snapshot' '$SCRATCH/run.err') -gt $refusals ]"
     kill -CONT "$DAEMON"
   fi
   wait "$launcher" || fail "$1: the launch failed"
