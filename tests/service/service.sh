@@ -2,7 +2,8 @@
 # prewarmd in the foreground (as on machines without systemd as PID 1) driven through the CLI:
 # cold launch and capture, restore, idle and delay readiness, a corrupted image (cold start and
 # quarantine), invalidation, persistence across a daemon restart, prewarmd down, and per-user
-# isolation of apps and images.
+# isolation of apps and images (root and nobody, and two users created by the test), and names
+# that are not UTF-8.
 # Usage: service.sh BIN_DIR SOURCE_DIR
 . "$(dirname "$0")/../lib/prelude.sh"
 BIN=$(realpath "$1")
@@ -114,6 +115,37 @@ pid=$(last mine pid)
 [ "$(stat -c %u /proc/"$pid")" = 65534 ] || fail "root's launch of the user's app does not run as the user"
 touch "$SCRATCH/go"
 wait "$launch"
+
+step "two unprivileged users created here: B can neither see, run, capture, drop nor read A's app"
+ua=pwa$$ ub=pwb$$
+useradd --system --user-group --no-create-home --shell /usr/sbin/nologin "$ua"
+cleanup "userdel $ua; groupdel $ua 2>/dev/null"
+useradd --system --user-group --no-create-home --shell /usr/sbin/nologin "$ub"
+cleanup "userdel $ub; groupdel $ub 2>/dev/null"
+as_a() { setpriv --reuid="$(id -u "$ua")" --regid="$(id -g "$ua")" --init-groups "$@"; }
+as_b() { setpriv --reuid="$(id -u "$ub")" --regid="$(id -g "$ub")" --init-groups "$@"; }
+(cd "$SCRATCH" && as_a "$P" register appa --ready notify -- /usr/bin/python3 "$SCRATCH/calc.py" >/dev/null)
+run_calc appa 36 as_a >/dev/null || fail "A's app did not answer"
+wait_for 30 state_is appa valid
+a_img=$(find "$PREWARM_STATE_DIR/store" -mindepth 1 -maxdepth 1 -user "$ua")
+[ -n "$a_img" ] && [ "$(stat -c %a "$a_img")" = 700 ] && [ "$(stat -c %a "$a_img/pages.img")" = 600 ] ||
+  fail "A's image is not A's alone: $(ls -ld "$a_img" "$a_img/pages.img")"
+[ "$(as_b "$P" list --json | python3 -c 'import json,sys; print([a["name"] for a in json.load(sys.stdin)["apps"]])')" = "[]" ] ||
+  fail "B sees A's app"
+for cmd in "run appa" "snapshot appa" "invalidate appa" "unregister appa" "stats appa"; do
+  rc=0; as_b "$P" $cmd </dev/null >/dev/null 2>"$SCRATCH/b.err" || rc=$?
+  [ "$rc" = 4 ] || fail "B: prewarm $cmd exited $rc: $(cat "$SCRATCH/b.err")"
+done
+# B cannot take the name (and so the app) over, nor read or restore A's image itself.
+rc=0; (cd "$SCRATCH" && as_b "$P" register appa -- /bin/true >/dev/null 2>"$SCRATCH/b.err") || rc=$?
+[ "$rc" != 0 ] || fail "B registered over A's app"
+as_b cat "$a_img/pages.img" >/dev/null 2>&1 && fail "B read A's image"
+rc=0; echo 36 | as_b "$P" restore --images "$a_img" >"$SCRATCH/b.out" 2>"$SCRATCH/b.err" || rc=$?
+[ "$rc" = 1 ] && grep -q "Permission denied" "$SCRATCH/b.err" && [ ! -s "$SCRATCH/b.out" ] ||
+  fail "B restoring A's image: exit $rc: $(cat "$SCRATCH/b.err" "$SCRATCH/b.out")"
+# A's app is intact and still A's: the next launch by A is restored.
+run_calc appa 36 as_a >/dev/null || fail "A's app did not answer after B's attempts"
+[ "$(last appa mode)" = restored ] || fail "A's launch after B's attempts was not restored"
 
 step "stats and list speak JSON and text"
 "$P" stats calc | grep -q '^calc' || fail "stats text"
