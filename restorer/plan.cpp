@@ -76,7 +76,7 @@ Result<HoleLayout> layout_hole(const pb::Snapshot& snap, const SpecialMappings& 
   l.runs = runs_per_mapping(snap);
   uint64_t own_base = ~0ull, own_end = 0;
   for (const auto& s : specials_of(own)) own_base = std::min(own_base, s.start), own_end = std::max(own_end, s.end);
-  const uint64_t vdso_span = own_end ? page_up(own_end - own_base) : 0;
+  l.vdso_span = own_end ? page_up(own_end - own_base) : 0;
   l.blob_len = page_up(blob_size);
   // The readiness message gets its phase fields (under 256 bytes) after this estimate.
   const uint64_t estimate = sizeof(PwPlan) + 64 * 8 + 16 * sizeof(PwMove) + 16 * sizeof(PwRange) +
@@ -85,8 +85,7 @@ Result<HoleLayout> layout_hole(const pb::Snapshot& snap, const SpecialMappings& 
                             fd_entries * std::max(sizeof(PwFdMove), sizeof(PwRange)) + 64 * 2;
   l.plan_len = page_up(estimate) + kBlobStack;
   l.hop_off = l.blob_len + l.plan_len;
-  l.vdso_span = vdso_span;
-  uint64_t cursor = l.hop_off + vdso_span;
+  uint64_t cursor = l.hop_off + l.vdso_span;
   l.slot_off.assign(l.runs.size(), 0);
   for (size_t i = 0; i < l.runs.size(); ++i) {
     if (!l.runs[i].staged()) continue;

@@ -97,8 +97,7 @@ Error restore_in_place(const std::string& dir, const RestoreOptions& options) {
   // The readiness socket sits above every fd the app uses, and the blob must not close it early.
   UniqueFd notify;
   if (options.notify_fd >= 0) {
-    if (options.notify_message.empty() || options.notify_message.size() > 4096)
-      return data_error("invalid readiness message");
+    if (options.notify_message.empty()) return data_error("invalid readiness message");  // size: layout_hole
     int base = 3;
     for (const auto& mv : app_files->moves) base = std::max({base, mv.from + 1, mv.to + 1});
     int high = ::fcntl(options.notify_fd, F_DUPFD_CLOEXEC, base);
@@ -122,8 +121,6 @@ Error restore_in_place(const std::string& dir, const RestoreOptions& options) {
   if (!hole) return hole.error();
   const uint64_t H = reinterpret_cast<uint64_t>(hole->get());
   const auto& runs = layout->runs;
-  // Replacing /proc/PID/exe needs CAP_CHECKPOINT_RESTORE (or CAP_SYS_ADMIN); without it the
-  // link keeps pointing at prewarm, which nothing in the app depends on.
   uint64_t min_addr = 65536;
   if (auto t = read_file("/proc/sys/vm/mmap_min_addr")) min_addr = std::stoull(*t);
   PlanInputs in{.snap = snap,
@@ -135,6 +132,8 @@ Error restore_in_place(const std::string& dir, const RestoreOptions& options) {
                   auto it = files->by_path.find(path);
                   return it == files->by_path.end() ? -1 : it->second.get();
                 },
+                // Replacing /proc/PID/exe needs CAP_CHECKPOINT_RESTORE (or CAP_SYS_ADMIN); without
+                // it the link keeps pointing at prewarm, which nothing in the app depends on.
                 .exe_fd = has_capability(kCapCheckpointRestore) || has_capability(kCapSysAdmin) ? files->exe.get() : -1,
                 .notify_fd = notify.get(),
                 .message = readiness_message(options.notify_message, 0, 0, 0),

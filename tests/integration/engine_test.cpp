@@ -3,7 +3,6 @@
 #include <sys/stat.h>
 
 #include <fstream>
-#include <stdexcept>
 
 #include "harness.h"
 
@@ -13,15 +12,6 @@ namespace {
 namespace fs = std::filesystem;
 
 class Engine : public DumpTest {};
-
-// Starts the pattern program and returns it with its ready line's fields (token, sum, pid).
-std::pair<Child, std::map<std::string, std::string>> start_pattern() {
-  Child c = Child::spawn({PROG_pattern});
-  auto ready = c.read_line();
-  if (!ready || !wait_blocked_in_stdin_read(c.pid()))
-    throw std::runtime_error("pattern did not get ready: " + c.leftovers());
-  return {std::move(c), fields(*ready)};
-}
 
 bool traced(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
@@ -112,9 +102,7 @@ TEST_F(Engine, ExecutableWithANonUtf8NameRoundTrips) {
   TempDir dir;
   const fs::path exe = dir / "pattern-\xff\xfe";
   fs::copy_file(PROG_pattern, exe);
-  Child orig = Child::spawn({exe.string()});
-  auto ready = orig.read_line();
-  ASSERT_TRUE(ready && wait_blocked_in_stdin_read(orig.pid())) << orig.leftovers();
+  auto [orig, ready] = start_pattern(exe);
   auto dump = prewarm({"dump", "--pid", std::to_string(orig.pid()), "--images", dir / "img", "--kill"});
   ASSERT_EQ(dump.code, 0) << dump.err;
   auto inspect = prewarm({"inspect", "--images", dir / "img", "--json"});
@@ -124,7 +112,7 @@ TEST_F(Engine, ExecutableWithANonUtf8NameRoundTrips) {
   restored.write("bytes\n");
   auto line = restored.read_line();
   ASSERT_TRUE(line) << restored.leftovers();
-  EXPECT_EQ(fields(*line)["sum"], fields(*ready)["sum"]);
+  EXPECT_EQ(fields(*line)["sum"], ready["sum"]);
   EXPECT_EQ(restored.wait(), 0);
 }
 

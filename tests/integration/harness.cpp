@@ -185,6 +185,14 @@ RunResult prewarm(const std::vector<std::string>& args) {
   return run(argv, {}, 60s);
 }
 
+std::pair<Child, std::map<std::string, std::string>> start_pattern(const std::filesystem::path& exe) {
+  Child c = Child::spawn({exe.string()});
+  auto ready = c.read_line();
+  if (!ready || !wait_blocked_in_stdin_read(c.pid()))
+    throw std::runtime_error("pattern did not get ready: " + c.leftovers());
+  return {std::move(c), fields(*ready)};
+}
+
 Child restore(const std::filesystem::path& images) {
   return Child::spawn({PREWARM_BIN, "restore", "--images", images.string()});
 }

@@ -71,6 +71,10 @@ class Child {
 RunResult run(const std::vector<std::string>& argv, std::string_view input = {},
               std::chrono::milliseconds timeout = kTimeout);
 RunResult prewarm(const std::vector<std::string>& args);
+// Starts the pattern program (or a copy of it at `exe`) and returns it, blocked in its stdin
+// read, with its ready line's fields (token, sum, pid). Throws if it does not get there.
+std::pair<Child, std::map<std::string, std::string>> start_pattern(const std::filesystem::path& exe = PROG_pattern);
+
 // `prewarm restore --images DIR`: the returned child becomes the snapshotted process.
 Child restore(const std::filesystem::path& images);
 

@@ -17,8 +17,7 @@ class Plan : public DumpTest {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir;
-    Child c = Child::spawn({PROG_pattern});
-    if (!c.read_line() || !wait_blocked_in_stdin_read(c.pid())) FAIL() << c.leftovers();
+    auto [c, ready] = start_pattern();
     auto dump = prewarm({"dump", "--pid", std::to_string(c.pid()), "--images", *dir_ / "img"});
     ASSERT_EQ(dump.code, 0) << dump.err;
   }
