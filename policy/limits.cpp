@@ -1,0 +1,71 @@
+#include "policy/limits.h"
+
+#include <algorithm>
+
+namespace prewarm::policy {
+namespace {
+
+std::string mib(uint64_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB"; }
+
+}  // namespace
+
+std::string check_registration(const Limits& l, unsigned apps_of_user, bool replaces,
+                               const std::vector<std::string>& argv, const std::string& cwd,
+                               const std::vector<std::string>& watch) {
+  if (!replaces && apps_of_user >= l.apps_per_user)
+    return "limit: a user may register at most " + std::to_string(l.apps_per_user) +
+           " apps; unregister one first";
+  size_t bytes = cwd.size();
+  for (const auto& a : argv) bytes += a.size() + 1;
+  for (const auto& w : watch) bytes += w.size() + 1;
+  if (bytes > l.registration_bytes)
+    return "limit: the command, directory and --watch paths take " + std::to_string(bytes) +
+           " bytes; at most " + std::to_string(l.registration_bytes) + " are accepted";
+  return "";
+}
+
+std::string check_launch(const Limits& l, unsigned launches_of_user, size_t env_bytes) {
+  if (launches_of_user >= l.launches_per_user)
+    return "limit: " + std::to_string(launches_of_user) + " launches of this user are already followed";
+  if (env_bytes > l.launch_env_bytes)
+    return "limit: the environment is " + std::to_string(env_bytes) + " bytes; at most " +
+           std::to_string(l.launch_env_bytes) + " are accepted";
+  return "";
+}
+
+bool connection_allowed(const Limits& l, uid_t uid, unsigned open_of_uid) {
+  return open_of_uid < (uid == 0 ? l.connections_per_user * 8 : l.connections_per_user);
+}
+
+Admission admit_image(const Limits& l, const std::vector<OwnedImage>& stored, uid_t owner, uint64_t bytes) {
+  Admission a;
+  const uint64_t cap = std::min(l.store_budget, l.user_store_share);
+  if (bytes > cap) {
+    a.refusal = "the image is " + mib(bytes) + ", larger than " +
+                (cap == l.store_budget ? "the store budget (" : "this user's share of the store budget (") +
+                mib(cap) + ")";
+    return a;
+  }
+  uint64_t total = 0, own = 0;
+  std::vector<OwnedImage> mine;
+  for (const auto& i : stored) {
+    total += i.bytes;
+    if (i.uid == owner) own += i.bytes, mine.push_back(i);
+  }
+  std::sort(mine.begin(), mine.end(), [](const OwnedImage& x, const OwnedImage& y) {
+    return x.last_used != y.last_used ? x.last_used < y.last_used : x.key < y.key;
+  });
+  for (const auto& i : mine) {
+    if (total + bytes <= l.store_budget && own + bytes <= l.user_store_share) break;
+    a.evict.push_back(i.key);
+    total -= i.bytes;
+    own -= i.bytes;
+  }
+  if (total + bytes > l.store_budget) {
+    a.evict.clear();
+    a.refusal = "the store budget (" + mib(l.store_budget) + ") is taken by other users' images";
+  }
+  return a;
+}
+
+}  // namespace prewarm::policy

@@ -1,0 +1,44 @@
+// What one user may take of prewarmd: apps, the size of a registration and of a launch request,
+// launches and connections at once, and a share of the image store. Each check returns "" when
+// the request fits, else the reason a user is shown.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace prewarm::policy {
+
+struct Limits {
+  unsigned apps_per_user = 32;
+  size_t registration_bytes = 64 << 10;  // argv + cwd + --watch paths
+  size_t launch_env_bytes = 256 << 10;   // the environment a launch sends
+  unsigned launches_per_user = 64;       // launches prewarmd follows at once
+  unsigned connections_per_user = 8;     // control connections open at once (root: 8x)
+  uint64_t store_budget = 8ull << 30;
+  uint64_t user_store_share = 4ull << 30;  // one user's images together
+};
+
+std::string check_registration(const Limits& l, unsigned apps_of_user, bool replaces,
+                               const std::vector<std::string>& argv, const std::string& cwd,
+                               const std::vector<std::string>& watch);
+std::string check_launch(const Limits& l, unsigned launches_of_user, size_t env_bytes);
+bool connection_allowed(const Limits& l, uid_t uid, unsigned open_of_uid);
+
+struct OwnedImage {
+  std::string key;
+  uid_t uid = 0;
+  uint64_t bytes = 0;
+  int64_t last_used = 0;
+};
+struct Admission {
+  std::string refusal;             // non-empty: the new image is not kept, and nothing is evicted
+  std::vector<std::string> evict;  // the owner's own images to drop first, least recently used first
+};
+// Whether a new image of `bytes` for `owner` fits: it never exceeds the budget or the owner's
+// share, and it may push out only the owner's own images, never another user's.
+Admission admit_image(const Limits& l, const std::vector<OwnedImage>& stored, uid_t owner, uint64_t bytes);
+
+}  // namespace prewarm::policy
