@@ -1,9 +1,14 @@
 #include "prewarmd/protocol.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 
@@ -145,10 +150,160 @@ Result<UniqueFd> connect_unix(const std::string& path, int type) {
   return fd;
 }
 
-Result<Received> call(const std::string& dir, const json& request) {
-  PW_ASSIGN(auto sock, connect_unix(control_socket_path(dir), SOCK_STREAM));
-  PW_TRY(send_message(sock.get(), request));
-  return recv_message(sock.get());
+namespace {
+
+void take_fds(msghdr& mh, std::vector<UniqueFd>& out) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      out.emplace_back(fd);
+    }
+  }
+}
+
+Result<Received> parse_line(std::string& text, std::vector<UniqueFd>& fds) {
+  Received out;
+  out.fds = std::move(fds);
+  out.msg = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (out.msg.is_discarded() || !out.msg.is_object()) return data_error("malformed message (not a JSON object)");
+  return out;
+}
+
+}  // namespace
+
+Result<bool> MessageReader::read_some(int sock) {
+  for (;;) {
+    char buf[16384];
+    iovec iov{buf, sizeof buf};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+    if (n < 0) return errno_error("receive from prewarm peer");
+    take_fds(mh, fds_);
+    if (fds_.size() > kMaxFds) return data_error("too many fds with one message");
+    if (n == 0) return data_error("the peer closed the connection before a complete message");
+    text_.append(buf, static_cast<size_t>(n));
+    if (auto nl = text_.find('\n'); nl != std::string::npos) {
+      text_.resize(nl);
+      return true;
+    }
+    if (text_.size() > max_) return data_error("message larger than " + std::to_string(max_) + " bytes");
+  }
+}
+
+Result<Received> MessageReader::take() { return parse_line(text_, fds_); }
+
+MessageWriter::MessageWriter(const json& msg, std::vector<UniqueFd> fds)
+    : text_(json_text(msg) + "\n"), fds_(std::move(fds)) {}
+
+Result<bool> MessageWriter::write_some(int sock) {
+  while (off_ < text_.size()) {
+    iovec iov{text_.data() + off_, text_.size() - off_};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)]{};
+    if (off_ == 0 && !fds_.empty()) {
+      if (fds_.size() > kMaxFds) return data_error("too many fds for one message");
+      mh.msg_control = control;
+      mh.msg_controllen = CMSG_SPACE(sizeof(int) * fds_.size());
+      cmsghdr* c = CMSG_FIRSTHDR(&mh);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int) * fds_.size());
+      for (size_t i = 0; i < fds_.size(); ++i) {
+        int fd = fds_[i].get();
+        std::memcpy(CMSG_DATA(c) + i * sizeof(int), &fd, sizeof fd);
+      }
+    }
+    ssize_t n = ::sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+    if (n < 0) return errno_error("send to prewarm peer");
+    if (off_ == 0) fds_.clear();  // they went with the first byte
+    off_ += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+bool process_alive(int pidfd) { return ::syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) == 0; }
+
+Result<UniqueFd> peer_pidfd(int sock, const PeerCred& cred) {
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+  int pidfd = -1;
+  socklen_t len = sizeof pidfd;
+  UniqueFd fd;
+  if (::getsockopt(sock, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0 && pidfd >= 0) {
+    fd.reset(pidfd);
+  } else if (errno == ENOPROTOOPT || errno == EINVAL) {
+    // Older kernels: the pid number may have been reused since connect(). A successor of another
+    // uid is refused; one of the same uid could have asked itself.
+    int p = static_cast<int>(::syscall(SYS_pidfd_open, cred.pid, 0));
+    if (p < 0) return errno_error("pidfd_open of the peer");
+    fd.reset(p);
+    auto status = read_file("/proc/" + std::to_string(cred.pid) + "/status");
+    if (!status) return status.error();
+    auto at = status->find("\nUid:");
+    if (at == std::string::npos || std::strtoul(status->c_str() + at + 5, nullptr, 10) != cred.uid)
+      return make_error(ESRCH, "the peer's pid now belongs to another user's process");
+  } else {
+    return errno_error("SO_PEERPIDFD");
+  }
+  if (::fcntl(fd.get(), F_SETFD, FD_CLOEXEC) != 0) return errno_error("FD_CLOEXEC on a pidfd");
+  if (!process_alive(fd.get())) return make_error(ESRCH, "the peer process has exited");
+  return fd;
+}
+
+Result<Received> call(const std::string& dir, const json& request, const std::vector<int>& fds, int timeout_ms) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  auto left_ms = [&] {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    return static_cast<int>(std::max<long long>(ms, 0));
+  };
+  socklen_t len = 0;
+  PW_ASSIGN(auto sa, unix_address(control_socket_path(dir), len));
+  UniqueFd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!sock.valid()) return errno_error("socket");
+  // A full backlog (a stopped prewarmd) answers EAGAIN: retry until the deadline.
+  while (::connect(sock.get(), reinterpret_cast<sockaddr*>(&sa), len) != 0) {
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN || left_ms() == 0) return errno_error("connect to " + control_socket_path(dir));
+    ::usleep(10'000);
+  }
+  std::vector<UniqueFd> dups;
+  for (int f : fds) {
+    int d = ::fcntl(f, F_DUPFD_CLOEXEC, 3);
+    if (d < 0) return errno_error("dup an fd to send");
+    dups.emplace_back(d);
+  }
+  MessageWriter w(request, std::move(dups));
+  MessageReader r(kMaxMessage);
+  bool sent = false;
+  for (;;) {
+    if (!sent) {
+      PW_ASSIGN(sent, w.write_some(sock.get()));
+    }
+    if (sent) {
+      PW_ASSIGN(bool done, r.read_some(sock.get()));
+      if (done) return r.take();
+    }
+    const int wait = left_ms();
+    if (wait == 0) return make_error(ETIMEDOUT, "prewarmd did not answer within " + std::to_string(timeout_ms) + " ms");
+    pollfd p{sock.get(), static_cast<short>(sent ? POLLIN : POLLOUT), 0};
+    if (::poll(&p, 1, wait) < 0 && errno != EINTR) return errno_error("poll");
+  }
 }
 
 }  // namespace prewarm::proto

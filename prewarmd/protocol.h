@@ -36,6 +36,34 @@ struct Received {
 // Reads one line (at most 4 MiB) and any fds that came with it.
 Result<Received> recv_message(int sock);
 
+// One request read a piece at a time from a non-blocking socket, so the daemon's loop never
+// waits on a peer: read_some() takes what has arrived and says whether the line is complete.
+class MessageReader {
+ public:
+  explicit MessageReader(size_t max_bytes) : max_(max_bytes) {}
+  Result<bool> read_some(int sock);
+  // The complete message (call once read_some() said true).
+  Result<Received> take();
+
+ private:
+  size_t max_;
+  std::string text_;
+  std::vector<UniqueFd> fds_;
+};
+
+// One reply written a piece at a time to a non-blocking socket; the fds go with the first byte.
+class MessageWriter {
+ public:
+  MessageWriter(const json& msg, std::vector<UniqueFd> fds);
+  // True once everything is sent; an error if the peer is gone.
+  Result<bool> write_some(int sock);
+
+ private:
+  std::string text_;
+  size_t off_ = 0;
+  std::vector<UniqueFd> fds_;
+};
+
 struct PeerCred {
   pid_t pid = 0;
   uid_t uid = 0;
@@ -43,10 +71,19 @@ struct PeerCred {
 };
 Result<PeerCred> peer_credentials(int sock);
 
+// The peer process itself, not its pid number: SO_PEERPIDFD where the kernel has it (6.5+), else
+// pidfd_open of the SO_PEERCRED pid, accepted only if that process has the peer's uid. An error if
+// the peer process is gone (its pid may already be someone else's).
+Result<UniqueFd> peer_pidfd(int sock, const PeerCred& cred);
+// Whether the process behind `pidfd` still runs (not yet exited).
+bool process_alive(int pidfd);
+
 // A connected client socket (SOCK_STREAM or SOCK_DGRAM); `path` may start with '@' (abstract).
 Result<UniqueFd> connect_unix(const std::string& path, int type);
 
-// Connects to prewarmd, sends `request`, returns the response.
-Result<Received> call(const std::string& runtime_dir, const json& request);
+// Connects to prewarmd, sends `request` (with `fds`), returns the response; gives up with ETIMEDOUT
+// after `timeout_ms` in all (connect, send and reply), so a stopped prewarmd cannot hold a caller.
+Result<Received> call(const std::string& runtime_dir, const json& request, const std::vector<int>& fds = {},
+                      int timeout_ms = 30'000);
 
 }  // namespace prewarm::proto

@@ -6,8 +6,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -292,6 +294,151 @@ TEST(Call, SendsTheRequestAndReturnsTheResponse) {
   ASSERT_TRUE(r.ok()) << r.error().describe();
   EXPECT_EQ(seen, json({{"op", "ping"}}));
   EXPECT_EQ(r->msg, json({{"ok", true}, {"echo", "ping"}}));
+  fs::remove_all(dir);
+}
+
+// The daemon's reader never blocks: a request trickling in a byte at a time is assembled across
+// calls that each return at once, and the fds sent with the first byte are kept.
+TEST(MessageReader, AssemblesATrickleWithoutBlocking) {
+  auto p = socket_pair();
+  ASSERT_EQ(::fcntl(p.b.get(), F_SETFL, O_NONBLOCK), 0);
+  MessageReader r(1 << 20);
+  auto nothing = r.read_some(p.b.get());
+  ASSERT_TRUE(nothing.ok());
+  EXPECT_FALSE(*nothing);
+  UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  const std::string text = "{\"op\":\"ping\"}\n";
+  // The first byte carries an fd, the rest follow one by one.
+  {
+    int fd = devnull.get();
+    iovec iov{const_cast<char*>(text.data()), 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    ASSERT_EQ(::sendmsg(p.a.get(), &mh, 0), 1);
+  }
+  for (size_t i = 1; i < text.size(); ++i) {
+    auto done = r.read_some(p.b.get());
+    ASSERT_TRUE(done.ok());
+    EXPECT_FALSE(*done);
+    write_raw(p.a.get(), text.substr(i, 1));
+  }
+  auto done = r.read_some(p.b.get());
+  ASSERT_TRUE(done.ok());
+  ASSERT_TRUE(*done);
+  auto m = r.take();
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->msg["op"], "ping");
+  EXPECT_EQ(m->fds.size(), 1u);
+}
+
+TEST(MessageReader, RefusesMoreThanItsLimit) {
+  auto p = socket_pair();
+  ASSERT_EQ(::fcntl(p.b.get(), F_SETFL, O_NONBLOCK), 0);
+  MessageReader r(100);
+  write_raw(p.a.get(), std::string(200, 'x'));
+  EXPECT_FALSE(r.read_some(p.b.get()).ok());
+}
+
+// A reply larger than the socket buffer goes out in pieces, never waiting for the reader.
+TEST(MessageWriter, WritesWhatFitsAndReturns) {
+  auto p = socket_pair();
+  ASSERT_EQ(::fcntl(p.a.get(), F_SETFL, O_NONBLOCK), 0);
+  MessageWriter w(json{{"blob", std::string(4 << 20, 'y')}}, {});
+  auto first = w.write_some(p.a.get());
+  ASSERT_TRUE(first.ok());
+  EXPECT_FALSE(*first);  // the peer has not read yet
+  std::thread reader([&] { EXPECT_TRUE(recv_message(p.b.get()).ok()); });
+  bool done = false;
+  for (int i = 0; i < 20000 && !done; ++i) {
+    auto r = w.write_some(p.a.get());
+    ASSERT_TRUE(r.ok());
+    done = *r;
+    if (!done) ::usleep(100);
+  }
+  reader.join();
+  EXPECT_TRUE(done);
+}
+
+// The peer is bound by its process, not its pid number: a peer that has exited yields no pidfd.
+TEST(PeerPidfd, LivePeerAndGonePeer) {
+  auto p = socket_pair();
+  auto cred = peer_credentials(p.a.get());
+  ASSERT_TRUE(cred.ok());
+  auto pidfd = peer_pidfd(p.a.get(), *cred);
+  ASSERT_TRUE(pidfd.ok()) << pidfd.error().describe();
+  EXPECT_TRUE(process_alive(pidfd->get()));
+
+  // A pair made by a child that then exits: its peer credentials name a process that is gone.
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd ours(sv[0]);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    int s2[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM, 0, s2) != 0) ::_exit(1);
+    char byte = 0;
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &s2[0], sizeof(int));
+    ::_exit(::sendmsg(sv[1], &mh, 0) == 1 ? 0 : 1);
+  }
+  ::close(sv[1]);
+  char byte;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control;
+  mh.msg_controllen = sizeof control;
+  ASSERT_EQ(::recvmsg(ours.get(), &mh, MSG_CMSG_CLOEXEC), 1);
+  int raw = -1;
+  std::memcpy(&raw, CMSG_DATA(CMSG_FIRSTHDR(&mh)), sizeof raw);
+  UniqueFd theirs(raw);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  auto gone_cred = peer_credentials(theirs.get());
+  ASSERT_TRUE(gone_cred.ok());
+  EXPECT_EQ(gone_cred->pid, child);
+  EXPECT_FALSE(peer_pidfd(theirs.get(), *gone_cred).ok());
+}
+
+// A stopped prewarmd (a socket that is never answered) holds a caller for the timeout only.
+TEST(Call, GivesUpAfterItsTimeout) {
+  const std::string dir = fs::temp_directory_path() / ("prewarm-call-timeout-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  const std::string path = control_socket_path(dir);
+  std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ASSERT_EQ(::listen(listener.get(), 4), 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = call(dir, {{"op", "ping"}}, {}, 300);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ETIMEDOUT);
+  EXPECT_GE(ms, 250);  // it did wait for an answer, and then stopped
   fs::remove_all(dir);
 }
 
