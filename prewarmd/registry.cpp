@@ -4,7 +4,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include <cerrno>
+#include <cstring>
 
 #include "prewarmd/protocol.h"
 #include "snapshot/unique_fd.h"
@@ -59,6 +62,26 @@ Result<void> write_file_atomic(const std::string& path, const std::string& text,
   return ok();
 }
 
+Result<AppConfig> app_config_from_json(const json& c, const std::string& name) {
+  try {
+    AppConfig cfg;
+    cfg.name = name;
+    cfg.uid = c.at("uid").get<uid_t>();
+    cfg.gid = c.at("gid").get<gid_t>();
+    cfg.argv = c.at("argv").get<std::vector<std::string>>();
+    cfg.cwd = c.at("cwd").get<std::string>();
+    auto mode = policy::parse_ready_mode(c.at("ready").get<std::string>());
+    cfg.watch = c.value("watch", std::vector<std::string>{});
+    if (!mode || !valid_app_name(name) || cfg.argv.empty() || cfg.argv[0].empty() || cfg.argv[0][0] != '/' ||
+        cfg.cwd.empty() || cfg.cwd[0] != '/')
+      return data_error("app " + name + " has an invalid configuration");
+    cfg.ready = *mode;
+    return cfg;
+  } catch (const json::exception& e) {
+    return data_error("app " + name + ": " + e.what());
+  }
+}
+
 Result<void> Registry::load(const std::string& path) {
   auto text = read_file(path);
   if (!text) {
@@ -71,27 +94,26 @@ Result<void> Registry::load(const std::string& path) {
     return data_error(path + " has an unknown version (this prewarmd reads version " +
                       std::to_string(kRegistryVersion) + ")");
   if (!j.contains("apps") || !j["apps"].is_object()) return data_error(path + ": \"apps\" is not an object");
-  try {
-    for (const auto& [name, a] : j.at("apps").items()) {
-      App app;
-      const auto& c = a.at("config");
-      app.config.name = name;
-      app.config.uid = c.at("uid").get<uid_t>();
-      app.config.gid = c.at("gid").get<gid_t>();
-      app.config.argv = c.at("argv").get<std::vector<std::string>>();
-      app.config.cwd = c.at("cwd").get<std::string>();
-      auto mode = policy::parse_ready_mode(c.at("ready").get<std::string>());
-      if (!mode || app.config.argv.empty() || !valid_app_name(name))
-        return data_error(path + ": app " + name + " has an invalid configuration");
-      app.config.ready = *mode;
-      app.config.watch = c.value("watch", std::vector<std::string>{});
-      const auto& s = a.at("status");
-      app.status.state = s.value("state", "none");
-      app.status.reason = s.value("reason", "");
-      apps.emplace(name, std::move(app));
+  // One bad entry costs that app, never the others.
+  for (const auto& [name, a] : j.at("apps").items()) {
+    if (!a.is_object() || !a.contains("config")) {
+      skipped.push_back(path + ": app " + name + " has no configuration; dropped");
+      continue;
     }
-  } catch (const json::exception& e) {
-    return data_error(path + ": " + e.what());
+    auto cfg = app_config_from_json(a["config"], name);
+    if (!cfg) {
+      skipped.push_back(path + ": " + cfg.error().describe() + "; dropped");
+      continue;
+    }
+    App app;
+    app.config = std::move(*cfg);
+    if (a.contains("status") && a["status"].is_object()) {
+      const auto& s = a["status"];
+      auto st = policy::parse_app_state(s.value("state", "none"));
+      app.status.state = st.value_or(policy::AppState::kNone);
+      app.status.reason = s.value("reason", "");
+    }
+    apps.emplace(name, std::move(app));
   }
   return ok();
 }
@@ -100,12 +122,116 @@ Result<void> Registry::save(const std::string& path) const {
   json japps = json::object();
   for (const auto& [name, a] : apps) {
     japps[name] = {{"config", to_json(a.config)},
-                   {"status",
-                    {{"state", a.status.state},
-                     {"reason", a.status.reason}}}};
+                   {"status", {{"state", policy::to_string(a.status.state)}, {"reason", a.status.reason}}}};
   }
   json j = {{"version", kRegistryVersion}, {"apps", japps}};
   return write_file_atomic(path, proto::json_text(j, 1), 0600);
+}
+
+unsigned Registry::apps_of(uid_t uid) const {
+  unsigned n = 0;
+  for (const auto& [name, a] : apps) n += a.config.uid == uid;
+  return n;
+}
+
+std::string app_copy_name(uid_t uid, const std::string& name) { return std::to_string(uid) + "-" + name + ".json"; }
+
+Result<void> write_app_copy(int dir, const AppConfig& c) {
+  const std::string final_name = app_copy_name(c.uid, c.name);
+  const std::string tmp = "." + final_name + ".tmp";
+  ::unlinkat(dir, tmp.c_str(), 0);
+  const std::string text = proto::json_text(to_json(c), 1);
+  {
+    int raw = ::openat(dir, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0400);
+    if (raw < 0) return errno_error("create " + tmp);
+    UniqueFd fd(raw);
+    Result<void> w = write_all(fd.get(), text.data(), text.size());
+    if (w && ::fchown(fd.get(), c.uid, c.gid) != 0) w = errno_error("hand " + final_name + " to its user");
+    if (w && ::fchmod(fd.get(), 0400) != 0) w = errno_error("chmod " + final_name);
+    if (w && ::fsync(fd.get()) != 0) w = errno_error("fsync " + final_name);
+    if (!w) {
+      ::unlinkat(dir, tmp.c_str(), 0);
+      return w.error();
+    }
+  }
+  if (::renameat(dir, tmp.c_str(), dir, final_name.c_str()) != 0) {
+    int e = errno;
+    ::unlinkat(dir, tmp.c_str(), 0);
+    return make_error(e, "rename " + tmp);
+  }
+  return ok();
+}
+
+void remove_app_copy(int dir, uid_t uid, const std::string& name) {
+  ::unlinkat(dir, app_copy_name(uid, name).c_str(), 0);
+}
+
+namespace {
+
+// A copy is believed only for the user who owns the file: its owner could have edited it.
+Result<AppConfig> parse_copy(int fd, const std::string& label, uid_t want_uid, const std::string& want_name) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return errno_error("stat " + label);
+  if (!S_ISREG(st.st_mode)) return data_error(label + " is not a regular file");
+  if (st.st_uid != want_uid) return data_error(label + " is not owned by uid " + std::to_string(want_uid));
+  if (st.st_size > (1 << 20)) return data_error(label + " is implausibly large");
+  PW_ASSIGN(std::string text, read_fd(fd));
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return data_error(label + " is not valid JSON");
+  PW_ASSIGN(AppConfig c, app_config_from_json(j, want_name));
+  if (c.uid != want_uid) return data_error(label + " names another user");
+  if (j.value("name", "") != want_name) return data_error(label + " names another app");
+  return c;
+}
+
+}  // namespace
+
+std::vector<AppConfig> read_app_copies(int dir, std::vector<std::string>& skipped) {
+  std::vector<AppConfig> out;
+  int dup = ::fcntl(dir, F_DUPFD_CLOEXEC, 3);
+  if (dup < 0) return out;
+  DIR* d = ::fdopendir(dup);
+  if (!d) {
+    ::close(dup);
+    return out;
+  }
+  ::rewinddir(d);
+  while (dirent* e = ::readdir(d)) {
+    const std::string n = e->d_name;
+    if (n.empty() || n[0] == '.') continue;
+    auto dash = n.find('-');
+    if (dash == std::string::npos || n.size() < 6 || n.substr(n.size() - 5) != ".json") {
+      skipped.push_back("apps/" + n + ": not an app copy; ignored");
+      continue;
+    }
+    const std::string name = n.substr(dash + 1, n.size() - 5 - dash - 1);
+    char* endp = nullptr;
+    const unsigned long uid = std::strtoul(n.c_str(), &endp, 10);
+    if (endp != n.c_str() + dash) {
+      skipped.push_back("apps/" + n + ": not an app copy; ignored");
+      continue;
+    }
+    int raw = ::openat(dir, n.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (raw < 0) {
+      skipped.push_back("apps/" + n + ": " + std::strerror(errno) + "; ignored");
+      continue;
+    }
+    UniqueFd fd(raw);
+    auto c = parse_copy(fd.get(), "apps/" + n, static_cast<uid_t>(uid), name);
+    if (!c) skipped.push_back(c.error().describe() + "; ignored");
+    else out.push_back(std::move(*c));
+  }
+  ::closedir(d);
+  return out;
+}
+
+Result<AppConfig> read_app_copy(const std::string& state_dir, uid_t uid, const std::string& name) {
+  if (!valid_app_name(name)) return data_error("invalid app name '" + name + "'");
+  const std::string path = state_dir + "/apps/" + app_copy_name(uid, name);
+  int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (raw < 0) return errno_error("open " + path);
+  UniqueFd fd(raw);
+  return parse_copy(fd.get(), path, uid, name);
 }
 
 }  // namespace prewarm

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "policy/app_state.h"
 #include "policy/readiness.h"
 #include "snapshot/result.h"
 
@@ -25,12 +26,7 @@ struct AppConfig {
   std::vector<std::string> watch;
 };
 
-// "none", "valid", "stale", "unsupported", "capturing"; `reason` says why (for stale,
-// unsupported, failed captures and invalidations).
-struct AppStatus {
-  std::string state = "none";
-  std::string reason;
-};
+using AppStatus = policy::AppStatus;
 
 struct App {
   AppConfig config;
@@ -42,13 +38,30 @@ bool valid_app_name(const std::string& name);
 class Registry {
  public:
   std::map<std::string, App> apps;
+  // Entries load() skipped (an invalid configuration), one line each, for the daemon to log.
+  std::vector<std::string> skipped;
 
-  // A missing file is an empty registry; a corrupt one is an error (never silently dropped).
+  // A missing file is an empty registry; a file that is not a registry is an error (the daemon
+  // moves it aside and rebuilds from the per-app copies).
   Result<void> load(const std::string& path);
   Result<void> save(const std::string& path) const;
+
+  unsigned apps_of(uid_t uid) const;
 };
 
 nlohmann::json to_json(const AppConfig& c);
+Result<AppConfig> app_config_from_json(const nlohmann::json& c, const std::string& name);
+
+// Per-app copies of the configuration, STATE/apps/UID-NAME.json, so a user's launch can start cold
+// while prewarmd is down: readable by that user only (owner uid, 0400) in a directory only root
+// writes (0711: entered by name, never listed). prewarmd rebuilds a lost registry from them.
+std::string app_copy_name(uid_t uid, const std::string& name);
+Result<void> write_app_copy(int apps_dir, const AppConfig& c);
+void remove_app_copy(int apps_dir, uid_t uid, const std::string& name);
+// Every copy whose owner matches the uid it names; the rest are reported in `skipped`.
+std::vector<AppConfig> read_app_copies(int apps_dir, std::vector<std::string>& skipped);
+// A launcher's read of its own copy (by path, as the user; the directory is root's).
+Result<AppConfig> read_app_copy(const std::string& state_dir, uid_t uid, const std::string& name);
 
 // Writes `text` to `path` atomically: temp file in the same directory, fsync, rename, fsync dir.
 Result<void> write_file_atomic(const std::string& path, const std::string& text, mode_t mode);

@@ -25,7 +25,7 @@ nlohmann::json app_stats(const App& app, uint64_t image_bytes, const AppSummary&
   const double c50 = quantile(s.cold_ready_ms, 0.5), r50 = quantile(s.restored_ready_ms, 0.5);
   const uint64_t total = s.cold + s.restored;
   return {{"name", app.config.name},
-          {"state", app.status.state},
+          {"state", std::string(policy::to_string(app.status.state))},
           {"reason", app.status.reason},
           {"launches", {{"cold", s.cold}, {"restored", s.restored}, {"fallbacks", s.fallbacks}}},
           {"cold_ready_ms", {{"p50", num(c50)}, {"p95", num(quantile(s.cold_ready_ms, 0.95))}, {"n", s.cold_ready_ms.size()}}},

@@ -81,7 +81,7 @@ App sample_app(const std::string& name) {
   a.config.cwd = "/srv/" + name;
   a.config.ready = policy::ReadyMode{policy::ReadyMode::kDelay, 1500};
   a.config.watch = {"/etc/" + name + ".conf", "/var/lib/" + name};
-  a.status.state = "stale";
+  a.status.state = policy::AppState::kStale;
   a.status.reason = "/usr/lib/libfoo.so.1 changed (mtime)";
   return a;
 }
@@ -205,23 +205,74 @@ TEST_F(RegistryTest, VersionOfTheWrongTypeIsAnError) {
   expect_load_error("an array version");
 }
 
-TEST_F(RegistryTest, InvalidAppIsAnError) {
-  write_text(one_app("1", R"({"uid":1000,"gid":1000,"argv":[],"cwd":"/","ready":"idle"})"));
-  expect_load_error("empty argv");
-  write_text(one_app("1", R"({"uid":1000,"gid":1000,"argv":["/bin/x"],"cwd":"/","ready":"soon"})"));
-  expect_load_error("bad ready mode");
-  write_text(one_app("1", R"({"uid":1000,"gid":1000,"argv":["/bin/x"],"cwd":"/"})"));
-  expect_load_error("no ready mode");
-  write_text(one_app("1", R"({"uid":"root","gid":1000,"argv":["/bin/x"],"cwd":"/","ready":"idle"})"));
-  expect_load_error("a string uid");
-  write_text(R"({"version":1,"apps":{"../etc":{"config":{"uid":0,"gid":0,"argv":["/bin/x"],"cwd":"/",)"
-             R"("ready":"idle"},"status":{}}}})");
-  expect_load_error("an invalid app name");
-  write_text(R"({"version":1,"apps":{"calc":{"config":{"uid":0,"gid":0,"argv":["/bin/x"],"cwd":"/",)"
-             R"("ready":"idle"}}}})");
-  expect_load_error("no status");
+// One app with a bad configuration costs that app (reported in `skipped`), never the others: a
+// phantom entry must not stop prewarmd from starting.
+TEST_F(RegistryTest, InvalidAppIsSkippedOthersKept) {
+  const std::string good = R"("calc":{"config":{"uid":0,"gid":0,"argv":["/bin/x"],"cwd":"/","ready":"idle"},"status":{}})";
+  for (const std::string bad : {
+           R"("a":{"config":{"uid":1000,"gid":1000,"argv":[],"cwd":"/","ready":"idle"},"status":{}})",
+           R"("a":{"config":{"uid":1000,"gid":1000,"argv":["/bin/x"],"cwd":"/","ready":"soon"},"status":{}})",
+           R"("a":{"config":{"uid":1000,"gid":1000,"argv":["/bin/x"],"cwd":"/"},"status":{}})",
+           R"("a":{"config":{"uid":"root","gid":1000,"argv":["/bin/x"],"cwd":"/","ready":"idle"},"status":{}})",
+           R"("../etc":{"config":{"uid":0,"gid":0,"argv":["/bin/x"],"cwd":"/","ready":"idle"},"status":{}})",
+           R"("a":{"config":{"uid":0,"gid":0,"argv":["x"],"cwd":"/","ready":"idle"},"status":{}})",
+           R"("a":{"status":{}})", R"("a":7)"}) {
+    write_text(R"({"version":1,"apps":{)" + bad + "," + good + "}}");
+    Registry reg;
+    auto r = reg.load(path_);
+    ASSERT_TRUE(r.ok()) << bad << ": " << r.error().describe();
+    EXPECT_EQ(reg.apps.size(), 1u) << bad;
+    EXPECT_TRUE(reg.apps.count("calc")) << bad;
+    EXPECT_EQ(reg.skipped.size(), 1u) << bad;
+  }
   write_text(R"({"version":1})");
   expect_load_error("no apps");
+}
+
+TEST_F(RegistryTest, MissingStatusIsNone) {
+  write_text(R"({"version":1,"apps":{"calc":{"config":{"uid":0,"gid":0,"argv":["/bin/x"],"cwd":"/","ready":"idle"}}}})");
+  Registry reg;
+  ASSERT_TRUE(reg.load(path_).ok());
+  ASSERT_TRUE(reg.apps.count("calc"));
+  EXPECT_EQ(reg.apps.at("calc").status.state, policy::AppState::kNone);
+}
+
+// The per-app copies a launch reads while prewarmd is down: owned by the app's user, read-only,
+// believed only for the uid that owns the file.
+TEST_F(RegistryTest, AppCopiesRoundTripAndAreBelievedOnlyForTheirOwner) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (hands copies to another uid)";
+  const std::string apps = scratch_ + "/apps";
+  ASSERT_EQ(::mkdir(apps.c_str(), 0711), 0);
+  auto dir = open_fd(apps, O_RDONLY | O_DIRECTORY);
+  ASSERT_TRUE(dir.ok());
+  App a = sample_app("calc");
+  ASSERT_TRUE(write_app_copy(dir->get(), a.config).ok());
+  struct stat st {};
+  ASSERT_EQ(::stat((apps + "/1234-calc.json").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1234u);
+  EXPECT_EQ(st.st_mode & 07777, 0400u);
+  auto back = read_app_copy(scratch_, 1234, "calc");
+  ASSERT_TRUE(back.ok()) << back.error().describe();
+  EXPECT_EQ(back->argv, a.config.argv);
+  EXPECT_EQ(back->cwd, a.config.cwd);
+  // Under another uid's name, or owned by someone else, a copy is not believed.
+  EXPECT_FALSE(read_app_copy(scratch_, 1235, "calc").ok());
+  ASSERT_EQ(::rename((apps + "/1234-calc.json").c_str(), (apps + "/1235-calc.json").c_str()), 0);
+  EXPECT_FALSE(read_app_copy(scratch_, 1235, "calc").ok());
+  std::vector<std::string> skipped;
+  EXPECT_TRUE(read_app_copies(dir->get(), skipped).empty());
+  EXPECT_EQ(skipped.size(), 1u);
+  // A symlink is never followed.
+  ASSERT_EQ(::symlink("/etc/passwd", (apps + "/0-evil.json").c_str()), 0);
+  EXPECT_FALSE(read_app_copy(scratch_, 0, "evil").ok());
+  ASSERT_TRUE(write_app_copy(dir->get(), a.config).ok());
+  skipped.clear();
+  auto all = read_app_copies(dir->get(), skipped);
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].name, "calc");
+  EXPECT_EQ(all[0].uid, 1234u);
+  remove_app_copy(dir->get(), 1234, "calc");
+  EXPECT_FALSE(read_app_copy(scratch_, 1234, "calc").ok());
 }
 
 TEST_F(RegistryTest, AppsThatAreNotAnObjectAreAnError) {

@@ -61,7 +61,7 @@ TEST(Quantile, RankAboveTheSizeIsClamped) {
 App app_named(const std::string& name) {
   App a;
   a.config.name = name;
-  a.status.state = "valid";
+  a.status.state = policy::AppState::kValid;
   return a;
 }
 
