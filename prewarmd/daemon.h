@@ -1,5 +1,17 @@
 // prewarmd: the control socket, the registry, launches in flight, captures and invalidation, on
-// one sd-event loop. Captures run in forked children so the loop never waits on a dump.
+// one sd-event loop. Captures run in forked children so the loop never waits on a dump, and
+// every peer is read and written without blocking, under a deadline.
+//
+// The class is split by concern, one file each:
+//   daemon.cpp          lifecycle: state, sockets, the loop, saving
+//   daemon_control.cpp  control connections: caps, deadlines, dispatch
+//   daemon_apps.cpp     register, unregister, list, stats, invalidate
+//   daemon_launch.cpp   launches, fallbacks and readiness
+//   daemon_notify.cpp   READY=1 and friends: received, and relayed to the launch's own socket
+//   daemon_capture.cpp  captures and the store's admission of their images
+//   daemon_watch.cpp    inotify on recorded files: stale images dropped
+//   daemon_history.cpp  the launch history and the dashboard's view
+// Decisions (which image a launch gets, state transitions, limits) are in policy/.
 #pragma once
 
 #include <sys/types.h>
@@ -9,18 +21,21 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 
+#include "policy/app_state.h"
 #include "policy/launch_key.h"
+#include "policy/limits.h"
 #include "policy/readiness.h"
 #include "prewarmd/dashboard.h"
 #include "prewarmd/history.h"
+#include "prewarmd/log.h"
 #include "prewarmd/protocol.h"
 #include "prewarmd/registry.h"
 #include "prewarmd/stats.h"
 #include "prewarmd/store.h"
 #include "snapshot/cpu_compat.h"
+#include "snapshot/proc_identity.h"
 #include "snapshot/result.h"
 #include "snapshot/unique_fd.h"
 
@@ -29,8 +44,10 @@ namespace prewarm {
 struct DaemonOptions {
   std::string runtime_dir = "/run/prewarm";
   std::string state_dir = "/var/lib/prewarm";
-  uint64_t store_budget = 8ull << 30;
   std::string http = "127.0.0.1:9746";  // the dashboard's address; "off" for none
+  bool dashboard_shows_timings = false;  // others' apps on the dashboard: names and timings, or nothing
+  policy::Limits limits;
+  int request_deadline_ms = 2000;  // from accept to a complete request, and for writing a reply
 };
 
 class Daemon {
@@ -50,74 +67,125 @@ class Daemon {
     uint64_t id = 0;
     int64_t history_id = 0;  // its row in the history, 0 if not recorded
     std::string app;
-    pid_t pid = 0;
-    std::string mode;            // "cold" or "restored"
-    std::string restored_key;    // the image handed out, for a fallback to quarantine
-    int64_t t0_ns = 0;           // the launcher's CLOCK_MONOTONIC at start
+    uid_t uid = 0;
+    gid_t gid = 0;
+    pid_t pid = 0;  // valid while `pidfd` says the process runs: the launch ends at its exit
+    UniqueFd pidfd;
+    policy::LaunchMode mode = policy::LaunchMode::kCold;
+    std::string restored_key;  // the image handed out, for a fallback to quarantine
+    int64_t t0_ns = 0;         // the launcher's CLOCK_MONOTONIC at start
     int64_t wall_ms = 0;
-    std::string systemd_notify;  // the launch's own $NOTIFY_SOCKET, READY=1 is forwarded there
+    UniqueFd notify;  // the launch's own NOTIFY_SOCKET, connected by the launcher itself
+    uint64_t notify_dropped = 0;
     bool ready = false;
+    std::optional<ProcessIdentity> at_ready;  // who the process was when it became ready
+    UniqueFd mem_at_ready;                    // its mm then: an exec since makes reads fail
     policy::LaunchContext ctx;
     std::optional<policy::IdleDetector> idle;
-    UniqueFd pidfd;
     sd_event_source* exit_source = nullptr;
     sd_event_source* timer = nullptr;
   };
   struct Capture {
     std::string app;
     uint64_t launch_id = 0;
+    uid_t uid = 0;
     pid_t pid = 0;  // the app
     pid_t child = 0;
     std::string incoming;
-    policy::LaunchContext ctx;
     int64_t started_ns = 0;
-    UniqueFd waiter;  // a `prewarm snapshot` client waiting for the outcome, if any
+    uint64_t waiter = 0;  // a `prewarm snapshot` connection waiting for the outcome, 0 if none
     sd_event_source* source = nullptr;
   };
+  struct Connection {
+    uint64_t id = 0;
+    UniqueFd fd;
+    proto::PeerCred cred;
+    UniqueFd pidfd;  // the peer process; invalid if it was already gone at accept
+    std::string pidfd_error;
+    proto::MessageReader reader{1u << 20};
+    std::vector<UniqueFd> received;  // fds that came with the request
+    std::optional<proto::MessageWriter> writer;
+    uint64_t launch = 0;  // a launch whose reply this is: dropped if the reply cannot go out
+    sd_event_source* io = nullptr;
+    sd_event_source* deadline = nullptr;
+  };
+  // What a handler answers: the reply and its fds, or a deferral (the connection waits).
+  struct Reply {
+    proto::json msg;
+    std::vector<UniqueFd> fds;
+    bool deferred = false;
+    uint64_t launch = 0;
+  };
 
-  // Requests, one per connection; `cred` is the kernel's word on who asks.
-  proto::json handle(const proto::json& req, const proto::PeerCred& cred, int conn, std::vector<UniqueFd>& reply_fds, bool& deferred);
+  // daemon_control.cpp
+  static int on_accept(sd_event_source*, int fd, uint32_t, void* self);
+  static int on_connection_io(sd_event_source*, int fd, uint32_t, void* self);
+  static int on_connection_deadline(sd_event_source*, uint64_t, void* self);
+  void read_request(Connection& c);
+  void write_reply(Connection& c);
+  void send_reply(uint64_t conn, proto::json msg, std::vector<UniqueFd> fds = {});
+  void close_connection(uint64_t conn, const char* why = nullptr);
+  Reply handle(const proto::json& req, Connection& c);
+  App* visible_app(const std::string& name, const proto::PeerCred& cred, proto::json& error);
+
+  // daemon_apps.cpp
   proto::json op_register(const proto::json& req, const proto::PeerCred& cred);
   proto::json op_unregister(const proto::json& req, const proto::PeerCred& cred);
   proto::json op_list(const proto::PeerCred& cred);
-  proto::json op_launch(const proto::json& req, const proto::PeerCred& cred, std::vector<UniqueFd>& fds);
-  proto::json op_fallback(const proto::json& req, const proto::PeerCred& cred);
   proto::json op_invalidate(const proto::json& req, const proto::PeerCred& cred);
   proto::json op_stats(const proto::json& req, const proto::PeerCred& cred);
-  proto::json op_snapshot(const proto::json& req, const proto::PeerCred& cred, int conn, bool& deferred);
+  void set_status(const std::string& app, const policy::AppEvent& e);
 
-  App* visible_app(const std::string& name, const proto::PeerCred& cred, proto::json& error);
+  // daemon_launch.cpp
+  Reply op_launch(const proto::json& req, Connection& c);
+  proto::json op_fallback(const proto::json& req, const proto::PeerCred& cred);
+  App* launchable_app(const proto::json& req, const proto::PeerCred& cred, proto::json& error);
   void on_ready(Launch& l, int64_t ready_ns, const char* how, const std::optional<RestoreReport>& report = std::nullopt);
   void watch_readiness(Launch& l, const policy::ReadyMode& mode, int64_t start_ns);
   void end_launch(uint64_t id);
+  void end_launches_of(const std::string& app);
+  unsigned launches_of(uid_t uid) const;
+  static int on_launch_exit(sd_event_source*, int fd, uint32_t, void* self);
+  static int on_launch_timer(sd_event_source*, uint64_t usec, void* self);
+
+  // daemon_notify.cpp
+  static int on_notify(sd_event_source*, int fd, uint32_t, void* self);
+  std::string accept_notify_socket(int fd) const;
+  void forward_notify(Launch& l, const std::string& message);
+
+  // daemon_capture.cpp
+  Reply op_snapshot(const proto::json& req, Connection& c);
+  Result<void> start_capture(Launch& l, uint64_t waiter, unsigned delay_ms = 0);
+  void finish_capture(std::string app);
+  void drop_images(const std::string& app, const policy::AppEvent& e);
+  static int on_capture_exit(sd_event_source*, const siginfo_t*, void* self);
+
+  // daemon_watch.cpp
+  void recheck_files();
+  void rebuild_watches();
+  static int on_inotify(sd_event_source*, int fd, uint32_t, void* self);
+  static int on_recheck(sd_event_source*, uint64_t usec, void* self);
+
+  // daemon_history.cpp
   void open_history();
   template <typename T>
-  void note_history(const Result<T>& r);
+  void note_history(const Result<T>& r) {
+    if (!r) log_event(LOG_WARNING, r.error().describe());
+  }
   AppSummary summary_of(const std::string& app);
   void start_dashboard();
   void publish();  // the app view the dashboard serves
-  Result<void> start_capture(Launch& l, int waiter_fd, unsigned delay_ms = 0);
-  void finish_capture(std::string app);
-  void drop_images(const std::string& app, const std::string& state, const std::string& reason);
-  void recheck_files();
-  void rebuild_watches();
-  void forward_notify(const Launch& l, const std::string& message);
+
+  // daemon.cpp
+  void load_registry();
   void save();
   void update_status();
-
-  static int on_control(sd_event_source*, int fd, uint32_t, void* self);
-  static int on_notify(sd_event_source*, int fd, uint32_t, void* self);
-  static int on_inotify(sd_event_source*, int fd, uint32_t, void* self);
-  static int on_launch_exit(sd_event_source*, int fd, uint32_t, void* self);
-  static int on_launch_timer(sd_event_source*, uint64_t usec, void* self);
-  static int on_capture_exit(sd_event_source*, const siginfo_t*, void* self);
-  static int on_recheck(sd_event_source*, uint64_t usec, void* self);
 
   DaemonOptions opts_;
   MachineCompat machine_;  // part of every snapshot key
   sd_event* event_ = nullptr;
-  UniqueFd control_, notify_, inotify_;
-  std::string notify_path_;
+  UniqueFd control_, notify_, inotify_, apps_dir_;
+  std::string notify_path_, control_path_;
   sd_event_source* inotify_source_ = nullptr;
   sd_event_source* recheck_source_ = nullptr;
   Registry registry_;
@@ -126,7 +194,10 @@ class Daemon {
   std::unique_ptr<Dashboard> dashboard_;
   std::map<uint64_t, std::unique_ptr<Launch>> launches_;
   std::map<std::string, std::unique_ptr<Capture>> captures_;
-  uint64_t next_launch_ = 1;
+  std::map<uint64_t, std::unique_ptr<Connection>> connections_;
+  std::map<uid_t, unsigned> connections_by_uid_;
+  uint64_t next_launch_ = 1, next_connection_ = 1;
+  uint64_t refused_connections_ = 0;
 };
 
 }  // namespace prewarm

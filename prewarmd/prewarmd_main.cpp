@@ -12,12 +12,23 @@ int main(int argc, char** argv) {
   prewarm::DaemonOptions opts;
   if (const char* s = std::getenv("STATE_DIRECTORY")) opts.state_dir = s;  // systemd's StateDirectory=
   if (const char* r = std::getenv("PREWARM_RUNTIME_DIR")) opts.runtime_dir = r;
-  uint64_t budget_mib = opts.store_budget >> 20;
+  uint64_t budget_mib = opts.limits.store_budget >> 20;
+  uint64_t user_share_mib = 0;  // 0: half the budget
+  std::string others_see = "nothing";
   CLI::App app{"prewarmd: the prewarm daemon (registry, launches, captures, image store)"};
   app.add_option("--runtime-dir", opts.runtime_dir, "where control.sock and notify.sock are created when not socket-activated")
       ->capture_default_str();
-  app.add_option("--state-dir", opts.state_dir, "registry and image store (0700)")->capture_default_str();
+  app.add_option("--state-dir", opts.state_dir, "registry, per-app copies and image store (0711; only STATE/apps is readable by users, each their own files)")->capture_default_str();
   app.add_option("--store-max-mib", budget_mib, "size budget of the image store; least recently used images are evicted")
+      ->capture_default_str();
+  app.add_option("--user-store-max-mib", user_share_mib,
+                 "most of the store one user's images may take together (default: half of --store-max-mib); a "
+                 "capture evicts only its own user's images, and an image larger than this is not kept");
+  app.add_option("--max-apps-per-user", opts.limits.apps_per_user, "apps one user may register")->capture_default_str();
+  app.add_option("--dashboard-others", others_see,
+                 "what a user sees of other users' apps on the dashboard: nothing, or timings (names and "
+                 "numbers, never paths, reasons, pids or commands)")
+      ->check(CLI::IsMember({"nothing", "timings"}))
       ->capture_default_str();
   app.add_option("--http", opts.http,
                  "HOST:PORT of the timing dashboard and /metrics (loopback by default; PORT 0 picks one, "
@@ -26,7 +37,9 @@ int main(int argc, char** argv) {
   if (const char* h = std::getenv("PREWARM_HTTP")) opts.http = h;
   app.footer("Signals: SIGTERM or SIGINT stop it cleanly. Apps keep running; captures in flight are abandoned.");
   CLI11_PARSE(app, argc, argv);
-  opts.store_budget = budget_mib << 20;
+  opts.limits.store_budget = budget_mib << 20;
+  opts.limits.user_store_share = user_share_mib ? user_share_mib << 20 : opts.limits.store_budget / 2;
+  opts.dashboard_shows_timings = others_see == "timings";
 
   prewarm::Daemon daemon(opts);
   if (auto r = daemon.start(); !r) {

@@ -1,0 +1,152 @@
+// Requests about apps: register, unregister, list, stats, invalidate. Each user sees and changes
+// only their own apps (root: all); another user's app answers exactly like a missing one.
+#include "prewarmd/daemon.h"
+#include "prewarmd/log.h"
+
+namespace prewarm {
+namespace {
+
+using proto::json;
+
+json error_reply(const std::string& message, const std::string& code = "error") {
+  return {{"ok", false}, {"code", code}, {"error", message}};
+}
+
+}  // namespace
+
+void Daemon::set_status(const std::string& app, const policy::AppEvent& e) {
+  auto it = registry_.apps.find(app);
+  if (it != registry_.apps.end()) it->second.status = policy::transition(it->second.status, e);
+}
+
+json Daemon::op_register(const json& req, const proto::PeerCred& cred) {
+  AppConfig c;
+  c.name = req.at("name").get<std::string>();
+  c.argv = req.at("argv").get<std::vector<std::string>>();
+  c.cwd = req.at("cwd").get<std::string>();
+  c.watch = req.value("watch", std::vector<std::string>{});
+  c.uid = cred.uid;
+  c.gid = cred.gid;
+  auto mode = policy::parse_ready_mode(req.value("ready", "idle"));
+  if (!valid_app_name(c.name))
+    return error_reply("invalid app name '" + c.name + "': use letters, digits, '-', '_' and '.' (at most 64)", "usage");
+  if (!mode) return error_reply("invalid --ready mode (use notify, idle[:MS] or delay:MS)", "usage");
+  if (c.argv.empty() || c.argv[0].empty() || c.argv[0][0] != '/')
+    return error_reply("the command must start with an absolute path", "usage");
+  if (c.cwd.empty() || c.cwd[0] != '/') return error_reply("the working directory must be absolute", "usage");
+  for (const auto& w : c.watch)
+    if (w.empty() || w[0] != '/') return error_reply("--watch paths must be absolute: " + w, "usage");
+  c.ready = *mode;
+  auto it = registry_.apps.find(c.name);
+  if (it != registry_.apps.end() && it->second.config.uid != cred.uid)
+    return error_reply("the name '" + c.name + "' is taken by another user; choose another", "exists");
+  const bool replaced = it != registry_.apps.end();
+  const unsigned of_user = registry_.apps_of(cred.uid);
+  if (std::string why = policy::check_registration(opts_.limits, of_user, replaced, c.argv, c.cwd, c.watch); !why.empty())
+    return error_reply(why, !replaced && of_user >= opts_.limits.apps_per_user ? "limit" : "usage");
+  if (auto w = write_app_copy(apps_dir_.get(), c); !w)
+    return error_reply("cannot record the registration: " + w.error().describe());
+  if (replaced) {
+    end_launches_of(c.name);
+    drop_images(c.name, {policy::AppEvent::kRegistered});
+  }
+  App& app = registry_.apps[c.name];
+  app.config = c;
+  app.status = policy::transition(app.status, {policy::AppEvent::kRegistered});
+  save();
+  rebuild_watches();
+  update_status();
+  log_event(LOG_INFO, std::string(replaced ? "re-registered " : "registered ") + c.name,
+            {{"PREWARM_APP", c.name}, {"PREWARM_UID", std::to_string(c.uid)}});
+  return {{"ok", true}, {"app", to_json(c)}, {"replaced", replaced}};
+}
+
+json Daemon::op_unregister(const json& req, const proto::PeerCred& cred) {
+  json err;
+  const std::string name = req.at("name").get<std::string>();
+  App* app = visible_app(name, cred, err);
+  if (!app) return err;
+  // Its launches go on as plain processes; prewarmd stops following them (and never captures).
+  end_launches_of(name);
+  drop_images(name, {policy::AppEvent::kInvalidated, "unregistered"});
+  remove_app_copy(apps_dir_.get(), app->config.uid, name);
+  registry_.apps.erase(name);
+  if (history_) note_history(history_->forget(name));
+  save();
+  rebuild_watches();
+  update_status();
+  log_event(LOG_INFO, "unregistered " + name, {{"PREWARM_APP", name}});
+  return {{"ok", true}};
+}
+
+json Daemon::op_list(const proto::PeerCred& cred) {
+  json apps = json::array();
+  for (const auto& [name, app] : registry_.apps) {
+    if (cred.uid != 0 && cred.uid != app.config.uid) continue;
+    uint64_t bytes = 0;
+    auto entries = store_.entries_of(name);
+    for (const auto* e : entries) bytes += e->bytes;
+    const AppSummary summary = summary_of(name);
+    apps.push_back({{"name", name},
+                    {"uid", app.config.uid},
+                    {"state", captures_.count(name) ? std::string("capturing") : std::string(policy::to_string(app.status.state))},
+                    {"reason", app.status.reason},
+                    {"images", entries.size()},
+                    {"image_bytes", bytes},
+                    {"ready", policy::to_string(app.config.ready)},
+                    {"argv", app.config.argv},
+                    {"cold", summary.cold},
+                    {"restored", summary.restored}});
+  }
+  unsigned in_flight = 0;
+  for (const auto& [id, l] : launches_) in_flight += cred.uid == 0 || l->uid == cred.uid;
+  return {{"ok", true},
+          {"apps", apps},
+          {"launches_in_flight", in_flight},
+          {"store_bytes", store_.total_bytes()},
+          {"store_budget", opts_.limits.store_budget}};
+}
+
+json Daemon::op_stats(const json& req, const proto::PeerCred& cred) {
+  const std::string only = req.value("name", "");
+  json apps = json::array();
+  for (const auto& [name, app] : registry_.apps) {
+    if (cred.uid != 0 && cred.uid != app.config.uid) continue;
+    if (!only.empty() && name != only) continue;
+    uint64_t bytes = 0;
+    for (const auto* e : store_.entries_of(name)) bytes += e->bytes;
+    json a = app_stats(app, bytes, summary_of(name));
+    if (history_ && req.value("recent", 0) > 0) {
+      json recent = json::array();
+      if (auto rows = history_->launches(name, std::min(req.value("recent", 0), 1000)); rows)
+        for (const auto& r : *rows) recent.push_back(to_json(r));
+      a["recent"] = recent;
+    }
+    apps.push_back(a);
+  }
+  if (!only.empty() && apps.empty()) return error_reply("no app named '" + only + "' is registered", "not_found");
+  return {{"ok", true}, {"apps", apps}};
+}
+
+json Daemon::op_invalidate(const json& req, const proto::PeerCred& cred) {
+  std::vector<std::string> names;
+  if (req.value("all", false)) {
+    for (const auto& [name, app] : registry_.apps)
+      if (cred.uid == 0 || cred.uid == app.config.uid) names.push_back(name);
+  } else {
+    json err;
+    const std::string name = req.at("name").get<std::string>();
+    if (!visible_app(name, cred, err)) return err;
+    names.push_back(name);
+  }
+  for (const auto& n : names) {
+    drop_images(n, {policy::AppEvent::kInvalidated, "invalidated by uid " + std::to_string(cred.uid)});
+    log_event(LOG_INFO, "invalidated " + n, {{"PREWARM_APP", n}});
+  }
+  save();
+  rebuild_watches();
+  update_status();
+  return {{"ok", true}, {"invalidated", names}};
+}
+
+}  // namespace prewarm

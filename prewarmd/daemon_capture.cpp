@@ -1,0 +1,193 @@
+// Captures: a forked child dumps the ready app (checking first that it is still exactly the
+// process that was launched), and the image is admitted to the store only within the budget and
+// the user's share, pushing out only that user's own images.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+
+#include "prewarmd/capture.h"
+#include "prewarmd/daemon.h"
+#include "prewarmd/log.h"
+#include "snapshot/clock.h"
+
+namespace prewarm {
+namespace {
+
+using proto::json;
+
+json error_reply(const std::string& message, const std::string& code = "error") {
+  return {{"ok", false}, {"code", code}, {"error", message}};
+}
+
+// The bytes an unpublished image takes on disk (the files a capture writes; nothing is followed).
+uint64_t incoming_bytes(const std::string& dir) {
+  uint64_t total = 0;
+  for (const char* name : {"snapshot.pb", "pages.img"}) {
+    struct stat st {};
+    if (::fstatat(AT_FDCWD, (dir + "/" + name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+      total += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  return total;
+}
+
+}  // namespace
+
+Daemon::Reply Daemon::op_snapshot(const json& req, Connection& c) {
+  json err;
+  const std::string name = req.at("name").get<std::string>();
+  if (!visible_app(name, c.cred, err)) return {err};
+  if (captures_.count(name)) return {error_reply("a capture of " + name + " is already running", "busy")};
+  Launch* newest = nullptr;
+  for (auto& [id, l] : launches_)
+    if (l->app == name) newest = l.get();
+  if (!newest)
+    return {error_reply(name + " is not running: start it with `prewarm run " + name + "` first", "not_running")};
+  if (!newest->at_ready) {
+    // Not ready yet: the identity now is what the capture must still find.
+    if (auto id = read_identity(newest->pid, newest->pidfd.get())) newest->at_ready = std::move(*id);
+    if (auto m = open_mm_handle(newest->pid)) newest->mem_at_ready = std::move(*m);
+  }
+  if (auto r = start_capture(*newest, c.id); !r) return {error_reply("cannot start a capture: " + r.error().describe())};
+  return {json{}, {}, true};
+}
+
+Result<void> Daemon::start_capture(Launch& l, uint64_t waiter, unsigned delay_ms) {
+  if (!l.at_ready) return data_error("the process could not be identified when it became ready; not captured");
+  const AppConfig& cfg = registry_.apps.at(l.app).config;
+  auto c = std::make_unique<Capture>();
+  c->app = l.app;
+  c->launch_id = l.id;
+  c->uid = l.uid;
+  c->pid = l.pid;
+  c->incoming = store_.incoming_dir(std::to_string(l.id) + "-" + std::to_string(mono_ns()));
+  c->started_ns = mono_ns();
+  CaptureRequest req;
+  req.pid = l.pid;
+  req.pidfd = l.pidfd.get();
+  req.mem_fd = l.mem_at_ready.valid() ? l.mem_at_ready.get() : -1;
+  req.at_ready = *l.at_ready;
+  req.uid = cfg.uid;
+  req.gid = cfg.gid;
+  req.delay_ms = delay_ms;
+  req.incoming = c->incoming;
+  req.ctx = l.ctx;
+  req.argv = cfg.argv;
+  req.cwd = cfg.cwd;
+  req.watch = cfg.watch;
+  pid_t child = ::fork();
+  if (child < 0) return errno_error("fork the capture");
+  if (child == 0) {
+    // The capture child outlives a daemon that dies: it is the app's tracer, and a tracer that
+    // dies in the middle of an injected syscall leaves the app single-stepping into SIGTRAP.
+    // Unpublished, its image is removed from incoming/ at the daemon's next start.
+    ::signal(SIGTERM, SIG_IGN);
+    ::signal(SIGINT, SIG_IGN);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::_exit(run_capture_child(req));
+  }
+  c->child = child;
+  c->waiter = waiter;
+  if (int r = sd_event_add_child(event_, &c->source, child, WEXITED, on_capture_exit, this); r < 0)
+    return make_error(-r, "watch the capture child");
+  log_event(LOG_INFO, l.app + ": capturing pid " + std::to_string(l.pid), {{"PREWARM_APP", l.app}});
+  captures_[l.app] = std::move(c);
+  return ok();
+}
+
+int Daemon::on_capture_exit(sd_event_source* s, const siginfo_t*, void* userdata) {
+  auto* self = static_cast<Daemon*>(userdata);
+  for (auto& [app, c] : self->captures_)
+    if (c->source == s) {
+      self->finish_capture(app);
+      break;
+    }
+  return 0;
+}
+
+// `name` by value: the caller's reference is the map key erased below.
+void Daemon::finish_capture(std::string name) {
+  std::unique_ptr<Capture> c = std::move(captures_.at(name));
+  captures_.erase(name);
+  sd_event_source_disable_unref(c->source);
+  const double ms = static_cast<double>(mono_ns() - c->started_ns) / 1e6;
+  CaptureResult r = read_capture_result(c->incoming);
+  auto app = registry_.apps.find(name);
+  if (app == registry_.apps.end() || app->second.config.uid != c->uid)
+    r.status = "failed", r.message = "the app was unregistered during the capture";
+  // The store's admission: within the budget and the user's share, evicting only the user's own.
+  if (r.status == "ok") {
+    std::vector<policy::OwnedImage> stored;
+    for (const auto& [k, e] : store_.entries()) stored.push_back({k, e.uid, e.bytes, e.last_used_ms});
+    policy::Admission a = policy::admit_image(opts_.limits, stored, c->uid, incoming_bytes(c->incoming));
+    if (!a.refusal.empty()) {
+      r.status = "rejected", r.message = a.refusal;
+    } else {
+      for (const auto& k : a.evict) {
+        const std::string owner_app = store_.entries().at(k).app;
+        store_.remove(k);
+        log_event(LOG_NOTICE, owner_app + ": image evicted (its user's share of the store is full)", {{"PREWARM_APP", owner_app}});
+        if (owner_app != name && store_.entries_of(owner_app).empty())
+          set_status(owner_app, {policy::AppEvent::kImagesGone, "evicted: its user's share of the image store was full"});
+      }
+    }
+  }
+  if (r.status == "ok") {
+    StoreEntry e;
+    e.key = r.key;
+    e.app = name;
+    e.uid = app->second.config.uid;
+    e.gid = app->second.config.gid;
+    e.files = r.files;
+    e.capture_ms = ms;
+    e.freeze_ms = r.freeze_ms;
+    if (auto p = store_.publish(c->incoming, e); !p) r.status = "failed", r.message = p.error().describe();
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.1f", ms);
+  json reply;
+  if (r.status == "ok") {
+    set_status(name, {policy::AppEvent::kCaptured});
+    const uint64_t bytes = store_.entries().at(r.key).bytes;
+    if (history_) note_history(history_->add_snapshot({0, name, wall_ms(), true, ms, r.freeze_ms, static_cast<int64_t>(bytes), ""}));
+    log_event(LOG_INFO, name + ": captured pid " + std::to_string(c->pid) + " in " + buf + " ms (frozen " +
+                            std::to_string(static_cast<int>(r.freeze_ms)) + " ms), " + std::to_string(bytes >> 10) + " KiB",
+              {{"PREWARM_APP", name}, {"PREWARM_KEY", r.key}, {"PREWARM_CAPTURE_MS", buf},
+               {"PREWARM_IMAGE_BYTES", std::to_string(bytes)}});
+    reply = {{"ok", true}, {"key", r.key}, {"image_bytes", bytes}, {"capture_ms", ms}, {"freeze_ms", r.freeze_ms}};
+  } else {
+    remove_tree(c->incoming);
+    if (app != registry_.apps.end() && app->second.config.uid == c->uid) {
+      using K = policy::AppEvent;
+      const K::Kind kind = r.status == "unsupported" ? K::kCaptureUnsupported
+                           : r.status == "refused"   ? K::kCaptureRefused
+                           : r.status == "rejected"  ? K::kImageRejected
+                                                     : K::kCaptureFailed;
+      set_status(name, {kind, r.message});
+      if (history_) note_history(history_->add_snapshot({0, name, wall_ms(), false, ms, r.freeze_ms, 0, r.message}));
+    }
+    const char* what = r.status == "unsupported" ? "cannot be snapshotted, will always start cold: "
+                       : r.status == "refused"   ? "capture refused: "
+                       : r.status == "rejected"  ? "image not kept: "
+                                                 : "capture failed: ";
+    log_event(r.status == "failed" ? LOG_ERR : LOG_NOTICE, name + ": " + what + r.message, {{"PREWARM_APP", name}});
+    reply = error_reply(r.message, r.status == "unsupported" ? "unsupported" : r.status);
+  }
+  if (c->waiter) send_reply(c->waiter, reply);
+  save();
+  rebuild_watches();
+  update_status();
+}
+
+void Daemon::drop_images(const std::string& app, const policy::AppEvent& e) {
+  std::vector<std::string> keys;
+  for (const auto* en : store_.entries_of(app)) keys.push_back(en->key);
+  for (const auto& k : keys) store_.remove(k);
+  set_status(app, e);
+}
+
+}  // namespace prewarm

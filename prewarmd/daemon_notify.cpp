@@ -1,0 +1,113 @@
+// Readiness notifications: received from launched apps (and from the restorer, with a restore's
+// phase times), and relayed to the launch's own NOTIFY_SOCKET. The relay only ever uses a socket
+// the launcher connected itself, never one of prewarmd's own, never blocks, and signs the text
+// with the app's credentials, never with prewarmd's.
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "prewarmd/daemon.h"
+#include "prewarmd/log.h"
+#include "snapshot/clock.h"
+
+namespace prewarm {
+
+int Daemon::on_notify(sd_event_source*, int fd, uint32_t, void* userdata) {
+  auto* self = static_cast<Daemon*>(userdata);
+  // Bounded per wakeup, so a flood on this socket cannot keep the loop from other peers.
+  for (int round = 0; round < 256; ++round) {
+    char buf[4096];
+    iovec iov{buf, sizeof buf - 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int) * 8)];
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0) return 0;
+    const ucred* uc = nullptr;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) uc = reinterpret_cast<const ucred*>(CMSG_DATA(c));
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {  // fd store: not supported
+        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; ++i) ::close(reinterpret_cast<int*>(CMSG_DATA(c))[i]);
+      }
+    }
+    if (!uc) continue;
+    const std::string message(buf, static_cast<size_t>(n));
+    for (auto& [id, l] : self->launches_) {
+      if (l->pid != uc->pid || !proto::process_alive(l->pidfd.get())) continue;
+      self->forward_notify(*l, without_prewarm_fields(message));
+      bool ready = ("\n" + message + "\n").find("\nREADY=1\n") != std::string::npos;
+      if (!ready) break;
+      // A restored app's READY=1 comes from the restorer, with the restore's phase times.
+      const int64_t now = mono_ns();
+      auto report = l->mode == policy::LaunchMode::kRestored ? parse_restore_report(message, l->t0_ns, now) : std::nullopt;
+      self->on_ready(*l, report ? report->resumed_ns : now, "notify", report);
+      break;
+    }
+  }
+  return 0;
+}
+
+// "" if `fd` may carry this launch's notifications: a connected Unix datagram socket whose peer is
+// not one of prewarmd's own sockets (a relay to itself would loop).
+std::string Daemon::accept_notify_socket(int fd) const {
+  int type = 0, domain = 0;
+  socklen_t len = sizeof type;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) return "not a socket";
+  len = sizeof domain;
+  if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 || domain != AF_UNIX || type != SOCK_DGRAM)
+    return "not a Unix datagram socket";
+  sockaddr_un peer{};
+  len = sizeof peer;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) return "not connected";
+  if (len <= offsetof(sockaddr_un, sun_path)) return "its peer has no address";
+  const size_t n = len - offsetof(sockaddr_un, sun_path);
+  std::string name(peer.sun_path, n);
+  if (!name.empty() && name[0] != '\0') name = name.c_str();  // a path: up to its NUL
+  if (name == notify_path_ || name == control_path_) return "it is prewarmd's own socket";
+  return "";
+}
+
+void Daemon::forward_notify(Launch& l, const std::string& message) {
+  if (!l.notify.valid()) return;
+  iovec iov{const_cast<char*>(message.data()), message.size()};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))]{};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control;
+  mh.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_CREDENTIALS;
+  c->cmsg_len = CMSG_LEN(sizeof(ucred));
+  // systemd accepts READY=1 only from the unit's main pid, which the app is; the uid and gid are
+  // the app's, so the receiver sees who wrote the text.
+  ucred uc{l.pid, l.uid, l.gid};
+  std::memcpy(CMSG_DATA(c), &uc, sizeof uc);
+  ssize_t r = ::sendmsg(l.notify.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (r < 0 && errno == EPERM) {
+    // Without CAP_SYS_ADMIN/CAP_SETUID the kernel refuses another pid: send as ourselves.
+    mh.msg_control = nullptr;
+    mh.msg_controllen = 0;
+    r = ::sendmsg(l.notify.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
+  if (r >= 0) return;
+  if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    // A full receiver: the message is dropped, never waited for.
+    if (l.notify_dropped++ == 0)
+      log_event(LOG_WARNING, l.app + ": the launch's NOTIFY_SOCKET is full; dropping notifications", {{"PREWARM_APP", l.app}});
+    return;
+  }
+  log_event(LOG_WARNING, l.app + ": cannot relay to the launch's NOTIFY_SOCKET: " + std::strerror(errno) +
+                             "; no more notifications are relayed",
+            {{"PREWARM_APP", l.app}});
+  l.notify.reset();
+}
+
+}  // namespace prewarm
