@@ -1,6 +1,10 @@
 // `prewarm dump` and `prewarm restore`: thin wrappers over the engine that report to the user.
 #include "prewarmd/cmd_dump.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdio>
 
 #include "prewarmd/dump_flow.h"
@@ -30,8 +34,31 @@ int run_dump(pid_t pid, const std::string& dir, bool kill_after) {
   return kExitOk;
 }
 
-int run_restore(const std::string& dir) {
-  Error e = restore_in_place(dir);  // returns only on failure
+int run_restore(const std::string& dir, bool allow_other_owner) {
+  // An image is process memory that someone else may have written: restored by another user, it
+  // would run that user's code with the caller's credentials (for root: as uid 0).
+  auto open_part = [&](const char* part) -> Result<UniqueFd> {
+    const std::string path = dir + "/" + part;
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return errno_error("open " + path);
+    UniqueFd f(fd);
+    struct stat st {};
+    if (::fstat(f.get(), &st) != 0) return errno_error("stat " + path);
+    if (!S_ISREG(st.st_mode)) return data_error(path + " is not a regular file");
+    if (st.st_uid != ::getuid() && !allow_other_owner)
+      return data_error(path + " is owned by uid " + std::to_string(st.st_uid) + ", not by this user (uid " +
+                        std::to_string(::getuid()) + "); restoring it would run its owner's memory with your "
+                        "credentials. Pass --allow-other-owner if you trust it");
+    if (::fcntl(f.get(), F_SETFL, 0) != 0) return errno_error("fcntl " + path);
+    return f;
+  };
+  Error e = [&]() -> Error {
+    auto manifest = open_part("snapshot.pb");
+    if (!manifest) return manifest.error();
+    auto pages = open_part("pages.img");
+    if (!pages) return pages.error();
+    return restore_in_place(std::move(*manifest), std::move(*pages));  // returns only on failure
+  }();
   const std::string why = e.describe();
   // Errors about the image's own files already name it.
   if (why.starts_with(dir))

@@ -13,6 +13,6 @@ inline constexpr int kExitUsage = 2;
 inline constexpr int kExitUnsupported = 3;
 
 int run_dump(pid_t pid, const std::string& images_dir, bool kill_after);
-int run_restore(const std::string& images_dir);
+int run_restore(const std::string& images_dir, bool allow_other_owner);
 
 }  // namespace prewarm::cli

@@ -1,6 +1,8 @@
-// `prewarm run NAME`: this process becomes the app. Restored when prewarmd has a valid snapshot
-// for exactly this launch, otherwise exec'ed cold (and captured by prewarmd once ready). Any
-// failure before the point of no return ends in a cold start, never in a failed launch.
+// `prewarm run [USER/]NAME`: this process becomes the app. Restored when prewarmd has a valid
+// snapshot for exactly this launch, otherwise exec'ed cold (and captured by prewarmd once ready).
+// Any failure before the point of no return ends in a cold start, never in a failed launch, and
+// prewarmd is waited for at most about a second.
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -13,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +23,7 @@
 #include "prewarmd/cmd_dump.h"
 #include "prewarmd/cmd_service.h"
 #include "prewarmd/protocol.h"
+#include "prewarmd/registry.h"
 #include "restorer/restore.h"
 #include "snapshot/clock.h"
 
@@ -29,6 +33,9 @@ namespace prewarm::cli {
 namespace {
 
 using proto::json;
+
+// How long a launch waits for prewarmd (connect and answer) before it starts cold.
+constexpr int kDaemonWaitMs = 1000;
 
 std::vector<std::string> stdio_kinds() {
   std::vector<std::string> out;
@@ -49,9 +56,33 @@ struct LaunchPlan {
   gid_t gid = 0;
   std::string ready;
   std::string notify_socket;  // prewarmd's
-  UniqueFd image;             // O_PATH directory of the image, for a restore
+  UniqueFd manifest, pages;   // read-only descriptors of the image, for a restore
   bool have_daemon = true;
 };
+
+// "USER/NAME" or "USER:NAME" (USER a name or a uid) names the owner; a bare NAME is the caller's.
+struct AppRef {
+  std::string name;
+  std::optional<uid_t> owner;
+};
+std::optional<AppRef> parse_app_ref(const std::string& text, std::string& error) {
+  auto sep = text.find_first_of("/:");
+  if (sep == std::string::npos) return AppRef{text, std::nullopt};
+  const std::string user = text.substr(0, sep);
+  AppRef r{text.substr(sep + 1), std::nullopt};
+  if (const passwd* pw = ::getpwnam(user.c_str())) {
+    r.owner = pw->pw_uid;
+  } else {
+    char* end = nullptr;
+    unsigned long v = std::strtoul(user.c_str(), &end, 10);
+    if (user.empty() || *end != '\0') {
+      error = "no user named '" + user + "'";
+      return std::nullopt;
+    }
+    r.owner = static_cast<uid_t>(v);
+  }
+  return r;
+}
 
 // The app runs as the user who registered it; a root launcher (the systemd unit) drops to it.
 bool become_app_user(const LaunchPlan& p, const std::string& name) {
@@ -70,24 +101,36 @@ bool become_app_user(const LaunchPlan& p, const std::string& name) {
   return true;
 }
 
-// Without prewarmd the registry file (root's) still says what to run: a cold start, no capture.
-bool plan_from_registry(const std::string& name, LaunchPlan& p) {
-  const char* sd = std::getenv("PREWARM_STATE_DIR");
-  auto text = read_file(std::string(sd && *sd ? sd : "/var/lib/prewarm") + "/registry.json");
-  if (!text) return false;
-  json j = json::parse(*text, nullptr, false);
-  if (j.is_discarded() || !j.contains("apps") || !j["apps"].contains(name)) return false;
-  try {
-    const auto& c = j["apps"][name]["config"];
-    p.argv = c.at("argv").get<std::vector<std::string>>();
-    p.cwd = c.at("cwd").get<std::string>();
-    p.uid = c.at("uid").get<uid_t>();
-    p.gid = c.at("gid").get<gid_t>();
-    p.ready = c.value("ready", "idle");
-  } catch (const json::exception&) {
-    return false;
+// A root launcher hands another user's app nothing of its own but stdio: no systemd-passed
+// sockets, no other descriptors.
+void shed_root_fds(const LaunchPlan& p) {
+  for (const char* v : {"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"}) ::unsetenv(v);
+  std::vector<int> close;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    const int own = ::dirfd(d);
+    while (dirent* e = ::readdir(d)) {
+      const int fd = std::atoi(e->d_name);
+      if (e->d_name[0] == '.' || fd < 3 || fd == own || fd == p.manifest.get() || fd == p.pages.get()) continue;
+      close.push_back(fd);
+    }
+    ::closedir(d);
   }
-  if (::getuid() != 0 && ::getuid() != p.uid) return false;
+  for (int fd : close) ::close(fd);
+}
+
+// Without prewarmd the app's copy of its registration (STATE/apps, readable by its user) still
+// says what to run: a cold start, no capture.
+bool plan_from_copy(const AppRef& ref, LaunchPlan& p) {
+  const char* sd = std::getenv("PREWARM_STATE_DIR");
+  const uid_t uid = ref.owner.value_or(::getuid());
+  if (::getuid() != 0 && uid != ::getuid()) return false;
+  auto c = read_app_copy(sd && *sd ? sd : "/var/lib/prewarm", uid, ref.name);
+  if (!c) return false;
+  p.argv = c->argv;
+  p.cwd = c->cwd;
+  p.uid = c->uid;
+  p.gid = c->gid;
+  p.ready = policy::to_string(c->ready);
   p.have_daemon = false;
   return !p.argv.empty();
 }
@@ -98,7 +141,7 @@ bool plan_from_registry(const std::string& name, LaunchPlan& p) {
     std::exit(kExitError);
   }
   ::setenv("PWD", p.cwd.c_str(), 1);
-  // Readiness goes through prewarmd (which forwards it to systemd); without it, straight to systemd.
+  // Readiness goes through prewarmd (which relays it to systemd); without it, straight to systemd.
   if (p.have_daemon && !p.notify_socket.empty()) ::setenv("NOTIFY_SOCKET", p.notify_socket.c_str(), 1);
   else if (saved_notify) ::setenv("NOTIFY_SOCKET", saved_notify, 1);
   // Like a restored app, a cold one gets stdio and systemd-passed sockets only.
@@ -115,33 +158,49 @@ bool plan_from_registry(const std::string& name, LaunchPlan& p) {
 
 }  // namespace
 
-int run_app(const std::string& name) {
+int run_app(const std::string& ref_text) {
   const int64_t t0 = mono_ns();
   const std::string dir = proto::runtime_dir();
   const char* systemd_notify = std::getenv("NOTIFY_SOCKET");
   const std::string saved_notify = systemd_notify ? systemd_notify : "";
+  std::string ref_error;
+  auto ref = parse_app_ref(ref_text, ref_error);
+  if (!ref) {
+    std::fprintf(stderr, "prewarm run %s: %s\n", ref_text.c_str(), ref_error.c_str());
+    return kExitUsage;
+  }
+  const std::string& name = ref->name;
 
-  // 1. Ask prewarmd how to launch: it checks who we are, the files, and the snapshot key.
+  // 1. Ask prewarmd how to launch: it checks who we are, the files, and the snapshot key. The
+  //    launch's NOTIFY_SOCKET goes as a socket we connected: prewarmd relays only where we could send.
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) env.emplace_back(*e);
-  json req = {{"op", "launch"}, {"name", name}, {"env", env}, {"stdio", stdio_kinds()},
-              {"t0_ns", t0}, {"notify_socket", saved_notify}};
-  LaunchPlan p;
-  auto r = proto::call(dir, req);
-  if (!r) {
-    if (!plan_from_registry(name, p)) {
-      std::fprintf(stderr, "prewarm run %s: prewarmd is not reachable (%s) and the registry is not readable; "
-                   "start prewarmd (`systemctl start prewarmd.socket`)\n", name.c_str(), r.error().describe().c_str());
-      return kExitNoDaemon;
+  json req = {{"op", "launch"}, {"name", name}, {"env", env}, {"stdio", stdio_kinds()}, {"t0_ns", t0}};
+  if (ref->owner) req["owner"] = *ref->owner;
+  std::vector<int> send_fds;
+  UniqueFd notify_conn;
+  if (!saved_notify.empty()) {
+    if (auto s = proto::connect_unix(saved_notify, SOCK_DGRAM)) {
+      notify_conn = std::move(*s);
+      send_fds.push_back(notify_conn.get());
+      req["notify_fd"] = 0;
     }
-    std::fprintf(stderr, "prewarm run %s: prewarmd is not reachable (%s); starting cold without a snapshot\n",
-                 name.c_str(), r.error().describe().c_str());
+  }
+  LaunchPlan p;
+  auto r = proto::call(dir, req, send_fds, kDaemonWaitMs);
+  notify_conn.reset();
+  std::string daemon_problem;
+  if (!r) {
+    daemon_problem = "prewarmd is not reachable (" + r.error().describe() + ")";
+  } else if (!r->msg.value("ok", false)) {
+    const json& m = r->msg;
+    const std::string code = m.value("code", "");
+    std::fprintf(stderr, "prewarm run %s: %s\n", name.c_str(), m.value("error", "refused").c_str());
+    if (code == "not_found" || code == "other_owner") return kExitNotFound;
+    if (code == "usage") return kExitUsage;
+    daemon_problem = "prewarmd did not grant a launch";
   } else {
     const json& m = r->msg;
-    if (!m.value("ok", false)) {
-      std::fprintf(stderr, "prewarm run %s: %s\n", name.c_str(), m.value("error", "refused").c_str());
-      return m.value("code", "") == "not_found" ? kExitNotFound : kExitError;
-    }
     p.mode = m.value("mode", "cold");
     p.launch = m.value("launch", 0ull);
     p.argv = m.at("argv").get<std::vector<std::string>>();
@@ -150,34 +209,38 @@ int run_app(const std::string& name) {
     p.gid = m.at("gid").get<gid_t>();
     p.ready = m.value("ready", "idle");
     p.notify_socket = m.value("notify_socket", "");
-    if (!r->fds.empty()) p.image = std::move(r->fds[0]);
+    if (r->fds.size() == 2) p.manifest = std::move(r->fds[0]), p.pages = std::move(r->fds[1]);
+  }
+  if (!daemon_problem.empty()) {
+    if (!plan_from_copy(*ref, p)) {
+      std::fprintf(stderr, "prewarm run %s: %s, and this user has no registration of that name to start cold from; "
+                   "start prewarmd (`systemctl start prewarmd.socket`)\n", name.c_str(), daemon_problem.c_str());
+      return kExitNoDaemon;
+    }
+    std::fprintf(stderr, "prewarm run %s: %s; starting cold without a snapshot\n", name.c_str(), daemon_problem.c_str());
   }
   if (p.argv.empty()) {
     std::fprintf(stderr, "prewarm run %s: the registration has no command\n", name.c_str());
     return kExitError;
   }
+  if (::geteuid() == 0 && p.uid != 0) shed_root_fds(p);
   if (!become_app_user(p, name)) return kExitError;
 
   // 2. Restore: from here until the point of no return every failure falls back to step 3.
-  if (p.mode == "restore" && p.image.valid()) {
-    std::string why;
-    struct stat st {};
-    if (::fstat(p.image.get(), &st) != 0 || st.st_uid != ::getuid()) {
-      why = "the image does not belong to this user";
-    } else {
-      RestoreOptions opts;
-      auto notify = proto::connect_unix(p.notify_socket, SOCK_DGRAM);
-      if (notify) {
-        opts.notify_fd = notify->get();
-        opts.notify_message = "READY=1\nPREWARM_LAUNCH=" + std::to_string(p.launch) + "\n";
-      }
-      Error e = restore_in_place("/proc/self/fd/" + std::to_string(p.image.get()), opts);
-      why = e.describe();
+  if (p.mode == "restore" && p.manifest.valid() && p.pages.valid()) {
+    RestoreOptions opts;
+    auto notify = proto::connect_unix(p.notify_socket, SOCK_DGRAM);
+    if (notify) {
+      opts.notify_fd = notify->get();
+      opts.notify_message = "READY=1\nPREWARM_LAUNCH=" + std::to_string(p.launch) + "\n";
     }
+    Error e = restore_in_place(std::move(p.manifest), std::move(p.pages), opts);
+    const std::string why = e.describe();
     std::fprintf(stderr, "prewarm run %s: cannot restore the snapshot (%s); starting cold\n", name.c_str(), why.c_str());
-    (void)proto::call(dir, {{"op", "fallback"}, {"launch", p.launch}, {"reason", why}});
+    (void)proto::call(dir, {{"op", "fallback"}, {"launch", p.launch}, {"reason", why}}, {}, kDaemonWaitMs);
   }
-  p.image.reset();
+  p.manifest.reset();
+  p.pages.reset();
   // 3. Cold start: exec the command; prewarmd captures it once it is ready.
   exec_cold(name, p, systemd_notify ? saved_notify.c_str() : nullptr);
 }

@@ -18,9 +18,9 @@ namespace {
 using proto::json;
 
 // Sends the request; on failure prints why and what to do, and returns the exit code to use.
-int call(const json& request, json& reply) {
+int call(const json& request, json& reply, int timeout_ms = 30'000) {
   const std::string dir = proto::runtime_dir();
-  auto r = proto::call(dir, request);
+  auto r = proto::call(dir, request, {}, timeout_ms);
   if (!r) {
     std::fprintf(stderr,
                  "prewarm: cannot reach prewarmd at %s: %s\n"
@@ -36,6 +36,7 @@ int call(const json& request, json& reply) {
   if (code == "usage") return kExitUsage;
   if (code == "unsupported") return kExitUnsupported;
   if (code == "not_running") return kExitNotRunning;
+  if (code == "other_owner") return kExitNotFound;
   return kExitError;
 }
 
@@ -142,7 +143,8 @@ int run_list(bool as_json) {
 
 int run_snapshot(const std::string& name, bool as_json) {
   json reply;
-  int rc = call({{"op", "snapshot"}, {"name", name}}, reply);
+  // A capture of a large app takes seconds; prewarmd answers when it is done.
+  int rc = call({{"op", "snapshot"}, {"name", name}}, reply, 600'000);
   if (rc != kExitOk) return rc;
   if (as_json) std::printf("%s\n", proto::json_text(reply, 2).c_str());
   else

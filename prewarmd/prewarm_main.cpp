@@ -29,6 +29,9 @@ int main(int argc, char** argv) {
   auto* restore = app.add_subcommand(
       "restore", "Turn this process into the snapshotted one (same pid, this process's stdio)");
   restore->add_option("--images", images, "image directory written by `prewarm dump`")->required();
+  bool allow_other_owner = false;
+  restore->add_flag("--allow-other-owner", allow_other_owner,
+                    "restore an image whose files another user owns (it then runs with your credentials)");
 
   auto* inspect = app.add_subcommand("inspect", "Show what is in an image: mappings, pages, files");
   inspect->add_option("--images", images, "image directory")->required();
@@ -47,8 +50,10 @@ int main(int argc, char** argv) {
 
   std::string name;
   auto* run = app.add_subcommand("run", "Launch an app: restore its snapshot if valid, else start it cold (and capture it)");
-  run->add_option("name", name, "registered app")->required();
-  run->footer("This process becomes the app (same pid, same stdio): restored, or exec'ed cold.");
+  run->add_option("name", name, "registered app: NAME (yours), or USER/NAME for another user's (root only)")->required();
+  run->footer("This process becomes the app (same pid, same stdio): restored, or exec'ed cold. prewarmd is "
+              "waited for at most 1 s; without an answer the app starts cold. Root runs another user's app only "
+              "when it names the owner (USER/NAME), and hands it no descriptors but stdio.");
 
   auto* list = app.add_subcommand("list", "Registered apps and their snapshot state (valid, stale, none, unsupported)");
   list->add_flag("--json", json, "machine-readable output");
@@ -84,7 +89,7 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   if (dump->parsed()) return run_dump(pid, images, kill_after);
-  if (restore->parsed()) return run_restore(images);
+  if (restore->parsed()) return run_restore(images, allow_other_owner);
   if (inspect->parsed()) return run_inspect(images, json);
   if (regc->parsed()) return run_register(reg, json);
   if (run->parsed()) return run_app(name);
