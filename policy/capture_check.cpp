@@ -60,7 +60,7 @@ std::string capture_refusal(const ProcessIdentity& at_ready, const ProcessIdenti
   if (frozen.groups != at_ready.groups) return who + " changed its supplementary groups since it was launched";
   if (frozen.cap_prm != at_ready.cap_prm || frozen.cap_eff != at_ready.cap_eff)
     return who + " changed its capabilities since it was launched";
-  // 3. Dumpable: for a non-root app the kernel hands /proc/PID to root when it is not; the
+  // 3. Dumpable: for a non-root app the kernel hands /proc/PID/* to root when it is not; the
   // kernel's own verdict covers setuid, setgid, file capabilities and unreadable programs.
   if (app_uid != 0 && (frozen.proc_uid != app_uid || at_ready.proc_uid != app_uid))
     return who + " is not dumpable (it ran a setuid or unreadable program)";

@@ -133,8 +133,9 @@ Result<ProcessIdentity> read_identity(pid_t pid, int pidfd) {
   if (::fstatat(dir.get(), "exe", &st, 0) != 0) return errno_error("stat " + where + "/exe");
   id.exe_dev = st.st_dev;
   id.exe_ino = st.st_ino;
-  // The owner is computed at each stat from the task's dumpable flag and credentials.
-  if (::fstat(dir.get(), &st) != 0) return errno_error("stat " + where);
+  // A lookup (not fstat of an open fd) so the kernel recomputes the owner from the task's
+  // dumpable flag and credentials now.
+  if (::fstatat(dir.get(), "status", &st, AT_SYMLINK_NOFOLLOW) != 0) return errno_error("stat " + where + "/status");
   id.proc_uid = st.st_uid;
   id.proc_gid = st.st_gid;
   // Last: the process the pidfd names was alive after every read above, so no other process

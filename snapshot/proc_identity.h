@@ -27,8 +27,10 @@ struct ProcessIdentity {
   uint64_t start_time = 0;  // /proc/PID/stat field 22, clock ticks after boot: names this process
   MmLayout mm;              // stat fields 26-28, 45-51: set afresh by every exec (ASLR)
   uint64_t exe_dev = 0, exe_ino = 0;  // stat of /proc/PID/exe
-  // Owner of /proc/PID: the kernel shows root (uid 0) while the process is not dumpable (after a
-  // setuid/setgid/file-capability exec or an exec of an unreadable file, or PR_SET_DUMPABLE 0).
+  // Owner of /proc/PID/status: the kernel shows root (uid 0) while the process is not dumpable
+  // (after a setuid/setgid/file-capability exec or an exec of an unreadable file, or
+  // PR_SET_DUMPABLE 0), else its euid. Not the /proc/PID directory itself: that always shows the
+  // euid (seen here: setuid-65534 sleep run by 12345 -> /proc/PID 65534, /proc/PID/status 0).
   uid_t proc_uid = 0;
   gid_t proc_gid = 0;
 };
