@@ -5,6 +5,8 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "policy/capture_check.h"
@@ -122,7 +124,13 @@ Result<void> become_app_user(uid_t uid, gid_t gid, const std::vector<gid_t>& gro
   return ok();
 }
 
-CaptureResult capture_checked(const CaptureRequest& req) {
+// Every fd but stdio and `keep`: the daemon's sockets, the image, the handles to the app.
+void close_all_but(int keep) {
+  if (keep > 3) ::close_range(3, static_cast<unsigned>(keep) - 1, 0);
+  ::close_range(static_cast<unsigned>(std::max(keep, 2)) + 1, ~0u, 0);
+}
+
+CaptureResult capture_checked(const CaptureRequest& req, int result_fd) {
   CaptureResult r;
   // 1. The image, only of the process that became ready, complete or not at all.
   if (!take_dump(dump_process(req.pid, req.incoming, /*kill=*/false, [&] { return verify_frozen(req); }), r))
@@ -133,9 +141,10 @@ CaptureResult capture_checked(const CaptureRequest& req) {
     r.message = "the new image does not load: " + img.error().describe();
     return r;
   }
-  // 3. Nothing of the app's is needed past here; the handles to it stay behind.
-  if (req.mem_fd >= 0) ::close(req.mem_fd);
-  if (req.pidfd >= 0) ::close(req.pidfd);
+  // 3. Nothing open is needed past here but the result: what root opened (the daemon's fds
+  // inherited by fork, the handles to the app, the image) stays behind.
+  img->pages.reset();
+  close_all_but(result_fd);
   // 4. Files are the app user's to read: a hash is never a way to read someone else's file.
   if (req.uid != 0) {
     if (auto d = become_app_user(req.uid, req.gid, req.at_ready.groups); !d) {
@@ -176,7 +185,7 @@ int run_capture_child(const CaptureRequest& req) {
   ::unlink(path.c_str());
   auto out = open_fd(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
   if (!out) return kCaptureFailed;
-  CaptureResult r = capture_checked(req);
+  CaptureResult r = capture_checked(req, out->get());
   const std::string text = proto::json_text(to_json(r));
   if (!write_all(out->get(), text.data(), text.size()) || ::fsync(out->get()) != 0) return kCaptureFailed;
   return exit_code(r);
