@@ -1,9 +1,15 @@
 #include "prewarmd/capture.h"
 
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/prctl.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <nlohmann/json.hpp>
 
+#include "policy/capture_check.h"
 #include "prewarmd/dump_flow.h"
 #include "prewarmd/file_records.h"
 #include "prewarmd/protocol.h"
@@ -25,51 +31,137 @@ json to_json(const CaptureResult& r) {
   return {{"status", r.status}, {"message", r.message}, {"key", r.key}, {"files", files}, {"freeze_ms", r.freeze_ms}};
 }
 
+// Turns a dump's outcome into the result; false if the capture ends there.
+bool take_dump(const DumpOutcome& d, CaptureResult& r) {
+  r.freeze_ms = d.freeze_ms;
+  if (d.refused) {
+    r.status = "refused";
+    r.message = d.message;
+    return false;
+  }
+  if (d.status == DumpOutcome::kUnsupported) {
+    r.status = "unsupported";
+    for (const auto& o : d.offenders) r.message += (r.message.empty() ? "" : "; ") + o;
+    return false;
+  }
+  if (d.status == DumpOutcome::kFailed) {
+    r.message = d.message;
+    return false;
+  }
+  return true;
+}
+
+// What the snapshot depends on, recorded with whatever permissions this process has now, and
+// the key over it.
+void record_dependencies(const pb::Snapshot& snap, const policy::LaunchContext& ctx,
+                         const std::vector<std::string>& argv, const std::string& cwd,
+                         const std::vector<std::string>& watch, CaptureResult& r) {
+  for (const auto& path : dependency_paths(snap, argv, cwd, watch)) {
+    // Records travel as JSON: such a name would arrive altered and the snapshot be stale at
+    // once, so every launch would start cold and capture again.
+    if (!proto::is_utf8(path)) {
+      r.status = "unsupported";
+      r.message = "the app uses a file whose name is not UTF-8 (" + path + ")";
+      return;
+    }
+    auto rec = record_file(path);
+    if (!rec) {
+      r.message = "cannot record " + path + ": " + rec.error().describe();
+      return;
+    }
+    r.files.push_back(std::move(*rec));
+  }
+  // A file that changed between the dump and its hashing would poison the key.
+  if (std::string change = first_change(r.files); !change.empty()) {
+    r.message = change + " during the capture";
+    return;
+  }
+  r.key = policy::snapshot_key(ctx, r.files);
+  r.status = "ok";
+}
+
 CaptureResult capture(pid_t pid, const std::string& incoming, const policy::LaunchContext& ctx,
                       const std::vector<std::string>& argv, const std::string& cwd,
                       const std::vector<std::string>& watch) {
   CaptureResult r;
   // 1. The image, complete or not at all; the app keeps running.
-  DumpOutcome d = dump_process(pid, incoming, /*kill=*/false);
-  r.freeze_ms = d.freeze_ms;
-  if (d.status == DumpOutcome::kUnsupported) {
-    r.status = "unsupported";
-    for (const auto& o : d.offenders) r.message += (r.message.empty() ? "" : "; ") + o;
-    return r;
-  }
-  if (d.status == DumpOutcome::kFailed) {
-    r.message = d.message;
-    return r;
-  }
+  if (!take_dump(dump_process(pid, incoming, /*kill=*/false), r)) return r;
   // 2. What the snapshot depends on: recorded now, so a change after this point invalidates it.
   auto img = load_image(incoming);
   if (!img) {
     r.message = "the new image does not load: " + img.error().describe();
     return r;
   }
-  for (const auto& path : dependency_paths(img->snap, argv, cwd, watch)) {
-    // Records travel as JSON: such a name would arrive altered and the snapshot be stale at
-    // once, so every launch would start cold and capture again.
-    if (!proto::is_utf8(path)) {
-      r.status = "unsupported";
-      r.message = "the app uses a file whose name is not UTF-8 (" + path + ")";
-      return r;
-    }
-    auto rec = record_file(path);
-    if (!rec) {
-      r.message = "cannot record " + path + ": " + rec.error().describe();
-      return r;
-    }
-    r.files.push_back(std::move(*rec));
-  }
-  // 3. A file that changed between the dump and its hashing would poison the key.
-  if (std::string change = first_change(r.files); !change.empty()) {
-    r.message = change + " during the capture";
+  record_dependencies(img->snap, ctx, argv, cwd, watch, r);
+  return r;
+}
+
+// The frozen process checked against what it was at ready; "" if it may be dumped.
+std::string verify_frozen(const CaptureRequest& req) {
+  const std::string who = "pid " + std::to_string(req.pid);
+  auto now = read_identity(req.pid, req.pidfd);
+  if (!now) return who + ": cannot read its identity: " + now.error().describe();
+  if (req.mem_fd < 0) return who + ": no memory handle from its ready point, so an exec cannot be ruled out";
+  auto same = mm_unchanged(req.mem_fd, req.at_ready.mm.start_stack);
+  if (!same) return who + ": cannot tell whether it ran exec: " + same.error().describe();
+  return policy::capture_refusal(req.at_ready, *now, *same, req.uid, req.gid);
+}
+
+// For good: groups, gid, uid, each checked, then root must be out of reach.
+Result<void> become_app_user(uid_t uid, gid_t gid, const std::vector<gid_t>& groups) {
+  if (::setgroups(groups.size(), groups.data()) != 0) return errno_error("setgroups");
+  if (::setresgid(gid, gid, gid) != 0) return errno_error("setresgid " + std::to_string(gid));
+  if (::setresuid(uid, uid, uid) != 0) return errno_error("setresuid " + std::to_string(uid));
+  uid_t ru = 0, eu = 0, su = 0;
+  gid_t rg = 0, eg = 0, sg = 0;
+  if (::getresuid(&ru, &eu, &su) != 0 || ::getresgid(&rg, &eg, &sg) != 0) return errno_error("getresuid");
+  if (ru != uid || eu != uid || su != uid || rg != gid || eg != gid || sg != gid)
+    return data_error("the credentials did not change to uid " + std::to_string(uid));
+  if (::setresuid(0, 0, 0) == 0) return data_error("root could be regained after dropping to uid " + std::to_string(uid));
+  // The kernel leaves a process dumpable after a setuid when fs.suid_dumpable is 1; the app's
+  // user must not be able to ptrace this process and write its result.
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return errno_error("prctl PR_SET_DUMPABLE");
+  return ok();
+}
+
+// Every fd but stdio and `keep`: the daemon's sockets, the image, the handles to the app.
+void close_all_but(int keep) {
+  if (keep > 3) ::close_range(3, static_cast<unsigned>(keep) - 1, 0);
+  ::close_range(static_cast<unsigned>(std::max(keep, 2)) + 1, ~0u, 0);
+}
+
+CaptureResult capture_checked(const CaptureRequest& req, int result_fd) {
+  CaptureResult r;
+  // 1. The image, only of the process that became ready, complete or not at all.
+  if (!take_dump(dump_process(req.pid, req.incoming, /*kill=*/false, [&] { return verify_frozen(req); }), r))
+    return r;
+  // 2. The manifest is root's: read it while still root.
+  auto img = load_image(req.incoming);
+  if (!img) {
+    r.message = "the new image does not load: " + img.error().describe();
     return r;
   }
-  r.key = policy::snapshot_key(ctx, r.files);
-  r.status = "ok";
+  // 3. Nothing open is needed past here but the result: what root opened (the daemon's fds
+  // inherited by fork, the handles to the app, the image) stays behind.
+  img->pages.reset();
+  close_all_but(result_fd);
+  // 4. Files are the app user's to read: a hash is never a way to read someone else's file.
+  if (req.uid != 0) {
+    if (auto d = become_app_user(req.uid, req.gid, req.at_ready.groups); !d) {
+      r.message = "cannot switch to the app's user " + std::to_string(req.uid) + ": " + d.error().describe();
+      return r;
+    }
+  }
+  // 5. Recorded now, so a change after this point invalidates the snapshot.
+  record_dependencies(img->snap, req.ctx, req.argv, req.cwd, req.watch, r);
   return r;
+}
+
+int exit_code(const CaptureResult& r) {
+  if (r.status == "ok") return kCaptureOk;
+  if (r.status == "unsupported") return kCaptureUnsupported;
+  if (r.status == "refused") return kCaptureRefused;
+  return kCaptureFailed;
 }
 
 }  // namespace
@@ -80,8 +172,23 @@ int run_capture_child(pid_t pid, unsigned delay_ms, const std::string& incoming,
   // After READY=1 the app may still be closing the socket it sent it with.
   if (delay_ms) ::usleep(delay_ms * 1000);
   CaptureResult r = capture(pid, incoming, ctx, argv, cwd, watch);
-  if (!write_file_atomic(result_path(incoming), proto::json_text(to_json(r)), 0600)) return 1;
-  return r.status == "ok" ? 0 : (r.status == "unsupported" ? 3 : 1);
+  if (!write_file_atomic(result_path(incoming), proto::json_text(to_json(r)), 0600)) return kCaptureFailed;
+  return exit_code(r);
+}
+
+int run_capture_child(const CaptureRequest& req) {
+  // After READY=1 the app may still be closing the socket it sent it with.
+  if (req.delay_ms) ::usleep(req.delay_ms * 1000);
+  // Opened as root in root's incoming/, written after the drop to the app's user (who could
+  // not create it). The daemon reads it only once this process has exited, so no rename.
+  const std::string path = result_path(req.incoming);
+  ::unlink(path.c_str());
+  auto out = open_fd(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+  if (!out) return kCaptureFailed;
+  CaptureResult r = capture_checked(req, out->get());
+  const std::string text = proto::json_text(to_json(r));
+  if (!write_all(out->get(), text.data(), text.size()) || ::fsync(out->get()) != 0) return kCaptureFailed;
+  return exit_code(r);
 }
 
 CaptureResult read_capture_result(const std::string& incoming) {

@@ -8,18 +8,51 @@
 #include <vector>
 
 #include "policy/launch_key.h"
+#include "snapshot/proc_identity.h"
 
 namespace prewarm {
 
 struct CaptureResult {
-  std::string status = "failed";  // "ok", "unsupported", "failed"
+  std::string status = "failed";  // "ok", "unsupported", "refused", "failed"
   std::string message;
   std::string key;
   std::vector<policy::FileRecord> files;
   double freeze_ms = 0;
 };
 
-// Returns the child's exit code; the result file is written in every case it can be.
+// What the daemon hands the capture child. The fds are the daemon's (inherited across fork);
+// the child closes its copies before it drops to the app's user.
+struct CaptureRequest {
+  pid_t pid = 0;
+  int pidfd = -1;            // bound to the launched process
+  int mem_fd = -1;           // open_mm_handle() taken when the app became ready
+  ProcessIdentity at_ready;  // read_identity() when the app became ready
+  uid_t uid = 0;             // the app's registered user and group
+  gid_t gid = 0;
+  unsigned delay_ms = 0;
+  std::string incoming;
+  policy::LaunchContext ctx;
+  std::vector<std::string> argv;
+  std::string cwd;
+  std::vector<std::string> watch;
+};
+
+// Exit codes of the capture child; the result file says the same in words.
+inline constexpr int kCaptureOk = 0;
+inline constexpr int kCaptureFailed = 1;
+inline constexpr int kCaptureUnsupported = 3;
+inline constexpr int kCaptureRefused = 4;
+
+// Dumps req.pid only if, frozen, it is still the process that became ready (same start time,
+// credentials, groups, capabilities, executable, mm; dumpable) running as req.uid/req.gid
+// (status "refused" otherwise, no image). Then drops to the app's user (req.at_ready.groups,
+// req.gid, req.uid; not if req.uid is 0) before recording and hashing any file, so a file that
+// user cannot read fails the capture. Returns the exit code above; the result file is written
+// in every case it can be. Changes this process's credentials: call it in a child only.
+int run_capture_child(const CaptureRequest& req);
+
+// TODO(lead): remove once the daemon uses CaptureRequest
+// The old entry point: no identity check, files hashed as the caller (root).
 int run_capture_child(pid_t pid, unsigned delay_ms, const std::string& incoming, const policy::LaunchContext& ctx,
                       const std::vector<std::string>& argv, const std::string& cwd,
                       const std::vector<std::string>& watch);

@@ -31,7 +31,7 @@ double ms_since(std::chrono::steady_clock::time_point t) {
 
 }  // namespace
 
-DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill) {
+DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill, const FrozenVerifier& verify_frozen) {
   DumpOutcome out;
   const auto t0 = std::chrono::steady_clock::now();
   // 1. Freeze: from here until detach the process runs no instruction.
@@ -42,6 +42,16 @@ DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill) {
     return out;
   }
   const auto frozen_at = std::chrono::steady_clock::now();
+  // 1b. Is it still the process we mean to dump? Asked while it can no longer change.
+  if (verify_frozen) {
+    if (std::string why = verify_frozen(); !why.empty()) {
+      out.refused = true;
+      out.message = why;
+      out.freeze_ms = ms_since(frozen_at);
+      out.total_ms = ms_since(t0);
+      return out;  // FrozenProcess detaches on destruction
+    }
+  }
   // 2. /proc and register state.
   auto state = collect_state(*frozen);
   if (!state) {
@@ -76,9 +86,19 @@ DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill) {
     return out;  // FrozenProcess detaches on destruction
   }
   // 4. Pages and manifest, published atomically.
-  auto stats = write_image(*state, kinds, files, dir, [&] { return frozen->still_held(); });
+  // Asked again at the end: a stop can be left (a thread's exec replaces the leader) and what
+  // was read must still be that process.
+  std::string refusal;
+  auto before_publish = [&]() -> Result<void> {
+    PW_TRY(frozen->still_held());
+    if (verify_frozen) refusal = verify_frozen();
+    if (!refusal.empty()) return data_error(refusal);
+    return ok();
+  };
+  auto stats = write_image(*state, kinds, files, dir, before_publish);
   if (!stats) {
-    out.message = "pid " + std::to_string(pid) + ": " + stats.error().describe();
+    out.refused = !refusal.empty();
+    out.message = out.refused ? refusal : "pid " + std::to_string(pid) + ": " + stats.error().describe();
     return out;
   }
   out.stats = *stats;

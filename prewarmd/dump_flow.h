@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -13,14 +14,22 @@ namespace prewarm {
 
 struct DumpOutcome {
   enum Status { kOk, kUnsupported, kFailed } status = kFailed;
-  std::string message;                 // kFailed: what went wrong
+  std::string message;                 // kFailed: what went wrong (or, if refused, why)
+  // kFailed because the verifier said no: nothing was read, nothing written. A flag rather than
+  // a status of its own so the callers' switches over Status stay whole.
+  bool refused = false;
   std::vector<std::string> offenders;  // kUnsupported: one formatted line each
   DumpStats stats;
   double freeze_ms = 0;                // how long the process was stopped
   double total_ms = 0;
 };
 
+// Says why the frozen process must not be dumped, or "" to go on.
+using FrozenVerifier = std::function<std::string()>;
+
 // Writes a complete image to `dir` or nothing at all; the process keeps running unless `kill`.
-DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill);
+// `verify_frozen` (if set) runs right after the freeze, before anything of the process is read,
+// and again just before the image is published; a reason from it ends the dump (refused).
+DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill, const FrozenVerifier& verify_frozen = {});
 
 }  // namespace prewarm

@@ -31,7 +31,8 @@ policy::StatNow stat_now(const std::string& path) {
 }
 
 Result<policy::FileRecord> record_file(const std::string& path) {
-  PW_ASSIGN(auto fd, open_fd(path, O_RDONLY));
+  // O_NONBLOCK: a --watch path may be a FIFO or a device, whose open would otherwise wait.
+  PW_ASSIGN(auto fd, open_fd(path, O_RDONLY | O_NONBLOCK | O_NOCTTY));
   struct stat before {};
   if (::fstat(fd.get(), &before) != 0) return errno_error("stat " + path);
   policy::FileRecord rec;

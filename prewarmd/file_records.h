@@ -14,7 +14,8 @@ namespace prewarm {
 // stat(2) of `path` as plain data for policy::file_change (exists=false if it cannot be stat'ed).
 policy::StatNow stat_now(const std::string& path);
 
-// Stat and XXH3-128 of the file's content. Fails if the file changes while being read.
+// Stat and XXH3-128 of the file's content, read with the caller's permissions (the capture
+// calls it as the app's user). Fails if the file changes while being read.
 Result<policy::FileRecord> record_file(const std::string& path);
 
 // The executable, every mapped file and open regular file of the image, every argv entry that

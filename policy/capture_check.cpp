@@ -1,0 +1,76 @@
+// The capture's identity check, as plain comparisons (the reads are in snapshot/proc_identity).
+#include "policy/capture_check.h"
+
+#include <array>
+#include <type_traits>
+#include <utility>
+
+namespace prewarm::policy {
+namespace {
+
+struct IdField {
+  const char* name;
+  unsigned ProcessIdentity::*field;
+};
+
+// uid_t and gid_t are both unsigned int here; one table serves both.
+static_assert(std::is_same_v<uid_t, unsigned> && std::is_same_v<gid_t, unsigned>);
+constexpr std::array<IdField, 4> kUids{{{"real uid", &ProcessIdentity::ruid},
+                                        {"effective uid", &ProcessIdentity::euid},
+                                        {"saved uid", &ProcessIdentity::suid},
+                                        {"filesystem uid", &ProcessIdentity::fsuid}}};
+constexpr std::array<IdField, 4> kGids{{{"real gid", &ProcessIdentity::rgid},
+                                        {"effective gid", &ProcessIdentity::egid},
+                                        {"saved gid", &ProcessIdentity::sgid},
+                                        {"filesystem gid", &ProcessIdentity::fsgid}}};
+
+bool same_mm_layout(const MmLayout& a, const MmLayout& b) {
+  return a.start_code == b.start_code && a.end_code == b.end_code && a.start_data == b.start_data &&
+         a.end_data == b.end_data && a.start_brk == b.start_brk && a.start_stack == b.start_stack &&
+         a.arg_start == b.arg_start && a.arg_end == b.arg_end && a.env_start == b.env_start &&
+         a.env_end == b.env_end;
+}
+
+// The first of the four ids that is not the app's, as a reason; "" if all are.
+std::string id_mismatch(const std::string& who, const ProcessIdentity& at_ready, const ProcessIdentity& frozen,
+                        const std::array<IdField, 4>& fields, unsigned want, const char* what) {
+  for (const auto& f : fields) {
+    const unsigned then = at_ready.*f.field, now = frozen.*f.field;
+    if (then != want)
+      return who + " did not run as the app's " + what + " when it became ready (its " + f.name + " was " +
+             std::to_string(then) + ", the app's is " + std::to_string(want) + ")";
+    if (now != then)
+      return who + " changed its " + f.name + " from " + std::to_string(then) + " to " + std::to_string(now) +
+             " since it was launched";
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string capture_refusal(const ProcessIdentity& at_ready, const ProcessIdentity& frozen, bool mm_same,
+                            uid_t app_uid, gid_t app_gid) {
+  const std::string who = "pid " + std::to_string(frozen.pid);
+  // 1. The same process: a pid is reused only after its process is gone.
+  if (frozen.pid != at_ready.pid || frozen.start_time != at_ready.start_time)
+    return who + " is no longer the launched process (start time differs)";
+  // 2. Credentials: every id the app's own, and unchanged, so nothing privileged is dumped.
+  if (auto r = id_mismatch(who, at_ready, frozen, kUids, app_uid, "user"); !r.empty()) return r;
+  if (auto r = id_mismatch(who, at_ready, frozen, kGids, app_gid, "group"); !r.empty()) return r;
+  if (frozen.groups != at_ready.groups) return who + " changed its supplementary groups since it was launched";
+  if (frozen.cap_prm != at_ready.cap_prm || frozen.cap_eff != at_ready.cap_eff)
+    return who + " changed its capabilities since it was launched";
+  // 3. Dumpable: for a non-root app the kernel hands /proc/PID/* to root when it is not; the
+  // kernel's own verdict covers setuid, setgid, file capabilities and unreadable programs.
+  if (app_uid != 0 && (frozen.proc_uid != app_uid || at_ready.proc_uid != app_uid))
+    return who + " is not dumpable (it ran a setuid or unreadable program)";
+  // 4. The same program in the same address space.
+  if (!mm_same) return who + " ran exec after it became ready";
+  if (frozen.exe_dev != at_ready.exe_dev || frozen.exe_ino != at_ready.exe_ino)
+    return who + " runs another executable than when it became ready (exe differs)";
+  if (!same_mm_layout(frozen.mm, at_ready.mm))
+    return who + " ran exec after it became ready (its memory layout was replaced)";
+  return "";
+}
+
+}  // namespace prewarm::policy

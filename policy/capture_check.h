@@ -1,0 +1,19 @@
+// Whether root may dump a launched app now: the process frozen must be the one that became ready,
+// still running as the app's user, the same program in the same address space.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "snapshot/proc_identity.h"
+
+namespace prewarm::policy {
+
+// "" if the capture may proceed, else why not, starting with "pid N ...". `at_ready` was read
+// when the app became ready, `frozen` right after the freeze; `mm_same` says the mm handle taken
+// at ready still sees the process's memory (no exec since).
+std::string capture_refusal(const ProcessIdentity& at_ready, const ProcessIdentity& frozen, bool mm_same,
+                            uid_t app_uid, gid_t app_gid);
+
+}  // namespace prewarm::policy

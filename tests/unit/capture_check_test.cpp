@@ -1,0 +1,122 @@
+// Tests of capture_refusal on synthetic identities: each way a frozen process can differ from
+// the one that became ready (or from the app's user) is refused with a reason naming it.
+#include "policy/capture_check.h"
+
+#include <gtest/gtest.h>
+
+namespace prewarm::policy {
+namespace {
+
+constexpr uid_t kApp = 1001;
+
+ProcessIdentity ready() {
+  ProcessIdentity id;
+  id.pid = 123;
+  id.ruid = id.euid = id.suid = id.fsuid = kApp;
+  id.rgid = id.egid = id.sgid = id.fsgid = kApp;
+  id.groups = {27, 1001};
+  id.start_time = 5000;
+  id.mm.start_code = 0x5555'0000'0000;
+  id.mm.start_stack = 0x7ffc'0000'1000;
+  id.mm.arg_start = 0x7ffc'0000'2000;
+  id.exe_dev = 8;
+  id.exe_ino = 4242;
+  id.proc_uid = kApp;
+  id.proc_gid = kApp;
+  return id;
+}
+
+std::string refusal(const ProcessIdentity& frozen, bool mm_same = true) {
+  return capture_refusal(ready(), frozen, mm_same, kApp, kApp);
+}
+
+TEST(CaptureRefusal, TheSameProcessAsItsUserMayBeDumped) { EXPECT_EQ(refusal(ready()), ""); }
+
+TEST(CaptureRefusal, AnotherStartTimeIsAnotherProcess) {
+  auto f = ready();
+  f.start_time = 5001;
+  EXPECT_EQ(refusal(f), "pid 123 is no longer the launched process (start time differs)");
+  f = ready();
+  f.pid = 124;
+  EXPECT_NE(refusal(f), "");
+}
+
+TEST(CaptureRefusal, EveryChangedIdIsNamed) {
+  struct Case {
+    unsigned ProcessIdentity::*field;
+    const char* name;
+  } cases[] = {{&ProcessIdentity::ruid, "real uid"},       {&ProcessIdentity::euid, "effective uid"},
+               {&ProcessIdentity::suid, "saved uid"},      {&ProcessIdentity::fsuid, "filesystem uid"},
+               {&ProcessIdentity::rgid, "real gid"},       {&ProcessIdentity::egid, "effective gid"},
+               {&ProcessIdentity::sgid, "saved gid"},      {&ProcessIdentity::fsgid, "filesystem gid"}};
+  for (const auto& c : cases) {
+    auto f = ready();
+    f.*c.field = 1002;
+    EXPECT_EQ(refusal(f), std::string("pid 123 changed its ") + c.name + " from 1001 to 1002 since it was launched");
+  }
+}
+
+TEST(CaptureRefusal, ALaunchThatWasNotTheAppsUserAtReadyIsRefused) {
+  auto r = ready();
+  r.euid = 0;
+  auto f = r;
+  EXPECT_EQ(capture_refusal(r, f, true, kApp, kApp),
+            "pid 123 did not run as the app's user when it became ready (its effective uid was 0, the app's is 1001)");
+  r = ready();
+  EXPECT_NE(capture_refusal(r, r, true, kApp, 1002), "");  // registered under another group
+}
+
+TEST(CaptureRefusal, ChangedGroupsOrCapabilitiesAreRefused) {
+  auto f = ready();
+  f.groups = {27};
+  EXPECT_EQ(refusal(f), "pid 123 changed its supplementary groups since it was launched");
+  f = ready();
+  f.cap_eff = 1;
+  EXPECT_EQ(refusal(f), "pid 123 changed its capabilities since it was launched");
+}
+
+TEST(CaptureRefusal, ANotDumpableProcessIsRefused) {
+  auto f = ready();
+  f.proc_uid = 0;
+  EXPECT_EQ(refusal(f), "pid 123 is not dumpable (it ran a setuid or unreadable program)");
+  auto r = ready();
+  r.proc_uid = 0;  // already not dumpable when it became ready
+  EXPECT_NE(capture_refusal(r, ready(), true, kApp, kApp), "");
+}
+
+TEST(CaptureRefusal, AnExecSinceReadyIsRefused) {
+  EXPECT_EQ(refusal(ready(), /*mm_same=*/false), "pid 123 ran exec after it became ready");
+  auto f = ready();
+  f.exe_ino = 4243;
+  EXPECT_EQ(refusal(f), "pid 123 runs another executable than when it became ready (exe differs)");
+  f = ready();
+  f.exe_dev = 9;
+  EXPECT_NE(refusal(f), "");
+  f = ready();
+  f.mm.arg_start += 0x1000;
+  EXPECT_EQ(refusal(f), "pid 123 ran exec after it became ready (its memory layout was replaced)");
+}
+
+TEST(CaptureRefusal, TheMostTellingReasonComesFirst) {
+  // What `su` does to a launched process: new euid, not dumpable, new mm, new exe.
+  auto f = ready();
+  f.euid = f.suid = f.fsuid = 0;
+  f.proc_uid = 0;
+  f.exe_ino = 1;
+  EXPECT_EQ(refusal(f, false), "pid 123 changed its effective uid from 1001 to 0 since it was launched");
+}
+
+TEST(CaptureRefusal, ARootAppIsCheckedOnItsIdsNotOnDumpable) {
+  auto r = ready();
+  r.ruid = r.euid = r.suid = r.fsuid = 0;
+  r.rgid = r.egid = r.sgid = r.fsgid = 0;
+  r.proc_uid = r.proc_gid = 0;
+  EXPECT_EQ(capture_refusal(r, r, true, 0, 0), "");
+  auto f = r;
+  f.ruid = f.euid = f.suid = f.fsuid = 65534;
+  EXPECT_EQ(capture_refusal(r, f, true, 0, 0), "pid 123 changed its real uid from 0 to 65534 since it was launched");
+  EXPECT_EQ(capture_refusal(r, r, false, 0, 0), "pid 123 ran exec after it became ready");
+}
+
+}  // namespace
+}  // namespace prewarm::policy
