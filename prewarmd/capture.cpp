@@ -80,22 +80,6 @@ void record_dependencies(const pb::Snapshot& snap, const policy::LaunchContext& 
   r.status = "ok";
 }
 
-CaptureResult capture(pid_t pid, const std::string& incoming, const policy::LaunchContext& ctx,
-                      const std::vector<std::string>& argv, const std::string& cwd,
-                      const std::vector<std::string>& watch) {
-  CaptureResult r;
-  // 1. The image, complete or not at all; the app keeps running.
-  if (!take_dump(dump_process(pid, incoming, /*kill=*/false), r)) return r;
-  // 2. What the snapshot depends on: recorded now, so a change after this point invalidates it.
-  auto img = load_image(incoming);
-  if (!img) {
-    r.message = "the new image does not load: " + img.error().describe();
-    return r;
-  }
-  record_dependencies(img->snap, ctx, argv, cwd, watch, r);
-  return r;
-}
-
 // The frozen process checked against what it was at ready; "" if it may be dumped.
 std::string verify_frozen(const CaptureRequest& req) {
   const std::string who = "pid " + std::to_string(req.pid);
@@ -165,16 +149,6 @@ int exit_code(const CaptureResult& r) {
 }
 
 }  // namespace
-
-int run_capture_child(pid_t pid, unsigned delay_ms, const std::string& incoming, const policy::LaunchContext& ctx,
-                      const std::vector<std::string>& argv, const std::string& cwd,
-                      const std::vector<std::string>& watch) {
-  // After READY=1 the app may still be closing the socket it sent it with.
-  if (delay_ms) ::usleep(delay_ms * 1000);
-  CaptureResult r = capture(pid, incoming, ctx, argv, cwd, watch);
-  if (!write_file_atomic(result_path(incoming), proto::json_text(to_json(r)), 0600)) return kCaptureFailed;
-  return exit_code(r);
-}
 
 int run_capture_child(const CaptureRequest& req) {
   // After READY=1 the app may still be closing the socket it sent it with.

@@ -51,12 +51,6 @@ inline constexpr int kCaptureRefused = 4;
 // in every case it can be. Changes this process's credentials: call it in a child only.
 int run_capture_child(const CaptureRequest& req);
 
-// TODO(lead): remove once the daemon uses CaptureRequest
-// The old entry point: no identity check, files hashed as the caller (root).
-int run_capture_child(pid_t pid, unsigned delay_ms, const std::string& incoming, const policy::LaunchContext& ctx,
-                      const std::vector<std::string>& argv, const std::string& cwd,
-                      const std::vector<std::string>& watch);
-
 // Reads (and removes) the result; a missing or garbled file is a failed capture.
 CaptureResult read_capture_result(const std::string& incoming);
 
