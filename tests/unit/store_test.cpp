@@ -196,13 +196,16 @@ TEST_F(StoreTest, PublishMovesTheCaptureIntoPlace) {
   EXPECT_EQ(e.last_used_ms, e.created_ms);
 }
 
-// The image holds the app's memory: the daemon (root) hands it to the app's user.
-TEST_F(StoreTest, PublishHandsTheImageToTheAppsUser) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root to chown the image to another user";
+// The image holds the app's memory and root reads it: it stays the daemon's and private, never
+// handed to the app's user (who could then swap its contents under root); meta.json says whose.
+TEST_F(StoreTest, PublishKeepsTheImageTheDaemonsOwnAndPrivate) {
   ImageStore store(state_);
   ASSERT_TRUE(store.open().ok());
   const std::string key = key_n(1);
   const std::string in = make_incoming(store, "42", 4096);
+  // A capture written with loose modes is tightened.
+  ASSERT_EQ(::chmod(in.c_str(), 0755), 0);
+  ASSERT_EQ(::chmod((in + "/pages.img").c_str(), 0644), 0);
   StoreEntry e = entry(key, "calc");
   e.uid = 65534;
   e.gid = 65533;
@@ -212,11 +215,16 @@ TEST_F(StoreTest, PublishHandsTheImageToTheAppsUser) {
   for (const std::string& path : {dir, dir + "/meta.json", dir + "/pages.img", dir + "/snapshot.pb"}) {
     struct stat st {};
     ASSERT_EQ(::lstat(path.c_str(), &st), 0) << path;
-    EXPECT_EQ(st.st_uid, 65534u) << path;
-    EXPECT_EQ(st.st_gid, 65533u) << path;
-    EXPECT_EQ(st.st_mode & 077, 0u) << path;
+    EXPECT_EQ(st.st_uid, ::geteuid()) << path;
+    EXPECT_EQ(st.st_mode & 07777, path == dir ? 0700u : 0600u) << path;
   }
   EXPECT_EQ(store.entries().at(key).uid, 65534u);
+  ImageStore again(state_);
+  ASSERT_TRUE(again.open().ok());
+  ASSERT_EQ(again.entries().count(key), 1u) << "a published image did not survive a reopen";
+  EXPECT_EQ(again.entries().at(key).uid, 65534u);
+  EXPECT_EQ(again.entries().at(key).gid, 65533u);
+  EXPECT_TRUE(again.take_warnings().empty());
 }
 
 TEST_F(StoreTest, ReopenLoadsPublishedImages) {
@@ -286,12 +294,15 @@ TEST_F(StoreTest, PublishReplacesAnImageWithTheSameKey) {
   const std::string in = store.incoming_dir("second");
   ASSERT_EQ(::mkdir(in.c_str(), 0700), 0);
   write_text(in + "/snapshot.pb", "second manifest");
+  write_text(in + "/pages.img", "second pages");
   ASSERT_TRUE(store.publish(in, entry(k, "calc")).ok());
   EXPECT_EQ(store.entries().size(), 1u);
-  EXPECT_EQ(names_in(store.image_dir(k)), (std::set<std::string>{"meta.json", "snapshot.pb"}));
+  EXPECT_EQ(names_in(store.image_dir(k)), (std::set<std::string>{"meta.json", "pages.img", "snapshot.pb"}));
   auto text = read_file(store.image_dir(k) + "/snapshot.pb");
   ASSERT_TRUE(text.ok());
   EXPECT_EQ(*text, "second manifest");
+  // The replaced image went with the swap: nothing is left in incoming/.
+  EXPECT_TRUE(names_in(state_ + "/incoming").empty());
 }
 
 class StoreQuarantineTest : public StoreTest {
