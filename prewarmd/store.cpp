@@ -1,7 +1,9 @@
+// The image store, kept by directory descriptors so that nothing in it is reached by a path.
 #include "prewarmd/store.h"
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,9 +13,7 @@
 
 #include "policy/eviction.h"
 #include "prewarmd/protocol.h"
-#include "prewarmd/registry.h"
 #include "snapshot/clock.h"
-#include "snapshot/unique_fd.h"
 
 namespace prewarm {
 namespace {
@@ -21,16 +21,148 @@ namespace {
 using nlohmann::json;
 constexpr int kMetaVersion = 1;
 constexpr size_t kQuarantineKept = 4;
+constexpr const char* kMetaName = "meta.json";
+constexpr const char* kMetaTemp = "meta.json.tmp";
+constexpr uint64_t kMaxMetaBytes = 16ull << 20;
+// Opening a directory entry never follows a symlink, last component included.
+constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW;
+// Removal recursion is bounded (one descriptor per level); images are one level deep.
+constexpr int kMaxDepth = 64;
 
-std::vector<std::string> list_dir(const std::string& path) {
-  std::vector<std::string> out;
-  if (DIR* d = ::opendir(path.c_str())) {
-    while (dirent* e = ::readdir(d))
-      if (std::string n = e->d_name; n != "." && n != "..") out.push_back(n);
-    ::closedir(d);
+// One name inside a directory, never a path.
+bool is_plain_name(const std::string& n) {
+  return !n.empty() && n != "." && n != ".." && n.find('/') == std::string::npos;
+}
+
+std::string uid_text(uid_t uid) { return std::to_string(uid); }
+
+// The names in an open directory, sorted; the descriptor itself is left as it was.
+Result<std::vector<std::string>> list_at(int dirfd) {
+  int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno_error("open directory");
+  DIR* d = ::fdopendir(fd);
+  if (d == nullptr) {
+    int e = errno;
+    ::close(fd);
+    return make_error(e, "read directory");
   }
+  std::vector<std::string> out;
+  while (dirent* e = ::readdir(d))
+    if (std::string n = e->d_name; n != "." && n != "..") out.push_back(std::move(n));
+  ::closedir(d);
   std::sort(out.begin(), out.end());
   return out;
+}
+
+int remove_at(int dirfd, const std::string& name, int depth);
+
+// Removes what an open directory holds (one pass; the caller retries if something reappeared).
+void clear_dir(int fd, int depth) {
+  auto names = list_at(fd);
+  if (!names) return;
+  for (const auto& n : *names) (void)remove_at(fd, n, depth);
+}
+
+// Removes `name` in `dirfd` and, if it is a directory, everything below it, without following a
+// symlink anywhere: directories are entered only through openat(O_NOFOLLOW) and a symlink is
+// unlinked itself. An entry swapped for something else mid-way (a directory for a symlink) is
+// looked at again. Returns 0 or the errno that stopped it.
+int remove_at(int dirfd, const std::string& name, int depth) {
+  int err = EBUSY;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    struct stat st {};
+    if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return errno == ENOENT ? 0 : errno;
+    if (!S_ISDIR(st.st_mode)) {
+      if (::unlinkat(dirfd, name.c_str(), 0) == 0 || errno == ENOENT) return 0;
+      if ((err = errno) == EISDIR) continue;
+      return err;
+    }
+    if (depth >= kMaxDepth) return ELOOP;
+    int fd = ::openat(dirfd, name.c_str(), kDirFlags | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT) return 0;
+      if ((err = errno) == ELOOP || err == ENOTDIR) continue;  // replaced since the fstatat
+      return err;
+    }
+    {
+      UniqueFd dir(fd);
+      clear_dir(dir.get(), depth + 1);
+    }
+    if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) == 0 || errno == ENOENT) return 0;
+    if ((err = errno) != ENOTEMPTY && err != EEXIST && err != ENOTDIR) return err;
+  }
+  return err;
+}
+
+// Bytes on disk of the regular files in an image directory.
+uint64_t dir_bytes(int dirfd) {
+  uint64_t total = 0;
+  auto names = list_at(dirfd);
+  if (!names) return 0;
+  for (const auto& n : *names) {
+    struct stat st {};
+    if (::fstatat(dirfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+      total += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  return total;
+}
+
+int64_t mtime_ms(const struct stat& st) { return st.st_mtim.tv_sec * 1000ll + st.st_mtim.tv_nsec / 1'000'000; }
+
+// Only the daemon may be able to change what is in the store: its owner, no one else's write bit.
+Result<void> check_own_private(const struct stat& st, const std::string& what) {
+  if (st.st_uid != ::geteuid())
+    return data_error(what + " is owned by uid " + uid_text(st.st_uid) + ", not by prewarmd (uid " +
+                      uid_text(::geteuid()) + "), so its user could have changed it");
+  if (st.st_mode & 022) return data_error(what + " is writable by group or others");
+  return ok();
+}
+
+// The state directory or one of its subdirectories: created 0700 if missing, opened without
+// following a symlink, the daemon's own, tightened to 0700.
+Result<UniqueFd> open_private_dir(int parent, const std::string& name, const std::string& shown) {
+  if (::mkdirat(parent, name.c_str(), 0700) != 0 && errno != EEXIST) return errno_error("create " + shown);
+  auto fd = open_at(parent, name, kDirFlags);
+  if (!fd) {
+    if (fd.error().code == ELOOP) return make_error(ELOOP, shown + " is a symlink, not a directory");
+    if (fd.error().code == ENOTDIR) return make_error(ENOTDIR, shown + " is not a directory");
+    return make_error(fd.error().code, "open " + shown);
+  }
+  struct stat st {};
+  if (::fstat(fd->get(), &st) != 0) return errno_error("stat " + shown);
+  if (st.st_uid != ::geteuid())
+    return data_error(shown + " is owned by uid " + uid_text(st.st_uid) + ", not by prewarmd (uid " +
+                      uid_text(::geteuid()) + "); give it to prewarmd's user or choose another state directory");
+  if ((st.st_mode & 077) && ::fchmod(fd->get(), 0700) != 0) return errno_error("chmod 0700 " + shown);
+  return fd;
+}
+
+// `path` as an open parent directory (its last component not followed) and the name in it.
+Result<std::pair<UniqueFd, std::string>> open_parent(std::string path) {
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  const size_t slash = path.find_last_of('/');
+  std::string parent = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (!is_plain_name(name)) return make_error(EINVAL, path + " does not name a directory entry");
+  PW_ASSIGN(UniqueFd fd, open_fd(parent, kDirFlags));
+  return std::pair<UniqueFd, std::string>(std::move(fd), std::move(name));
+}
+
+Result<void> write_meta_at(int dirfd, const std::string& text) {
+  if (::unlinkat(dirfd, kMetaTemp, 0) != 0 && errno != ENOENT) return errno_error("remove a stale meta.json.tmp");
+  {
+    PW_ASSIGN(UniqueFd fd, open_at(dirfd, kMetaTemp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600));
+    Result<void> w = write_all(fd.get(), text.data(), text.size());
+    if (w && ::fchmod(fd.get(), 0600) != 0) w = errno_error("chmod meta.json");
+    if (w && ::fsync(fd.get()) != 0) w = errno_error("fsync meta.json");
+    if (!w) {
+      ::unlinkat(dirfd, kMetaTemp, 0);
+      return w.error();
+    }
+  }
+  if (::renameat(dirfd, kMetaTemp, dirfd, kMetaName) != 0) return errno_error("rename meta.json into place");
+  if (::fsync(dirfd) != 0) return errno_error("fsync the image directory");
+  return ok();
 }
 
 json to_json(const policy::FileRecord& f) {
@@ -70,113 +202,220 @@ Result<StoreEntry> parse_meta(const std::string& text) {
   }
 }
 
-uint64_t dir_bytes(const std::string& dir) {
-  uint64_t total = 0;
-  for (const auto& n : list_dir(dir)) {
-    struct stat st {};
-    if (::lstat((dir + "/" + n).c_str(), &st) == 0 && S_ISREG(st.st_mode))
-      total += static_cast<uint64_t>(st.st_blocks) * 512;
-  }
-  return total;
-}
-
-Result<void> make_private_dir(const std::string& path) {
-  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) return errno_error("create " + path);
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) return errno_error("stat " + path);
-  if (!S_ISDIR(st.st_mode)) return data_error(path + " is not a directory");
-  if (st.st_uid == ::geteuid() && (st.st_mode & 077) && ::chmod(path.c_str(), 0700) != 0)
-    return errno_error("chmod 0700 " + path);
-  return ok();
-}
-
 }  // namespace
 
-void remove_tree(const std::string& path) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) return;
-  if (S_ISDIR(st.st_mode)) {
-    for (const auto& n : list_dir(path)) remove_tree(path + "/" + n);
-    ::rmdir(path.c_str());
-  } else {
-    ::unlink(path.c_str());
-  }
+bool remove_tree(const std::string& path) {
+  auto at = open_parent(path);
+  if (!at) return at.error().code == ENOENT;
+  return remove_at(at->first.get(), at->second, 0) == 0;
 }
 
+std::vector<std::string> ImageStore::take_warnings() { return std::exchange(warnings_, {}); }
+
 Result<void> ImageStore::open() {
-  PW_TRY(make_private_dir(root_));
-  for (const char* sub : {"/store", "/incoming", "/quarantine"}) PW_TRY(make_private_dir(root_ + sub));
+  entries_.clear();
+  // The state directory's own path is the administrator's; from its last component on, nothing
+  // is followed.
+  if (::mkdir(root_.c_str(), 0700) != 0 && errno != EEXIST) return errno_error("create " + root_);
+  {
+    PW_ASSIGN(auto at, open_parent(root_));
+    PW_ASSIGN(root_fd_, open_private_dir(at.first.get(), at.second, root_));
+  }
+  for (auto [sub, fd] : {std::pair{"store", &store_fd_}, {"incoming", &incoming_fd_}, {"quarantine", &quarantine_fd_}}) {
+    // Something planted where a subdirectory belongs is removed, and the directory made anew.
+    struct stat st {};
+    if (::fstatat(root_fd_.get(), sub, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) {
+      warn(root_ + "/" + sub + " is " + file_kind(st.st_mode) + ", not a directory; removed");
+      if (::unlinkat(root_fd_.get(), sub, 0) != 0) return errno_error("remove " + root_ + "/" + sub);
+    }
+    PW_ASSIGN(*fd, open_private_dir(root_fd_.get(), sub, root_ + "/" + sub));
+  }
+
   // A capture interrupted by a crash or SIGKILL left at most an unpublished directory here.
-  for (const auto& n : list_dir(root_ + "/incoming")) remove_tree(root_ + "/incoming/" + n);
-  for (const auto& n : list_dir(root_ + "/store")) {
-    const std::string dir = image_dir(n);
-    auto meta = read_file(dir + "/meta.json");
-    Result<StoreEntry> e = meta ? parse_meta(*meta) : Result<StoreEntry>(meta.error());
-    if (!e || e->key != n) {
+  if (auto names = list_at(incoming_fd_.get())) {
+    for (const auto& n : *names) {
+      struct stat st {};
+      if (::fstatat(incoming_fd_.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode) &&
+          !S_ISREG(st.st_mode))
+        warn("incoming/" + n + " is " + file_kind(st.st_mode) + ", not a capture; removed");
+      if (int e = remove_at(incoming_fd_.get(), n, 0); e != 0)
+        warn("incoming/" + n + ": cannot remove it: " + std::strerror(e));
+    }
+  }
+  if (auto names = list_at(quarantine_fd_.get())) {
+    for (const auto& n : *names) {
+      struct stat st {};
+      if (::fstatat(quarantine_fd_.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode)) continue;
+      warn("quarantine/" + n + " is " + file_kind(st.st_mode) + ", not an image; removed");
+      if (int e = remove_at(quarantine_fd_.get(), n, 0); e != 0) warn("quarantine/" + n + ": cannot remove it: " + std::strerror(e));
+    }
+  }
+  PW_ASSIGN(std::vector<std::string> names, list_at(store_fd_.get()));
+  for (const auto& n : names) {
+    struct stat st {};
+    if (::fstatat(store_fd_.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (!S_ISDIR(st.st_mode)) {
+      warn("store/" + n + " is " + file_kind(st.st_mode) + ", not an image directory; removed");
+      if (int e = remove_at(store_fd_.get(), n, 0); e != 0) warn("store/" + n + ": cannot remove it: " + std::strerror(e));
+      continue;
+    }
+    auto e = load_entry(n);
+    if (!e) {
+      warn(e.error().describe() + "; image quarantined");
       quarantine(n);
       continue;
     }
-    struct stat st {};
-    e->last_used_ms = ::stat(dir.c_str(), &st) == 0
-                          ? st.st_mtim.tv_sec * 1000ll + st.st_mtim.tv_nsec / 1'000'000
-                          : e->created_ms;
-    e->bytes = dir_bytes(dir);
     entries_[n] = std::move(*e);
   }
   return ok();
 }
 
+// One image directory, checked entry by entry without following or opening anything but
+// regular files: owned by the daemon, private, complete, with a meta.json that names it.
+Result<StoreEntry> ImageStore::load_entry(const std::string& key) {
+  const std::string shown = "store/" + key;
+  auto d = open_at(store_fd_.get(), key, kDirFlags);
+  if (!d) return make_error(d.error().code, shown + ": cannot open the image directory");
+  struct stat st {};
+  if (::fstat(d->get(), &st) != 0) return errno_error(shown + ": stat");
+  PW_TRY(check_own_private(st, shown));
+  if ((st.st_mode & 077) && ::fchmod(d->get(), 0700) != 0) return errno_error(shown + ": chmod 0700");
+  const int64_t last_used = mtime_ms(st);
+
+  auto names = list_at(d->get());
+  if (!names) return make_error(names.error().code, shown + ": cannot list it");
+  bool manifest = false, pages = false, meta = false;
+  uint64_t bytes = 0;
+  for (const auto& n : *names) {
+    const std::string what = shown + "/" + n;
+    if (::fstatat(d->get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return errno_error(what + ": stat");
+    if (!S_ISREG(st.st_mode)) return data_error(what + " is " + file_kind(st.st_mode) + ", not a regular file");
+    PW_TRY(check_own_private(st, what));
+    bytes += static_cast<uint64_t>(st.st_blocks) * 512;
+    manifest |= n == kManifestName, pages |= n == kPagesName, meta |= n == kMetaName;
+  }
+  if (!meta) return make_error(ENOENT, shown + ": meta.json is missing");
+  if (!manifest || !pages) return make_error(ENOENT, shown + ": the image is incomplete (no " +
+                                                         std::string(manifest ? kPagesName : kManifestName) + ")");
+  PW_ASSIGN(UniqueFd mf, open_regular_at(d->get(), kMetaName, shown));
+  if (::fstat(mf.get(), &st) != 0) return errno_error(shown + ": stat meta.json");
+  if (static_cast<uint64_t>(st.st_size) > kMaxMetaBytes) return data_error(shown + ": meta.json is implausibly large");
+  auto text = read_fd(mf.get());
+  if (!text) return make_error(text.error().code, shown + ": read meta.json");
+  auto e = parse_meta(*text);
+  if (!e) return data_error(shown + ": " + e.error().describe());
+  if (e->key != key) return data_error(shown + ": meta.json names another image (" + e->key + ")");
+  e->last_used_ms = last_used;
+  e->bytes = bytes;
+  return e;
+}
+
+Result<ImageFds> ImageStore::open_image(const std::string& key) const {
+  const std::string shown = image_dir(key);
+  if (!is_plain_name(key) || !entries_.count(key)) return make_error(ENOENT, shown + ": no such image in the store");
+  auto d = open_at(store_fd_.get(), key, kDirFlags);
+  if (!d) return make_error(d.error().code, shown + ": cannot open the image directory");
+  struct stat st {};
+  if (::fstat(d->get(), &st) != 0) return errno_error(shown + ": stat");
+  PW_TRY(check_own_private(st, shown));
+  PW_ASSIGN(ImageFds fds, open_image_files_at(d->get(), shown));
+  for (auto [fd, name] : {std::pair{&fds.manifest, kManifestName}, {&fds.pages, kPagesName}}) {
+    if (::fstat(fd->get(), &st) != 0) return errno_error(shown + ": stat " + name);
+    PW_TRY(check_own_private(st, shown + "/" + name));
+  }
+  return fds;
+}
+
 Result<void> ImageStore::publish(const std::string& incoming, StoreEntry e) {
+  if (!is_plain_name(e.key)) return data_error("publish " + incoming + ": invalid image key \"" + e.key + "\"");
+  PW_ASSIGN(auto at, open_parent(incoming));
+  auto& [parent, name] = at;
+  PW_ASSIGN(UniqueFd d, open_at(parent.get(), name, kDirFlags));
+  struct stat st {};
+  if (::fstat(d.get(), &st) != 0) return errno_error("stat " + incoming);
+  if (st.st_uid != ::geteuid())
+    return data_error(incoming + " is owned by uid " + uid_text(st.st_uid) + ", not by prewarmd; not publishing it");
+  // Every entry a regular file of ours, made private; the image stays the daemon's (the launcher
+  // gets read-only descriptors), so the app's user can never change what root will read.
+  PW_ASSIGN(std::vector<std::string> names, list_at(d.get()));
+  bool manifest = false, pages = false;
+  for (const auto& n : names) {
+    PW_ASSIGN(UniqueFd f, open_regular_at(d.get(), n, incoming));
+    if (::fstat(f.get(), &st) != 0) return errno_error("stat " + incoming + "/" + n);
+    if (st.st_uid != ::geteuid()) return data_error(incoming + "/" + n + " is not prewarmd's; not publishing it");
+    if ((st.st_mode & 07777) != 0600 && ::fchmod(f.get(), 0600) != 0) return errno_error("chmod 0600 " + incoming + "/" + n);
+    manifest |= n == kManifestName, pages |= n == kPagesName;
+  }
+  if (!manifest || !pages)
+    return make_error(ENOENT, incoming + ": the image is incomplete (no " + std::string(manifest ? kPagesName : kManifestName) + ")");
+  if (::fchmod(d.get(), 0700) != 0) return errno_error("chmod 0700 " + incoming);
+
   e.created_ms = e.last_used_ms = wall_ms();
   json files = json::array();
   for (const auto& f : e.files) files.push_back(to_json(f));
   json meta = {{"version", kMetaVersion}, {"key", e.key},   {"app", e.app},
                {"uid", e.uid},            {"gid", e.gid},   {"created_ms", e.created_ms},
                {"capture_ms", e.capture_ms}, {"freeze_ms", e.freeze_ms}, {"files", files}};
-  PW_TRY(write_file_atomic(incoming + "/meta.json", proto::json_text(meta, 1), 0600));
-  // The image holds the app's memory: only its user (and root) may read it.
-  if (e.uid != ::geteuid()) {
-    for (const auto& n : list_dir(incoming))
-      if (::lchown((incoming + "/" + n).c_str(), e.uid, e.gid) != 0)
-        return errno_error("hand " + incoming + "/" + n + " to uid " + std::to_string(e.uid));
-    if (::lchown(incoming.c_str(), e.uid, e.gid) != 0) return errno_error("hand " + incoming + " to its user");
-  }
+  if (auto w = write_meta_at(d.get(), proto::json_text(meta, 1)); !w)
+    return make_error(w.error().code, incoming + ": " + w.error().message);
+
+  // Into place in one rename; an image (or anything else) already there is swapped out
+  // atomically and removed, so a launch sees the old image or the new one.
   const std::string dest = image_dir(e.key);
-  if (entries_.count(e.key) || ::access(dest.c_str(), F_OK) == 0) remove(e.key);
-  if (::rename(incoming.c_str(), dest.c_str()) != 0) return errno_error("publish " + dest);
-  if (auto d = open_fd(root_ + "/store", O_RDONLY | O_DIRECTORY)) ::fsync(d->get());
-  e.bytes = dir_bytes(dest);
+  if (::fstatat(store_fd_.get(), e.key.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (::renameat2(parent.get(), name.c_str(), store_fd_.get(), e.key.c_str(), RENAME_EXCHANGE) != 0)
+      return errno_error("publish " + dest);
+    if (int err = remove_at(parent.get(), name, 0); err != 0)
+      warn(incoming + ": cannot remove the image it replaced: " + std::strerror(err));
+  } else if (::renameat2(parent.get(), name.c_str(), store_fd_.get(), e.key.c_str(), RENAME_NOREPLACE) != 0) {
+    return errno_error("publish " + dest);
+  }
+  ::fsync(store_fd_.get());
+  e.bytes = dir_bytes(d.get());
   entries_[e.key] = std::move(e);
   return ok();
 }
 
 void ImageStore::remove(const std::string& key) {
   entries_.erase(key);
-  remove_tree(image_dir(key));
+  if (!is_plain_name(key)) return;
+  if (int e = remove_at(store_fd_.get(), key, 0); e != 0) warn("store/" + key + ": cannot remove it: " + std::strerror(e));
 }
 
 void ImageStore::quarantine(const std::string& key) {
   entries_.erase(key);
-  const std::string q = root_ + "/quarantine";
-  if (::rename(image_dir(key).c_str(), (q + "/" + key + "-" + std::to_string(wall_ms())).c_str()) != 0)
-    remove_tree(image_dir(key));
+  if (!is_plain_name(key)) return;
+  const std::string aside = key + "-" + std::to_string(wall_ms());
+  if (::renameat2(store_fd_.get(), key.c_str(), quarantine_fd_.get(), aside.c_str(), RENAME_NOREPLACE) != 0 &&
+      errno != ENOENT) {
+    warn("store/" + key + ": cannot move it to quarantine/ (" + std::strerror(errno) + "); removing it");
+    remove(key);
+  }
+  prune_quarantine();
+}
+
+void ImageStore::prune_quarantine() {
   // Newest first by the time in the name (KEY-MS): rename keeps a directory's mtime.
   auto when = [](const std::string& n) {
     auto dash = n.rfind('-');
     return dash == std::string::npos ? 0ll : std::atoll(n.c_str() + dash + 1);
   };
-  auto old = list_dir(q);
+  auto names = list_at(quarantine_fd_.get());
+  if (!names) return;
+  auto& old = *names;
   std::sort(old.begin(), old.end(), [&](const std::string& a, const std::string& b) {
     return when(a) != when(b) ? when(a) > when(b) : a > b;
   });
-  for (size_t i = kQuarantineKept; i < old.size(); ++i) remove_tree(q + "/" + old[i]);
+  for (size_t i = kQuarantineKept; i < old.size(); ++i)
+    if (int e = remove_at(quarantine_fd_.get(), old[i], 0); e != 0)
+      warn("quarantine/" + old[i] + ": cannot remove it: " + std::strerror(e));
 }
 
 void ImageStore::touch(const std::string& key) {
   auto it = entries_.find(key);
   if (it == entries_.end()) return;
   it->second.last_used_ms = wall_ms();
-  ::utimensat(AT_FDCWD, image_dir(key).c_str(), nullptr, 0);
+  if (auto d = open_at(store_fd_.get(), key, kDirFlags)) ::futimens(d->get(), nullptr);
 }
 
 uint64_t ImageStore::total_bytes() const {

@@ -74,10 +74,11 @@ std::vector<PwRange> punch_fd(const std::vector<PwRange>& ranges, int fd) {
 
 }  // namespace
 
-Error restore_in_place(const std::string& dir, const RestoreOptions& options) {
+// Everything after the image's files are open; `label` names the image in errors.
+static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label, const RestoreOptions& options) {
   PhaseClock clock;
   // 1. Parse the image and check its structure (no page contents yet).
-  auto img = load_image(dir);
+  auto img = load_image(std::move(manifest), std::move(pages), std::move(label));
   if (!img) return img.error();
   const pb::Snapshot& snap = img->snap;
   if (count_threads(::getpid()) != 1) return data_error("the launcher must be single-threaded");
@@ -219,6 +220,16 @@ Error restore_in_place(const std::string& dir, const RestoreOptions& options) {
   (void)img->pages.release();
   (void)notify.release();
   jump_to_blob(H, plan_addr, plan_addr + plan_len);
+}
+
+Error restore_in_place(UniqueFd manifest, UniqueFd pages, const RestoreOptions& options) {
+  return restore_loaded(std::move(manifest), std::move(pages), "the image", options);
+}
+
+Error restore_in_place(const std::string& dir, const RestoreOptions& options) {
+  auto files = open_image_files(dir);
+  if (!files) return files.error();
+  return restore_loaded(std::move(files->manifest), std::move(files->pages), dir, options);
 }
 
 }  // namespace prewarm

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "snapshot/result.h"
+#include "snapshot/unique_fd.h"
 
 namespace prewarm {
 
@@ -17,5 +18,9 @@ struct RestoreOptions {
 // Validates and stages everything, then hands over to the restorer blob. Returns only on a
 // failure before the point of no return; the process is then unchanged except for memory.
 Error restore_in_place(const std::string& images_dir, const RestoreOptions& options = {});
+// The same from the image's two files, open read-only (prewarmd hands a launch these, never a
+// path or directory: the launcher runs as the app's user and cannot open root's store itself).
+// The descriptors are consumed; errors name the image "the image".
+Error restore_in_place(UniqueFd manifest, UniqueFd pages, const RestoreOptions& options = {});
 
 }  // namespace prewarm

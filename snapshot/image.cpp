@@ -178,30 +178,75 @@ Result<void> check_structure(const pb::Snapshot& snap, uint64_t pages_file_size)
   return ok();
 }
 
-Result<LoadedImage> load_image(const std::string& dir) {
-  LoadedImage img;
-  img.dir = dir;
-  PW_ASSIGN(UniqueFd dfd, open_fd(dir, O_RDONLY | O_DIRECTORY));
+const char* file_kind(mode_t mode) {
+  switch (mode & S_IFMT) {
+    case S_IFREG: return "a regular file";
+    case S_IFDIR: return "a directory";
+    case S_IFLNK: return "a symlink";
+    case S_IFIFO: return "a FIFO";
+    case S_IFSOCK: return "a socket";
+    case S_IFCHR: return "a character device";
+    case S_IFBLK: return "a block device";
+    default: return "an object of unknown type";
+  }
+}
+
+Result<UniqueFd> open_regular_at(int dirfd, const std::string& name, const std::string& label) {
+  // O_NONBLOCK: opening a FIFO planted in place of the file must not wait for a writer.
+  auto f = open_at(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  if (!f) {
+    const int e = f.error().code;
+    if (e == ENOENT) return make_error(ENOENT, label + ": " + name + " is missing (the image is incomplete or was removed)");
+    if (e == ELOOP) return make_error(ELOOP, label + ": " + name + " is a symlink, not a regular file; refusing it");
+    return make_error(e, label + ": open " + name);
+  }
   struct stat st {};
-  // A launcher holds the image by its directory fd: prewarmd may have dropped it since.
-  auto open_part = [&](const char* name) -> Result<UniqueFd> {
-    auto f = open_at(dfd.get(), name, O_RDONLY);
-    if (!f && f.error().code == ENOENT)
-      return make_error(ENOENT, std::string(name) + " is missing (the image was removed after this launch was granted it, or is incomplete)");
-    return f;
-  };
-  auto mf = open_part(kManifestName);
-  if (!mf) return mf.error();
-  if (::fstat(mf->get(), &st) != 0) return errno_error("stat " + dir + "/" + kManifestName);
+  if (::fstat(f->get(), &st) != 0) return errno_error(label + ": stat " + name);
+  if (!S_ISREG(st.st_mode))
+    return data_error(label + ": " + name + " is " + file_kind(st.st_mode) + ", not a regular file; refusing it");
+  const int fl = ::fcntl(f->get(), F_GETFL);
+  if (fl < 0 || ::fcntl(f->get(), F_SETFL, fl & ~O_NONBLOCK) != 0) return errno_error(label + ": fcntl " + name);
+  return f;
+}
+
+Result<ImageFds> open_image_files_at(int dirfd, const std::string& label) {
+  ImageFds fds;
+  PW_ASSIGN(fds.manifest, open_regular_at(dirfd, kManifestName, label));
+  PW_ASSIGN(fds.pages, open_regular_at(dirfd, kPagesName, label));
+  return fds;
+}
+
+Result<ImageFds> open_image_files(const std::string& dir) {
+  PW_ASSIGN(UniqueFd dfd, open_fd(dir, O_RDONLY | O_DIRECTORY));
+  return open_image_files_at(dfd.get(), dir);
+}
+
+Result<LoadedImage> load_image(UniqueFd manifest, UniqueFd pages, std::string label) {
+  // The descriptors may come from another process: check them as if we had opened them.
+  struct stat st {};
+  if (!manifest.valid() || !pages.valid()) return make_error(EBADF, label + ": no image files");
+  if (::fstat(manifest.get(), &st) != 0) return errno_error(label + ": stat " + kManifestName);
+  if (!S_ISREG(st.st_mode)) return data_error(label + ": " + kManifestName + " is " + file_kind(st.st_mode) + ", not a regular file");
   if (static_cast<uint64_t>(st.st_size) > kMaxManifestBytes)
-    return data_error(dir + "/" + kManifestName + " is implausibly large");
-  PW_ASSIGN(std::string text, read_fd(mf->get()));
-  PW_ASSIGN(img.pages, open_part(kPagesName));
-  if (::fstat(img.pages.get(), &st) != 0) return errno_error("stat " + dir + "/" + kPagesName);
+    return data_error(label + ": " + kManifestName + " is implausibly large");
+  // pread from 0: the file offset of a passed descriptor is not ours to trust.
+  std::string text(static_cast<size_t>(st.st_size), '\0');
+  if (auto r = pread_all(manifest.get(), text.data(), text.size(), 0); !r)
+    return make_error(r.error().code, label + ": read " + kManifestName);
+  if (::fstat(pages.get(), &st) != 0) return errno_error(label + ": stat " + kPagesName);
+  if (!S_ISREG(st.st_mode)) return data_error(label + ": " + kPagesName + " is " + file_kind(st.st_mode) + ", not a regular file");
   auto snap = parse_manifest(text, static_cast<uint64_t>(st.st_size));
-  if (!snap) return data_error(dir + "/" + kManifestName + ": " + snap.error().describe());
+  if (!snap) return data_error(label + ": " + kManifestName + ": " + snap.error().describe());
+  LoadedImage img;
   img.snap = std::move(*snap);
+  img.pages = std::move(pages);
+  img.label = std::move(label);
   return img;
+}
+
+Result<LoadedImage> load_image(const std::string& dir) {
+  PW_ASSIGN(ImageFds fds, open_image_files(dir));
+  return load_image(std::move(fds.manifest), std::move(fds.pages), dir);
 }
 
 Result<pb::Snapshot> parse_manifest(std::string_view bytes, uint64_t pages_file_size) {

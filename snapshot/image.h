@@ -3,6 +3,8 @@
 // complete image or none.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -42,12 +44,32 @@ class ImageWriter {
 
 struct LoadedImage {
   pb::Snapshot snap;
-  UniqueFd pages;  // open pages.img
-  std::string dir;
+  UniqueFd pages;     // open pages.img
+  std::string label;  // where it came from (a directory, or what the caller named it), for messages
 };
 
-// Opens and parses an image and checks its structure (version, ordering, bounds, page runs
-// within their mappings and within pages.img). Does not read page contents.
+// The two files of an image, read-only and blocking, each checked to be a regular file.
+struct ImageFds {
+  UniqueFd manifest;  // snapshot.pb
+  UniqueFd pages;     // pages.img
+};
+
+// Opens snapshot.pb and pages.img in the directory `dirfd` without following a symlink and
+// without blocking on a FIFO (O_NONBLOCK until fstat says S_ISREG). `label` names the image in
+// errors.
+Result<ImageFds> open_image_files_at(int dirfd, const std::string& label);
+// The same in the directory `dir` (which may itself be reached through symlinks, e.g. /proc/self/fd/N).
+Result<ImageFds> open_image_files(const std::string& dir);
+// Opens one file of `dirfd` that way (O_RDONLY|O_NOFOLLOW|O_NONBLOCK, S_ISREG checked, then
+// O_NONBLOCK cleared). Refusals: ENOENT (missing), ELOOP (a symlink), a data error (anything else
+// that is not a regular file).
+Result<UniqueFd> open_regular_at(int dirfd, const std::string& name, const std::string& label);
+// "a FIFO", "a symlink", "a directory", ... for messages about a file of the wrong type.
+const char* file_kind(mode_t mode);
+
+// Parses an image (from its two open files, or from a directory) and checks its structure (version, ordering, bounds, page runs within their
+// mappings and within pages.img). Does not read page contents.
+Result<LoadedImage> load_image(UniqueFd manifest, UniqueFd pages, std::string label);
 Result<LoadedImage> load_image(const std::string& dir);
 Result<void> check_structure(const pb::Snapshot& snap, uint64_t pages_file_size);
 // The manifest's bytes parsed and checked against a pages.img of `pages_file_size` bytes.

@@ -1,5 +1,6 @@
 // Tests that ImageWriter publishes a complete, private image atomically and that load_image reads
-// it back and refuses every kind of damaged or inconsistent image with a message that says what.
+// it back (from a directory or from the two open files) and refuses every kind of damaged or
+// inconsistent image with a message that says what, and any image file that is not a regular file.
 #include "snapshot/image.h"
 
 #include <fcntl.h>
@@ -8,9 +9,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <set>
 #include <string>
 
@@ -314,6 +317,88 @@ TEST_F(ImageTest, RefusesMissingDirectory) {
   auto r = load_image(dir_);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ENOENT);
+}
+
+// What prewarmd hands a launch: the two files, open, with no directory to go with them.
+TEST_F(ImageTest, LoadsFromTwoDescriptorsAlone) {
+  write_good_image();
+  auto files = open_image_files(dir_);
+  ASSERT_TRUE(files.ok()) << files.error().describe();
+  // The manifest is read from offset 0 whatever the descriptor's offset is.
+  char skip[3];
+  ASSERT_EQ(::read(files->manifest.get(), skip, sizeof skip), 3);
+  const std::string moved = scratch_ + "/gone";
+  ASSERT_EQ(::rename(dir_.c_str(), moved.c_str()), 0);
+  fs::remove_all(moved);  // the files live on only through the descriptors
+  auto img = load_image(std::move(files->manifest), std::move(files->pages), "image calc");
+  ASSERT_TRUE(img.ok()) << img.error().describe();
+  EXPECT_EQ(img->label, "image calc");
+  EXPECT_EQ(img->snap.process().comm(), "sample");
+  char c = 0;
+  ASSERT_TRUE(pread_all(img->pages.get(), &c, 1, 0).ok());
+  EXPECT_EQ(c, 'a');
+}
+
+TEST_F(ImageTest, DescriptorLoadRefusesADamagedImageNamingItsLabel) {
+  write_good_image();
+  ASSERT_EQ(::truncate((dir_ + "/" + kPagesName).c_str(), 3 * kPageSize), 0);
+  auto files = open_image_files(dir_);
+  ASSERT_TRUE(files.ok()) << files.error().describe();
+  auto r = load_image(std::move(files->manifest), std::move(files->pages), "image calc");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().describe().find("image calc"), std::string::npos) << r.error().describe();
+  EXPECT_NE(r.error().describe().find("truncated"), std::string::npos) << r.error().describe();
+}
+
+TEST_F(ImageTest, DescriptorLoadRefusesADirectoryOrNothing) {
+  write_good_image();
+  auto files = open_image_files(dir_);
+  ASSERT_TRUE(files.ok());
+  auto d = open_fd(dir_, O_RDONLY | O_DIRECTORY);
+  ASSERT_TRUE(d.ok());
+  auto r = load_image(std::move(files->manifest), std::move(*d), "image calc");
+  ASSERT_FALSE(r.ok()) << "a directory was taken for pages.img";
+  EXPECT_NE(r.error().describe().find("directory"), std::string::npos) << r.error().describe();
+  EXPECT_FALSE(load_image(UniqueFd(), UniqueFd(), "image calc").ok());
+}
+
+TEST_F(ImageTest, RefusesASymlinkedPagesImg) {
+  write_good_image();
+  const std::string pages = dir_ + "/" + kPagesName, real = scratch_ + "/real-pages";
+  ASSERT_EQ(::rename(pages.c_str(), real.c_str()), 0);
+  ASSERT_EQ(::symlink(real.c_str(), pages.c_str()), 0);
+  auto r = load_image(dir_);
+  ASSERT_FALSE(r.ok()) << "pages.img was followed through a symlink";
+  EXPECT_EQ(r.error().code, ELOOP);
+  EXPECT_NE(r.error().describe().find(dir_), std::string::npos) << r.error().describe();
+}
+
+TEST_F(ImageTest, RefusesAFifoManifestWithoutBlocking) {
+  write_good_image();
+  const std::string mf = dir_ + "/" + kManifestName;
+  ASSERT_EQ(::unlink(mf.c_str()), 0);
+  ASSERT_EQ(::mkfifo(mf.c_str(), 0600), 0);
+  auto r = std::async(std::launch::async, [&] { return load_image(dir_); });
+  if (r.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    if (auto w = open_fd(mf, O_WRONLY)) (void)w;  // unblock it so the test can end
+    r.wait();
+    FAIL() << "load_image blocked opening a FIFO planted as snapshot.pb";
+  }
+  auto res = r.get();
+  ASSERT_FALSE(res.ok());
+  EXPECT_NE(res.error().describe().find("FIFO"), std::string::npos) << res.error().describe();
+}
+
+TEST_F(ImageTest, OpenedFilesAreReadOnlyAndBlocking) {
+  write_good_image();
+  auto files = open_image_files(dir_);
+  ASSERT_TRUE(files.ok()) << files.error().describe();
+  for (int fd : {files->manifest.get(), files->pages.get()}) {
+    const int fl = ::fcntl(fd, F_GETFL);
+    EXPECT_EQ(fl & O_ACCMODE, O_RDONLY);
+    EXPECT_EQ(fl & O_NONBLOCK, 0);
+    EXPECT_NE(::fcntl(fd, F_GETFD) & FD_CLOEXEC, 0);
+  }
 }
 
 // check_structure on its own, for the rules that are awkward to reach through files.
