@@ -504,13 +504,16 @@ void Dashboard::serve() {
 
   std::vector<pollfd> fds;
   std::vector<std::list<Conn>::iterator> order;
+  // Out of fds or memory, accept fails and the listener stays readable: pause it instead of spinning.
+  std::optional<Clock::time_point> accept_paused_until;
   for (;;) {
     const auto now = Clock::now();
-    std::optional<Clock::time_point> next;
+    std::optional<Clock::time_point> next = accept_paused_until;
+    if (accept_paused_until && now >= *accept_paused_until) accept_paused_until.reset(), next.reset();
     fds.clear();
     order.clear();
     fds.push_back({wake_fd_.get(), POLLIN, 0});
-    fds.push_back({listen_fd_.get(), POLLIN, 0});
+    fds.push_back({listen_fd_.get(), static_cast<short>(accept_paused_until ? 0 : POLLIN), 0});
     for (auto it = conns.begin(); it != conns.end(); ++it) {
       const auto deadline = it->phase == Conn::kHead    ? it->accepted + options_.head_deadline
                             : it->phase == Conn::kWrite ? it->accepted + options_.reply_deadline
@@ -550,7 +553,11 @@ void Dashboard::serve() {
       // A bounded batch per round, so a flood of connects cannot starve the open connections.
       for (int i = 0; i < 64; ++i) {
         UniqueFd fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-        if (!fd.valid()) break;
+        if (!fd.valid()) {
+          if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            accept_paused_until = Clock::now() + std::chrono::milliseconds(100);
+          break;
+        }
         admit(std::move(fd));
       }
     }
