@@ -1,13 +1,27 @@
 #include "prewarmd/dashboard.h"
 
-#include <httplib.h>
-
+#include <arpa/inet.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 
-#include <chrono>
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <list>
 #include <map>
+#include <memory>
+#include <regex>
 
 #include "prewarmd/protocol.h"
 #include "prewarmd/stats.h"
@@ -17,9 +31,15 @@ namespace prewarm {
 namespace {
 
 using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using Reply = Dashboard::Reply;
 
 constexpr size_t kPageLaunches = 500, kPageSnapshots = 200;
 constexpr double kReadyBuckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+constexpr size_t kMaxHead = 16 * 1024;
+// After the reply, what the client still sends is read and dropped for this long before the
+// close, so that unread bytes do not turn the close into a reset that loses the reply.
+constexpr auto kLinger = std::chrono::milliseconds(500);
 
 std::string label(const std::string& v) {
   std::string out;
@@ -37,19 +57,16 @@ std::string number(double v) {
   return buf;
 }
 
-void reply_json(httplib::Response& res, const json& body, int status = 200) {
-  res.status = status;
-  res.set_header("Cache-Control", "no-store");
-  res.set_content(proto::json_text(body), "application/json");
+Reply reply_json(const json& body, int status = 200) {
+  return Reply{status, "application/json", proto::json_text(body), true};
 }
 
-void reply_asset(httplib::Response& res, const char* path) {
+Reply reply_text(int status, std::string body) { return Reply{status, "text/plain", std::move(body), false}; }
+
+Reply reply_asset(const std::string& path) {
   const WebAsset* a = find_web_asset(path);
-  if (!a) {
-    res.status = 404;
-    return;
-  }
-  res.set_content(std::string(a->body), std::string(a->content_type));
+  if (!a) return reply_text(404, "not found\n");
+  return Reply{200, std::string(a->content_type), std::string(a->body), false};
 }
 
 // The host part of a Host header: "name:port", "[v6]:port" or "name".
@@ -61,7 +78,224 @@ std::string host_of(const std::string& h) {
   return h.substr(0, h.find(':'));
 }
 
+const char* reason_phrase(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+  }
+}
+
+// Every reply closes its connection: keep-alive would let a client hold a slot past its request.
+std::string serialize(const Reply& r) {
+  std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " + reason_phrase(r.status) + "\r\n";
+  if (!r.content_type.empty()) out += "Content-Type: " + r.content_type + "\r\n";
+  out += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
+  if (r.no_store) out += "Cache-Control: no-store\r\n";
+  if (r.status == 405) out += "Allow: GET\r\n";
+  out += "X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n";
+  return out + r.body;
+}
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// "%XX" decoded; nullopt for a malformed escape or a NUL.
+std::optional<std::string> percent_decode(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out += s[i];
+      continue;
+    }
+    if (i + 2 >= s.size()) return std::nullopt;
+    const int hi = hex_digit(s[i + 1]), lo = hex_digit(s[i + 2]);
+    if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) return std::nullopt;
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return out;
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
+// The request line and headers of `head` (without its final empty line); nullopt if malformed.
+std::optional<Dashboard::Request> parse_head(const std::string& head) {
+  std::vector<std::string> lines;
+  for (size_t pos = 0; pos <= head.size();) {
+    size_t end = head.find('\n', pos);
+    if (end == std::string::npos) end = head.size();
+    std::string line = head.substr(pos, end - pos);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(std::move(line));
+    pos = end + 1;
+  }
+  static const std::regex request_line(R"(([A-Z]+) (\S+) HTTP/1\.[01])");
+  std::smatch m;
+  if (lines.empty() || !std::regex_match(lines[0], m, request_line)) return std::nullopt;
+  Dashboard::Request req;
+  req.method = m[1];
+  std::string target = m[2];
+  if (target.front() != '/') return std::nullopt;  // origin-form only: this is no proxy
+  target = target.substr(0, target.find_first_of("?#"));
+  auto path = percent_decode(target);
+  if (!path) return std::nullopt;
+  req.path = std::move(*path);
+  for (size_t i = 1; i < lines.size(); ++i) {
+    const std::string& line = lines[i];
+    const auto colon = line.find(':');
+    // No obsolete line folding and no space before the colon (request smuggling shapes).
+    if (colon == std::string::npos || colon == 0 || line[0] == ' ' || line[0] == '\t' ||
+        line.find_first_of(" \t") < colon)
+      return std::nullopt;
+    if (lower(line.substr(0, colon)) == "host") req.hosts.push_back(trim(line.substr(colon + 1)));
+  }
+  return req;
+}
+
+// An address as 16 bytes, IPv4 as v4-mapped IPv6, so that the two spellings of one compare equal.
+std::array<uint8_t, 16> canonical(int family, const void* addr) {
+  std::array<uint8_t, 16> out{};
+  if (family == AF_INET) {
+    out[10] = out[11] = 0xff;
+    std::memcpy(out.data() + 12, addr, 4);
+  } else {
+    std::memcpy(out.data(), addr, 16);
+  }
+  return out;
+}
+
+struct Endpoint {
+  int family = 0;
+  std::array<uint8_t, 16> addr{};  // canonical()
+  uint16_t port = 0;              // network order
+};
+
+std::optional<Endpoint> endpoint_of(const sockaddr_storage& ss) {
+  if (ss.ss_family == AF_INET) {
+    const auto& a = reinterpret_cast<const sockaddr_in&>(ss);
+    return Endpoint{AF_INET, canonical(AF_INET, &a.sin_addr), a.sin_port};
+  }
+  if (ss.ss_family == AF_INET6) {
+    const auto& a = reinterpret_cast<const sockaddr_in6&>(ss);
+    return Endpoint{AF_INET6, canonical(AF_INET6, &a.sin6_addr), a.sin6_port};
+  }
+  return std::nullopt;
+}
+
+void fill_diag_addr(__be32 out[4], const Endpoint& e) {
+  if (e.family == AF_INET) std::memcpy(out, e.addr.data() + 12, 4);
+  else std::memcpy(out, e.addr.data(), 16);
+}
+
+// Sends what it can of `data` without blocking; the number of bytes sent, or -1 on an error.
+ssize_t send_some(int fd, const char* data, size_t len) {
+  for (;;) {
+    const ssize_t n = ::send(fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n >= 0) return n;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+  }
+}
+
 }  // namespace
+
+DashboardView view_for(const DashboardView& view, std::optional<uid_t> viewer, OthersSee others) {
+  DashboardView out;
+  out.store_bytes = view.store_bytes;
+  out.store_budget = view.store_budget;
+  for (const auto& av : view.apps) {
+    if (viewer && (*viewer == 0 || *viewer == av.app.config.uid)) {
+      out.apps.push_back(av);
+    } else if (others == OthersSee::kTimings) {
+      // Only the name is copied over, so nothing added to App later leaks by default.
+      DashboardView::AppView t;
+      t.app.config.name = av.app.config.name;
+      t.app.status.state.clear();
+      t.image_bytes = av.image_bytes;
+      t.details = false;
+      out.apps.push_back(std::move(t));
+    }
+  }
+  return out;
+}
+
+std::optional<uid_t> peer_uid(int fd) {
+  sockaddr_storage local_ss{}, peer_ss{};
+  socklen_t local_len = sizeof local_ss, peer_len = sizeof peer_ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local_ss), &local_len) != 0 ||
+      ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer_ss), &peer_len) != 0)
+    return std::nullopt;
+  const auto local = endpoint_of(local_ss), peer = endpoint_of(peer_ss);
+  if (!local || !peer || local->family != peer->family) return std::nullopt;
+
+  // The peer's socket has our remote end as its local one. For v4-mapped addresses on an IPv6
+  // socket the kernel looks the pair up among IPv4 sockets itself.
+  struct {
+    nlmsghdr nlh;
+    inet_diag_req_v2 req;
+  } msg{};
+  msg.nlh.nlmsg_len = sizeof msg;
+  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nlh.nlmsg_flags = NLM_F_REQUEST;
+  msg.nlh.nlmsg_seq = 1;
+  msg.req.sdiag_family = static_cast<uint8_t>(local->family);
+  msg.req.sdiag_protocol = IPPROTO_TCP;
+  msg.req.idiag_states = ~0u;
+  msg.req.id.idiag_sport = peer->port;
+  msg.req.id.idiag_dport = local->port;
+  fill_diag_addr(msg.req.id.idiag_src, *peer);
+  fill_diag_addr(msg.req.id.idiag_dst, *local);
+  msg.req.id.idiag_cookie[0] = msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+
+  UniqueFd nl(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_SOCK_DIAG));
+  if (!nl.valid()) return std::nullopt;
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (::sendto(nl.get(), &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) !=
+      static_cast<ssize_t>(sizeof msg))
+    return std::nullopt;
+  // The kernel answers an exact lookup within sendto; the poll only guards against surprises.
+  pollfd p{nl.get(), POLLIN, 0};
+  if (::poll(&p, 1, 100) != 1) return std::nullopt;
+  alignas(nlmsghdr) char buf[8192];
+  const ssize_t n = ::recv(nl.get(), buf, sizeof buf, 0);
+  if (n <= 0) return std::nullopt;
+  int left = static_cast<int>(n);
+  for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+    if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) continue;
+    const auto* d = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
+    // Only a live socket says who owns it: time-wait and request sockets report uid 0, and a
+    // client that closed at once would otherwise pass for root. A listener is not the peer.
+    if (d->idiag_state != TCP_ESTABLISHED || d->idiag_inode == 0) continue;
+    const int fam = d->idiag_family;
+    if (fam != AF_INET && fam != AF_INET6) continue;
+    if (d->id.idiag_sport != peer->port || d->id.idiag_dport != local->port ||
+        canonical(fam, d->id.idiag_src) != peer->addr || canonical(fam, d->id.idiag_dst) != local->addr)
+      continue;
+    return static_cast<uid_t>(d->idiag_uid);
+  }
+  return std::nullopt;
+}
 
 Result<std::pair<std::string, int>> parse_listen_address(const std::string& text) {
   const auto colon = text.rfind(':');
@@ -105,6 +339,7 @@ Result<std::string> render_metrics(const DashboardView& view, const History& his
       buckets += "prewarm_time_to_ready_seconds_sum{" + labels + "} " + number(sum) + "\n";
       buckets += "prewarm_time_to_ready_seconds_count{" + labels + "} " + std::to_string(total) + "\n";
     }
+    if (!av.details) continue;  // the reasons of fallbacks are the owner's business
     PW_ASSIGN(auto by_kind, history.fallback_counts(av.app.config.name));
     for (const auto& [kind, n] : by_kind)
       fallbacks += "prewarm_fallbacks_total{" + app + ",reason=\"" + label(kind) + "\"} " + std::to_string(n) + "\n";
@@ -127,15 +362,16 @@ Result<std::string> render_metrics(const DashboardView& view, const History& his
          "prewarm_cache_budget_bytes " + std::to_string(view.store_budget) + "\n";
 }
 
-Dashboard::Dashboard(std::string history_path) : history_path_(std::move(history_path)) {}
+Dashboard::Dashboard(std::string history_path, DashboardOptions options)
+    : history_path_(std::move(history_path)), options_(options) {}
 
 Dashboard::~Dashboard() {
-  if (server_ && thread_.joinable()) {
-    // stop() only stops a running server: wait for it to run, or for its thread to give up.
-    while (!listen_done_ && !server_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    server_->stop();
+  if (thread_.joinable()) {
+    const uint64_t one = 1;
+    // An eventfd write of 1 cannot fail short of a bug; the thread polls it.
+    [[maybe_unused]] const ssize_t n = ::write(wake_fd_.get(), &one, sizeof one);
+    thread_.join();
   }
-  if (thread_.joinable()) thread_.join();
 }
 
 void Dashboard::publish(DashboardView view) {
@@ -150,84 +386,262 @@ DashboardView Dashboard::view() const {
 
 Result<std::string> Dashboard::start(const std::string& listen) {
   PW_ASSIGN(auto addr, parse_listen_address(listen));
-  server_ = std::make_unique<httplib::Server>();
-  // httplib's default adds SO_REUSEPORT, with which a second prewarmd would share the port.
-  server_->set_socket_options([](socket_t sock) {
-    int one = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  });
-  routes();
+  const std::string& host = addr.first;
+  const std::string cannot = "cannot listen on " + listen + " for the dashboard";
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (const int rc = ::getaddrinfo(host.c_str(), std::to_string(addr.second).c_str(), &hints, &found); rc != 0)
+    return data_error(cannot + " (" + ::gai_strerror(rc) + ")");
+  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(found, &::freeaddrinfo);
+  int bind_errno = EADDRNOTAVAIL;
+  int port = -1;
+  for (const addrinfo* ai = found; ai && !listen_fd_.valid(); ai = ai->ai_next) {
+    UniqueFd fd(::socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd.valid()) continue;
+    // Not SO_REUSEPORT: with it a second prewarmd would share the port and split the requests.
+    const int one = 1;
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd.get(), 128) != 0) {
+      bind_errno = errno;
+      continue;
+    }
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) continue;
+    port = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6&>(ss).sin6_port
+                                          : reinterpret_cast<sockaddr_in&>(ss).sin_port);
+    listen_fd_ = std::move(fd);
+  }
+  if (!listen_fd_.valid()) return make_error(bind_errno, cannot + " (address in use or not local?)");
+  wake_fd_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake_fd_.valid()) {
+    listen_fd_.reset();
+    return errno_error("dashboard: eventfd");
+  }
   // A remote page must not read the dashboard through a DNS name rebound to loopback: only Host
   // headers naming the listen address or loopback are served (any host when bound to all).
-  const std::string& host = addr.first;
   if (host != "0.0.0.0" && host != "::") allowed_hosts_ = {host, "localhost", "127.0.0.1", "::1"};
-  int port = addr.second;
-  if (port == 0) port = server_->bind_to_any_port(host);
-  else if (!server_->bind_to_port(host, port)) port = -1;
-  if (port < 0) return data_error("cannot listen on " + listen + " for the dashboard (address in use or not local?)");
-  thread_ = std::thread([this] {
-    server_->listen_after_bind();
-    listen_done_ = true;
-  });
+  thread_ = std::thread([this] { serve(); });
   const bool v6 = host.find(':') != std::string::npos;
   return "http://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port) + "/";
 }
 
-void Dashboard::routes() {
-  httplib::Server& s = *server_;
-  s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (allowed_hosts_.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    const std::string h = host_of(req.get_header_value("Host"));
-    for (const auto& a : allowed_hosts_)
-      if (h == a) return httplib::Server::HandlerResponse::Unhandled;
-    res.status = 403;
-    res.set_content("host not allowed\n", "text/plain");
-    return httplib::Server::HandlerResponse::Handled;
-  });
-  s.Get("/", [](const httplib::Request&, httplib::Response& res) { reply_asset(res, "page:index"); });
-  s.Get(R"(/app/[^/]+)", [](const httplib::Request&, httplib::Response& res) { reply_asset(res, "page:app"); });
-  s.Get(R"(/static/[A-Za-z0-9_.-]+)", [](const httplib::Request& req, httplib::Response& res) {
-    reply_asset(res, req.path.c_str());
-  });
-  s.Get("/api/apps", [this](const httplib::Request&, httplib::Response& res) {
-    auto h = History::open_reader(history_path_);
-    if (!h) return reply_json(res, {{"error", h.error().describe()}}, 503);
-    json apps = json::array();
-    for (const auto& av : view().apps) {
-      auto sum = h->summary(av.app.config.name);
-      if (!sum) return reply_json(res, {{"error", sum.error().describe()}}, 500);
-      apps.push_back(app_stats(av.app, av.image_bytes, *sum));
+// One thread, one poll loop, every socket non-blocking: a peer that is slow to send or to read
+// costs one slot and a buffer until its deadline, never a thread, so it cannot hold up others.
+void Dashboard::serve() {
+  struct Conn {
+    UniqueFd fd;
+    int64_t owner;  // the peer's uid, -1 when unknown (the count it is held against)
+    std::optional<uid_t> viewer;
+    Clock::time_point accepted;
+    enum { kHead, kWrite, kLinger } phase = kHead;
+    std::string in, out;
+    size_t sent = 0;
+    Clock::time_point linger_until{};
+  };
+  std::list<Conn> conns;
+  std::map<int64_t, size_t> per_owner;
+
+  auto start_reply = [](Conn& c, const Reply& r) {
+    c.out = serialize(r);
+    c.sent = 0;
+    c.phase = Conn::kWrite;
+  };
+  // Writes what the socket takes; false once the connection is to be dropped.
+  auto progress_write = [](Conn& c) {
+    while (c.sent < c.out.size()) {
+      const ssize_t n = send_some(c.fd.get(), c.out.data() + c.sent, c.out.size() - c.sent);
+      if (n < 0) return false;
+      if (n == 0) return true;
+      c.sent += static_cast<size_t>(n);
     }
-    reply_json(res, {{"apps", apps}});
-  });
-  s.Get(R"(/api/apps/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
-    const std::string name = req.matches[1];
-    const DashboardView v = view();
-    const DashboardView::AppView* av = nullptr;
-    for (const auto& a : v.apps)
-      if (a.app.config.name == name) av = &a;
-    if (!av) return reply_json(res, {{"error", "no app named '" + name + "' is registered"}}, 404);
-    auto h = History::open_reader(history_path_);
-    if (!h) return reply_json(res, {{"error", h.error().describe()}}, 503);
-    auto sum = h->summary(name);
-    auto launches = h->launches(name, kPageLaunches);
-    auto snaps = h->snapshots(name, kPageSnapshots);
-    if (!sum || !launches || !snaps) return reply_json(res, {{"error", "cannot read the history of " + name}}, 500);
-    json jl = json::array(), js = json::array();
-    for (const auto& r : *launches) jl.push_back(to_json(r));
-    for (const auto& r : *snaps) js.push_back(to_json(r));
-    reply_json(res, {{"app", app_stats(av->app, av->image_bytes, *sum)}, {"launches", jl}, {"snapshots", js}});
-  });
-  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    auto h = History::open_reader(history_path_);
-    auto text = h ? render_metrics(view(), *h) : Result<std::string>(h.error());
-    if (!text) {
-      res.status = 503;
-      res.set_content(text.error().describe() + "\n", "text/plain");
+    ::shutdown(c.fd.get(), SHUT_WR);
+    c.phase = Conn::kLinger;
+    c.linger_until = Clock::now() + kLinger;
+    return true;
+  };
+  // Reads what arrived; false once the connection is to be dropped.
+  auto progress_read = [&](Conn& c) {
+    char buf[4096];
+    for (;;) {
+      const ssize_t n = ::recv(c.fd.get(), buf, sizeof buf, MSG_DONTWAIT);
+      if (n == 0) return false;
+      if (n < 0) return errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK;
+      if (c.phase == Conn::kLinger) continue;
+      c.in.append(buf, static_cast<size_t>(n));
+      auto end = c.in.find("\r\n\r\n");
+      if (end == std::string::npos) end = c.in.find("\n\n");
+      if (end == std::string::npos) {
+        if (c.in.size() > kMaxHead) {
+          start_reply(c, reply_text(431, "request head too large\n"));
+          return progress_write(c);
+        }
+        continue;
+      }
+      c.in.resize(end);
+      auto req = parse_head(c.in);
+      start_reply(c, req ? handle(*req, c.viewer) : reply_text(400, "bad request\n"));
+      c.in.clear();
+      return progress_write(c);
+    }
+  };
+  auto admit = [&](UniqueFd fd) {
+    const auto viewer = peer_uid(fd.get());
+    const int64_t owner = viewer ? static_cast<int64_t>(*viewer) : -1;
+    const auto held = per_owner.find(owner);
+    if (conns.size() >= options_.total || (held != per_owner.end() && held->second >= options_.per_user)) {
+      // Refused at once, so that one user's connections cannot queue up before another's.
+      const std::string busy = serialize(reply_text(503, "too many connections\n"));
+      send_some(fd.get(), busy.data(), busy.size());
+      ::shutdown(fd.get(), SHUT_RDWR);
       return;
     }
-    res.set_content(*text, "text/plain; version=0.0.4; charset=utf-8");
-  });
+    per_owner[owner]++;
+    conns.push_back(Conn{std::move(fd), owner, viewer, Clock::now()});
+  };
+
+  std::vector<pollfd> fds;
+  std::vector<std::list<Conn>::iterator> order;
+  // Out of fds or memory, accept fails and the listener stays readable: pause it instead of spinning.
+  std::optional<Clock::time_point> accept_paused_until;
+  for (;;) {
+    const auto now = Clock::now();
+    std::optional<Clock::time_point> next = accept_paused_until;
+    if (accept_paused_until && now >= *accept_paused_until) accept_paused_until.reset(), next.reset();
+    fds.clear();
+    order.clear();
+    fds.push_back({wake_fd_.get(), POLLIN, 0});
+    fds.push_back({listen_fd_.get(), static_cast<short>(accept_paused_until ? 0 : POLLIN), 0});
+    for (auto it = conns.begin(); it != conns.end(); ++it) {
+      const auto deadline = it->phase == Conn::kHead    ? it->accepted + options_.head_deadline
+                            : it->phase == Conn::kWrite ? it->accepted + options_.reply_deadline
+                                                        : it->linger_until;
+      next = next ? std::min(*next, deadline) : deadline;
+      fds.push_back({it->fd.get(), static_cast<short>(it->phase == Conn::kWrite ? POLLOUT : POLLIN), 0});
+      order.push_back(it);
+    }
+    int timeout = -1;
+    if (next)
+      timeout = static_cast<int>(std::max<int64_t>(
+          0, std::chrono::ceil<std::chrono::milliseconds>(*next - now).count()));
+    if (::poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR) break;
+    if (fds[0].revents) break;
+    const auto after = Clock::now();
+    for (size_t i = 0; i < order.size(); ++i) {
+      Conn& c = *order[i];
+      bool keep = true;
+      if (fds[i + 2].revents & (POLLERR | POLLNVAL)) keep = false;
+      else if (fds[i + 2].revents) keep = c.phase == Conn::kWrite ? progress_write(c) : progress_read(c);
+      if (keep && c.phase == Conn::kHead && after >= c.accepted + options_.head_deadline) {
+        start_reply(c, reply_text(408, "request head not complete in time\n"));
+        keep = progress_write(c);
+      } else if (keep && c.phase == Conn::kWrite && after >= c.accepted + options_.reply_deadline) {
+        keep = false;
+      } else if (keep && c.phase == Conn::kLinger && after >= c.linger_until) {
+        keep = false;
+      }
+      if (!keep) {
+        // shutdown, not only close: a child the daemon forks may hold a copy of the fd for a while.
+        ::shutdown(c.fd.get(), SHUT_RDWR);
+        if (--per_owner[c.owner] == 0) per_owner.erase(c.owner);
+        conns.erase(order[i]);
+      }
+    }
+    if (fds[1].revents & POLLIN) {
+      // A bounded batch per round, so a flood of connects cannot starve the open connections.
+      for (int i = 0; i < 64; ++i) {
+        UniqueFd fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+        if (!fd.valid()) {
+          if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            accept_paused_until = Clock::now() + std::chrono::milliseconds(100);
+          break;
+        }
+        admit(std::move(fd));
+      }
+    }
+  }
+}
+
+Reply Dashboard::handle(const Request& req, std::optional<uid_t> viewer) const {
+  if (!allowed_hosts_.empty()) {
+    const bool ok = req.hosts.size() == 1 &&
+                    std::find(allowed_hosts_.begin(), allowed_hosts_.end(), host_of(req.hosts[0])) != allowed_hosts_.end();
+    if (!ok) return reply_text(403, "host not allowed\n");
+  }
+  if (req.method != "GET") return reply_text(405, "only GET is served\n");
+  static const std::regex app_page(R"(/app/[^/]+)"), asset(R"(/static/[A-Za-z0-9_.-]+)"), api_app_re(R"(/api/apps/([^/]+))");
+  std::smatch m;
+  if (req.path == "/") return reply_asset("page:index");
+  if (std::regex_match(req.path, app_page)) return reply_asset("page:app");
+  if (std::regex_match(req.path, asset)) return reply_asset(req.path);
+  // Every data route serves the viewer's part of the view and nothing else.
+  if (req.path == "/api/apps") return api_apps(view_for(view(), viewer, options_.others));
+  if (std::regex_match(req.path, m, api_app_re)) return api_app(view_for(view(), viewer, options_.others), m[1]);
+  if (req.path == "/metrics") return metrics(view_for(view(), viewer, options_.others));
+  return reply_text(404, "not found\n");
+}
+
+namespace {
+
+// app_stats of an app the viewer sees without details: its numbers, no state or reasons.
+json stats_json(const DashboardView::AppView& av, const AppSummary& s) {
+  json j = app_stats(av.app, av.image_bytes, s);
+  if (!av.details) {
+    j["state"] = nullptr;
+    j["reason"] = nullptr;
+    j["last_fallbacks"] = json::array();
+  }
+  return j;
+}
+
+}  // namespace
+
+Reply Dashboard::api_apps(const DashboardView& v) const {
+  auto h = History::open_reader(history_path_);
+  if (!h) return reply_json({{"error", h.error().describe()}}, 503);
+  json apps = json::array();
+  for (const auto& av : v.apps) {
+    auto sum = h->summary(av.app.config.name);
+    if (!sum) return reply_json({{"error", sum.error().describe()}}, 500);
+    apps.push_back(stats_json(av, *sum));
+  }
+  return reply_json({{"apps", apps}});
+}
+
+Reply Dashboard::api_app(const DashboardView& v, const std::string& name) const {
+  const DashboardView::AppView* av = nullptr;
+  for (const auto& a : v.apps)
+    if (a.app.config.name == name) av = &a;
+  // An app the viewer may not see is answered exactly as one that does not exist.
+  if (!av) return reply_json({{"error", "no app named '" + name + "' is registered"}}, 404);
+  auto h = History::open_reader(history_path_);
+  if (!h) return reply_json({{"error", h.error().describe()}}, 503);
+  auto sum = h->summary(name);
+  auto launches = h->launches(name, kPageLaunches);
+  auto snaps = h->snapshots(name, kPageSnapshots);
+  if (!sum || !launches || !snaps) return reply_json({{"error", "cannot read the history of " + name}}, 500);
+  json jl = json::array(), js = json::array();
+  for (const auto& r : *launches) {
+    json l = to_json(r);
+    if (!av->details) l["fallback"] = l["fallback_kind"] = l["pid"] = nullptr;
+    jl.push_back(std::move(l));
+  }
+  for (const auto& r : *snaps) {
+    json s = to_json(r);
+    if (!av->details) s["error"] = nullptr;
+    js.push_back(std::move(s));
+  }
+  return reply_json({{"app", stats_json(*av, *sum)}, {"launches", jl}, {"snapshots", js}});
+}
+
+Reply Dashboard::metrics(const DashboardView& v) const {
+  auto h = History::open_reader(history_path_);
+  auto text = h ? render_metrics(v, *h) : Result<std::string>(h.error());
+  if (!text) return reply_text(503, text.error().describe() + "\n");
+  return Reply{200, "text/plain; version=0.0.4; charset=utf-8", std::move(*text), false};
 }
 
 }  // namespace prewarm

@@ -1,14 +1,19 @@
-// The timing dashboard: an HTTP server (cpp-httplib) on its own threads, loopback only by default.
-// Pages and the chart library are embedded (web/); data comes from the history database, read on
-// a connection of its own, and from the view of apps the daemon loop publishes after changes.
-// Timings and app names only: no image contents, command lines or environments are served.
+// The timing dashboard: a small GET-only HTTP/1.1 server on a thread of its own, loopback only by
+// default. Pages and the chart library are embedded (web/); data comes from the history database,
+// read on a connection of its own, and from the view of apps the daemon loop publishes after changes.
+// Each connection is tied to the local user owning its peer socket (asked of the kernel), and an
+// app's details are served only to that app's user and root. Timings and app names only: no image
+// contents or environments are served.
 #pragma once
 
-#include <atomic>
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -16,10 +21,7 @@
 #include "prewarmd/history.h"
 #include "prewarmd/registry.h"
 #include "snapshot/result.h"
-
-namespace httplib {
-class Server;
-}
+#include "snapshot/unique_fd.h"
 
 namespace prewarm {
 
@@ -27,21 +29,50 @@ struct DashboardView {
   struct AppView {
     App app;
     uint64_t image_bytes = 0;
+    // false: the viewer may see the app's name and timing numbers only, nothing that names
+    // files or processes (state reason, fallback texts, capture errors, pids, argv).
+    bool details = true;
   };
   std::vector<AppView> apps;
   uint64_t store_bytes = 0;
   uint64_t store_budget = 0;
 };
 
+// What a user sees of another user's app (the admin's choice); an app's own user and root see all.
+enum class OthersSee {
+  kNothing,  // absent: not listed, 404 as if unregistered, no /metrics series
+  kTimings,  // its name and timing numbers, no texts, pids or argv
+};
+
+// The part of `view` that `viewer` may see. nullopt is a peer whose local user is unknown (not on
+// this machine, or the kernel could not say): it sees what other users see.
+DashboardView view_for(const DashboardView& view, std::optional<uid_t> viewer, OthersSee others);
+
+// The user owning the peer end of the connected TCP socket `fd` (IPv4 or IPv6), asked of the kernel
+// over NETLINK_SOCK_DIAG with the connection's exact 4-tuple. nullopt when no established socket of
+// this machine is that peer (a remote client, one that has already closed, a failed lookup).
+std::optional<uid_t> peer_uid(int fd);
+
 // "HOST:PORT" or "[V6]:PORT" into its parts; PORT 0 picks a free one.
 Result<std::pair<std::string, int>> parse_listen_address(const std::string& text);
 
-// The Prometheus text exposition of `view` and the history behind it.
+// The Prometheus text exposition of `view` and the history behind it (no fallback series for
+// apps without details).
 Result<std::string> render_metrics(const DashboardView& view, const History& history);
+
+struct DashboardOptions {
+  OthersSee others = OthersSee::kNothing;
+  // From accept to the end of the request head, in total: a client trickling bytes is cut off.
+  std::chrono::milliseconds head_deadline{2000};
+  // From accept to the last byte of the reply: a client that does not read is cut off.
+  std::chrono::milliseconds reply_deadline{10000};
+  size_t per_user = 8;  // open connections per uid; peers of unknown user share one count
+  size_t total = 128;   // open connections in all
+};
 
 class Dashboard {
  public:
-  explicit Dashboard(std::string history_path);
+  explicit Dashboard(std::string history_path, DashboardOptions options = {});
   ~Dashboard();
   Dashboard(const Dashboard&) = delete;
   Dashboard& operator=(const Dashboard&) = delete;
@@ -50,14 +81,31 @@ class Dashboard {
   Result<std::string> start(const std::string& listen);
   void publish(DashboardView view);
 
+  struct Request {
+    std::string method;
+    std::string path;  // percent-decoded, without the query
+    std::vector<std::string> hosts;  // every Host header's value
+  };
+  struct Reply {
+    int status = 200;
+    std::string content_type;
+    std::string body;
+    bool no_store = false;
+  };
+
  private:
   DashboardView view() const;
-  void routes();
+  void serve();
+  Reply handle(const Request& req, std::optional<uid_t> viewer) const;
+  Reply api_apps(const DashboardView& v) const;
+  Reply api_app(const DashboardView& v, const std::string& name) const;
+  Reply metrics(const DashboardView& v) const;
 
   std::string history_path_;
-  std::unique_ptr<httplib::Server> server_;
+  DashboardOptions options_;
+  UniqueFd listen_fd_;
+  UniqueFd wake_fd_;  // an eventfd: written to stop the server thread
   std::thread thread_;
-  std::atomic<bool> listen_done_{false};
   std::vector<std::string> allowed_hosts_;
   mutable std::mutex mu_;
   DashboardView view_;

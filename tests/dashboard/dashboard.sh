@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The dashboard end to end: a real app launched cold (captured) and then restored through a
 # foreground prewarmd, its launches in the history with the restore's phases, /metrics counting
-# them, and the app's page loaded in headless Chromium with both series plotted.
+# them, another local user seeing none of it, and the app's page loaded in headless Chromium with
+# both series plotted.
 # Usage: dashboard.sh BIN_DIR SOURCE_DIR
 . "$(dirname "$0")/../lib/prelude.sh"
 BIN=$(realpath "$1")
@@ -51,6 +52,23 @@ grep -qx 'prewarm_launches_total{app="calc",mode="cold"} 1' "$SCRATCH/metrics" |
 grep -qx 'prewarm_launches_total{app="calc",mode="restored"} 1' "$SCRATCH/metrics" || fail "restored counter"
 grep -qx 'prewarm_time_to_ready_seconds_count{app="calc",mode="restored"} 1' "$SCRATCH/metrics" || fail "histogram count"
 grep -q '^prewarm_cache_bytes [1-9]' "$SCRATCH/metrics" || fail "cache size"
+
+step "another local user sees nothing of root's app: not listed, 404 for it, no series"
+setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 - "$URL" <<'EOF' || fail "user 65534 saw root's app"
+import json, sys, urllib.error, urllib.request
+def get(path):
+    try:
+        with urllib.request.urlopen(sys.argv[1] + path, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+status, body = get("api/apps")
+assert status == 200 and json.loads(body)["apps"] == [], (status, body)
+status, body = get("api/apps/calc")
+assert status == 404, (status, body)
+status, body = get("metrics")
+assert status == 200 and 'app="calc"' not in body, body
+EOF
 
 step "the app's page in headless Chromium plots the cold and the restored launch"
 /usr/bin/python3 "$SRC/tests/dashboard/browser_check.py" "${URL}app/calc" "$SCRATCH/calc.png" --expect-series cold=1,restored=1 ||

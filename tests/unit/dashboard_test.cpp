@@ -1,11 +1,17 @@
 // Tests the timing dashboard over a real loopback socket, reading a real history file: the pages and
 // embedded scripts, the JSON API, the Prometheus metrics, the Host check against DNS rebinding,
-// listen addresses, a port already taken, and that the server is gone once the Dashboard is.
+// listen addresses, a port already taken, and that the server is gone once the Dashboard is; who
+// sees which app's details, asked by processes running as two unprivileged users and root; the
+// kernel's answer on who owns a peer socket; and slow clients against the deadlines and caps.
 #include "prewarmd/dashboard.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,7 +21,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
+#include <optional>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -95,6 +103,124 @@ bool has_line(const std::string& text, const std::string& line) {
   return ("\n" + text).find("\n" + line + "\n") != std::string::npos;
 }
 
+// The two unprivileged users of the visibility tests; root is the test's own user.
+constexpr uid_t kAlice = 65534, kBob = 65533;
+
+bool is_root() { return ::geteuid() == 0; }
+
+// A child process running `fn` as `uid` (no groups); what fn returns comes back through `out`.
+struct Child {
+  pid_t pid = -1;
+  UniqueFd out;
+};
+
+Child spawn_as(uid_t uid, const std::function<std::string()>& fn) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return {};
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(p[0]);
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0)
+      ::_exit(3);
+    const std::string text = fn();
+    ::_exit(write_all(p[1], text.data(), text.size()).ok() ? 0 : 4);
+  }
+  ::close(p[1]);
+  if (pid < 0) {
+    ::close(p[0]);
+    return {};
+  }
+  return Child{pid, UniqueFd(p[0])};
+}
+
+// What the child returned; "" (and a test failure) if it did not exit 0.
+std::string finish(Child& c) {
+  if (c.pid < 0) {
+    ADD_FAILURE() << "fork failed";
+    return "";
+  }
+  auto text = read_fd(c.out.get());
+  int status = 0;
+  ::waitpid(c.pid, &status, 0);
+  c.pid = -1;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  return text.ok() ? *text : "";
+}
+
+std::string as_user(uid_t uid, const std::function<std::string()>& fn) {
+  Child c = spawn_as(uid, fn);
+  return finish(c);
+}
+
+// A TCP connection to the loopback port (IPv6 ::1 if v6), blocking, with 10 s send/receive timeouts.
+UniqueFd connect_to(int port, bool v6 = false) {
+  UniqueFd fd(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return fd;
+  timeval tv{10, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  int rc;
+  if (v6) {
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    a.sin6_port = htons(static_cast<uint16_t>(port));
+    rc = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+  } else {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    rc = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+  }
+  if (rc != 0) fd.reset();
+  return fd;
+}
+
+// Everything the server sends back for `request` until it closes: plain sockets, no HTTP library,
+// so that it also runs in a forked child.
+std::string raw_exchange(int port, const std::string& request, bool v6 = false) {
+  UniqueFd fd = connect_to(port, v6);
+  if (!fd.valid() || !write_all(fd.get(), request.data(), request.size()).ok()) return "";
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  return out;
+}
+
+std::string raw_get(int port, const std::string& path, bool v6 = false) {
+  const std::string host = (v6 ? "[::1]:" : "127.0.0.1:") + std::to_string(port);
+  return raw_exchange(port, "GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\n\r\n", v6);
+}
+
+struct HttpReply {
+  int status = -1;
+  std::map<std::string, std::string> headers;  // names in lower case
+  std::string body;
+};
+
+HttpReply parse_reply(const std::string& text) {
+  HttpReply r;
+  const auto end = text.find("\r\n\r\n");
+  if (text.rfind("HTTP/1.1 ", 0) != 0 || end == std::string::npos) return r;
+  r.status = std::atoi(text.c_str() + 9);
+  std::istringstream in(text.substr(0, end));
+  std::string line;
+  std::getline(in, line);
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const auto colon = line.find(':');
+    std::string name = line.substr(0, colon);
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    r.headers[name] = line.substr(line.find_first_not_of(' ', colon + 1));
+  }
+  r.body = text.substr(end + 4);
+  return r;
+}
+
+json json_of(const HttpReply& r) { return json::parse(r.body, nullptr, false); }
+
 class DashboardTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -132,8 +258,8 @@ class DashboardTest : public ::testing::Test {
   }
 
   // A running dashboard over the history with view_ published; port_ is where it listens.
-  std::unique_ptr<Dashboard> start_dashboard() {
-    auto d = std::make_unique<Dashboard>(path_);
+  std::unique_ptr<Dashboard> start_dashboard(DashboardOptions options = {}) {
+    auto d = std::make_unique<Dashboard>(path_, options);
     d->publish(view_);
     auto url = d->start("127.0.0.1:0");
     EXPECT_TRUE(url.ok()) << url.error().describe();
@@ -148,6 +274,24 @@ class DashboardTest : public ::testing::Test {
     cli.set_connection_timeout(5);
     cli.set_read_timeout(10);
     return cli.Get(path.c_str(), headers);
+  }
+
+  // GET `path` from a process running as `uid`.
+  HttpReply get_as(uid_t uid, const std::string& path) {
+    const int port = port_;
+    return parse_reply(as_user(uid, [port, path] { return raw_get(port, path); }));
+  }
+
+  // calc belongs to alice, notes to bob; each app's state reason names a file in its user's home.
+  void give_apps_to_two_users() {
+    view_.apps[0].app.config.uid = kAlice;
+    view_.apps[0].app.config.argv = {"/home/alice/bin/calc", "--secret-flag"};
+    view_.apps[0].app.status.reason = "/home/alice/lib/libcalc.so changed";
+    view_.apps[1].app.config.uid = kBob;
+    view_.apps[1].app.status.reason = "/home/bob/notes.db changed";
+    add(launch("notes", "cold", 3100));
+    ASSERT_TRUE(writer_.set_fallback(add(launch("notes", "restored", std::nullopt)), "stale",
+                                     "/home/bob/.local/lib/libnotes.so changed").ok());
   }
 
   // GET `path`, expecting 200 and a JSON body.
@@ -564,6 +708,479 @@ TEST_F(DashboardTest, DestroyRightAfterStartDoesNotHang) {
   }
   ASSERT_TRUE(WIFEXITED(status)) << "child died of signal " << WTERMSIG(status);
   EXPECT_EQ(WEXITSTATUS(status), 0) << "start() failed in the child";
+}
+
+// view_for is the one filter every route applies: owner and root see all, others what the admin
+// chose, and a peer of unknown user is never taken for root.
+TEST(ViewFor, OwnerAndRootSeeAllOthersWhatTheAdminChose) {
+  DashboardView v;
+  v.store_bytes = 7;
+  for (auto [name, uid] : {std::pair{"calc", kAlice}, std::pair{"notes", kBob}, std::pair{"rootapp", uid_t{0}}}) {
+    DashboardView::AppView a;
+    a.app.config.name = name;
+    a.app.config.uid = uid;
+    a.app.config.argv = {"/home/x/bin/" + std::string(name)};
+    a.app.status = {"stale", std::string("/home/x/") + name + " changed"};
+    a.image_bytes = 100;
+    v.apps.push_back(a);
+  }
+  auto names = [](const DashboardView& w) {
+    std::vector<std::string> out;
+    for (const auto& a : w.apps) out.push_back(a.app.config.name + (a.details ? "+" : "-"));
+    return out;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(names(view_for(v, 0, OthersSee::kNothing)), (V{"calc+", "notes+", "rootapp+"}));
+  EXPECT_EQ(names(view_for(v, kAlice, OthersSee::kNothing)), (V{"calc+"}));
+  EXPECT_EQ(names(view_for(v, kBob, OthersSee::kNothing)), (V{"notes+"}));
+  EXPECT_EQ(names(view_for(v, std::nullopt, OthersSee::kNothing)), V{});
+  EXPECT_EQ(names(view_for(v, 12345, OthersSee::kNothing)), V{});
+  EXPECT_EQ(names(view_for(v, kAlice, OthersSee::kTimings)), (V{"calc+", "notes-", "rootapp-"}));
+  EXPECT_EQ(names(view_for(v, std::nullopt, OthersSee::kTimings)), (V{"calc-", "notes-", "rootapp-"}));
+  EXPECT_EQ(view_for(v, kBob, OthersSee::kNothing).store_bytes, 7u);
+
+  const auto t = view_for(v, kBob, OthersSee::kTimings);
+  const auto& calc = t.apps[0];
+  EXPECT_EQ(calc.app.config.name, "calc");
+  EXPECT_EQ(calc.image_bytes, 100u);
+  EXPECT_TRUE(calc.app.config.argv.empty());
+  EXPECT_EQ(calc.app.config.uid, 0u) << "the owner's uid is not for others either";
+  EXPECT_TRUE(calc.app.status.reason.empty());
+  EXPECT_TRUE(calc.app.status.state.empty());
+  const auto& own = t.apps[1];
+  EXPECT_EQ(own.app.status.reason, "/home/x/notes changed");
+  EXPECT_EQ(own.app.config.argv, std::vector<std::string>{"/home/x/bin/notes"});
+}
+
+// The kernel says who owns the other end of a loopback connection, over IPv4 and IPv6.
+TEST(PeerUid, IsTheUserOwningTheClientSocket) {
+  if (!is_root()) GTEST_SKIP() << "needs root to run clients as other users";
+  for (bool v6 : {false, true}) {
+    SCOPED_TRACE(v6 ? "IPv6" : "IPv4");
+    UniqueFd lst(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    ASSERT_TRUE(lst.valid());
+    sockaddr_storage ss{};
+    socklen_t len;
+    if (v6) {
+      auto& a = reinterpret_cast<sockaddr_in6&>(ss);
+      a.sin6_family = AF_INET6;
+      a.sin6_addr = in6addr_loopback;
+      len = sizeof a;
+    } else {
+      auto& a = reinterpret_cast<sockaddr_in&>(ss);
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      len = sizeof a;
+    }
+    if (::bind(lst.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+      if (v6) GTEST_SKIP() << "no ::1 here";
+      FAIL() << "bind: " << std::strerror(errno);
+    }
+    ASSERT_EQ(::listen(lst.get(), 4), 0);
+    ASSERT_EQ(::getsockname(lst.get(), reinterpret_cast<sockaddr*>(&ss), &len), 0);
+    const int port = ntohs(v6 ? reinterpret_cast<sockaddr_in6&>(ss).sin6_port : reinterpret_cast<sockaddr_in&>(ss).sin_port);
+
+    // Alice connects and holds the connection until told to go.
+    int go[2];
+    ASSERT_EQ(::pipe2(go, O_CLOEXEC), 0);
+    Child c = spawn_as(kAlice, [&] {
+      ::close(go[1]);
+      UniqueFd fd = connect_to(port, v6);
+      char b;
+      const bool ok = fd.valid() && ::read(go[0], &b, 1) >= 0;
+      return std::string(ok ? "ok" : "no connection");
+    });
+    ::close(go[0]);
+    UniqueFd alice(::accept4(lst.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    ASSERT_TRUE(alice.valid());
+    EXPECT_EQ(peer_uid(alice.get()), std::optional<uid_t>(kAlice));
+    ASSERT_EQ(::write(go[1], "x", 1), 1);
+    ::close(go[1]);
+    EXPECT_EQ(finish(c), "ok");
+
+    UniqueFd mine = connect_to(port, v6);
+    ASSERT_TRUE(mine.valid());
+    UniqueFd root(::accept4(lst.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    ASSERT_TRUE(root.valid());
+    EXPECT_EQ(peer_uid(root.get()), std::optional<uid_t>(0));
+    EXPECT_EQ(peer_uid(mine.get()), std::optional<uid_t>(0)) << "the server end belongs to root as well";
+  }
+}
+
+// A client that closed at once leaves a time-wait socket, which the kernel reports as uid 0: that
+// must be an unknown peer, not root. Not sockets, or not TCP, have no peer user either.
+TEST(PeerUid, AClientThatAlreadyClosedIsUnknownNotRoot) {
+  if (!is_root()) GTEST_SKIP() << "needs root to run clients as other users";
+  UniqueFd lst(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(::bind(lst.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(lst.get(), 4), 0);
+  ASSERT_EQ(::getsockname(lst.get(), reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const int port = ntohs(a.sin_port);
+  EXPECT_EQ(as_user(kAlice, [port] {
+              UniqueFd fd = connect_to(port);
+              const std::string req = "GET /api/apps HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+              return std::string(fd.valid() && write_all(fd.get(), req.data(), req.size()).ok() ? "sent" : "failed");
+            }),
+            "sent");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the FIN and its ACK
+  UniqueFd gone(::accept4(lst.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(gone.valid());
+  EXPECT_EQ(peer_uid(gone.get()), std::nullopt);
+
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd s0(sv[0]), s1(sv[1]);
+  EXPECT_EQ(peer_uid(s0.get()), std::nullopt);
+  EXPECT_EQ(peer_uid(lst.get()), std::nullopt) << "a listener has no peer";
+}
+
+// Each user sees their own app's details and nothing of the other's: not in the list, 404 for its
+// page exactly as for an app that does not exist, no series in /metrics. Root sees both.
+TEST_F(DashboardTest, EachUserSeesOnlyTheirOwnApps) {
+  if (!is_root()) GTEST_SKIP() << "needs root to run clients as other users";
+  give_apps_to_two_users();
+  auto d = start_dashboard();
+  ASSERT_TRUE(d);
+  struct Who {
+    uid_t uid;
+    std::string own, other, own_secret, other_secret;
+  };
+  for (const Who& w : {Who{kAlice, "calc", "notes", "/home/alice/lib/libcalc.so", "/home/bob"},
+                       Who{kBob, "notes", "calc", "/home/bob/notes.db", "/home/alice"}}) {
+    SCOPED_TRACE("as uid " + std::to_string(w.uid));
+    const HttpReply list = get_as(w.uid, "/api/apps");
+    ASSERT_EQ(list.status, 200) << list.body;
+    const json apps = json_of(list)["apps"];
+    ASSERT_EQ(apps.size(), 1u) << list.body;
+    EXPECT_EQ(apps[0]["name"], w.own);
+    EXPECT_EQ(apps[0]["reason"].get<std::string>().rfind(w.own_secret, 0), 0u) << list.body;
+    EXPECT_EQ(list.body.find(w.other_secret), std::string::npos) << list.body;
+    EXPECT_EQ(list.body.find("\"" + w.other + "\""), std::string::npos) << list.body;
+
+    const HttpReply own = get_as(w.uid, "/api/apps/" + w.own);
+    ASSERT_EQ(own.status, 200) << own.body;
+    EXPECT_EQ(json_of(own)["launches"][0]["pid"], 321) << "the owner sees the pids";
+
+    const HttpReply other = get_as(w.uid, "/api/apps/" + w.other);
+    const HttpReply missing = get_as(w.uid, "/api/apps/" + w.other + "x");
+    EXPECT_EQ(other.status, 404);
+    EXPECT_EQ(missing.status, 404);
+    std::string expected = missing.body;
+    expected.replace(expected.find(w.other + "x"), w.other.size() + 1, w.other);
+    EXPECT_EQ(other.body, expected) << "another user's app must look unregistered";
+    auto other_headers = other.headers, missing_headers = missing.headers;
+    other_headers.erase("content-length");
+    missing_headers.erase("content-length");
+    EXPECT_EQ(other_headers, missing_headers);
+
+    const HttpReply m = get_as(w.uid, "/metrics");
+    ASSERT_EQ(m.status, 200);
+    EXPECT_TRUE(has_line(m.body, "prewarm_launches_total{app=\"" + w.own + "\",mode=\"cold\"} " +
+                                     (w.own == "calc" ? "2" : "3")))
+        << m.body;
+    EXPECT_EQ(m.body.find("app=\"" + w.other + "\""), std::string::npos) << m.body;
+    EXPECT_TRUE(has_line(m.body, "prewarm_cache_bytes 5000000")) << m.body;
+  }
+  EXPECT_TRUE(has_line(get_as(kBob, "/metrics").body, R"(prewarm_fallbacks_total{app="notes",reason="stale"} 1)"));
+  EXPECT_NE(get_as(kBob, "/api/apps/notes").body.find("/home/bob/.local/lib/libnotes.so"), std::string::npos);
+
+  // Root (this process) sees both, with their reasons.
+  const json all = get_json("/api/apps");
+  ASSERT_EQ(all["apps"].size(), 2u) << all.dump();
+  EXPECT_EQ(all["apps"][0]["reason"], "/home/alice/lib/libcalc.so changed");
+  EXPECT_EQ(all["apps"][1]["reason"], "/home/bob/notes.db changed");
+  EXPECT_EQ(get_json("/api/apps/notes")["launches"].size(), 3u);
+}
+
+// With OthersSee::kTimings another user's app is listed with its name and numbers, and nothing
+// that names a file or a process.
+TEST_F(DashboardTest, OthersSeeNamesAndTimingsOnlyWhenTheAdminSaysSo) {
+  if (!is_root()) GTEST_SKIP() << "needs root to run clients as other users";
+  give_apps_to_two_users();
+  auto d = start_dashboard(DashboardOptions{.others = OthersSee::kTimings});
+  ASSERT_TRUE(d);
+  const std::vector<std::string> secrets = {"/home/alice", "libfoo", "GPU mapping", "secret-flag", "/usr/lib"};
+
+  const HttpReply list = get_as(kBob, "/api/apps");
+  ASSERT_EQ(list.status, 200) << list.body;
+  for (const auto& s : secrets) EXPECT_EQ(list.body.find(s), std::string::npos) << s << " in " << list.body;
+  const json apps = json_of(list)["apps"];
+  ASSERT_EQ(apps.size(), 2u) << list.body;
+  const json& calc = apps[0];
+  EXPECT_EQ(calc["name"], "calc");
+  EXPECT_EQ(calc["launches"], json({{"cold", 2}, {"restored", 3}, {"fallbacks", 1}}));
+  EXPECT_EQ(calc["cold_ready_ms"]["p50"], 250.0);
+  EXPECT_EQ(calc["restored_ready_ms"]["p50"], 40.0);
+  EXPECT_EQ(calc["image_bytes"], 5'000'000);
+  EXPECT_TRUE(calc["state"].is_null());
+  EXPECT_TRUE(calc["reason"].is_null());
+  EXPECT_EQ(calc["last_fallbacks"], json::array());
+  EXPECT_EQ(apps[1]["reason"], "/home/bob/notes.db changed") << "bob's own app in full";
+
+  const HttpReply page = get_as(kBob, "/api/apps/calc");
+  ASSERT_EQ(page.status, 200) << page.body;
+  for (const auto& s : secrets) EXPECT_EQ(page.body.find(s), std::string::npos) << s << " in " << page.body;
+  const json j = json_of(page);
+  ASSERT_EQ(j["launches"].size(), 5u);
+  EXPECT_EQ(j["launches"][0]["ready_ms"], 250.0);
+  EXPECT_EQ(j["launches"][2]["phases"]["read_ms"], 20.0);
+  for (const json& l : j["launches"]) {
+    EXPECT_TRUE(l["pid"].is_null()) << l.dump();
+    EXPECT_TRUE(l["fallback"].is_null()) << l.dump();
+    EXPECT_TRUE(l["fallback_kind"].is_null()) << l.dump();
+  }
+  ASSERT_EQ(j["snapshots"].size(), 2u);
+  EXPECT_EQ(j["snapshots"][1]["ok"], false);
+  EXPECT_TRUE(j["snapshots"][1]["error"].is_null());
+
+  const HttpReply m = get_as(kBob, "/metrics");
+  ASSERT_EQ(m.status, 200);
+  EXPECT_TRUE(has_line(m.body, R"(prewarm_launches_total{app="calc",mode="cold"} 2)")) << m.body;
+  EXPECT_TRUE(has_line(m.body, R"(prewarm_time_to_ready_seconds_count{app="calc",mode="restored"} 2)")) << m.body;
+  EXPECT_EQ(m.body.find(R"(prewarm_fallbacks_total{app="calc")"), std::string::npos) << m.body;
+  EXPECT_TRUE(has_line(m.body, R"(prewarm_fallbacks_total{app="notes",reason="stale"} 1)")) << m.body;
+
+  // Root still sees every detail.
+  EXPECT_EQ(get_json("/api/apps/calc")["launches"][1]["fallback"], "/usr/lib/libfoo.so.1 changed since the snapshot");
+}
+
+// Over IPv6 the viewer is found the same way.
+TEST_F(DashboardTest, UsersAreToldApartOverIPv6Too) {
+  if (!is_root()) GTEST_SKIP() << "needs root to run clients as other users";
+  give_apps_to_two_users();
+  Dashboard d(path_);
+  d.publish(view_);
+  auto url = d.start("[::1]:0");
+  if (!url.ok()) GTEST_SKIP() << "no ::1 here: " << url.error().describe();
+  const auto colon = url->rfind(':');
+  const int port = std::atoi(url->c_str() + colon + 1);
+  const HttpReply r = parse_reply(as_user(kAlice, [port] { return raw_get(port, "/api/apps", true); }));
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json apps = json_of(r)["apps"];
+  ASSERT_EQ(apps.size(), 1u) << r.body;
+  EXPECT_EQ(apps[0]["name"], "calc");
+}
+
+// Bound to all addresses of both families, an IPv4 client shows as a v4-mapped IPv6 peer: the
+// kernel is asked about the IPv4 socket behind it.
+TEST_F(DashboardTest, UsersAreToldApartOnADualStackSocket) {
+  if (!is_root()) GTEST_SKIP() << "needs root to run clients as other users";
+  give_apps_to_two_users();
+  Dashboard d(path_);
+  d.publish(view_);
+  auto url = d.start("[::]:0");
+  if (!url.ok()) GTEST_SKIP() << "no IPv6 here: " << url.error().describe();
+  const int port = std::atoi(url->c_str() + url->rfind(':') + 1);
+  if (!connect_to(port).valid()) GTEST_SKIP() << "the IPv6 socket does not take IPv4 here (bindv6only)";
+  const HttpReply r = parse_reply(as_user(kBob, [port] { return raw_get(port, "/api/apps"); }));
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json apps = json_of(r)["apps"];
+  ASSERT_EQ(apps.size(), 1u) << r.body;
+  EXPECT_EQ(apps[0]["name"], "notes");
+}
+
+// One request per connection: the reply says Connection: close and the server closes, even when
+// the client pipelined a second request.
+TEST_F(DashboardTest, EveryReplyClosesItsConnection) {
+  auto d = start_dashboard();
+  ASSERT_TRUE(d);
+  const std::string host = "Host: 127.0.0.1:" + std::to_string(port_) + "\r\n";
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string text = raw_exchange(port_, "GET /api/apps HTTP/1.1\r\n" + host + "\r\nGET /metrics HTTP/1.1\r\n" + host + "\r\n");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5)) << "the server kept the connection";
+  const HttpReply r = parse_reply(text);
+  EXPECT_EQ(r.status, 200) << text;
+  EXPECT_EQ(r.headers.count("connection") ? r.headers.at("connection") : "", "close");
+  EXPECT_EQ(text.find("HTTP/1.1", 1), std::string::npos) << "a second reply on one connection:\n" << text;
+  ASSERT_TRUE(r.headers.count("content-length")) << text;
+  EXPECT_EQ(r.body.size(), std::stoul(r.headers.at("content-length")));
+}
+
+// The head deadline counts from accept, not from the last byte: a client sending a byte every
+// 100 ms gets 408 once the (here 500 ms) deadline has passed.
+TEST_F(DashboardTest, AHeadTrickledByteByByteMeetsOneDeadline) {
+  DashboardOptions o;
+  o.head_deadline = std::chrono::milliseconds(500);
+  auto d = start_dashboard(o);
+  ASSERT_TRUE(d);
+  UniqueFd fd = connect_to(port_);
+  ASSERT_TRUE(fd.valid());
+  const std::string head = "GET /api/apps HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string got;
+  for (size_t i = 0; i < head.size() && got.empty(); ++i) {
+    if (::send(fd.get(), &head[i], 1, MSG_NOSIGNAL) != 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    char buf[512];
+    const ssize_t n = ::recv(fd.get(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) got.assign(buf, static_cast<size_t>(n));
+  }
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(got.rfind("HTTP/1.1 408 ", 0), 0u) << "got '" << got << "'";
+  EXPECT_LT(took, std::chrono::milliseconds(2500)) << "the deadline restarted with the bytes";
+  EXPECT_GE(took, std::chrono::milliseconds(400));
+}
+
+// A user's connections beyond the cap are refused at once; once they are closed the user gets in.
+TEST_F(DashboardTest, AUsersConnectionsAreCapped) {
+  if (!is_root()) GTEST_SKIP() << "needs root to run clients as other users";
+  give_apps_to_two_users();
+  auto d = start_dashboard();
+  ASSERT_TRUE(d);
+  const int port = port_;
+  const std::string out = as_user(kAlice, [port] {
+    std::vector<UniqueFd> idle;
+    for (int i = 0; i < 8; ++i) idle.push_back(connect_to(port));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // accepted and counted
+    const int over = parse_reply(raw_get(port, "/api/apps")).status;
+    idle.clear();
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const int after = parse_reply(raw_get(port, "/api/apps")).status;
+    return std::to_string(over) + " " + std::to_string(after);
+  });
+  EXPECT_EQ(out, "503 200");
+}
+
+// 40 clients of alice trickle request heads, one byte every 500 ms, for 8 s, reconnecting whenever
+// the server drops one. Meanwhile root's and bob's requests are answered, within the head deadline
+// plus slack and while the slow clients are still at it; and no slow connection outlives the
+// deadline by much.
+TEST_F(DashboardTest, SlowClientsDoNotHoldUpOthers) {
+  if (!is_root()) GTEST_SKIP() << "needs root to run clients as other users";
+  give_apps_to_two_users();
+  auto d = start_dashboard();
+  ASSERT_TRUE(d);
+  const int port = port_;
+  int ready[2];
+  ASSERT_EQ(::pipe2(ready, O_CLOEXEC), 0);
+  Child slow = spawn_as(kAlice, [&] {
+    ::close(ready[0]);
+    using Clock = std::chrono::steady_clock;
+    struct Slow {
+      UniqueFd fd;
+      Clock::time_point opened;
+      size_t sent = 0;
+    };
+    const std::string head = "GET /api/apps HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaa";
+    std::vector<Slow> conns(40);
+    auto open = [&](Slow& s) {
+      s.fd = connect_to(port);
+      s.opened = Clock::now();
+      s.sent = 0;
+    };
+    for (auto& s : conns) open(s);
+    if (::write(ready[1], "r", 1) != 1) return std::string("cannot signal");
+    ::close(ready[1]);
+    const auto end = Clock::now() + std::chrono::seconds(8);
+    int dropped = 0;
+    Clock::duration longest{};
+    while (Clock::now() < end) {
+      for (auto& s : conns) {
+        char buf[256];
+        const ssize_t n = s.fd.valid() ? ::recv(s.fd.get(), buf, sizeof buf, MSG_DONTWAIT) : 0;
+        const bool closed = !s.fd.valid() || n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK) ||
+                            ::send(s.fd.get(), &head[s.sent++ % head.size()], 1, MSG_NOSIGNAL) != 1;
+        if (closed) {
+          dropped++;
+          longest = std::max(longest, Clock::now() - s.opened);
+          open(s);
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    for (auto& s : conns)
+      if (s.fd.valid()) longest = std::max(longest, Clock::now() - s.opened);
+    return std::to_string(dropped) + " " +
+           std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(longest).count());
+  });
+  ::close(ready[1]);
+  pollfd p{ready[0], POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 20'000), 1) << "the slow clients did not connect";
+  ::close(ready[0]);
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // all of alice's slots are taken now
+
+  const auto t0 = std::chrono::steady_clock::now();
+  auto res = get("/api/apps");
+  const auto root_took = std::chrono::steady_clock::now() - t0;
+  const HttpReply bob = get_as(kBob, "/api/apps");
+  const auto both_took = std::chrono::steady_clock::now() - t0;
+  int status = 0;
+  const bool slow_still_running = ::waitpid(slow.pid, &status, WNOHANG) == 0;
+
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(bob.status, 200) << bob.body;
+  EXPECT_EQ(json_of(bob)["apps"].size(), 1u) << bob.body;
+  EXPECT_LT(root_took, std::chrono::seconds(2) + std::chrono::seconds(2));
+  EXPECT_LT(both_took, std::chrono::seconds(2) + std::chrono::seconds(3));
+  EXPECT_TRUE(slow_still_running) << "the requests finished only after the slow clients were done";
+
+  if (!slow_still_running) {
+    // Reaped already: its output is in the pipe still.
+    slow.pid = -1;
+    return;
+  }
+  std::istringstream out(finish(slow));
+  int dropped = -1;
+  long longest_ms = -1;
+  out >> dropped >> longest_ms;
+  EXPECT_GE(dropped, 32) << "connections over alice's cap were not refused";
+  EXPECT_GT(longest_ms, 0);
+  EXPECT_LT(longest_ms, 6000) << "a trickling client was held past the head deadline";
+}
+
+// Out of fds, accept fails while the listener stays readable: the server must wait, not spin.
+TEST_F(DashboardTest, OutOfFdsTheServerDoesNotSpin) {
+  int port_pipe[2];
+  ASSERT_EQ(::pipe2(port_pipe, O_CLOEXEC), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    Dashboard d(path_);
+    auto url = d.start("127.0.0.1:0");
+    if (!url.ok()) ::_exit(2);
+    const int port = port_of(*url);
+    // The lowest free fd is the next one: a limit there leaves no fd for accept.
+    const int next = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ::close(next);
+    rlimit rl{};
+    ::getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = static_cast<rlim_t>(next);
+    if (::setrlimit(RLIMIT_NOFILE, &rl) != 0 || ::write(port_pipe[1], &port, sizeof port) != sizeof port) ::_exit(3);
+    for (;;) ::pause();
+  }
+  ::close(port_pipe[1]);
+  int port = -1;
+  pollfd p{port_pipe[0], POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 10'000), 1);
+  ASSERT_EQ(::read(port_pipe[0], &port, sizeof port), static_cast<ssize_t>(sizeof port));
+  ::close(port_pipe[0]);
+  auto cpu_ticks = [child] {
+    auto stat = read_file("/proc/" + std::to_string(child) + "/stat");
+    if (!stat.ok()) return -1L;
+    std::istringstream in(stat->substr(stat->rfind(')') + 2));
+    std::string f;
+    long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && in >> f; ++i) {
+      if (i == 14) utime = std::stol(f);
+      if (i == 15) stime = std::stol(f);
+    }
+    return utime + stime;
+  };
+  std::vector<UniqueFd> waiting;
+  for (int i = 0; i < 3; ++i) waiting.push_back(connect_to(port));  // completed by the kernel, never accepted
+  const long before = cpu_ticks();
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  const long after = cpu_ticks();
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  ASSERT_GE(before, 0);
+  // Spinning took 33 ticks a second here on a loaded machine; waiting takes next to none.
+  EXPECT_LT(after - before, ::sysconf(_SC_CLK_TCK) / 10) << "CPU ticks used in 2 s while accept failed";
 }
 
 }  // namespace
