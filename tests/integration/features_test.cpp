@@ -24,14 +24,19 @@ struct RoundTrip {
   Child restored;  // blocked in read(0), waiting for its input
 };
 
-// Start, wait for "ready", dump, restore, wait until the restored process reads stdin, and check
-// it has the original's mappings and fds.
-RoundTrip round_trip(const std::vector<std::string>& argv, const TempDir& dir) {
+// Start and wait for "ready" and for the read of stdin that follows it.
+std::pair<Child, std::string> start_ready(const std::vector<std::string>& argv) {
   Child original = Child::spawn(argv);
   auto ready = original.read_line();
   if (!ready || !ready->starts_with("ready"))
     throw std::runtime_error(argv[0] + " did not get ready: " + ready.value_or("") + original.leftovers());
   if (!wait_blocked_in_stdin_read(original.pid())) throw std::runtime_error("not blocked in read(0)");
+  return {std::move(original), *ready};
+}
+
+// Dump a ready process, restore, wait until the restored process reads stdin, and check it has
+// the original's mappings and fds.
+RoundTrip round_trip(Child original, const std::string& ready, const TempDir& dir) {
   const auto before = layout(original.pid());
   auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img"});
   if (dump.code != 0) throw std::runtime_error("dump exit " + std::to_string(dump.code) + ": " + dump.err);
@@ -40,7 +45,18 @@ RoundTrip round_trip(const std::vector<std::string>& argv, const TempDir& dir) {
     throw std::runtime_error("restored process never read stdin: " + restored.leftovers());
   const auto diff = layout_diff(before, layout(restored.pid()));
   EXPECT_TRUE(diff.empty()) << "mappings or fds differ after restore:\n" << diff;
-  return {std::move(original), fields(*ready), std::move(restored)};
+  return {std::move(original), fields(ready), std::move(restored)};
+}
+
+RoundTrip round_trip(const std::vector<std::string>& argv, const TempDir& dir) {
+  auto [original, ready] = start_ready(argv);
+  return round_trip(std::move(original), ready, dir);
+}
+
+int thread_count(pid_t pid) {
+  int n = 0;
+  for ([[maybe_unused]] const auto& t : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task")) ++n;
+  return n;
 }
 
 // The restored process's answer to `input`, which must be its last line before exit 0.
@@ -93,7 +109,9 @@ TEST_F(Features, VdsoClock) {
 // Dumped 0.5 s into a 2 s nanosleep. Correct: the original sleeps on undisturbed (the kernel
 // restarts its sleep after the freeze); the restored one sleeps at least what was left at the
 // snapshot (a restart of the whole 2 s is also fine), whether nanosleep restarts or returns
-// EINTR with the remaining time, which the program sleeps again.
+// EINTR with the remaining time, which the program sleeps again. A lost sleep shows as no line
+// within read_line's timeout; there is no tighter upper bound, since the restore's own time on
+// top of the sleep depends on the machine and its load.
 TEST_F(Features, Nanosleep) {
   TempDir dir;
   Child original = Child::spawn({PROG_nanosleep});
@@ -113,7 +131,6 @@ TEST_F(Features, Nanosleep) {
   ASSERT_TRUE(line) << restored.leftovers();
   EXPECT_TRUE(line == "woke eintr=0" || line == "woke eintr=1") << *line;
   EXPECT_GE(slept, left_at_dump - 50ms);
-  EXPECT_LE(slept, 2s + 2s);
   EXPECT_EQ(restored.wait(), 0);
 }
 
@@ -134,9 +151,22 @@ TEST_F(Features, PerfEventRingIsRefused) {
   EXPECT_EQ(c.wait(), 0);
 }
 
+// numpy's BLAS may start threads: OpenBLAS does where it is the system's libblas.so.3 (and
+// then every numpy process is multi-threaded). Pinned to one thread so the test means the same on
+// every machine; should the process still have more, what must hold is that dump refuses it.
 TEST_F(Features, PythonWithSympyAndNumpy) {
   TempDir dir;
-  auto rt = round_trip({"/usr/bin/python3", SYMPY_NUMPY_PY}, dir);
+  auto [original, ready] = start_ready({"/usr/bin/env", "OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1",
+                                        "/usr/bin/python3", SYMPY_NUMPY_PY});
+  if (const int threads = thread_count(original.pid()); threads > 1) {
+    auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img"});
+    EXPECT_EQ(dump.code, 3) << dump.err;
+    EXPECT_NE(dump.err.find(std::to_string(threads) + " threads"), std::string::npos) << dump.err;
+    EXPECT_FALSE(fs::exists(dir / "img"));
+    GTEST_SKIP() << "python3 with numpy has " << threads << " threads here even with one BLAS "
+                 << "thread asked for; its dump was refused, as it must be";
+  }
+  auto rt = round_trip(std::move(original), ready, dir);
   EXPECT_EQ(answer(rt.restored, "1001"), "pid=" + std::to_string(rt.restored.pid()) +
                                              " factors=[(7, 1), (11, 1), (13, 1)] sum=501501");
   EXPECT_NE(std::to_string(rt.restored.pid()), rt.ready["pid"]);

@@ -40,7 +40,9 @@ step "register a python3+sympy+numpy app (its own copy of the interpreter, to up
 IN mkdir -p /opt/e2e /var/tmp/e2e
 IN cp /usr/bin/python3.11 /opt/e2e/python3
 cp "$SRC/tests/apps/notify_app.py" "$SRC/tests/apps/perf_app.py" "$ROOT/opt/e2e/"
-IN sh -c 'cd /opt/e2e && /usr/local/bin/prewarm register calc --ready notify -- /opt/e2e/python3 /opt/e2e/notify_app.py /var/tmp/e2e'
+# numpy's BLAS pinned to one thread: where OpenBLAS is the system's libblas.so.3 every numpy
+# process has a second thread, and a multi-threaded app is never snapshotted.
+IN sh -c 'cd /opt/e2e && /usr/local/bin/prewarm register calc --ready notify -- /usr/bin/env OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 /opt/e2e/python3 /opt/e2e/notify_app.py /var/tmp/e2e'
 
 json() { IN /usr/local/bin/prewarm "$@" --json; }
 app_state() { json list | python3 -c "import json,sys; a=[x for x in json.load(sys.stdin)['apps'] if x['name']=='$1']; print(a[0]['state'] if a else 'missing')"; }
@@ -98,17 +100,24 @@ check_answer
 IN systemctl stop prewarm@calc.service
 
 step "an app with a perf_event mapping: always cold, listed as unsupported with the reason"
-IN sh -c 'cd /opt/e2e && /usr/local/bin/prewarm register perf --ready notify -- /usr/bin/python3 /opt/e2e/perf_app.py'
-IN systemctl start prewarm@perf.service
-wait_for 30 state_is perf unsupported
-app_reason perf | grep -q 'anon_inode:\[perf_event\]' || fail "reason does not name the perf mapping: $(app_reason perf)"
-[ "$(IN systemctl is-active prewarm@perf.service)" = active ] || fail "perf app is not running after the refused capture"
-IN systemctl stop prewarm@perf.service
-IN systemctl restart prewarmd.service
-IN systemctl start prewarm@perf.service
-[ "$(last_mode perf)" = cold ] || fail "perf app was not started cold"
-state_is perf unsupported || fail "perf app lost its unsupported state"
-IN systemctl stop prewarm@perf.service
+# The feature program says "skip: ..." where perf_event_open is not available.
+perf_probe=$("$BUILD/tests/progs/prog_perf_event" </dev/null | sed -n 1p || true)
+case "$perf_probe" in
+  skip*) echo "   not tried: $perf_probe" ;;
+  *)
+    IN sh -c 'cd /opt/e2e && /usr/local/bin/prewarm register perf --ready notify -- /usr/bin/python3 /opt/e2e/perf_app.py'
+    IN systemctl start prewarm@perf.service
+    wait_for 30 state_is perf unsupported
+    app_reason perf | grep -q 'anon_inode:\[perf_event\]' || fail "reason does not name the perf mapping: $(app_reason perf)"
+    [ "$(IN systemctl is-active prewarm@perf.service)" = active ] || fail "perf app is not running after the refused capture"
+    IN systemctl stop prewarm@perf.service
+    IN systemctl restart prewarmd.service
+    IN systemctl start prewarm@perf.service
+    [ "$(last_mode perf)" = cold ] || fail "perf app was not started cold"
+    state_is perf unsupported || fail "perf app lost its unsupported state"
+    IN systemctl stop prewarm@perf.service
+    ;;
+esac
 
 step "another user sees none of root's apps and cannot launch them"
 [ "$(IN setpriv --reuid=65534 --regid=65534 --clear-groups /usr/local/bin/prewarm list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["apps"]))')" = 0 ] \

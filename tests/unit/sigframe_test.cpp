@@ -207,17 +207,42 @@ namespace {
 const char* const kLandingFailures[] = {"rdi", "rsp", "xmm0", "ymm0 upper half (AVX state)",
                                         "signal mask", "sigaltstack"};
 
-// The child's own XSAVE image (standard format, as NT_X86_XSTATE gives it), with xmm0/ymm0 set.
-std::string own_xsave(uint64_t& xcr0) {
-  unsigned eax, ebx, ecx, edx;
-  __cpuid_count(0xd, 0, eax, ebx, ecx, edx);
-  uint32_t lo, hi;
-  asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  xcr0 = (uint64_t{hi} << 32) | lo;
-  alignas(64) static char area[16384];
-  std::memset(area, 0, sizeof area);  // XSAVE leaves the rest of the header alone
-  asm volatile("xsave64 (%0)" ::"r"(area), "a"(~0u), "d"(~0u) : "memory");
-  std::string x(area, ebx);
+// What the kernel itself puts in this process's signal frames (the software-reserved bytes of
+// the fpstate): the XSAVE size and features it accepts back from rt_sigreturn. It can be less
+// than CPUID reports for XCR0: features enabled on demand (AMX tile data) are left out until the
+// process asks for them, and a larger frame makes the kernel restore the legacy state only.
+struct KernelXstate {
+  uint32_t size = 0;
+  uint64_t xfeatures = 0;
+};
+KernelXstate g_kernel_xstate;
+
+KernelXstate kernel_xstate() {
+  struct sigaction sa {}, old {};
+  sa.sa_flags = SA_SIGINFO;
+  sa.sa_sigaction = [](int, siginfo_t*, void* ctx) {
+    const auto* fp = reinterpret_cast<const char*>(static_cast<ucontext_t*>(ctx)->uc_mcontext.fpregs);
+    uint32_t magic = 0;
+    std::memcpy(&magic, fp + kSwBytes, 4);
+    if (magic != kMagic1) return;
+    std::memcpy(&g_kernel_xstate.xfeatures, fp + kSwBytes + 8, 8);
+    std::memcpy(&g_kernel_xstate.size, fp + kSwBytes + 16, 4);
+  };
+  g_kernel_xstate = {};
+  if (::sigaction(SIGUSR2, &sa, &old) != 0) return {};
+  ::raise(SIGUSR2);
+  ::sigaction(SIGUSR2, &old, nullptr);
+  return g_kernel_xstate;
+}
+
+alignas(64) char g_xsave_area[16384];
+
+// The child's own XSAVE image (standard format, as NT_X86_XSTATE gives it), with xmm0/ymm0 set,
+// cut to the size the kernel accepts.
+std::string own_xsave(const KernelXstate& k) {
+  std::memset(g_xsave_area, 0, sizeof g_xsave_area);  // XSAVE leaves the rest of the header alone
+  asm volatile("xsave64 (%0)" ::"r"(g_xsave_area), "a"(~0u), "d"(~0u) : "memory");
+  std::string x(g_xsave_area, k.size);
   std::memcpy(x.data() + 160, &kXmm0, 8);       // XMM0 in the legacy area
   std::memcpy(x.data() + 576 + 0, &kYmm0Hi, 8);  // YMM0 bits 128..191 in the AVX component
   uint64_t bv = load<uint64_t>(x, 512) | 0x6;    // XSTATE_BV: SSE and AVX in use
@@ -229,6 +254,12 @@ TEST(SigframeOnTheKernel, RtSigreturnRestoresRegistersAvxMaskAndAltstack) {
   unsigned eax, ebx, ecx, edx;
   if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !(ecx & bit_OSXSAVE) || !(ecx & bit_AVX))
     GTEST_SKIP() << "CPU or kernel without XSAVE/AVX";
+  __cpuid_count(0xd, 0, eax, ebx, ecx, edx);
+  if (ebx > sizeof g_xsave_area) GTEST_SKIP() << "XSAVE area of " << ebx << " bytes: larger than this test's buffer";
+  const KernelXstate k = kernel_xstate();
+  ASSERT_NE(k.size, 0u) << "the kernel's own signal frame has no XSAVE magic";
+  ASSERT_LE(k.size, ebx) << "the kernel's signal frame is larger than CPUID's XSAVE area";
+  ASSERT_EQ(k.xfeatures & 0x6, 0x6u) << "the kernel does not carry SSE and AVX state in signal frames";
 
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
@@ -241,9 +272,8 @@ TEST(SigframeOnTheKernel, RtSigreturnRestoresRegistersAvxMaskAndAltstack) {
     g_want_rsp = reinterpret_cast<uint64_t>(stack + stack_len) - 8;  // as if just called
 
     pb::Snapshot snap;
-    uint64_t xcr0 = 0;
-    snap.mutable_regs()->set_xsave(own_xsave(xcr0));
-    snap.mutable_compat()->set_xfeatures(xcr0);
+    snap.mutable_regs()->set_xsave(own_xsave(k));
+    snap.mutable_compat()->set_xfeatures(k.xfeatures);
     snap.mutable_regs()->set_rip(reinterpret_cast<uint64_t>(&pw_sigframe_test_landing));
     snap.mutable_regs()->set_rsp(g_want_rsp);
     snap.mutable_regs()->set_rdi(kRdi);

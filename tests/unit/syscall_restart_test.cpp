@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -125,10 +126,14 @@ class Child {
     }
   }
   pid_t pid() const { return pid_; }
-  // The exit code, or -signal if it was killed.
-  int wait() {
+  // The exit code, or -signal if it was killed; -1000 if still running after `timeout`.
+  int wait(std::chrono::seconds timeout = std::chrono::seconds(30)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
     int status = 0;
-    if (::waitpid(pid_, &status, 0) != pid_) return -1000;
+    for (pid_t rc; (rc = ::waitpid(pid_, &status, WNOHANG)) != pid_;) {
+      if (rc < 0 || std::chrono::steady_clock::now() >= deadline) return -1000;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
     pid_ = -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
   }
@@ -140,11 +145,13 @@ class Child {
 // Waits until the child is blocked in syscall `nr` (first field of /proc/PID/syscall).
 bool wait_blocked_in(pid_t pid, long nr) {
   const std::string path = "/proc/" + std::to_string(pid) + "/syscall";
-  for (int i = 0; i < 5000; ++i) {
+  // A deadline, not a count of polls: a loaded machine can take seconds to schedule the child.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  do {
     auto text = read_file(path);
     if (text.ok() && text->rfind(std::to_string(nr) + " ", 0) == 0) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  } while (std::chrono::steady_clock::now() < deadline);
   return false;
 }
 
@@ -225,30 +232,37 @@ TEST(SyscallRestartOnRealProcess, InterruptedPauseIsRestartedAndStillWaits) {
 
 TEST(SyscallRestartOnRealProcess, InterruptedSleepReturnsEintr) {
   Child child([] {
-    timespec ts{10, 0};  // long enough that a restart instead of EINTR shows
-    timespec start{}, end{};
-    ::clock_gettime(CLOCK_MONOTONIC, &start);
+    // An hour: a restart instead of EINTR shows as a child still asleep at wait's deadline,
+    // with no bound on how fast this machine freezes and resumes it.
+    timespec ts{3600, 0};
     long n = ::syscall(SYS_clock_nanosleep, CLOCK_MONOTONIC, 0, &ts, nullptr);
-    int err = errno;
-    ::clock_gettime(CLOCK_MONOTONIC, &end);
-    if (n != -1 || err != EINTR) return 1;
-    return end.tv_sec - start.tv_sec < 9 ? 0 : 2;
+    return n == -1 && errno == EINTR ? 0 : 1;
   });
   ASSERT_GT(child.pid(), 0);
   ASSERT_TRUE(wait_blocked_in(child.pid(), SYS_clock_nanosleep));
   freeze_fix_and_resume(child.pid(), SYS_clock_nanosleep, SyscallRestart::kEintr, -516);
   if (IsSkipped() || HasFatalFailure()) return;
-  EXPECT_EQ(child.wait(), 0);
+  const int code = child.wait();
+  EXPECT_NE(code, -1000) << "still asleep: the sleep was restarted instead of returning EINTR";
+  EXPECT_EQ(code, 0);
 }
 
 TEST(SyscallRestartOnRealProcess, ProcessOutsideASyscallNeedsNothing) {
-  Child child([] {
-    for (;;) asm volatile("" ::: "memory");
+  // The child counts in shared memory once it is in its loop: frozen earlier (a fixed sleep is
+  // not enough on a loaded machine), it would still be returning from fork, inside a syscall.
+  void* p = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(p, MAP_FAILED) << std::strerror(errno);
+  UniqueMapping shared(p, 4096);
+  auto* spins = static_cast<volatile uint64_t*>(p);
+  Child child([spins] {
+    for (;;) *spins = *spins + 1;
     return 0;
   });
   ASSERT_GT(child.pid(), 0);
-  // Let it get past fork's return into the loop.
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (*spins == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_NE(*spins, 0u) << "the child never reached its loop";
   auto fp = FrozenProcess::seize(child.pid());
   if (!fp.ok() && fp.error().code == EPERM) {
     GTEST_SKIP() << "ptrace not permitted: " << fp.error().describe();
