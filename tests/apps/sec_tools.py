@@ -227,9 +227,15 @@ def notify_app(marker, *lines):
 
 
 def hold(seconds, *_files):
-    """An app that says it started, then sleeps (a cold start prints, a restored one does not);
+    """An app that says it started and is ready, then sleeps (a cold start prints, a restored
+    one does not);
     files named after the seconds are only there to be on its command line."""
     print("started pid=%d" % os.getpid(), flush=True)
+    path = os.environ.get("NOTIFY_SOCKET", "")
+    if path:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect("\0" + path[1:] if path.startswith("@") else path)
+            s.send(b"READY=1")
     time.sleep(float(seconds))
 
 
