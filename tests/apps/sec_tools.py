@@ -84,7 +84,7 @@ def _launch_gone(sock_path, name, count):
         os.waitpid(pid, 0)
         try:
             s.sendall(request(name))
-            reply, fds = recv_reply(s, 5)
+            reply, fds = recv_reply(s, 3)
         except OSError:
             reply, fds = None, []
         for fd in fds:
@@ -92,6 +92,8 @@ def _launch_gone(sock_path, name, count):
         s.close()
         if reply is None:
             silent += 1
+            if silent >= 20:  # a daemon that neither answers nor closes: no point going on
+                break
         elif reply.get("ok"):
             ok += 1
         else:

@@ -47,12 +47,27 @@ BD=$SCRATCH/b  # B's own directory
 mkdir "$BD"
 chown "$ub:$ub" "$BD"
 
-# Everything started in the background is killed at the end, by pid. In the background, users'
-# commands run as `(EXEC=exec as_b ...) &`: $! is then the command's own pid.
+# Everything started in the background is killed at the end of its item, by pid, and only
+# while that pid is still the process started (some are not this shell's children, so their
+# pids can be reused once they exit). In the background, users' commands run as
+# `(EXEC=exec as_b ...) &`: $! is then the command's own pid.
 BG=()
-bg() { BG+=("$1"); }
-end_bg() { kill -9 "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
-cleanup 'for p in "${BG[@]}"; do end_bg "$p"; done'
+start_time() { sed 's/.*) //' /proc/"$1"/stat 2>/dev/null | cut -d' ' -f20; }
+bg() { BG+=("$1:$(start_time "$1")"); }
+end_bg() {
+  local e keep=()
+  for e in "${BG[@]}"; do
+    if [ "${e%%:*}" = "$1" ]; then
+      [ "$(start_time "$1")" != "${e#*:}" ] || kill -9 "$1" 2>/dev/null || true
+      wait "$1" 2>/dev/null || true
+    else
+      keep+=("$e")
+    fi
+  done
+  BG=(${keep[@]+"${keep[@]}"})
+}
+end_all_bg() { while [ ${#BG[@]} -gt 0 ]; do end_bg "${BG[0]%%:*}"; done; }
+cleanup 'end_all_bg'
 DAEMON=
 # Each item gets its own prewarmd, state and runtime directories; a daemon a check left stuck
 # or stopped is killed.
@@ -65,6 +80,8 @@ use_state() {
 log_since() { tail -c +$((LOG_FROM + 1)) "$SCRATCH/prewarmd.log"; }
 stop_hard() {
   [ -n "$DAEMON" ] || return 0
+  # A prewarmd that died on its own may have left its pid to another process.
+  [ "$(cat /proc/"$DAEMON"/comm 2>/dev/null)" = prewarmd ] || { wait "$DAEMON" 2>/dev/null; DAEMON=; return 0; }
   kill -CONT "$DAEMON" 2>/dev/null || true
   kill "$DAEMON" 2>/dev/null || true
   local end=$((SECONDS + 5))
@@ -153,6 +170,7 @@ if want 1; then
   [ "$s" != valid ] && [[ "$r" == *"capture refused"* ]] && [ "$(field suid2 images)" = 0 ] ||
     bad "B's raw launch that exec'ed a setuid-root program was captured: state $s, reason '$r' ($(cat "$SCRATCH/i1/suid2.out"))"
   end_bg "$pid"
+  end_all_bg
   stop_hard
 fi
 
@@ -195,6 +213,7 @@ if want 2; then
   else
     echo "   could not take pid $gone over on this busy machine ($(cat "$SCRATCH/i2b/reuse.out")); pid reuse not checked"
   fi
+  end_all_bg
   stop_hard
 fi
 
@@ -289,7 +308,7 @@ if want 3; then
     rm -rf "${PREWARM_STATE_DIR:?}/store/$fake"
     start_daemon
   fi
-  for name in sec-fifo "$fake" "$key2" pages.img; do
+  for name in sec-fifo "$fake" "$key2"; do
     log_since | grep -q -- "$name" || bad "prewarmd's log has no line naming the planted $name: $(log_since | tr '\n' ' ')"
   done
   # A launch of img must not open the FIFO (it would wait for a writer forever).
@@ -298,6 +317,8 @@ if want 3; then
   until grep -q started "$SCRATCH/i3/fifo.out" || [ $SECONDS -ge $end ]; do sleep 0.1; done
   [ "$(last img mode)" = cold ] && grep -q started "$SCRATCH/i3/fifo.out" ||
     bad "prewarm run of an image whose pages.img is a FIFO did not start cold within 8 s (state $(field img state)): $(cat "$SCRATCH/i3/fifo.out.err")"
+  # named at the start or at this launch: the file, or the image it is in
+  log_since | grep -q -- "pages.img\|$(basename "$img")" || bad "prewarmd's log has no line naming the FIFO $img/pages.img: $(log_since | tr '\n' ' ')"
   end_bg "$LAUNCH"
   # A launch of img2 must not restore the image the symlink points at.
   launch_b img2 "$SCRATCH/i3/link.out"
@@ -306,6 +327,7 @@ if want 3; then
   [ "$(last img2 mode)" = cold ] && grep -q started "$SCRATCH/i3/link.out" ||
     bad "prewarm run of img2 did not start cold within 8 s: launch mode $(last img2 mode), it used the image behind the symlink store/$key2"
   end_bg "$LAUNCH"
+  end_all_bg
   stop_hard
 fi
 
@@ -355,6 +377,7 @@ if want 4; then
   ! grep "uid=0 .*sent by user B" "$SCRATCH/i4/creds.log" >/dev/null ||
     bad "B's text reached a root-only socket signed uid 0: $(head -3 "$SCRATCH/i4/creds.log" | tr '\n' ' ')"
   end_bg "$LAUNCH"
+  end_all_bg
   stop_hard
 fi
 
@@ -377,7 +400,7 @@ if want 5; then
     [[ "$t" != *failed* ]] && [ "${t%% *}" -lt 3500 ] || bad "with 20 clients of B trickling (round $round): A's prewarm list took $t"
     sleep 2
   done
-  for p in "${BG[@]}"; do end_bg "$p"; done
+  end_all_bg
   stop_hard
 
   step "5b. a stopped prewarmd: prewarm run starts cold within a few seconds"
@@ -394,6 +417,7 @@ if want 5; then
   [[ "$t" != *failed* ]] && [ "${t%% *}" -lt 3000 ] || bad "prewarmd did not answer after SIGCONT: $t"
   sleep 1
   [ "$(inflight)" = 0 ] || bad "the launch that gave up while prewarmd was stopped is still tracked: launches_in_flight $(inflight)"
+  end_all_bg
   stop_hard
 fi
 
@@ -415,6 +439,7 @@ if want 6; then
     [ "$s" != valid ] && [[ "$r" == *"cannot record"* && "$r" == *"$secret"* && "$r" == *"Permission denied"* ]] ||
       bad "$app: a file B cannot read ($secret) was recorded for B's app: state $s, reason '$r'"
   done
+  end_all_bg
   stop_hard
 fi
 
