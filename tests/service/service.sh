@@ -31,10 +31,21 @@ case "$a" in *"factors={7: 1, 11: 1, 13: 1} sum=500500"*) ;; *) fail "restored a
 [ "$(last calc mode)" = restored ] || fail "second launch not restored"
 wait_for 10 ready_known calc
 
-step "the image belongs to the app's user and is private"
+step "the image belongs to root and is private: its app's user cannot read it"
 img=$(ls -d "$PREWARM_STATE_DIR"/store/*)
 [ "$(stat -c %a "$PREWARM_STATE_DIR")" = 700 ] || fail "state dir not 0700"
-[ "$(stat -c %a "$img")" = 700 ] && [ "$(stat -c %a "$img/pages.img")" = 600 ] || fail "image not private"
+[ "$(stat -c '%U:%G %a' "$img")" = "root:root 700" ] || fail "image dir not root's 0700: $(stat -c '%U:%G %a' "$img")"
+for f in snapshot.pb pages.img meta.json; do
+  [ "$(stat -c '%U:%G %a' "$img/$f")" = "root:root 600" ] || fail "$f not root's 0600: $(stat -c '%U:%G %a' "$img/$f")"
+done
+# Through a descriptor of the image directory (as a launch would hold one) the state directory's
+# 0700 is out of the way: only the image's own modes keep the app's user (and anyone) out.
+img_uid=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['uid'])" "$img/meta.json")
+for u in "$img_uid" 65534; do
+  [ "$u" = 0 ] && continue
+  setpriv --reuid="$u" --regid="$u" --clear-groups cat /proc/self/fd/3/pages.img 3<"$img" >/dev/null 2>&1 &&
+    fail "uid $u can read pages.img"
+done
 
 step "a launch with other stdio kinds does not use the snapshot taken with pipes"
 before=$(launch_count calc)
