@@ -34,7 +34,9 @@ AppSummary Daemon::summary_of(const std::string& app) {
 
 void Daemon::start_dashboard() {
   if (opts_.http == "off" || !history_) return;
-  dashboard_ = std::make_unique<Dashboard>(opts_.state_dir + "/history.db");
+  DashboardOptions o;
+  o.others = opts_.dashboard_shows_timings ? OthersSee::kTimings : OthersSee::kNothing;
+  dashboard_ = std::make_unique<Dashboard>(opts_.state_dir + "/history.db", o);
   publish();
   auto url = dashboard_->start(opts_.http);
   const std::string url_file = opts_.runtime_dir + "/dashboard";

@@ -78,6 +78,8 @@ Daemon::Reply Daemon::op_launch(const json& req, Connection& c) {
   // 1. Bound to the process that asked, never to its pid number.
   if (!c.pidfd.valid())
     return {error_reply("cannot follow the launching process (" + c.pidfd_error + "); starting cold", "gone")};
+  if (!proto::process_alive(c.pidfd.get()))
+    return {error_reply("the launching process has exited; nothing to launch", "gone")};
   size_t env_bytes = 0;
   for (const auto& e : req.value("env", json::array())) env_bytes += e.is_string() ? e.get_ref<const std::string&>().size() : 0;
   if (std::string why = policy::check_launch(opts_.limits, launches_of(app->config.uid), env_bytes); !why.empty())

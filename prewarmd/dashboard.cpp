@@ -230,7 +230,7 @@ DashboardView view_for(const DashboardView& view, std::optional<uid_t> viewer, O
       // Only the name is copied over, so nothing added to App later leaks by default.
       DashboardView::AppView t;
       t.app.config.name = av.app.config.name;
-      t.app.status.state.clear();
+      t.app.status = {};  // state and reason are details (shown as null)
       t.image_bytes = av.image_bytes;
       t.details = false;
       out.apps.push_back(std::move(t));

@@ -10,6 +10,10 @@ BIN=$(realpath "$1")
 SRC=$(realpath "$2")
 [ "$(id -u)" -eq 0 ] || skip "needs root (runs apps as another user)"
 . "$(dirname "$0")/../lib/daemon.sh"
+# image_of_uid UID: the image directory whose meta.json names UID as its app's user.
+image_of_uid() {
+  grep -l "\"uid\": $1\b" "$PREWARM_STATE_DIR"/store/*/meta.json 2>/dev/null | head -1 | xargs -r dirname
+}
 chmod 755 "$SCRATCH"
 start_daemon
 cleanup 'kill $DAEMON 2>/dev/null'
@@ -33,7 +37,8 @@ wait_for 10 ready_known calc
 
 step "the image belongs to root and is private: its app's user cannot read it"
 img=$(ls -d "$PREWARM_STATE_DIR"/store/*)
-[ "$(stat -c %a "$PREWARM_STATE_DIR")" = 700 ] || fail "state dir not 0700"
+[ "$(stat -c '%U %a' "$PREWARM_STATE_DIR")" = "root 711" ] || fail "state dir not root's 0711"
+[ "$(stat -c '%U %a' "$PREWARM_STATE_DIR/store")" = "root 700" ] || fail "the store is not root's 0700"
 [ "$(stat -c '%U:%G %a' "$img")" = "root:root 700" ] || fail "image dir not root's 0700: $(stat -c '%U:%G %a' "$img")"
 for f in snapshot.pb pages.img meta.json; do
   [ "$(stat -c '%U:%G %a' "$img/$f")" = "root:root 600" ] || fail "$f not root's 0600: $(stat -c '%U:%G %a' "$img/$f")"
@@ -113,13 +118,16 @@ step "a user's own app: runs as that user, its image is that user's"
 (cd "$SCRATCH" && as_nobody "$P" register mine --ready notify -- /usr/bin/python3 "$SCRATCH/calc.py" >/dev/null)
 run_calc mine 36 as_nobody >/dev/null || fail "user app did not answer"
 wait_for 30 state_is mine valid
-mine_img=$(find "$PREWARM_STATE_DIR/store" -mindepth 1 -maxdepth 1 -uid 65534)
-[ -n "$mine_img" ] || fail "the user's image is not owned by the user"
+mine_img=$(image_of_uid 65534)
+[ -n "$mine_img" ] && [ "$(stat -c '%U %a' "$mine_img/pages.img")" = "root 600" ] || fail "the user's image is not root's alone"
+as_nobody cat "$mine_img/pages.img" >/dev/null 2>&1 && fail "the app's own user can read its image"
 a=$(run_calc mine 36 as_nobody)
 [ "$(last mine mode)" = restored ] || fail "the user's own app was not restored"
 # root launching it drops to the user: the process runs as uid 65534
 before=$(launch_count mine)
-(wait_for 60 test -e "$SCRATCH/go"; echo 36) | "$P" run mine 2>>"$SCRATCH/run.err" >/dev/null &
+rc=0; "$P" run mine </dev/null >/dev/null 2>"$SCRATCH/root.err" || rc=$?
+[ "$rc" = 4 ] && grep -q "nobody/mine\|USER/mine" "$SCRATCH/root.err" || fail "root ran a user's app by its bare name (exit $rc)"
+(wait_for 60 test -e "$SCRATCH/go"; echo 36) | "$P" run nobody/mine 2>>"$SCRATCH/run.err" >/dev/null &
 launch=$!
 wait_for 60 settled mine "$before"
 pid=$(last mine pid)
@@ -138,9 +146,9 @@ as_b() { setpriv --reuid="$(id -u "$ub")" --regid="$(id -g "$ub")" --init-groups
 (cd "$SCRATCH" && as_a "$P" register appa --ready notify -- /usr/bin/python3 "$SCRATCH/calc.py" >/dev/null)
 run_calc appa 36 as_a >/dev/null || fail "A's app did not answer"
 wait_for 30 state_is appa valid
-a_img=$(find "$PREWARM_STATE_DIR/store" -mindepth 1 -maxdepth 1 -user "$ua")
-[ -n "$a_img" ] && [ "$(stat -c %a "$a_img")" = 700 ] && [ "$(stat -c %a "$a_img/pages.img")" = 600 ] ||
-  fail "A's image is not A's alone: $(ls -ld "$a_img" "$a_img/pages.img")"
+a_img=$(image_of_uid "$(id -u "$ua")")
+[ -n "$a_img" ] && [ "$(stat -c '%U %a' "$a_img")" = "root 700" ] && [ "$(stat -c '%U %a' "$a_img/pages.img")" = "root 600" ] ||
+  fail "A's image is not root's alone: $(ls -ld "$a_img" "$a_img/pages.img")"
 [ "$(as_b "$P" list --json | python3 -c 'import json,sys; print([a["name"] for a in json.load(sys.stdin)["apps"]])')" = "[]" ] ||
   fail "B sees A's app"
 for cmd in "run appa" "snapshot appa" "invalidate appa" "unregister appa" "stats appa"; do

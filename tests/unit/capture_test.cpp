@@ -87,12 +87,13 @@ struct App {
     char b = 'g';
     if (::write(go.get(), &b, 1) != 1) std::abort();
   }
-  // Polls read_identity until `done` holds (the exec or uid change has happened).
+  // Polls read_identity until `done` holds (the exec or uid change has happened) and the process
+  // sleeps: an exec is visible in /proc before it has finished laying out the new mm.
   template <typename F>
   bool wait_for(F done) {
     for (int i = 0; i < 500; ++i) {
       auto id = read_identity(pid, pidfd.get());
-      if (id && done(*id)) return true;
+      if (id && done(*id) && state() == 'S') return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     return false;

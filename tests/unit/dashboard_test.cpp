@@ -62,7 +62,7 @@ SnapshotRow snapshot(const std::string& app, bool ok, int64_t image_bytes, const
 DashboardView::AppView app_view(const std::string& name, uint64_t image_bytes) {
   DashboardView::AppView v;
   v.app.config.name = name;
-  v.app.status.state = "valid";
+  v.app.status.state = policy::AppState::kValid;
   v.image_bytes = image_bytes;
   return v;
 }
@@ -720,7 +720,7 @@ TEST(ViewFor, OwnerAndRootSeeAllOthersWhatTheAdminChose) {
     a.app.config.name = name;
     a.app.config.uid = uid;
     a.app.config.argv = {"/home/x/bin/" + std::string(name)};
-    a.app.status = {"stale", std::string("/home/x/") + name + " changed"};
+    a.app.status = {policy::AppState::kStale, std::string("/home/x/") + name + " changed"};
     a.image_bytes = 100;
     v.apps.push_back(a);
   }
@@ -746,7 +746,7 @@ TEST(ViewFor, OwnerAndRootSeeAllOthersWhatTheAdminChose) {
   EXPECT_TRUE(calc.app.config.argv.empty());
   EXPECT_EQ(calc.app.config.uid, 0u) << "the owner's uid is not for others either";
   EXPECT_TRUE(calc.app.status.reason.empty());
-  EXPECT_TRUE(calc.app.status.state.empty());
+  EXPECT_EQ(calc.app.status.state, policy::AppState::kNone);
   const auto& own = t.apps[1];
   EXPECT_EQ(own.app.status.reason, "/home/x/notes changed");
   EXPECT_EQ(own.app.config.argv, std::vector<std::string>{"/home/x/bin/notes"});
