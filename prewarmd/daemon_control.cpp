@@ -45,7 +45,11 @@ int Daemon::on_accept(sd_event_source*, int fd, uint32_t, void* userdata) {
                                static_cast<uint64_t>(self->opts_.request_deadline_ms) * 1000, 10'000,
                                on_connection_deadline, self);
     ++open_of_uid;
+    Connection& conn_ref = *c;
     self->connections_[c->id] = std::move(c);
+    // The request is usually there already: answered now, a quick client never holds a slot, so
+    // the cap binds only peers that are slow (50 concurrent launches of one user all go through).
+    self->read_request(conn_ref);
   }
   return 0;
 }

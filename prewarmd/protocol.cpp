@@ -295,14 +295,15 @@ Result<Received> call(const std::string& dir, const json& request, const std::ve
     if (!sent) {
       PW_ASSIGN(sent, w.write_some(sock.get()));
     }
-    if (sent) {
-      PW_ASSIGN(bool done, r.read_some(sock.get()));
-      if (done) return r.take();
-    }
     const int wait = left_ms();
     if (wait == 0) return make_error(ETIMEDOUT, "prewarmd did not answer within " + std::to_string(timeout_ms) + " ms");
+    // Read only once poll says there is something: the reply is taken in one go when it is there.
     pollfd p{sock.get(), static_cast<short>(sent ? POLLIN : POLLOUT), 0};
-    if (::poll(&p, 1, wait) < 0 && errno != EINTR) return errno_error("poll");
+    int n = ::poll(&p, 1, wait);
+    if (n < 0 && errno != EINTR) return errno_error("poll");
+    if (n <= 0 || !sent) continue;
+    PW_ASSIGN(bool done, r.read_some(sock.get()));
+    if (done) return r.take();
   }
 }
 
