@@ -34,7 +34,8 @@ IN test -S /run/prewarm/control.sock || fail "no control socket"
 IN /usr/local/bin/prewarm list >/dev/null
 [ "$(IN systemctl show -P Type prewarmd.service)" = notify ] || fail "prewarmd.service is not Type=notify"
 [ "$(IN systemctl is-active prewarmd.service)" = active ] || fail "prewarmd did not start"
-[ "$(IN stat -c %a /var/lib/prewarm)" = 700 ] || fail "state directory is not 0700"
+[ "$(IN stat -c %a /var/lib/prewarm)" = 711 ] || fail "state directory is not 0711 (StateDirectoryMode=)"
+[ "$(IN stat -c %a /var/lib/prewarm/store)" = 700 ] || fail "the image store is not 0700"
 
 step "register a python3+sympy+numpy app (its own copy of the interpreter, to upgrade it later)"
 IN mkdir -p /opt/e2e /var/tmp/e2e
