@@ -17,6 +17,7 @@ struct Limits {
   size_t launch_env_bytes = 256 << 10;   // the environment a launch sends
   unsigned launches_per_user = 64;       // launches prewarmd follows at once
   unsigned connections_per_user = 8;     // control connections open at once (root: 8x)
+  size_t connections_total = 512;        // all users' together
   uint64_t store_budget = 8ull << 30;
   uint64_t user_store_share = 4ull << 30;  // one user's images together
 };

@@ -39,6 +39,11 @@ bool take_dump(const DumpOutcome& d, CaptureResult& r) {
     r.message = d.message;
     return false;
   }
+  if (d.over_budget) {
+    r.status = "rejected";
+    r.message = d.message + ", more than the store budget and this user's share leave room for";
+    return false;
+  }
   if (d.status == DumpOutcome::kUnsupported) {
     r.status = "unsupported";
     for (const auto& o : d.offenders) r.message += (r.message.empty() ? "" : "; ") + o;
@@ -117,7 +122,7 @@ void close_all_but(int keep) {
 CaptureResult capture_checked(const CaptureRequest& req, int result_fd) {
   CaptureResult r;
   // 1. The image, only of the process that became ready, complete or not at all.
-  if (!take_dump(dump_process(req.pid, req.incoming, /*kill=*/false, [&] { return verify_frozen(req); }), r))
+  if (!take_dump(dump_process(req.pid, req.incoming, /*kill=*/false, [&] { return verify_frozen(req); }, req.max_image_bytes), r))
     return r;
   // 2. The manifest is root's: read it while still root.
   auto img = load_image(req.incoming);

@@ -13,7 +13,7 @@
 namespace prewarm {
 
 struct CaptureResult {
-  std::string status = "failed";  // "ok", "unsupported", "refused", "failed"
+  std::string status = "failed";  // "ok", "unsupported", "refused", "rejected" (over budget), "failed"
   std::string message;
   std::string key;
   std::vector<policy::FileRecord> files;
@@ -30,6 +30,7 @@ struct CaptureRequest {
   uid_t uid = 0;             // the app's registered user and group
   gid_t gid = 0;
   unsigned delay_ms = 0;
+  uint64_t max_image_bytes = 0;  // what the store could still admit for this user (0: no cap)
   std::string incoming;
   policy::LaunchContext ctx;
   std::vector<std::string> argv;

@@ -2,6 +2,7 @@
 #include "prewarmd/daemon.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -75,6 +76,8 @@ Daemon::~Daemon() {
     sd_event_source_disable_unref(l->timer);
   }
   for (auto& [app, c] : captures_) sd_event_source_disable_unref(c->source);
+  sd_event_source_disable_unref(accept_pause_);
+  sd_event_source_disable_unref(accept_source_);
   sd_event_source_disable_unref(inotify_source_);
   sd_event_source_disable_unref(recheck_source_);
   sd_event_unref(event_);
@@ -92,6 +95,12 @@ void Daemon::load_registry() {
     registry_ = Registry{};
     std::vector<std::string> skipped;
     for (auto& c : read_app_copies(apps_dir_.get(), skipped)) {
+      // A copy is its user's file: held to the same limits as a registration.
+      if (std::string why = policy::check_registration(opts_.limits, registry_.apps_of(c.uid), false, c.argv, c.cwd, c.watch);
+          !why.empty()) {
+        skipped.push_back("apps/" + app_copy_name(c.uid, c.name) + ": " + why + "; ignored");
+        continue;
+      }
       App app;
       app.status.reason = "rebuilt after registry.json was damaged";
       app.config = std::move(c);
@@ -111,6 +120,11 @@ void Daemon::load_registry() {
 }
 
 Result<void> Daemon::start() {
+  // 0. Every connection, launch and capture holds a few descriptors: room for thousands.
+  if (rlimit nofile{}; ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < 65536) {
+    nofile.rlim_cur = std::min<rlim_t>(nofile.rlim_max, 65536);
+    ::setrlimit(RLIMIT_NOFILE, &nofile);
+  }
   // 1. State: images first (interrupted captures are cleaned up), then the registry.
   ::umask(077);
   PW_TRY(store_.open());
@@ -159,7 +173,7 @@ Result<void> Daemon::start() {
   if (int r = sd_event_default(&event_); r < 0) return make_error(-r, "sd_event_default");
   sd_event_add_signal(event_, nullptr, SIGTERM, nullptr, nullptr);
   sd_event_add_signal(event_, nullptr, SIGINT, nullptr, nullptr);
-  if (int r = sd_event_add_io(event_, nullptr, control_.get(), EPOLLIN, on_accept, this); r < 0)
+  if (int r = sd_event_add_io(event_, &accept_source_, control_.get(), EPOLLIN, on_accept, this); r < 0)
     return make_error(-r, "watch the control socket");
   if (int r = sd_event_add_io(event_, nullptr, notify_.get(), EPOLLIN, on_notify, this); r < 0)
     return make_error(-r, "watch the notify socket");

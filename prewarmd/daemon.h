@@ -125,6 +125,7 @@ class Daemon {
   void write_reply(Connection& c);
   void send_reply(uint64_t conn, proto::json msg, std::vector<UniqueFd> fds = {});
   void close_connection(uint64_t conn, const char* why = nullptr);
+  void pause_accepting();
   Reply handle(const proto::json& req, Connection& c);
   App* visible_app(const std::string& name, const proto::PeerCred& cred, proto::json& error);
 
@@ -186,6 +187,8 @@ class Daemon {
   sd_event* event_ = nullptr;
   UniqueFd control_, notify_, inotify_, apps_dir_;
   std::string notify_path_, control_path_;
+  sd_event_source* accept_source_ = nullptr;
+  sd_event_source* accept_pause_ = nullptr;
   sd_event_source* inotify_source_ = nullptr;
   sd_event_source* recheck_source_ = nullptr;
   Registry registry_;

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 
@@ -72,6 +73,17 @@ Result<void> Daemon::start_capture(Launch& l, uint64_t waiter, unsigned delay_ms
   req.uid = cfg.uid;
   req.gid = cfg.gid;
   req.delay_ms = delay_ms;
+  // The most the store could admit for this user: the child stops writing past it, so a user's
+  // oversized app never fills the state directory's disk first.
+  uint64_t others = 0;
+  for (const auto& [k, e] : store_.entries()) others += e.uid == cfg.uid ? 0 : e.bytes;
+  const uint64_t budget = opts_.limits.store_budget;
+  req.max_image_bytes = std::min(opts_.limits.user_store_share, budget > others ? budget - others : 0);
+  if (req.max_image_bytes < (1u << 20)) {
+    set_status(l.app, {policy::AppEvent::kImageRejected, "the store budget (" + std::to_string(budget >> 20) +
+                                                             " MiB) is taken by other users' images"});
+    return data_error("the store budget is taken by other users' images");
+  }
   req.incoming = c->incoming;
   req.ctx = l.ctx;
   req.argv = cfg.argv;

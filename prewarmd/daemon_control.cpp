@@ -22,11 +22,17 @@ int Daemon::on_accept(sd_event_source*, int fd, uint32_t, void* userdata) {
   // A burst of clients: take them all now, each costs only a few syscalls here.
   for (int i = 0; i < 64; ++i) {
     UniqueFd conn(::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-    if (!conn.valid()) return 0;
+    if (!conn.valid()) {
+      // Out of descriptors: the socket stays readable, so stop accepting for a moment instead of
+      // spinning on it; connections wait in the backlog meanwhile.
+      if (errno == EMFILE || errno == ENFILE) self->pause_accepting();
+      return 0;
+    }
     auto cred = proto::peer_credentials(conn.get());
     if (!cred) continue;
     unsigned& open_of_uid = self->connections_by_uid_[cred->uid];
-    if (!policy::connection_allowed(self->opts_.limits, cred->uid, open_of_uid)) {
+    if (!policy::connection_allowed(self->opts_.limits, cred->uid, open_of_uid) ||
+        self->connections_.size() >= self->opts_.limits.connections_total) {
       // Closed unread: the client sees the connection end and reports prewarmd as busy.
       if (self->refused_connections_++ % 100 == 0)
         log_event(LOG_WARNING, "control: uid " + std::to_string(cred->uid) + " has " + std::to_string(open_of_uid) +
@@ -52,6 +58,21 @@ int Daemon::on_accept(sd_event_source*, int fd, uint32_t, void* userdata) {
     self->read_request(conn_ref);
   }
   return 0;
+}
+
+void Daemon::pause_accepting() {
+  if (accept_pause_) return;
+  log_event(LOG_WARNING, "control: out of file descriptors; not accepting connections for 100 ms");
+  sd_event_source_set_enabled(accept_source_, SD_EVENT_OFF);
+  sd_event_add_time_relative(
+      event_, &accept_pause_, CLOCK_MONOTONIC, 100'000, 10'000,
+      [](sd_event_source*, uint64_t, void* userdata) {
+        auto* self = static_cast<Daemon*>(userdata);
+        self->accept_pause_ = sd_event_source_disable_unref(self->accept_pause_);
+        sd_event_source_set_enabled(self->accept_source_, SD_EVENT_ON);
+        return 0;
+      },
+      this);
 }
 
 int Daemon::on_connection_io(sd_event_source* s, int, uint32_t, void* userdata) {
@@ -95,6 +116,7 @@ void Daemon::read_request(Connection& c) {
       r = Reply{error_reply(std::string("malformed request: ") + e.what(), "usage")};
     }
   }
+  c.received.clear();  // a handler took what it keeps; the rest are closed now, not at close
   if (r.deferred) {
     // A capture answers when it is done: no deadline meanwhile, and nothing more is read.
     c.deadline = sd_event_source_disable_unref(c.deadline);

@@ -189,7 +189,10 @@ void Daemon::watch_readiness(Launch& l, const policy::ReadyMode& mode, int64_t s
 json Daemon::op_fallback(const json& req, const proto::PeerCred& cred) {
   const uint64_t id = req.at("launch").get<uint64_t>();
   auto it = launches_.find(id);
-  if (it == launches_.end() || it->second->pid != cred.pid) return error_reply("no such launch of this process", "not_found");
+  // The launch's own process (its pid is unique while its pidfd says it runs) and user.
+  if (it == launches_.end() || it->second->pid != cred.pid || it->second->uid != cred.uid ||
+      !proto::process_alive(it->second->pidfd.get()))
+    return error_reply("no such launch of this process", "not_found");
   Launch& l = *it->second;
   const std::string reason = req.value("reason", "restore failed");
   auto app = registry_.apps.find(l.app);

@@ -92,12 +92,20 @@ void Daemon::forward_notify(Launch& l, const std::string& message) {
   std::memcpy(CMSG_DATA(c), &uc, sizeof uc);
   ssize_t r = ::sendmsg(l.notify.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
   if (r < 0 && errno == EPERM) {
-    // Without CAP_SYS_ADMIN/CAP_SETUID the kernel refuses another pid: send as ourselves.
-    mh.msg_control = nullptr;
-    mh.msg_controllen = 0;
+    // Without CAP_SYS_ADMIN the kernel refuses another pid: our own, still with the app's uid and
+    // gid. Never without credentials: the kernel would sign the client's text as root.
+    uc.pid = ::getpid();
+    std::memcpy(CMSG_DATA(c), &uc, sizeof uc);
     r = ::sendmsg(l.notify.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
   }
   if (r >= 0) return;
+  if (errno == EPERM) {
+    log_event(LOG_WARNING, l.app + ": cannot relay to the launch's NOTIFY_SOCKET in the app's name (" +
+                               std::strerror(errno) + "; prewarmd lacks CAP_SETUID/CAP_SETGID); not relaying",
+              {{"PREWARM_APP", l.app}});
+    l.notify.reset();
+    return;
+  }
   if (errno == EAGAIN || errno == EWOULDBLOCK) {
     // A full receiver: the message is dropped, never waited for.
     if (l.notify_dropped++ == 0)

@@ -31,7 +31,8 @@ double ms_since(std::chrono::steady_clock::time_point t) {
 
 }  // namespace
 
-DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill, const FrozenVerifier& verify_frozen) {
+DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill, const FrozenVerifier& verify_frozen,
+                         uint64_t max_bytes) {
   DumpOutcome out;
   const auto t0 = std::chrono::steady_clock::now();
   // 1. Freeze: from here until detach the process runs no instruction.
@@ -95,9 +96,10 @@ DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill, const Fro
     if (!refusal.empty()) return data_error(refusal);
     return ok();
   };
-  auto stats = write_image(*state, kinds, files, dir, before_publish);
+  auto stats = write_image(*state, kinds, files, dir, before_publish, max_bytes);
   if (!stats) {
     out.refused = !refusal.empty();
+    out.over_budget = !out.refused && stats.error().code == EFBIG;
     out.message = out.refused ? refusal : "pid " + std::to_string(pid) + ": " + stats.error().describe();
     return out;
   }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <dirent.h>
+#include <pwd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -181,6 +182,11 @@ Result<AppConfig> parse_copy(int fd, const std::string& label, uid_t want_uid, c
   PW_ASSIGN(AppConfig c, app_config_from_json(j, want_name));
   if (c.uid != want_uid) return data_error(label + " names another user");
   if (j.value("name", "") != want_name) return data_error(label + " names another app");
+  // Its owner may have edited it: the group it names is not believed (a root launcher would
+  // run the app with it). The user's primary group from the password database is used instead.
+  const passwd* pw = ::getpwuid(want_uid);
+  if (!pw) return data_error(label + ": uid " + std::to_string(want_uid) + " has no password entry to take its group from");
+  c.gid = pw->pw_gid;
   return c;
 }
 

@@ -270,7 +270,7 @@ Result<ProcessState> collect_state(FrozenProcess& proc) {
 Result<DumpStats> write_image(const ProcessState& state,
                               const std::vector<std::optional<pb::Mapping::Kind>>& kinds,
                               const std::vector<pb::OpenFile>& files, const std::string& dir,
-                              const std::function<Result<void>()>& before_publish) {
+                              const std::function<Result<void>()>& before_publish, uint64_t max_bytes) {
   DumpStats stats;
   pb::Snapshot snap;
   const pid_t pid = state.pid;
@@ -373,8 +373,11 @@ Result<DumpStats> write_image(const ProcessState& state,
     PW_ASSIGN(auto regions, scan_present_pages(pagemap.get(), v.start, v.end));
     for (const auto& reg : regions) {
       if (!region_is_stored(kind, reg)) continue;
-      for (uint64_t a = reg.start; a < reg.end; a += kMaxRun)
+      for (uint64_t a = reg.start; a < reg.end; a += kMaxRun) {
         PW_TRY(collector.add(Chunk{a, std::min(kMaxRun, reg.end - a), kind != pb::Mapping::FILE}));
+        if (max_bytes && stats.bytes_stored > max_bytes)
+          return make_error(EFBIG, "the image is larger than " + std::to_string(max_bytes >> 20) + " MiB");
+      }
     }
   }
   PW_TRY(collector.flush());

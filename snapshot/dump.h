@@ -54,11 +54,13 @@ struct DumpStats {
   size_t mappings = 0;
 };
 
-// Writes the image; `before_publish` (if any) can still veto it once everything is read. `kinds` is parallel to state.vmas: nullopt leaves a mapping out (only for
+// Writes the image; `before_publish` (if any) can still veto it once everything is read. With
+// `max_bytes`, the write stops (EFBIG, nothing published) as soon as the pages exceed it. `kinds` is parallel to state.vmas: nullopt leaves a mapping out (only for
 // mappings outside the user address space). Mappings must already have passed the policy.
 Result<DumpStats> write_image(const ProcessState& state,
                               const std::vector<std::optional<pb::Mapping::Kind>>& kinds,
                               const std::vector<pb::OpenFile>& files, const std::string& dir,
-                              const std::function<Result<void>()>& before_publish = {});
+                              const std::function<Result<void>()>& before_publish = {},
+                              uint64_t max_bytes = 0);
 
 }  // namespace prewarm

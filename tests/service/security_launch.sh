@@ -160,11 +160,12 @@ if want 1; then
   fi
   end_bg "$LAUNCH"
   # Without the launcher: B's own process asks for the launch, then execs the setuid program.
-  register_b suid2 --ready delay:800 -- /bin/sleep 60
+  # Ready 3 s after the request: the exec, right after the reply, comes first even on a loaded machine.
+  register_b suid2 --ready delay:3000 -- /bin/sleep 60
   (EXEC=exec as_b "$PY" "$TOOLS" launch-exec "$(sock)" suid2 "$SCRATCH/i1/suid-sleep" 60) >"$SCRATCH/i1/suid2.out" 2>&1 &
   pid=$!
   bg "$pid"
-  wait_for 10 euid_is "$pid" 0
+  wait_for 60 euid_is "$pid" 0
   outcome 20 capture_over suid2 || true
   s=$(field suid2 state) r=$(field suid2 reason)
   [ "$s" != valid ] && [[ "$r" == *"capture refused"* ]] && [ "$(field suid2 images)" = 0 ] ||
@@ -203,7 +204,7 @@ if want 2; then
   if "$PY" "$TOOLS" reuse-pid "$gone" "$SCRATCH/i2b/secret" "$SCRATCH/i2b/reuser" >"$SCRATCH/i2b/reuse.out"; then
     bg "$(cat "$SCRATCH/i2b/reuser")"
     touch "$BD/reuse.go"
-    wait_for 15 test -s "$BD/reuse.reply"
+    wait_for 60 test -s "$BD/reuse.reply"
     sleep 2.5  # readiness after 1 s, then a capture of a small process
     wait_for 30 not_capturing reuse
     s=$(field reuse state)
@@ -253,7 +254,7 @@ if want 3; then
     (EXEC=exec as_b "$PY" "$TOOLS" race "$victim" "$SCRATCH/i3/race.stop" "$BD/race.started" "$(sock)" img chardev,file,file) >"$BD/race.out" 2>&1 &
     racer=$!
     bg "$racer"
-    end=$((SECONDS + 15))
+    end=$((SECONDS + 60))
     while [ ! -e "$BD/race.started" ] && kill -0 "$racer" 2>/dev/null; do
       [ $SECONDS -lt $end ] || fail "B's racer neither planted nor gave up"
       sleep 0.1
@@ -265,7 +266,7 @@ if want 3; then
       "$PY" "$TOOLS" race "$victim" "$SCRATCH/i3/race.stop" "$SCRATCH/i3/race.started" --dir "$img" >"$SCRATCH/i3/race.out" 2>&1 &
       racer=$!
       bg "$racer"
-      wait_for 15 test -e "$SCRATCH/i3/race.started"
+      wait_for 60 test -e "$SCRATCH/i3/race.started"
     fi
     sleep 0.3
     as_b "$P" invalidate img >/dev/null || bad "B's invalidate of its own app failed"
@@ -337,7 +338,7 @@ if want 4; then
   start_daemon
   register_b loop --ready notify -- "$PY" "$TOOLS" notify-app "$BD/loop.ready"
   EXTRA_ENV=NOTIFY_SOCKET=$PREWARM_RUNTIME_DIR/notify.sock launch_b loop "$SCRATCH/i4/loop.out"
-  wait_for 15 test -e "$BD/loop.ready"
+  wait_for 60 test -e "$BD/loop.ready"
   sleep 1
   t=$(ms_of as_a timeout 10 "$P" list)
   cpu=$(cpu_percent 2)
@@ -351,10 +352,10 @@ if want 4; then
   start_daemon
   (EXEC=exec as_b "$PY" "$TOOLS" fill "$BD/full.sock" "$BD/full.ready") &
   bg $!
-  wait_for 10 test -s "$BD/full.ready"
+  wait_for 60 test -s "$BD/full.ready"
   register_b full --ready notify -- "$PY" "$TOOLS" notify-app "$BD/full.app"
   EXTRA_ENV=NOTIFY_SOCKET=$BD/full.sock launch_b full "$SCRATCH/i4/full.out"
-  wait_for 15 test -e "$BD/full.app"
+  wait_for 60 test -e "$BD/full.app"
   sleep 1
   t=$(ms_of as_a timeout 10 "$P" list)
   [[ "$t" != *failed* ]] && [ "${t%% *}" -lt 3000 ] ||
@@ -368,10 +369,10 @@ if want 4; then
   mkdir -m 700 "$SCRATCH/i4/rootonly"
   "$PY" "$TOOLS" recv-creds "$SCRATCH/i4/rootonly/notify.sock" "$SCRATCH/i4/creds.log" &
   bg $!
-  wait_for 10 test -S "$SCRATCH/i4/rootonly/notify.sock"
+  wait_for 60 test -S "$SCRATCH/i4/rootonly/notify.sock"
   register_b creds --ready notify -- "$PY" "$TOOLS" notify-app "$BD/creds.app" READY=1 "STATUS=sent by user B" MAINPID=1
   EXTRA_ENV=NOTIFY_SOCKET=$SCRATCH/i4/rootonly/notify.sock launch_b creds "$SCRATCH/i4/creds.out"
-  wait_for 15 test -e "$BD/creds.app"
+  wait_for 60 test -e "$BD/creds.app"
   sleep 1.5
   touch "$SCRATCH/i4/creds.log"
   ! grep "uid=0 .*sent by user B" "$SCRATCH/i4/creds.log" >/dev/null ||

@@ -35,10 +35,10 @@ prewarmd_with() {
   "$BIN/prewarmd" --runtime-dir "$PREWARM_RUNTIME_DIR" --state-dir "$PREWARM_STATE_DIR" --http 127.0.0.1:0 "$@" \
     >>"$SCRATCH/prewarmd.log" 2>&1 &
   DAEMON=$! DAEMON_OPTS="$*"
-  local end=$((SECONDS + 15))
+  local end=$((SECONDS + 60))
   until "$P" list >/dev/null 2>&1; do
     kill -0 "$DAEMON" 2>/dev/null || fail "prewarmd ${*:-(no options)} did not start: $(tail -n 3 "$SCRATCH/prewarmd.log")"
-    [ "$SECONDS" -lt "$end" ] || fail "prewarmd ${*:-(no options)} did not answer within 15 s"
+    [ "$SECONDS" -lt "$end" ] || fail "prewarmd ${*:-(no options)} did not answer within 60 s"
     sleep 0.1
   done
 }
@@ -311,7 +311,7 @@ if selected 12; then
   seen=$(echo "$r" | api_names | sort)
   [ "$seen" = "$(names as_b | sort)" ] || fail "B's /api/apps lists $(echo $seen), B's apps are $(names as_b | tr "\n" " ")"
   r=$(http_as as_root -- /api/apps)
-  for a in dash_a dash_b dash_r; do echo "$r" | api_names | grep -qx "$a" || fail "root's /api/apps lacks $a"; done
+  for a in dash_a dash_b dash_r; do echo "$r" | api_names | grep -qx "$a" || fail "root's /api/apps lacks $a: $r"; done
   for a in dash_a dash_r; do
     code=$(http_as as_b -- "/api/apps/$a"); code=${code%% *}
     [ "$code" = 404 ] || fail "B's /api/apps/$a: HTTP $code"
@@ -329,7 +329,7 @@ if selected 13; then
   ghost=$!
   BG+=("$ghost")
   # prewarm run execs the app only after prewarmd took the launch.
-  wait_for 10 sh -c "[ \"\$(readlink /proc/$ghost/exe)\" = /usr/bin/sleep ] || [ \"\$(readlink /proc/$ghost/exe)\" = /bin/sleep ]"
+  wait_for 60 sh -c "[ \"\$(readlink /proc/$ghost/exe)\" = /usr/bin/sleep ] || [ \"\$(readlink /proc/$ghost/exe)\" = /bin/sleep ]"
   "$P" unregister ghost >/dev/null
   ms=$((($(date +%s%N) - t0) / 1000000))
   # Later than the delay, this run only shows an unregister after readiness (a loaded machine).

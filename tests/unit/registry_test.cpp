@@ -3,6 +3,7 @@
 #include "prewarmd/registry.h"
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -246,19 +247,25 @@ TEST_F(RegistryTest, AppCopiesRoundTripAndAreBelievedOnlyForTheirOwner) {
   auto dir = open_fd(apps, O_RDONLY | O_DIRECTORY);
   ASSERT_TRUE(dir.ok());
   App a = sample_app("calc");
+  const passwd* nobody = ::getpwnam("nobody");
+  if (!nobody) GTEST_SKIP() << "needs a user named nobody";
+  const uid_t u = nobody->pw_uid;
+  a.config.uid = u;
+  a.config.gid = 0;  // as if its owner had edited the copy to name root's group
   ASSERT_TRUE(write_app_copy(dir->get(), a.config).ok());
   struct stat st {};
-  ASSERT_EQ(::stat((apps + "/1234-calc.json").c_str(), &st), 0);
-  EXPECT_EQ(st.st_uid, 1234u);
+  ASSERT_EQ(::stat((apps + "/" + std::to_string(u) + "-calc.json").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, u);
   EXPECT_EQ(st.st_mode & 07777, 0400u);
-  auto back = read_app_copy(scratch_, 1234, "calc");
+  auto back = read_app_copy(scratch_, u, "calc");
   ASSERT_TRUE(back.ok()) << back.error().describe();
   EXPECT_EQ(back->argv, a.config.argv);
   EXPECT_EQ(back->cwd, a.config.cwd);
+  EXPECT_EQ(back->gid, nobody->pw_gid) << "the group named in a user's own file is not believed";
   // Under another uid's name, or owned by someone else, a copy is not believed.
-  EXPECT_FALSE(read_app_copy(scratch_, 1235, "calc").ok());
-  ASSERT_EQ(::rename((apps + "/1234-calc.json").c_str(), (apps + "/1235-calc.json").c_str()), 0);
-  EXPECT_FALSE(read_app_copy(scratch_, 1235, "calc").ok());
+  EXPECT_FALSE(read_app_copy(scratch_, u - 1, "calc").ok());
+  ASSERT_EQ(::rename((apps + "/" + std::to_string(u) + "-calc.json").c_str(), (apps + "/" + std::to_string(u - 1) + "-calc.json").c_str()), 0);
+  EXPECT_FALSE(read_app_copy(scratch_, u - 1, "calc").ok());
   std::vector<std::string> skipped;
   EXPECT_TRUE(read_app_copies(dir->get(), skipped).empty());
   EXPECT_EQ(skipped.size(), 1u);
@@ -270,9 +277,9 @@ TEST_F(RegistryTest, AppCopiesRoundTripAndAreBelievedOnlyForTheirOwner) {
   auto all = read_app_copies(dir->get(), skipped);
   ASSERT_EQ(all.size(), 1u);
   EXPECT_EQ(all[0].name, "calc");
-  EXPECT_EQ(all[0].uid, 1234u);
-  remove_app_copy(dir->get(), 1234, "calc");
-  EXPECT_FALSE(read_app_copy(scratch_, 1234, "calc").ok());
+  EXPECT_EQ(all[0].uid, u);
+  remove_app_copy(dir->get(), u, "calc");
+  EXPECT_FALSE(read_app_copy(scratch_, u, "calc").ok());
 }
 
 TEST_F(RegistryTest, AppsThatAreNotAnObjectAreAnError) {
