@@ -17,11 +17,8 @@
 namespace prewarm {
 namespace {
 
+using proto::error_reply;
 using proto::json;
-
-json error_reply(const std::string& message, const std::string& code = "error") {
-  return {{"ok", false}, {"code", code}, {"error", message}};
-}
 
 // The bytes an unpublished image takes on disk (the files a capture writes; nothing is followed).
 uint64_t incoming_bytes(const std::string& dir) {

@@ -9,11 +9,8 @@
 namespace prewarm {
 namespace {
 
+using proto::error_reply;
 using proto::json;
-
-json error_reply(const std::string& message, const std::string& code = "error") {
-  return {{"ok", false}, {"code", code}, {"error", message}};
-}
 
 }  // namespace
 

@@ -15,12 +15,9 @@
 namespace prewarm {
 namespace {
 
+using proto::error_reply;
 using proto::json;
 using policy::LaunchMode;
-
-json error_reply(const std::string& message, const std::string& code = "error") {
-  return {{"ok", false}, {"code", code}, {"error", message}};
-}
 
 policy::LaunchContext launch_context(const App& app, const json& req, const MachineCompat& m) {
   policy::LaunchContext ctx;

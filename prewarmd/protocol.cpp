@@ -67,26 +67,35 @@ std::string runtime_dir() {
 std::string control_socket_path(const std::string& dir) { return dir + "/control.sock"; }
 std::string notify_socket_path(const std::string& dir) { return dir + "/notify.sock"; }
 
+namespace {
+
+// One sendmsg of text[off..], with `fds` attached when off is 0 (they go with the first byte).
+ssize_t send_piece(int sock, const std::string& text, size_t off, const int* fds, size_t nfds, int flags) {
+  iovec iov{const_cast<char*>(text.data()) + off, text.size() - off};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)]{};
+  if (off == 0 && nfds > 0) {
+    mh.msg_control = control;
+    mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    std::memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+  }
+  return ::sendmsg(sock, &mh, MSG_NOSIGNAL | flags);
+}
+
+}  // namespace
+
 Result<void> send_message(int sock, const json& msg, const std::vector<int>& fds) {
   std::string text = json_text(msg) + "\n";
   if (fds.size() > kMaxFds) return data_error("too many fds for one message");
   size_t off = 0;
   while (off < text.size()) {
-    iovec iov{text.data() + off, text.size() - off};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)]{};
-    if (off == 0 && !fds.empty()) {
-      mh.msg_control = control;
-      mh.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-      cmsghdr* c = CMSG_FIRSTHDR(&mh);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-      std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    }
-    ssize_t n = ::sendmsg(sock, &mh, MSG_NOSIGNAL);
+    ssize_t n = send_piece(sock, text, off, fds.data(), fds.size(), 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno_error("send to prewarm peer");
     off += static_cast<size_t>(n);
@@ -95,40 +104,13 @@ Result<void> send_message(int sock, const json& msg, const std::vector<int>& fds
 }
 
 Result<Received> recv_message(int sock) {
-  Received out;
-  std::string text;
-  char buf[65536];
+  MessageReader r(kMaxMessage);
   for (;;) {
-    iovec iov{buf, sizeof buf};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
-    mh.msg_control = control;
-    mh.msg_controllen = sizeof control;
-    ssize_t n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_error("receive from prewarm peer");
-    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t i = 0; i < count; ++i) {
-        int fd;
-        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-        out.fds.emplace_back(fd);
-      }
-    }
-    if (n == 0) return data_error("the peer closed the connection before a complete message");
-    text.append(buf, static_cast<size_t>(n));
-    if (auto nl = text.find('\n'); nl != std::string::npos) {
-      text.resize(nl);
-      break;
-    }
-    if (text.size() > kMaxMessage) return data_error("message too large");
+    PW_ASSIGN(bool done, r.read_some(sock));
+    if (done) return r.take();
+    pollfd p{sock, POLLIN, 0};
+    if (::poll(&p, 1, -1) < 0 && errno != EINTR) return errno_error("poll");
   }
-  out.msg = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (out.msg.is_discarded() || !out.msg.is_object()) return data_error("malformed message (not a JSON object)");
-  return out;
 }
 
 Result<PeerCred> peer_credentials(int sock) {
@@ -196,7 +178,7 @@ Result<bool> MessageReader::read_some(int sock) {
       text_.resize(nl);
       return true;
     }
-    if (text_.size() > max_) return data_error("message larger than " + std::to_string(max_) + " bytes");
+    if (text_.size() > max_) return data_error("message too large (more than " + std::to_string(max_) + " bytes)");
   }
 }
 
@@ -206,30 +188,15 @@ MessageWriter::MessageWriter(const json& msg, std::vector<UniqueFd> fds)
     : text_(json_text(msg) + "\n"), fds_(std::move(fds)) {}
 
 Result<bool> MessageWriter::write_some(int sock) {
+  if (fds_.size() > kMaxFds) return data_error("too many fds for one message");
+  std::vector<int> raw;
+  for (const auto& f : fds_) raw.push_back(f.get());
   while (off_ < text_.size()) {
-    iovec iov{text_.data() + off_, text_.size() - off_};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)]{};
-    if (off_ == 0 && !fds_.empty()) {
-      if (fds_.size() > kMaxFds) return data_error("too many fds for one message");
-      mh.msg_control = control;
-      mh.msg_controllen = CMSG_SPACE(sizeof(int) * fds_.size());
-      cmsghdr* c = CMSG_FIRSTHDR(&mh);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int) * fds_.size());
-      for (size_t i = 0; i < fds_.size(); ++i) {
-        int fd = fds_[i].get();
-        std::memcpy(CMSG_DATA(c) + i * sizeof(int), &fd, sizeof fd);
-      }
-    }
-    ssize_t n = ::sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = send_piece(sock, text_, off_, raw.data(), off_ == 0 ? raw.size() : 0, MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
     if (n < 0) return errno_error("send to prewarm peer");
-    if (off_ == 0) fds_.clear();  // they went with the first byte
+    if (off_ == 0) fds_.clear(), raw.clear();  // they went with the first byte
     off_ += static_cast<size_t>(n);
   }
   return true;

@@ -29,6 +29,12 @@ std::string notify_socket_path(const std::string& runtime_dir);
 
 Result<void> send_message(int sock, const json& msg, const std::vector<int>& fds = {});
 
+// A refusal as the daemon answers it: {"ok": false, "code": CODE, "error": MESSAGE}; the CLI maps
+// the code to its exit status.
+inline json error_reply(const std::string& message, const std::string& code = "error") {
+  return {{"ok", false}, {"code", code}, {"error", message}};
+}
+
 struct Received {
   json msg;
   std::vector<UniqueFd> fds;

@@ -35,6 +35,23 @@ SocketPair socket_pair() {
   return {UniqueFd(sv[0]), UniqueFd(sv[1])};
 }
 
+// Sends `bytes` with `fd` attached (SCM_RIGHTS); returns what sendmsg returned.
+ssize_t send_with_fd(int sock, const char* bytes, size_t len, int fd) {
+  iovec iov{const_cast<char*>(bytes), len};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control;
+  mh.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  return ::sendmsg(sock, &mh, 0);
+}
+
 void write_raw(int fd, const std::string& text) {
   ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
 }
@@ -309,22 +326,7 @@ TEST(MessageReader, AssemblesATrickleWithoutBlocking) {
   UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   const std::string text = "{\"op\":\"ping\"}\n";
   // The first byte carries an fd, the rest follow one by one.
-  {
-    int fd = devnull.get();
-    iovec iov{const_cast<char*>(text.data()), 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = control;
-    mh.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    ASSERT_EQ(::sendmsg(p.a.get(), &mh, 0), 1);
-  }
+  ASSERT_EQ(send_with_fd(p.a.get(), text.data(), 1, devnull.get()), 1);
   for (size_t i = 1; i < text.size(); ++i) {
     auto done = r.read_some(p.b.get());
     ASSERT_TRUE(done.ok());
@@ -386,20 +388,7 @@ TEST(PeerPidfd, LivePeerAndGonePeer) {
   if (child == 0) {
     int s2[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM, 0, s2) != 0) ::_exit(1);
-    char byte = 0;
-    iovec iov{&byte, 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = control;
-    mh.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &s2[0], sizeof(int));
-    ::_exit(::sendmsg(sv[1], &mh, 0) == 1 ? 0 : 1);
+    ::_exit(send_with_fd(sv[1], "x", 1, s2[0]) == 1 ? 0 : 1);
   }
   ::close(sv[1]);
   char byte;
