@@ -44,8 +44,8 @@ std::string socket_path(int fd) {
   return sa.sun_path;
 }
 
-// STATE itself is entered by users (0711) to read their own app copies in STATE/apps, a directory
-// only root writes; everything else below STATE stays 0700.
+// STATE itself is entered by users (0711) to read their own app copies in STATE/apps/UID (each
+// user's own 0500 directory); everything else below STATE stays 0700 and root's.
 Result<UniqueFd> open_apps_dir(const std::string& state_dir) {
   if (::chmod(state_dir.c_str(), 0711) != 0) return errno_error("chmod 0711 " + state_dir);
   PW_ASSIGN(UniqueFd root, open_fd(state_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));

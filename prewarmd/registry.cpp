@@ -135,15 +135,39 @@ unsigned Registry::apps_of(uid_t uid) const {
   return n;
 }
 
-std::string app_copy_name(uid_t uid, const std::string& name) { return std::to_string(uid) + "-" + name + ".json"; }
+std::string app_copy_name(uid_t uid, const std::string& name) { return std::to_string(uid) + "/" + name + ".json"; }
 
-Result<void> write_app_copy(int dir, const AppConfig& c) {
-  const std::string final_name = app_copy_name(c.uid, c.name);
+namespace {
+
+// STATE/apps/UID: the user's (0500), so only that user can look up names in it. prewarmd writes
+// it as root anyway; should its owner make it writable, nothing in it is ever followed (openat
+// O_NOFOLLOW|O_EXCL, renameat) and every file is believed only if that user owns it.
+Result<UniqueFd> user_dir(int apps_dir, uid_t uid, gid_t gid, bool create) {
+  const std::string n = std::to_string(uid);
+  if (create && ::mkdirat(apps_dir, n.c_str(), 0500) != 0 && errno != EEXIST) return errno_error("create apps/" + n);
+  int raw = ::openat(apps_dir, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (raw < 0) return errno_error("open apps/" + n);
+  UniqueFd d(raw);
+  struct stat st {};
+  if (::fstat(d.get(), &st) != 0) return errno_error("stat apps/" + n);
+  if (create && (st.st_uid != uid || (st.st_mode & 07777) != 0500)) {
+    if (st.st_uid != uid && st.st_uid != ::geteuid()) return data_error("apps/" + n + " belongs to another user");
+    if (::fchown(d.get(), uid, gid) != 0 || ::fchmod(d.get(), 0500) != 0) return errno_error("hand apps/" + n + " to its user");
+  }
+  if (!create && st.st_uid != uid) return data_error("apps/" + n + " is not owned by uid " + n);
+  return d;
+}
+
+}  // namespace
+
+Result<void> write_app_copy(int apps_dir, const AppConfig& c) {
+  PW_ASSIGN(UniqueFd dir, user_dir(apps_dir, c.uid, c.gid, /*create=*/true));
+  const std::string final_name = c.name + ".json";
   const std::string tmp = "." + final_name + ".tmp";
-  ::unlinkat(dir, tmp.c_str(), 0);
+  ::unlinkat(dir.get(), tmp.c_str(), 0);
   const std::string text = proto::json_text(to_json(c), 1);
   {
-    int raw = ::openat(dir, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0400);
+    int raw = ::openat(dir.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0400);
     if (raw < 0) return errno_error("create " + tmp);
     UniqueFd fd(raw);
     Result<void> w = write_all(fd.get(), text.data(), text.size());
@@ -151,20 +175,21 @@ Result<void> write_app_copy(int dir, const AppConfig& c) {
     if (w && ::fchmod(fd.get(), 0400) != 0) w = errno_error("chmod " + final_name);
     if (w && ::fsync(fd.get()) != 0) w = errno_error("fsync " + final_name);
     if (!w) {
-      ::unlinkat(dir, tmp.c_str(), 0);
+      ::unlinkat(dir.get(), tmp.c_str(), 0);
       return w.error();
     }
   }
-  if (::renameat(dir, tmp.c_str(), dir, final_name.c_str()) != 0) {
+  if (::renameat(dir.get(), tmp.c_str(), dir.get(), final_name.c_str()) != 0) {
     int e = errno;
-    ::unlinkat(dir, tmp.c_str(), 0);
+    ::unlinkat(dir.get(), tmp.c_str(), 0);
     return make_error(e, "rename " + tmp);
   }
   return ok();
 }
 
-void remove_app_copy(int dir, uid_t uid, const std::string& name) {
-  ::unlinkat(dir, app_copy_name(uid, name).c_str(), 0);
+void remove_app_copy(int apps_dir, uid_t uid, const std::string& name) {
+  auto dir = user_dir(apps_dir, uid, 0, /*create=*/false);
+  if (dir) ::unlinkat(dir->get(), (name + ".json").c_str(), 0);
 }
 
 namespace {
@@ -190,10 +215,9 @@ Result<AppConfig> parse_copy(int fd, const std::string& label, uid_t want_uid, c
   return c;
 }
 
-}  // namespace
-
-std::vector<AppConfig> read_app_copies(int dir, std::vector<std::string>& skipped) {
-  std::vector<AppConfig> out;
+// The names in a directory (by fd; the fd itself stays open).
+std::vector<std::string> names_in(int dir) {
+  std::vector<std::string> out;
   int dup = ::fcntl(dir, F_DUPFD_CLOEXEC, 3);
   if (dup < 0) return out;
   DIR* d = ::fdopendir(dup);
@@ -202,32 +226,45 @@ std::vector<AppConfig> read_app_copies(int dir, std::vector<std::string>& skippe
     return out;
   }
   ::rewinddir(d);
-  while (dirent* e = ::readdir(d)) {
-    const std::string n = e->d_name;
-    if (n.empty() || n[0] == '.') continue;
-    auto dash = n.find('-');
-    if (dash == std::string::npos || n.size() < 6 || n.substr(n.size() - 5) != ".json") {
-      skipped.push_back("apps/" + n + ": not an app copy; ignored");
-      continue;
-    }
-    const std::string name = n.substr(dash + 1, n.size() - 5 - dash - 1);
-    char* endp = nullptr;
-    const unsigned long uid = std::strtoul(n.c_str(), &endp, 10);
-    if (endp != n.c_str() + dash) {
-      skipped.push_back("apps/" + n + ": not an app copy; ignored");
-      continue;
-    }
-    int raw = ::openat(dir, n.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (raw < 0) {
-      skipped.push_back("apps/" + n + ": " + std::strerror(errno) + "; ignored");
-      continue;
-    }
-    UniqueFd fd(raw);
-    auto c = parse_copy(fd.get(), "apps/" + n, static_cast<uid_t>(uid), name);
-    if (!c) skipped.push_back(c.error().describe() + "; ignored");
-    else out.push_back(std::move(*c));
-  }
+  while (dirent* e = ::readdir(d))
+    if (e->d_name[0] != '.') out.emplace_back(e->d_name);
   ::closedir(d);
+  return out;
+}
+
+}  // namespace
+
+std::vector<AppConfig> read_app_copies(int apps_dir, std::vector<std::string>& skipped) {
+  std::vector<AppConfig> out;
+  for (const auto& u : names_in(apps_dir)) {
+    char* endp = nullptr;
+    const unsigned long uid = std::strtoul(u.c_str(), &endp, 10);
+    if (u.empty() || *endp != '\0') {
+      skipped.push_back("apps/" + u + ": not a user's directory; ignored");
+      continue;
+    }
+    auto dir = user_dir(apps_dir, static_cast<uid_t>(uid), 0, /*create=*/false);
+    if (!dir) {
+      skipped.push_back(dir.error().describe() + "; ignored");
+      continue;
+    }
+    for (const auto& n : names_in(dir->get())) {
+      const std::string label = "apps/" + u + "/" + n;
+      if (n.size() < 6 || n.substr(n.size() - 5) != ".json") {
+        skipped.push_back(label + ": not an app copy; ignored");
+        continue;
+      }
+      int raw = ::openat(dir->get(), n.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+      if (raw < 0) {
+        skipped.push_back(label + ": " + std::strerror(errno) + "; ignored");
+        continue;
+      }
+      UniqueFd fd(raw);
+      auto c = parse_copy(fd.get(), label, static_cast<uid_t>(uid), n.substr(0, n.size() - 5));
+      if (!c) skipped.push_back(c.error().describe() + "; ignored");
+      else out.push_back(std::move(*c));
+    }
+  }
   return out;
 }
 

@@ -52,9 +52,10 @@ class Registry {
 nlohmann::json to_json(const AppConfig& c);
 Result<AppConfig> app_config_from_json(const nlohmann::json& c, const std::string& name);
 
-// Per-app copies of the configuration, STATE/apps/UID-NAME.json, so a user's launch can start cold
-// while prewarmd is down: readable by that user only (owner uid, 0400) in a directory only root
-// writes (0711: entered by name, never listed). prewarmd rebuilds a lost registry from them.
+// Per-app copies of the configuration, STATE/apps/UID/NAME.json, so a user's launch can start cold
+// while prewarmd is down: in a directory of that user's (0500, so no one else can even look a name
+// up), each file the user's (0400). prewarmd rebuilds a lost registry from them, believing each
+// only for the uid that owns it, and never the group it names.
 std::string app_copy_name(uid_t uid, const std::string& name);
 Result<void> write_app_copy(int apps_dir, const AppConfig& c);
 void remove_app_copy(int apps_dir, uid_t uid, const std::string& name);

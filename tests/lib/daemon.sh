@@ -1,6 +1,8 @@
 # Sourced after prelude.sh by the tests that drive a foreground prewarmd (needs BIN): its own
 # runtime and state directories in the scratch dir, start/stop, and readers of `--json` output.
 P=$BIN/prewarm
+# The JSON readers below run python3 at every poll: Debian's, not a slower shim earlier on PATH.
+export PATH=/usr/bin:/bin:$PATH
 export PREWARM_RUNTIME_DIR=$SCRATCH/run PREWARM_STATE_DIR=$SCRATCH/state
 
 # start_daemon [WRAPPER...]: under a wrapper (strace), DAEMON is still prewarmd's own pid.

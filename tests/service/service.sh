@@ -33,7 +33,7 @@ step "launch again: restored, with a new pid and the new input"
 a=$(run_calc calc 1001)
 case "$a" in *"factors={7: 1, 11: 1, 13: 1} sum=500500"*) ;; *) fail "restored answer: $a" ;; esac
 [ "$(last calc mode)" = restored ] || fail "second launch not restored"
-wait_for 10 ready_known calc
+wait_for 30 ready_known calc
 
 step "the image belongs to root and is private: its app's user cannot read it"
 img=$(ls -d "$PREWARM_STATE_DIR"/store/*)
@@ -77,7 +77,7 @@ cp calc.py "$SCRATCH/calc.py"; cd "$SCRATCH"
 run_calc calc2 10 >/dev/null
 wait_for 30 state_is calc2 valid
 echo "# upgraded" >> "$SCRATCH/calc.py"
-wait_for 10 state_is calc2 stale
+wait_for 30 state_is calc2 stale
 field calc2 reason | grep -q "$SCRATCH/calc.py" || fail "stale reason does not name the script"
 run_calc calc2 10 >/dev/null
 [ "$(last calc2 mode)" = cold ] || fail "launch after an edit was not cold"

@@ -254,7 +254,11 @@ TEST_F(RegistryTest, AppCopiesRoundTripAndAreBelievedOnlyForTheirOwner) {
   a.config.gid = 0;  // as if its owner had edited the copy to name root's group
   ASSERT_TRUE(write_app_copy(dir->get(), a.config).ok());
   struct stat st {};
-  ASSERT_EQ(::stat((apps + "/" + std::to_string(u) + "-calc.json").c_str(), &st), 0);
+  const std::string mine = apps + "/" + std::to_string(u);
+  ASSERT_EQ(::stat(mine.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, u);
+  EXPECT_EQ(st.st_mode & 07777, 0500u) << "only its user may look names up in it";
+  ASSERT_EQ(::stat((mine + "/calc.json").c_str(), &st), 0);
   EXPECT_EQ(st.st_uid, u);
   EXPECT_EQ(st.st_mode & 07777, 0400u);
   auto back = read_app_copy(scratch_, u, "calc");
@@ -264,15 +268,25 @@ TEST_F(RegistryTest, AppCopiesRoundTripAndAreBelievedOnlyForTheirOwner) {
   EXPECT_EQ(back->gid, nobody->pw_gid) << "the group named in a user's own file is not believed";
   // Under another uid's name, or owned by someone else, a copy is not believed.
   EXPECT_FALSE(read_app_copy(scratch_, u - 1, "calc").ok());
-  ASSERT_EQ(::rename((apps + "/" + std::to_string(u) + "-calc.json").c_str(), (apps + "/" + std::to_string(u - 1) + "-calc.json").c_str()), 0);
+  // A directory of another uid's name holding this user's file is not believed.
+  const std::string other = apps + "/" + std::to_string(u - 1);
+  ASSERT_EQ(::rename(mine.c_str(), other.c_str()), 0);
   EXPECT_FALSE(read_app_copy(scratch_, u - 1, "calc").ok());
   std::vector<std::string> skipped;
   EXPECT_TRUE(read_app_copies(dir->get(), skipped).empty());
   EXPECT_EQ(skipped.size(), 1u);
-  // A symlink is never followed.
-  ASSERT_EQ(::symlink("/etc/passwd", (apps + "/0-evil.json").c_str()), 0);
+  ASSERT_EQ(::rename(other.c_str(), mine.c_str()), 0);
+  // A symlink is never followed, and a file the user does not own is not believed.
+  ASSERT_EQ(::symlink("/etc/passwd", (mine + "/evil.json").c_str()), 0);
+  EXPECT_FALSE(read_app_copy(scratch_, u, "evil").ok());
+  ASSERT_EQ(::mkdir((apps + "/0").c_str(), 0700), 0);
+  ASSERT_EQ(::symlink("/etc/passwd", (apps + "/0/evil.json").c_str()), 0);
   EXPECT_FALSE(read_app_copy(scratch_, 0, "evil").ok());
+  // Its user may have made the directory writable: writing a copy puts it back to 0500.
+  ASSERT_EQ(::chmod(mine.c_str(), 0700), 0);
   ASSERT_TRUE(write_app_copy(dir->get(), a.config).ok());
+  ASSERT_EQ(::stat(mine.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0500u);
   skipped.clear();
   auto all = read_app_copies(dir->get(), skipped);
   ASSERT_EQ(all.size(), 1u);
