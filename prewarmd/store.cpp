@@ -124,9 +124,12 @@ Result<UniqueFd> open_private_dir(int parent, const std::string& name, const std
   if (::mkdirat(parent, name.c_str(), 0700) != 0 && errno != EEXIST) return errno_error("create " + shown);
   auto fd = open_at(parent, name, kDirFlags);
   if (!fd) {
-    if (fd.error().code == ELOOP) return make_error(ELOOP, shown + " is a symlink, not a directory");
-    if (fd.error().code == ENOTDIR) return make_error(ENOTDIR, shown + " is not a directory");
-    return make_error(fd.error().code, "open " + shown);
+    // O_DIRECTORY|O_NOFOLLOW says ENOTDIR for a symlink too: name what is there.
+    struct stat st {};
+    const int e = fd.error().code;
+    if ((e == ENOTDIR || e == ELOOP) && ::fstatat(parent, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
+      return make_error(e, shown + " is " + file_kind(st.st_mode) + ", not a directory");
+    return make_error(e, "open " + shown);
   }
   struct stat st {};
   if (::fstat(fd->get(), &st) != 0) return errno_error("stat " + shown);
@@ -137,14 +140,16 @@ Result<UniqueFd> open_private_dir(int parent, const std::string& name, const std
   return fd;
 }
 
-// `path` as an open parent directory (its last component not followed) and the name in it.
-Result<std::pair<UniqueFd, std::string>> open_parent(std::string path) {
+// `path` as an open parent directory and the name in it (to be opened with openat, never
+// followed). The parent's own last component is not followed either, unless `follow_parent`
+// (the state directory's parent is the administrator's path, e.g. /var/run -> /run).
+Result<std::pair<UniqueFd, std::string>> open_parent(std::string path, bool follow_parent = false) {
   while (path.size() > 1 && path.back() == '/') path.pop_back();
   const size_t slash = path.find_last_of('/');
   std::string parent = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
   std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
   if (!is_plain_name(name)) return make_error(EINVAL, path + " does not name a directory entry");
-  PW_ASSIGN(UniqueFd fd, open_fd(parent, kDirFlags));
+  PW_ASSIGN(UniqueFd fd, open_fd(parent, follow_parent ? O_RDONLY | O_DIRECTORY : kDirFlags));
   return std::pair<UniqueFd, std::string>(std::move(fd), std::move(name));
 }
 
@@ -218,7 +223,7 @@ Result<void> ImageStore::open() {
   // is followed.
   if (::mkdir(root_.c_str(), 0700) != 0 && errno != EEXIST) return errno_error("create " + root_);
   {
-    PW_ASSIGN(auto at, open_parent(root_));
+    PW_ASSIGN(auto at, open_parent(root_, /*follow_parent=*/true));
     PW_ASSIGN(root_fd_, open_private_dir(at.first.get(), at.second, root_));
   }
   for (auto [sub, fd] : {std::pair{"store", &store_fd_}, {"incoming", &incoming_fd_}, {"quarantine", &quarantine_fd_}}) {

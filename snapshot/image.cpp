@@ -31,14 +31,22 @@ Result<void> fsync_path(const std::string& path, int flags) {
   return ok();
 }
 
+// Removes a flat image directory (files only). By its descriptor: after a RENAME_EXCHANGE it
+// holds the previous image, whose directory someone else may be able to swap for a symlink.
 void remove_tree(const std::string& dir) {
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d)) {
-      std::string n = e->d_name;
-      if (n == "." || n == "..") continue;
-      ::unlink((dir + "/" + n).c_str());
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd >= 0) {
+    UniqueFd dfd(fd);
+    int lfd = ::openat(dfd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (DIR* d = lfd >= 0 ? ::fdopendir(lfd) : nullptr) {
+      while (dirent* e = ::readdir(d)) {
+        std::string n = e->d_name;
+        if (n != "." && n != "..") ::unlinkat(dfd.get(), n.c_str(), 0);
+      }
+      ::closedir(d);
+    } else if (lfd >= 0) {
+      ::close(lfd);
     }
-    ::closedir(d);
   }
   ::rmdir(dir.c_str());
 }

@@ -177,6 +177,23 @@ TEST_F(StoreTest, OpenRefusesAFileWhereADirectoryBelongs) {
   EXPECT_FALSE(store.open().ok());
 }
 
+// The path up to the state directory is the administrator's (it may pass a symlink such as
+// /var/run -> /run); the state directory itself must not be a symlink.
+TEST_F(StoreTest, OpenFollowsTheParentsPathButNotTheStateDirectory) {
+  ASSERT_EQ(::mkdir((scratch_ + "/real").c_str(), 0700), 0);
+  ASSERT_EQ(::symlink((scratch_ + "/real").c_str(), (scratch_ + "/via").c_str()), 0);
+  ImageStore through(scratch_ + "/via/state");
+  auto r = through.open();
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_TRUE(S_ISDIR(mode_of(scratch_ + "/real/state/store")));
+
+  ASSERT_EQ(::symlink((scratch_ + "/real/state").c_str(), state_.c_str()), 0);
+  ImageStore linked(state_);
+  auto l = linked.open();
+  ASSERT_FALSE(l.ok()) << "a state directory that is a symlink was used";
+  EXPECT_NE(l.error().describe().find("symlink"), std::string::npos) << l.error().describe();
+}
+
 TEST_F(StoreTest, OpenRemovesLeftoversOfInterruptedCaptures) {
   {
     ImageStore first(state_);
