@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "policy/eviction.h"
+
 namespace prewarm::policy {
 namespace {
 
@@ -37,6 +39,12 @@ bool connection_allowed(const Limits& l, uid_t uid, unsigned open_of_uid) {
   return open_of_uid < (uid == 0 ? l.connections_per_user * 8 : l.connections_per_user);
 }
 
+uint64_t room_for(const Limits& l, const std::vector<OwnedImage>& stored, uid_t owner) {
+  uint64_t others = 0;
+  for (const auto& i : stored) others += i.uid == owner ? 0 : i.bytes;
+  return std::min(l.user_store_share, l.store_budget > others ? l.store_budget - others : 0);
+}
+
 Admission admit_image(const Limits& l, const std::vector<OwnedImage>& stored, uid_t owner, uint64_t bytes) {
   Admission a;
   const uint64_t cap = std::min(l.store_budget, l.user_store_share);
@@ -46,25 +54,16 @@ Admission admit_image(const Limits& l, const std::vector<OwnedImage>& stored, ui
                 mib(cap) + ")";
     return a;
   }
-  uint64_t total = 0, own = 0;
-  std::vector<OwnedImage> mine;
-  for (const auto& i : stored) {
-    total += i.bytes;
-    if (i.uid == owner) own += i.bytes, mine.push_back(i);
-  }
-  std::sort(mine.begin(), mine.end(), [](const OwnedImage& x, const OwnedImage& y) {
-    return x.last_used != y.last_used ? x.last_used < y.last_used : x.key < y.key;
-  });
-  for (const auto& i : mine) {
-    if (total + bytes <= l.store_budget && own + bytes <= l.user_store_share) break;
-    a.evict.push_back(i.key);
-    total -= i.bytes;
-    own -= i.bytes;
-  }
-  if (total + bytes > l.store_budget) {
-    a.evict.clear();
+  const uint64_t room = room_for(l, stored, owner);
+  if (bytes > room) {
     a.refusal = "the store budget (" + mib(l.store_budget) + ") is taken by other users' images";
+    return a;
   }
+  // The owner's own images, least recently used first, until the rest and the new one fit.
+  std::vector<StoredImage> mine;
+  for (const auto& i : stored)
+    if (i.uid == owner) mine.push_back({i.key, i.bytes, i.last_used});
+  a.evict = choose_evictions(std::move(mine), room - bytes, "");
   return a;
 }
 

@@ -38,6 +38,9 @@ struct Admission {
   std::string refusal;             // non-empty: the new image is not kept, and nothing is evicted
   std::vector<std::string> evict;  // the owner's own images to drop first, least recently used first
 };
+// The most a new image of `owner` may take: within the owner's share, and within the budget less
+// other users' images (the owner's own may be evicted for it, no one else's).
+uint64_t room_for(const Limits& l, const std::vector<OwnedImage>& stored, uid_t owner);
 // Whether a new image of `bytes` for `owner` fits: it never exceeds the budget or the owner's
 // share, and it may push out only the owner's own images, never another user's.
 Admission admit_image(const Limits& l, const std::vector<OwnedImage>& stored, uid_t owner, uint64_t bytes);

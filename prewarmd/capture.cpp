@@ -34,26 +34,20 @@ json to_json(const CaptureResult& r) {
 // Turns a dump's outcome into the result; false if the capture ends there.
 bool take_dump(const DumpOutcome& d, CaptureResult& r) {
   r.freeze_ms = d.freeze_ms;
-  if (d.refused) {
-    r.status = "refused";
-    r.message = d.message;
-    return false;
+  switch (d.status) {
+    case DumpOutcome::kOk: return true;
+    case DumpOutcome::kRefused: r.status = "refused", r.message = d.message; break;
+    case DumpOutcome::kOverBudget:
+      r.status = "rejected";
+      r.message = d.message + ", more than the store budget and this user's share leave room for";
+      break;
+    case DumpOutcome::kUnsupported:
+      r.status = "unsupported";
+      for (const auto& o : d.offenders) r.message += (r.message.empty() ? "" : "; ") + o;
+      break;
+    case DumpOutcome::kFailed: r.message = d.message; break;
   }
-  if (d.over_budget) {
-    r.status = "rejected";
-    r.message = d.message + ", more than the store budget and this user's share leave room for";
-    return false;
-  }
-  if (d.status == DumpOutcome::kUnsupported) {
-    r.status = "unsupported";
-    for (const auto& o : d.offenders) r.message += (r.message.empty() ? "" : "; ") + o;
-    return false;
-  }
-  if (d.status == DumpOutcome::kFailed) {
-    r.message = d.message;
-    return false;
-  }
-  return true;
+  return false;
 }
 
 // What the snapshot depends on, recorded with whatever permissions this process has now, and

@@ -16,6 +16,8 @@ int run_dump(pid_t pid, const std::string& dir, bool kill_after) {
   DumpOutcome r = dump_process(pid, dir, kill_after);
   switch (r.status) {
     case DumpOutcome::kFailed:
+    case DumpOutcome::kRefused:     // only with a verifier, which `prewarm dump` has not
+    case DumpOutcome::kOverBudget:  // only with a byte cap, likewise
       std::fprintf(stderr, "prewarm dump: %s; no image was written\n", r.message.c_str());
       return kExitError;
     case DumpOutcome::kUnsupported:

@@ -159,6 +159,7 @@ class Daemon {
   Result<void> start_capture(Launch& l, uint64_t waiter, unsigned delay_ms = 0);
   void finish_capture(std::string app);
   void drop_images(const std::string& app, const policy::AppEvent& e);
+  std::vector<policy::OwnedImage> owned_images() const;
   static int on_capture_exit(sd_event_source*, const siginfo_t*, void* self);
 
   // daemon_watch.cpp

@@ -1,11 +1,8 @@
 // Captures: a forked child dumps the ready app (checking first that it is still exactly the
 // process that was launched), and the image is admitted to the store only within the budget and
 // the user's share, pushing out only that user's own images.
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <csignal>
 #include <cstring>
 
@@ -20,18 +17,13 @@ namespace {
 using proto::error_reply;
 using proto::json;
 
-// The bytes an unpublished image takes on disk (the files a capture writes; nothing is followed).
-uint64_t incoming_bytes(const std::string& dir) {
-  uint64_t total = 0;
-  for (const char* name : {"snapshot.pb", "pages.img"}) {
-    struct stat st {};
-    if (::fstatat(AT_FDCWD, (dir + "/" + name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
-      total += static_cast<uint64_t>(st.st_blocks) * 512;
-  }
-  return total;
-}
-
 }  // namespace
+
+std::vector<policy::OwnedImage> Daemon::owned_images() const {
+  std::vector<policy::OwnedImage> out;
+  for (const auto& [k, e] : store_.entries()) out.push_back({k, e.uid, e.bytes, e.last_used_ms});
+  return out;
+}
 
 Daemon::Reply Daemon::op_snapshot(const json& req, Connection& c) {
   json err;
@@ -72,12 +64,10 @@ Result<void> Daemon::start_capture(Launch& l, uint64_t waiter, unsigned delay_ms
   req.delay_ms = delay_ms;
   // The most the store could admit for this user: the child stops writing past it, so a user's
   // oversized app never fills the state directory's disk first.
-  uint64_t others = 0;
-  for (const auto& [k, e] : store_.entries()) others += e.uid == cfg.uid ? 0 : e.bytes;
-  const uint64_t budget = opts_.limits.store_budget;
-  req.max_image_bytes = std::min(opts_.limits.user_store_share, budget > others ? budget - others : 0);
+  req.max_image_bytes = policy::room_for(opts_.limits, owned_images(), cfg.uid);
   if (req.max_image_bytes < (1u << 20)) {
-    set_status(l.app, {policy::AppEvent::kImageRejected, "the store budget (" + std::to_string(budget >> 20) +
+    set_status(l.app, {policy::AppEvent::kImageRejected, "the store budget (" +
+                                                             std::to_string(opts_.limits.store_budget >> 20) +
                                                              " MiB) is taken by other users' images"});
     return data_error("the store budget is taken by other users' images");
   }
@@ -130,9 +120,8 @@ void Daemon::finish_capture(std::string name) {
     r.status = "failed", r.message = "the app was unregistered during the capture";
   // The store's admission: within the budget and the user's share, evicting only the user's own.
   if (r.status == "ok") {
-    std::vector<policy::OwnedImage> stored;
-    for (const auto& [k, e] : store_.entries()) stored.push_back({k, e.uid, e.bytes, e.last_used_ms});
-    policy::Admission a = policy::admit_image(opts_.limits, stored, c->uid, incoming_bytes(c->incoming));
+    policy::Admission a =
+        policy::admit_image(opts_.limits, owned_images(), c->uid, store_.incoming_bytes(c->incoming));
     if (!a.refusal.empty()) {
       r.status = "rejected", r.message = a.refusal;
     } else {

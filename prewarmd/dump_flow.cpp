@@ -46,7 +46,7 @@ DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill, const Fro
   // 1b. Is it still the process we mean to dump? Asked while it can no longer change.
   if (verify_frozen) {
     if (std::string why = verify_frozen(); !why.empty()) {
-      out.refused = true;
+      out.status = DumpOutcome::kRefused;
       out.message = why;
       out.freeze_ms = ms_since(frozen_at);
       out.total_ms = ms_since(t0);
@@ -98,9 +98,10 @@ DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill, const Fro
   };
   auto stats = write_image(*state, kinds, files, dir, before_publish, max_bytes);
   if (!stats) {
-    out.refused = !refusal.empty();
-    out.over_budget = !out.refused && stats.error().code == EFBIG;
-    out.message = out.refused ? refusal : "pid " + std::to_string(pid) + ": " + stats.error().describe();
+    out.status = !refusal.empty()                ? DumpOutcome::kRefused
+                 : stats.error().code == EFBIG   ? DumpOutcome::kOverBudget
+                                                 : DumpOutcome::kFailed;
+    out.message = !refusal.empty() ? refusal : "pid " + std::to_string(pid) + ": " + stats.error().describe();
     return out;
   }
   out.stats = *stats;

@@ -13,12 +13,9 @@
 namespace prewarm {
 
 struct DumpOutcome {
-  enum Status { kOk, kUnsupported, kFailed } status = kFailed;
-  std::string message;                 // kFailed: what went wrong (or, if refused, why)
-  // kFailed because the verifier said no: nothing was read, nothing written. A flag rather than
-  // a status of its own so the callers' switches over Status stay whole.
-  bool refused = false;
-  bool over_budget = false;  // the image grew past the caller's byte cap
+  // kRefused: the verifier said no (nothing kept); kOverBudget: the image grew past the byte cap.
+  enum Status { kOk, kUnsupported, kFailed, kRefused, kOverBudget } status = kFailed;
+  std::string message;                 // kFailed, kRefused, kOverBudget: what went wrong, or why
   std::vector<std::string> offenders;  // kUnsupported: one formatted line each
   DumpStats stats;
   double freeze_ms = 0;                // how long the process was stopped
@@ -30,8 +27,8 @@ using FrozenVerifier = std::function<std::string()>;
 
 // Writes a complete image to `dir` or nothing at all; the process keeps running unless `kill`.
 // `verify_frozen` (if set) runs right after the freeze, before anything of the process is read,
-// and again just before the image is published; a reason from it ends the dump (refused).
-// `max_bytes` (0: none) stops the write once the image's pages exceed it (over_budget).
+// and again just before the image is published; a reason from it ends the dump (kRefused).
+// `max_bytes` (0: none) stops the write once the image's pages exceed it (kOverBudget).
 DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill, const FrozenVerifier& verify_frozen = {},
                          uint64_t max_bytes = 0);
 

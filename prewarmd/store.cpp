@@ -331,6 +331,13 @@ Result<ImageFds> ImageStore::open_image(const std::string& key) const {
   return fds;
 }
 
+uint64_t ImageStore::incoming_bytes(const std::string& incoming) const {
+  auto at = open_parent(incoming);
+  if (!at) return 0;
+  auto d = open_at(at->first.get(), at->second, kDirFlags);
+  return d ? dir_bytes(d->get()) : 0;
+}
+
 Result<void> ImageStore::publish(const std::string& incoming, StoreEntry e) {
   if (!is_plain_name(e.key)) return data_error("publish " + incoming + ": invalid image key \"" + e.key + "\"");
   PW_ASSIGN(auto at, open_parent(incoming));

@@ -51,6 +51,9 @@ class ImageStore {
   // Nothing inside the state directory should be opened through image_dir(): use open_image().
   std::string image_dir(const std::string& key) const { return root_ + "/store/" + key; }
   std::string incoming_dir(const std::string& id) const { return root_ + "/incoming/" + id; }
+  // Bytes on disk of an unpublished image, counted as publish() counts a published one (0 if
+  // it cannot be opened).
+  uint64_t incoming_bytes(const std::string& incoming) const;
 
   // Read-only, blocking descriptors of the image's snapshot.pb and pages.img, for a launch. Both
   // checked: regular files (never a symlink or FIFO), owned by the daemon, writable by no one else.
