@@ -17,7 +17,7 @@ step "the dashboard's address is published and it serves on loopback"
 wait_for 10 test -s "$PREWARM_RUNTIME_DIR/dashboard"
 URL=$(cat "$PREWARM_RUNTIME_DIR/dashboard")
 case "$URL" in http://127.0.0.1:*/) ;; *) fail "dashboard not on loopback: $URL" ;; esac
-get / | grep -q '<html' || fail "no overview page"
+get / | has '<html' || fail "no overview page"
 
 step "one cold launch (captured) and one restored launch of a real app"
 cd "$SRC/bench/progs"

@@ -16,6 +16,9 @@ cleanup() { CLEANUPS+=("$1"); }
 fail() { echo "$TEST_NAME: FAIL: $*" >&2; exit 1; }
 skip() { echo "$TEST_NAME: SKIP: $*"; exit 77; }
 step() { echo "== $*"; }
+# cmd | has PATTERN: like grep -q, but reads all its input, so that under pipefail the writer
+# never dies of SIGPIPE when the match comes early.
+has() { grep "$@" >/dev/null; }
 # wait_for SECONDS COMMAND...: polls until COMMAND succeeds.
 wait_for() {
   local limit=$1; shift

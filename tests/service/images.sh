@@ -82,7 +82,7 @@ for kind in $kinds; do
   damage "$kind" "$(ls -d "$PREWARM_STATE_DIR"/store/*)"
   launch_pat
   [ "$(last pat mode)" = cold ] || fail "$kind: the damaged image was used"
-  last pat fallback | grep -q "${said[$kind]}" || fail "$kind: fallback reason: $(last pat fallback)"
+  last pat fallback | has "${said[$kind]}" || fail "$kind: fallback reason: $(last pat fallback)"
   [ "$(quarantined)" != "$q" ] || fail "$kind: the image was not quarantined"
 done
 

@@ -310,7 +310,7 @@ if want 3; then
     start_daemon
   fi
   for name in sec-fifo "$fake" "$key2"; do
-    log_since | grep -q -- "$name" || bad "prewarmd's log has no line naming the planted $name: $(log_since | tr '\n' ' ')"
+    log_since | has -- "$name" || bad "prewarmd's log has no line naming the planted $name: $(log_since | tr '\n' ' ')"
   done
   # A launch of img must not open the FIFO (it would wait for a writer forever).
   launch_b img "$SCRATCH/i3/fifo.out"
@@ -319,7 +319,7 @@ if want 3; then
   [ "$(last img mode)" = cold ] && grep -q started "$SCRATCH/i3/fifo.out" ||
     bad "prewarm run of an image whose pages.img is a FIFO did not start cold within 8 s (state $(field img state)): $(cat "$SCRATCH/i3/fifo.out.err")"
   # named at the start or at this launch: the file, or the image it is in
-  log_since | grep -q -- "pages.img\|$(basename "$img")" || bad "prewarmd's log has no line naming the FIFO $img/pages.img: $(log_since | tr '\n' ' ')"
+  log_since | has -- "pages.img\|$(basename "$img")" || bad "prewarmd's log has no line naming the FIFO $img/pages.img: $(log_since | tr '\n' ' ')"
   end_bg "$LAUNCH"
   # A launch of img2 must not restore the image the symlink points at.
   launch_b img2 "$SCRATCH/i3/link.out"

@@ -190,11 +190,11 @@ if selected 10; then
   cp "$PREWARM_STATE_DIR/registry.json" "$SCRATCH/garbage10"
   prewarmd_with
   kill -0 "$DAEMON" || fail "prewarmd exited"
-  aside=$(find "$PREWARM_STATE_DIR" -maxdepth 1 -name 'registry.json.broken-*' | head -n 1)
+  aside=$(find "$PREWARM_STATE_DIR" -maxdepth 1 -name 'registry.json.broken-*' | sed -n 1p)
   [ -n "$aside" ] && cmp -s "$aside" "$SCRATCH/garbage10" ||
     fail "the corrupt registry was not kept aside as registry.json.broken-*: $(ls "$PREWARM_STATE_DIR")"
   [ "$(field keep10 uid)" = "$uid_a" ] || fail "keep10 (A's) was not rebuilt: $(names | tr '\n' ' ')"
-  names as_a | grep -qx keep10 || fail "A does not see its app keep10 again"
+  names as_a | has -x keep10 || fail "A does not see its app keep10 again"
 fi
 
 if selected 11a; then
@@ -270,7 +270,7 @@ if selected 11d; then
   wait_for 60 captured huge_b
   ! state_is huge_b valid && [ "$(field huge_b images)" = 0 ] ||
     fail "B's 35 MiB image over its 30 MiB share was kept: state $(field huge_b state), $(field huge_b image_bytes) bytes"
-  field huge_b reason | grep -q budget || fail "the refusal does not name the budget: $(field huge_b reason)"
+  field huge_b reason | has budget || fail "the refusal does not name the budget: $(field huge_b reason)"
   [ -z "$(ls -A "$PREWARM_STATE_DIR/incoming")" ] || fail "the refused image was left in incoming/"
   stop_bg
 fi
@@ -284,7 +284,7 @@ if selected 11e; then
   [ "$rc" != 0 ] && grep -qi limit "$SCRATCH/11.err" || fail "C's third app with --max-apps-per-user 2: exit $rc: $(cat "$SCRATCH/11.err")"
   launch_bg c1 "${AS_C[@]}"
   wait_for 60 captured c1
-  ! state_is c1 valid && [ "$(field c1 images)" = 0 ] && field c1 reason | grep -q budget ||
+  ! state_is c1 valid && [ "$(field c1 images)" = 0 ] && field c1 reason | has budget ||
     fail "C's 27 MiB image over its 16 MiB share: state $(field c1 state) ($(field c1 reason)), $(field c1 image_bytes) bytes kept"
   stop_bg
 fi
@@ -295,7 +295,7 @@ if selected 11f; then
   (cd "$SCRATCH" && as_c "$P" register c4 --ready idle:300 -- $PY "$SCRATCH/sec_mem.py" 24) >/dev/null
   launch_bg c4 "${AS_C[@]}"
   wait_for 60 captured c4
-  ! state_is c4 valid && [ "$(field c4 images)" = 0 ] && field c4 reason | grep -q budget ||
+  ! state_is c4 valid && [ "$(field c4 images)" = 0 ] && field c4 reason | has budget ||
     fail "C's 27 MiB image in a 20 MiB store: state $(field c4 state) ($(field c4 reason)), $(field c4 image_bytes) bytes kept"
   stop_bg
 fi
@@ -311,7 +311,7 @@ if selected 12; then
   seen=$(echo "$r" | api_names | sort)
   [ "$seen" = "$(names as_b | sort)" ] || fail "B's /api/apps lists $(echo $seen), B's apps are $(names as_b | tr "\n" " ")"
   r=$(http_as as_root -- /api/apps)
-  for a in dash_a dash_b dash_r; do echo "$r" | api_names | grep -qx "$a" || fail "root's /api/apps lacks $a: $r"; done
+  for a in dash_a dash_b dash_r; do echo "$r" | api_names | has -x "$a" || fail "root's /api/apps lacks $a: $r"; done
   for a in dash_a dash_r; do
     code=$(http_as as_b -- "/api/apps/$a"); code=${code%% *}
     [ "$code" = 404 ] || fail "B's /api/apps/$a: HTTP $code"

@@ -12,7 +12,7 @@ SRC=$(realpath "$2")
 . "$(dirname "$0")/../lib/daemon.sh"
 # image_of_uid UID: the image directory whose meta.json names UID as its app's user.
 image_of_uid() {
-  grep -l "\"uid\": $1\b" "$PREWARM_STATE_DIR"/store/*/meta.json 2>/dev/null | head -1 | xargs -r dirname
+  grep -l "\"uid\": $1\b" "$PREWARM_STATE_DIR"/store/*/meta.json 2>/dev/null | sed -n 1p | xargs -r dirname
 }
 chmod 755 "$SCRATCH"
 start_daemon
@@ -78,7 +78,7 @@ run_calc calc2 10 >/dev/null
 wait_for 30 state_is calc2 valid
 echo "# upgraded" >> "$SCRATCH/calc.py"
 wait_for 30 state_is calc2 stale
-field calc2 reason | grep -q "$SCRATCH/calc.py" || fail "stale reason does not name the script"
+field calc2 reason | has "$SCRATCH/calc.py" || fail "stale reason does not name the script"
 run_calc calc2 10 >/dev/null
 [ "$(last calc2 mode)" = cold ] || fail "launch after an edit was not cold"
 
@@ -167,7 +167,7 @@ run_calc appa 36 as_a >/dev/null || fail "A's app did not answer after B's attem
 [ "$(last appa mode)" = restored ] || fail "A's launch after B's attempts was not restored"
 
 step "stats and list speak JSON and text"
-"$P" stats calc | grep -q '^calc' || fail "stats text"
+"$P" stats calc | has '^calc' || fail "stats text"
 "$P" stats --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert all("cold_ready_ms" in a for a in d["apps"])'
 rc=0; "$P" run nosuchapp </dev/null >/dev/null 2>&1 || rc=$?; [ "$rc" = 4 ] || fail "unknown app: exit $rc"
 "$P" unregister calc3 >/dev/null
@@ -191,7 +191,7 @@ EOF
 "$P" register mapsbad --ready idle:300 -- /usr/bin/python3 "$SCRATCH/maps_bad.py" >/dev/null
 [ "$(run_calc mapsbad 1)" = "answer 1 data" ] || fail "the app did not answer"
 wait_for 30 state_is mapsbad unsupported
-field mapsbad reason | grep -q "not UTF-8" || fail "unclear reason: $(field mapsbad reason)"
+field mapsbad reason | has "not UTF-8" || fail "unclear reason: $(field mapsbad reason)"
 [ "$(run_calc mapsbad 2)" = "answer 2 data" ] || fail "the app did not answer cold"
 [ "$(last mapsbad mode)" = cold ] || fail "an unsupported app was not cold"
 echo "service: PASS"

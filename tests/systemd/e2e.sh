@@ -88,7 +88,7 @@ IN systemctl stop prewarm@calc.service
 step "upgrade the app's executable: stale, the next start is cold and captured again"
 IN sh -c 'cp /opt/e2e/python3 /opt/e2e/python3.new && mv /opt/e2e/python3.new /opt/e2e/python3'
 wait_for 10 state_is calc stale   # noticed by inotify, before any launch
-app_reason calc | grep -q /opt/e2e/python3 || fail "stale reason does not name the executable: $(app_reason calc)"
+app_reason calc | has /opt/e2e/python3 || fail "stale reason does not name the executable: $(app_reason calc)"
 IN systemctl restart prewarmd.service
 IN systemctl start prewarm@calc.service
 [ "$(last_mode calc)" = cold ] || fail "launch after the upgrade was not cold"
@@ -109,7 +109,7 @@ case "$perf_probe" in
     IN sh -c 'cd /opt/e2e && /usr/local/bin/prewarm register perf --ready notify -- /usr/bin/python3 /opt/e2e/perf_app.py'
     IN systemctl start prewarm@perf.service
     wait_for 30 state_is perf unsupported
-    app_reason perf | grep -q 'anon_inode:\[perf_event\]' || fail "reason does not name the perf mapping: $(app_reason perf)"
+    app_reason perf | has 'anon_inode:\[perf_event\]' || fail "reason does not name the perf mapping: $(app_reason perf)"
     [ "$(IN systemctl is-active prewarm@perf.service)" = active ] || fail "perf app is not running after the refused capture"
     IN systemctl stop prewarm@perf.service
     IN systemctl restart prewarmd.service
