@@ -120,6 +120,23 @@ case "$perf_probe" in
     ;;
 esac
 
+step "a user's app through prewarm@USER:NAME: cold and captured, then restored (prewarmd's capabilities suffice)"
+NB() { IN setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+IN install -d -o 65534 -g 65534 /var/tmp/e2e-nobody
+NB sh -c 'cd /var/tmp/e2e-nobody && /usr/local/bin/prewarm register uapp --ready idle:300 -- /usr/bin/python3 -c "import json, time; print(json.dumps({\"up\": 1}), flush=True); time.sleep(1e6)"' >/dev/null
+nb_state() { NB /usr/local/bin/prewarm list --json | python3 -c "import json,sys; print([x for x in json.load(sys.stdin)['apps'] if x['name']=='uapp'][0]['state'])"; }
+nb_mode() { NB /usr/local/bin/prewarm stats uapp --json | python3 -c "import json,sys; print(json.load(sys.stdin)['apps'][0]['recent'][-1]['mode'])"; }
+IN systemctl start prewarm@nobody:uapp.service
+[ "$(nb_mode)" = cold ] || fail "the user's first launch was $(nb_mode)"
+nb_valid() { [ "$(nb_state)" = valid ]; }
+wait_for 60 nb_valid
+IN systemctl stop prewarm@nobody:uapp.service
+IN systemctl start prewarm@nobody:uapp.service
+[ "$(nb_mode)" = restored ] || fail "the user's second launch was $(nb_mode), not restored"
+[ "$(IN stat -c %U "/proc/$(main_pid nobody:uapp)")" = nobody ] || fail "the user's restored app does not run as nobody"
+IN systemctl stop prewarm@nobody:uapp.service
+NB /usr/local/bin/prewarm unregister uapp >/dev/null
+
 step "another user sees none of root's apps and cannot launch them"
 [ "$(IN setpriv --reuid=65534 --regid=65534 --clear-groups /usr/local/bin/prewarm list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["apps"]))')" = 0 ] \
   || fail "uid 65534 can list root's apps"
