@@ -1,6 +1,7 @@
 // prewarmd: under systemd (socket activation, Type=notify, journal) or as a plain foreground
 // process that creates its own sockets and logs to stderr.
 #include <CLI/CLI.hpp>
+#include <mimalloc.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -41,6 +42,11 @@ int main(int argc, char** argv) {
   opts.limits.user_store_share = user_share_mib ? user_share_mib << 20 : opts.limits.store_budget / 2;
   opts.dashboard_shows_timings = others_see == "timings";
 
+  // A long-lived root daemon: malloc is mimalloc on purpose (linked first); saying so at start-up
+  // also keeps the link from being dropped as unneeded.
+  const int mi = mi_version();
+  prewarm::log_event(LOG_INFO, "malloc: mimalloc " + std::to_string(mi / 100) + "." + std::to_string(mi / 10 % 10) +
+                                   "." + std::to_string(mi % 10));
   prewarm::Daemon daemon(opts);
   if (auto r = daemon.start(); !r) {
     prewarm::log_event(LOG_ERR, "cannot start: " + r.error().describe());
