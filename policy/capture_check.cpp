@@ -14,7 +14,7 @@ struct IdField {
 };
 
 // uid_t and gid_t are both unsigned int here; one table serves both.
-static_assert(std::is_same_v<uid_t, unsigned> && std::is_same_v<gid_t, unsigned>);
+static_assert(std::is_same_v<uid_t, unsigned> && std::is_same_v<gid_t, unsigned>);  // NOLINT(misc-redundant-expression)
 constexpr std::array<IdField, 4> kUids{{{"real uid", &ProcessIdentity::ruid},
                                         {"effective uid", &ProcessIdentity::euid},
                                         {"saved uid", &ProcessIdentity::suid},

@@ -123,7 +123,7 @@ class Daemon {
   static int on_connection_deadline(sd_event_source*, uint64_t, void* self);
   void read_request(Connection& c);
   void write_reply(Connection& c);
-  void send_reply(uint64_t conn, proto::json msg, std::vector<UniqueFd> fds = {});
+  void send_reply(uint64_t conn, const proto::json& msg, std::vector<UniqueFd> fds = {});
   void close_connection(uint64_t conn, const char* why = nullptr);
   void pause_accepting();
   Reply handle(const proto::json& req, Connection& c);

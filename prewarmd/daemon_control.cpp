@@ -121,10 +121,10 @@ void Daemon::read_request(Connection& c) {
     return;
   }
   c.launch = r.launch;
-  send_reply(c.id, std::move(r.msg), std::move(r.fds));
+  send_reply(c.id, r.msg, std::move(r.fds));
 }
 
-void Daemon::send_reply(uint64_t conn, json msg, std::vector<UniqueFd> fds) {
+void Daemon::send_reply(uint64_t conn, const json& msg, std::vector<UniqueFd> fds) {
   auto it = connections_.find(conn);
   if (it == connections_.end()) return;
   Connection& c = *it->second;

@@ -68,7 +68,7 @@ std::string Daemon::accept_notify_socket(int fd) const {
   if (len <= offsetof(sockaddr_un, sun_path)) return "its peer has no address";
   const size_t n = len - offsetof(sockaddr_un, sun_path);
   std::string name(peer.sun_path, n);
-  if (!name.empty() && name[0] != '\0') name = name.c_str();  // a path: up to its NUL
+  if (auto z = name.find('\0'); !name.empty() && name[0] != '\0' && z != std::string::npos) name.resize(z);  // a path: up to its NUL
   if (name == notify_path_ || name == control_path_) return "it is prewarmd's own socket";
   return "";
 }

@@ -16,6 +16,7 @@ void log_event(int priority, const std::string& message, const LogFields& fields
                                    "SYSLOG_IDENTIFIER=prewarmd"};
     for (const auto& [k, v] : fields) lines.push_back(k + "=" + v);
     std::vector<iovec> iov;
+    iov.reserve(lines.size());
     for (auto& l : lines) iov.push_back({l.data(), l.size()});
     if (sd_journal_sendv(iov.data(), static_cast<int>(iov.size())) >= 0) return;
   }
