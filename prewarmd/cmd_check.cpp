@@ -90,26 +90,61 @@ Check check_pages() {
   return c;
 }
 
-// A real PTRACE_SEIZE of a child of ours, which yama's mode 1 allows: what it refuses here, it
-// refuses for every process.
-Check check_ptrace() {
-  Check c{.name = "ptrace", .needed = true};
-  int scope = -1;  // no yama
-  if (auto t = read_file("/proc/sys/kernel/yama/ptrace_scope")) scope = std::atoi(t->c_str());
-  const bool cap = has_effective_cap(kCapSysPtrace);
+struct TraceProbe {
   int seize_errno = 0;
+  int rseq_errno = -1;  // of PTRACE_GET_RSEQ_CONFIGURATION; -1: not tried (no stop)
+};
+
+// A real PTRACE_SEIZE of a child of ours, which yama's mode 1 allows: what it refuses here, it
+// refuses for every process. Stopped, the child is asked for its rseq registration as a dump asks.
+TraceProbe probe_trace() {
+  TraceProbe t;
   const pid_t child = ::fork();
   if (child == 0) {
     ::pause();
     ::_exit(0);
   }
   if (child < 0) {
-    seize_errno = errno;
-  } else {
-    if (::ptrace(PTRACE_SEIZE, child, nullptr, nullptr) != 0) seize_errno = errno;
-    ::kill(child, SIGKILL);
-    ::waitpid(child, nullptr, 0);
+    t.seize_errno = errno;
+    return t;
   }
+  if (::ptrace(PTRACE_SEIZE, child, nullptr, nullptr) != 0) {
+    t.seize_errno = errno;
+  } else if (::ptrace(PTRACE_INTERRUPT, child, nullptr, nullptr) == 0 &&
+             ::waitpid(child, nullptr, __WALL) == child) {
+    __ptrace_rseq_configuration rseq{};
+    t.rseq_errno = ::ptrace(PTRACE_GET_RSEQ_CONFIGURATION, child, sizeof rseq, &rseq) == sizeof rseq ? 0 : errno;
+  }
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, __WALL);
+  return t;
+}
+
+Check check_rseq(const TraceProbe& t) {
+  Check c{.name = "rseq", .needed = true};
+  c.value = {{"get_rseq_configuration", t.rseq_errno == 0}};
+  if (t.rseq_errno == 0) {
+    c.status = "ok";
+    c.detail = "PTRACE_GET_RSEQ_CONFIGURATION: the app's rseq registration is carried";
+  } else if (t.rseq_errno == -1) {
+    c.status = "missing";
+    c.detail = "not probed: no traced child stopped (see ptrace)";
+    c.fix = "allow ptrace";
+  } else {
+    c.status = "missing";
+    c.detail = std::string("PTRACE_GET_RSEQ_CONFIGURATION failed: ") + std::strerror(t.rseq_errno) +
+               " (before Linux 5.13): glibc's rseq registration cannot be read";
+    c.fix = "a Linux 5.13+ kernel";
+  }
+  return c;
+}
+
+Check check_ptrace(const TraceProbe& t) {
+  Check c{.name = "ptrace", .needed = true};
+  int scope = -1;  // no yama
+  if (auto f = read_file("/proc/sys/kernel/yama/ptrace_scope")) scope = std::atoi(f->c_str());
+  const bool cap = has_effective_cap(kCapSysPtrace);
+  const int seize_errno = t.seize_errno;
   c.value = {{"yama_ptrace_scope", scope}, {"cap_sys_ptrace", cap}, {"seize_child", seize_errno == 0}};
   if (seize_errno != 0) {
     c.status = "missing";
@@ -336,7 +371,8 @@ Check check_state_dir() {
 }  // namespace
 
 int run_check(bool as_json) {
-  std::vector<Check> checks = {check_pages(),      check_ptrace(), check_mm_map(),  check_xsave(),
+  const TraceProbe trace = probe_trace();
+  std::vector<Check> checks = {check_pages(),      check_ptrace(trace), check_rseq(trace), check_mm_map(), check_xsave(),
                                check_vdso(),       check_userfaultfd(), check_populate_write(), check_thp(),
                                check_pidfd(),      check_freezer(), check_daemon(), check_state_dir()};
   std::vector<std::string> blocking;

@@ -47,6 +47,22 @@ for line in open("/proc/self/maps"):
 out["vdso"] = {k: sizes.get(k, 0) for k in ("vvar", "vvar_vclock", "vdso")}
 out["pidfd_open"] = sysc(434, os.getpid(), 0)
 out["cgroup2"] = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+# A child seized and stopped, then asked for its rseq registration (glibc 2.35+ has one).
+PTRACE_SEIZE, PTRACE_INTERRUPT, PTRACE_GET_RSEQ_CONFIGURATION = 0x4206, 0x4207, 0x420f
+libc.ptrace.restype = ctypes.c_long
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+child = os.fork()
+if child == 0:
+    while True: os.pause()
+out["seize_child"] = libc.ptrace(PTRACE_SEIZE, child, None, None) == 0
+out["get_rseq_configuration"] = False
+if out["seize_child"] and libc.ptrace(PTRACE_INTERRUPT, child, None, None) == 0:
+    os.waitpid(child, 0x40000000)  # __WALL
+    conf = ctypes.create_string_buffer(32)
+    # struct ptrace_rseq_configuration is 24 bytes; the kernel returns how many it wrote
+    out["get_rseq_configuration"] = libc.ptrace(PTRACE_GET_RSEQ_CONFIGURATION, child, 32, conf) == 24
+os.kill(child, 9)
+os.waitpid(child, 0x40000000)
 print(json.dumps(out))
 PY
 
@@ -86,7 +102,9 @@ want(c["prewarmd"]["value"]["reachable"] == daemon, "prewarmd reachable")
 needed_missing = [x["name"] for x in check["checks"] if x["needed"] and x["status"] == "missing"]
 want(check["dump_and_restore"] == (not needed_missing), "dump_and_restore vs the needed checks")
 want(rc == (0 if not needed_missing else 1), "exit status %d with needed missing %s" % (rc, needed_missing))
-want(all(c[n]["needed"] for n in ("page_scan", "ptrace", "pr_set_mm_map", "xsave", "vdso")), "needed set")
+want(all(c[n]["needed"] for n in ("page_scan", "ptrace", "rseq", "pr_set_mm_map", "xsave", "vdso")), "needed set")
+want(pt["seize_child"] == probe["seize_child"], "ptrace: PTRACE_SEIZE of a child")
+want(c["rseq"]["value"]["get_rseq_configuration"] == probe["get_rseq_configuration"], "rseq: PTRACE_GET_RSEQ_CONFIGURATION")
 if bad:
     print("prewarm check disagrees with the probe:\n  " + "\n  ".join(bad))
     sys.exit(1)
