@@ -30,9 +30,9 @@ int run_dump(pid_t pid, const std::string& dir, bool kill_after) {
   if (!r.message.empty()) std::fprintf(stderr, "prewarm dump: %s\n", r.message.c_str());
   std::fprintf(stderr,
                "prewarm dump: pid %d -> %s: %zu mappings, %lu pages stored (%lu zero pages "
-               "skipped), frozen %.1f ms, %.1f ms in all\n",
+               "skipped, found with %s), frozen %.1f ms, %.1f ms in all\n",
                pid, dir.c_str(), r.stats.mappings, static_cast<unsigned long>(r.stats.pages_stored),
-               static_cast<unsigned long>(r.stats.zero_pages_skipped), r.freeze_ms, r.total_ms);
+               static_cast<unsigned long>(r.stats.zero_pages_skipped), r.stats.page_finder, r.freeze_ms, r.total_ms);
   return kExitOk;
 }
 

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 
+#include "prewarmd/cmd_check.h"
 #include "prewarmd/cmd_dump.h"
 #include "prewarmd/cmd_inspect.h"
 #include "prewarmd/cmd_service.h"
@@ -79,6 +80,10 @@ int main(int argc, char** argv) {
   stats->add_option("--recent", recent, "with --json: this many newest launches of each app under \"recent\" (at most 1000)")
       ->capture_default_str();
 
+  auto* check = app.add_subcommand("check", "What this machine and user can do: kernel features prewarm uses, and what to do when one is missing");
+  check->add_flag("--json", json, "machine-readable output");
+  check->footer("Exit status: 0 when dump and restore can work here, 1 when something they need is missing.");
+
   try {
     app.parse(argc, argv);
     if (inval->parsed() && all == !name.empty()) throw CLI::ValidationError("invalidate", "give an app NAME or --all");
@@ -98,5 +103,6 @@ int main(int argc, char** argv) {
   if (inval->parsed()) return run_invalidate(name, all, json);
   if (unreg->parsed()) return run_unregister(name, json);
   if (stats->parsed()) return run_stats(name, json, recent);
+  if (check->parsed()) return run_check(json);
   return kExitUsage;
 }

@@ -23,13 +23,19 @@ Result<SpecialMappings> check_machine_compat(const pb::Snapshot& snap) {
       snap.regs().xsave().size() != here.xsave_size)
     return data_error("image was taken on a CPU with a different XSAVE layout");
   PW_ASSIGN(SpecialMappings own, own_special_mappings());
+  PW_TRY(check_vdso_layout(snap, own));
+  if (hash128(reinterpret_cast<const void*>(own.vdso_start), own.vdso_end - own.vdso_start) !=
+      c.vdso_hash())
+    return data_error("the vDSO differs from the image's (contents)");
+  return own;
+}
+
+Result<void> check_vdso_layout(const pb::Snapshot& snap, const SpecialMappings& own) {
+  const auto& c = snap.compat();
   if (own.vdso_end - own.vdso_start != c.vdso_size() ||
       own.vvar_end - own.vvar_start != c.vvar_size() ||
       own.vvar_vclock_end - own.vvar_vclock_start != c.vvar_vclock_size())
     return data_error("the vDSO differs from the image's (sizes)");
-  if (hash128(reinterpret_cast<const void*>(own.vdso_start), own.vdso_end - own.vdso_start) !=
-      c.vdso_hash())
-    return data_error("the vDSO differs from the image's (contents)");
   // The vDSO code reaches [vvar] at a fixed distance: the image must keep the kernel's layout.
   uint64_t vvar = 0, vclock = 0, vdso = 0;
   for (const auto& m : snap.mappings()) {
@@ -38,10 +44,13 @@ Result<SpecialMappings> check_machine_compat(const pb::Snapshot& snap) {
     if (m.kind() == pb::Mapping::VDSO) vdso = m.start();
   }
   if (vdso == 0) return data_error("image has no [vdso] mapping");
+  // A mapping the manifest has but its compat sizes deny (or the reverse) is a hostile image.
+  if ((vvar != 0) != (c.vvar_size() != 0) || (vclock != 0) != (c.vvar_vclock_size() != 0))
+    return data_error("image's vDSO mappings do not match its recorded sizes");
   if ((vvar && vdso - vvar != own.vdso_start - own.vvar_start) ||
       (vclock && vdso - vclock != own.vdso_start - own.vvar_vclock_start))
     return data_error("image's vDSO layout does not match this kernel's");
-  return own;
+  return ok();
 }
 
 Result<OpenedFiles> open_mapped_files(const pb::Snapshot& snap) {

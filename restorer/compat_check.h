@@ -17,6 +17,11 @@ namespace prewarm {
 // pointers into the vDSO would be wrong after restore. Returns this process's vDSO pair.
 Result<SpecialMappings> check_machine_compat(const pb::Snapshot& snap);
 
+// The image's vDSO pair against this process's (`own`): the same sizes, and the same distance
+// from each data mapping to [vdso] (the vDSO code reaches its data at fixed offsets). Either side
+// may lack [vvar_vclock] (before Linux 6.13), but only both together.
+Result<void> check_vdso_layout(const pb::Snapshot& snap, const SpecialMappings& own);
+
 struct OpenedFiles {
   std::map<std::string, UniqueFd> by_path;  // one fd per file, however many mappings it has
   UniqueFd exe;

@@ -23,6 +23,10 @@ MachineCompat machine_compat() {
 
 Result<SpecialMappings> own_special_mappings() {
   PW_ASSIGN(auto vmas, read_maps(0));
+  return special_mappings_of(vmas);
+}
+
+Result<SpecialMappings> special_mappings_of(const std::vector<Vma>& vmas) {
   SpecialMappings s;
   for (const auto& v : vmas) {
     if (v.name == "[vvar]") s.vvar_start = v.start, s.vvar_end = v.end;

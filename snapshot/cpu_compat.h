@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "snapshot/result.h"
 
@@ -23,8 +24,11 @@ struct SpecialMappings {
 };
 
 // The vDSO pair of this process, and a hash of the vDSO text (which must match across a restore:
-// libc keeps pointers into it).
+// libc keeps pointers into it). [vvar_vclock] exists from Linux 6.13 only: before (Debian 12's
+// 6.1) its fields stay 0, and [vvar] is the whole data area in front of [vdso].
 Result<SpecialMappings> own_special_mappings();
+struct Vma;
+Result<SpecialMappings> special_mappings_of(const std::vector<Vma>& vmas);
 std::string hash128(const void* data, size_t len);  // XXH3-128, 16 bytes big-endian
 
 }  // namespace prewarm

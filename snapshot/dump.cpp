@@ -20,7 +20,7 @@
 #include "snapshot/cpu_compat.h"
 #include "snapshot/image.h"
 #include "snapshot/inject_syscall.h"
-#include "snapshot/pagemap_scan.h"
+#include "snapshot/present_pages.h"
 #include "snapshot/unique_fd.h"
 
 namespace prewarm {
@@ -327,6 +327,7 @@ Result<DumpStats> write_image(const ProcessState& state,
   compat->set_xsave_size(mc.xsave_size);
 
   PW_ASSIGN(UniqueFd pagemap, open_fd("/proc/" + std::to_string(pid) + "/pagemap", O_RDONLY));
+  stats.page_finder = page_finder_name(page_finder(pagemap.get()));
   PW_ASSIGN(UniqueFd mem, open_fd("/proc/" + std::to_string(pid) + "/mem", O_RDONLY));
   PW_ASSIGN(ImageWriter writer, ImageWriter::create(dir));
   PageCollector collector(pid, mem.get(), writer, snap, stats);
@@ -370,7 +371,7 @@ Result<DumpStats> write_image(const ProcessState& state,
       default:
         break;
     }
-    PW_ASSIGN(auto regions, scan_present_pages(pagemap.get(), v.start, v.end));
+    PW_ASSIGN(auto regions, find_present_pages(pagemap.get(), v.start, v.end));
     for (const auto& reg : regions) {
       if (!region_is_stored(kind, reg)) continue;
       for (uint64_t a = reg.start; a < reg.end; a += kMaxRun) {

@@ -52,6 +52,7 @@ struct DumpStats {
   uint64_t zero_pages_skipped = 0;
   uint64_t bytes_stored = 0;
   size_t mappings = 0;
+  const char* page_finder = "";  // "PAGEMAP_SCAN" or "pagemap" (the fallback), see present_pages.h
 };
 
 // Writes the image; `before_publish` (if any) can still veto it once everything is read. With

@@ -45,7 +45,7 @@ Result<std::vector<PageRegion>> scan_present_pages(int pagemap_fd, uint64_t star
     arg.vec = reinterpret_cast<uint64_t>(vec);
     arg.vec_len = kRegionsPerCall;
     arg.category_anyof_mask = kPagePresent | kPageSwapped;
-    arg.return_mask = kPageFile | kPagePresent | kPageSwapped | kPagePfnZero | kPageHuge;
+    arg.return_mask = kPageFile | kPagePresent | kPageSwapped | kPagePfnZero;
     int n = ::ioctl(pagemap_fd, kPagemapScan, &arg);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -63,6 +63,13 @@ Result<std::vector<PageRegion>> scan_present_pages(int pagemap_fd, uint64_t star
     pos = arg.walk_end;
   }
   return out;
+}
+
+bool pagemap_scan_supported(int pagemap_fd) {
+  PmScanArg arg{};
+  arg.size = sizeof arg;  // start == end: walks nothing
+  if (::ioctl(pagemap_fd, kPagemapScan, &arg) == 0) return true;
+  return errno != ENOTTY && errno != EINVAL;
 }
 
 }  // namespace prewarm

@@ -15,7 +15,7 @@ enum PageCategory : uint64_t {
   kPagePresent = 1u << 3,
   kPageSwapped = 1u << 4,
   kPagePfnZero = 1u << 5,
-  kPageHuge = 1u << 6,
+  kPageHuge = 1u << 6,  // not asked for: /proc/PID/pagemap cannot say it, and the dump needs it not
 };
 
 struct PageRegion {
@@ -27,5 +27,9 @@ struct PageRegion {
 // Returns the present or swapped regions of [start, end) with their categories. Only those
 // ranges come back, so a huge sparse reservation costs nothing (never one pagemap entry per page).
 Result<std::vector<PageRegion>> scan_present_pages(int pagemap_fd, uint64_t start, uint64_t end);
+
+// False when the kernel has no PAGEMAP_SCAN (an empty scan fails with ENOTTY: before 6.7, or
+// EINVAL: an argument layout it does not know); true otherwise, other errors included.
+bool pagemap_scan_supported(int pagemap_fd);
 
 }  // namespace prewarm

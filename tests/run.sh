@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 ./.ci/install-deps
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPREWARM_WERROR=ON >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPREWARM_WERROR=ON -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null
 cmake --build build -j"$(nproc)"
 # The image parser and plan builder under libFuzzer: a clang build of their own (tests/fuzz/).
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DPREWARM_FUZZ=ON \
@@ -12,3 +12,5 @@ cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -
 cmake --build build-fuzz -j"$(nproc)"
 (cd build && ctest --output-on-failure -j2 "$@")
 (cd build-fuzz && ctest --output-on-failure -j2)
+# clang-tidy (.clang-tidy) over the product's sources, after the tests so it never competes with them.
+./tests/tidy.sh build

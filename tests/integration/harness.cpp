@@ -182,7 +182,15 @@ RunResult run(const std::vector<std::string>& argv, std::string_view input,
 RunResult prewarm(const std::vector<std::string>& args) {
   std::vector<std::string> argv{PREWARM_BIN};
   argv.insert(argv.end(), args.begin(), args.end());
-  return run(argv, {}, 60s);
+  RunResult r = run(argv, {}, 60s);
+  // The .pagemap copies of the tests must really have dumped through the fallback.
+  const char* forced = std::getenv("PREWARM_FORCE_PAGEMAP_FALLBACK");
+  if (!args.empty() && args[0] == "dump" && r.code == 0 && forced && std::string(forced) == "1" &&
+      r.err.find("found with pagemap)") == std::string::npos) {
+    r.code = 1;
+    r.err += "\nharness: PREWARM_FORCE_PAGEMAP_FALLBACK=1, but the dump did not use the pagemap fallback";
+  }
+  return r;
 }
 
 std::pair<Child, std::map<std::string, std::string>> start_pattern(const std::filesystem::path& exe) {

@@ -1,5 +1,6 @@
 // Tests that scan_present_pages reports exactly the pages of a real mapping in this process that
-// hold data, with the kernel's categories, and nothing for pages that were never touched.
+// hold data, with the kernel's categories, and nothing for pages that were never touched; and
+// that the pagemap fallback (read_present_pages) gives the same regions on real processes.
 #include "snapshot/pagemap_scan.h"
 
 #include <fcntl.h>
@@ -7,17 +8,25 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <iostream>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "snapshot/pagemap_fallback.h"
+#include "snapshot/present_pages.h"
+#include "snapshot/proc_maps.h"
 #include "snapshot/unique_fd.h"
 
 namespace prewarm {
@@ -327,6 +336,326 @@ TEST(PagemapScanErrors, FdThatIsNotAPagemapIsAnError) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ENOTTY);
   EXPECT_NE(r.error().message.find("PAGEMAP_SCAN"), std::string::npos) << r.error().message;
+}
+
+// ---- The pagemap fallback (kernels before 6.7), compared with PAGEMAP_SCAN on the same memory.
+
+// Page index -> categories, so two answers can be compared page by page.
+std::map<uint64_t, uint64_t> per_page(const std::vector<PageRegion>& regions) {
+  std::map<uint64_t, uint64_t> out;
+  for (const auto& r : regions)
+    for (uint64_t a = r.start; a < r.end; a += kPage) out[a / kPage] = r.categories;
+  return out;
+}
+
+// The fallback's answer must be the scan's. The one allowed difference is the one the header
+// documents: a zero page whose frame this process could not learn (no CAP_SYS_ADMIN, or no huge
+// zero page to probe) is a present page of data (the huge one "file", as pagemap says).
+// `zero_pages` collects those pages so that the caller can check they really are zero.
+void expect_same_pages(const std::vector<PageRegion>& scan, const std::vector<PageRegion>& fallback,
+                       const ZeroFrames& zero, const std::string& what,
+                       std::vector<uint64_t>* zero_pages = nullptr) {
+  const auto s = per_page(scan), f = per_page(fallback);
+  ASSERT_EQ(s.size(), f.size()) << what << ": a different number of pages";
+  size_t differences = 0;
+  for (auto si = s.begin(), fi = f.begin(); si != s.end(); ++si, ++fi) {
+    ASSERT_EQ(si->first, fi->first) << what << ": a different page set";
+    if (si->second == fi->second) continue;
+    const bool unknown_zero =
+        si->second == (kPagePresent | kPagePfnZero) &&
+        ((zero.zero_pfn == 0 && fi->second == kPagePresent) ||
+         (zero.huge_zero_pfn == 0 && fi->second == (kPagePresent | kPageFile)));
+    EXPECT_TRUE(unknown_zero) << what << ": page 0x" << std::hex << si->first * kPage
+                              << " scan 0x" << si->second << " fallback 0x" << fi->second;
+    if (unknown_zero && zero_pages) zero_pages->push_back(si->first * kPage);
+    if (++differences > 20) break;  // enough to see the pattern
+  }
+  // Same pages, same categories: then the merged regions must be the very same list.
+  if (differences == 0) {
+    ASSERT_EQ(scan.size(), fallback.size()) << what;
+    for (size_t i = 0; i < scan.size(); ++i) {
+      EXPECT_EQ(scan[i].start, fallback[i].start) << what << " region " << i;
+      EXPECT_EQ(scan[i].end, fallback[i].end) << what << " region " << i;
+    }
+  }
+}
+
+bool pfns_visible() {
+  int x = 1;
+  return pfn_of(&x) != 0;
+}
+
+class PagemapFallback : public PagemapScan {
+ protected:
+  // Both answers for [first, end) pages of base in this process, compared.
+  void compare(const char* base, uint64_t first, uint64_t end, const std::string& what,
+               const ZeroFrames& zero = zero_frames()) {
+    const auto b = reinterpret_cast<uint64_t>(base);
+    auto s = scan_present_pages(pagemap_.get(), b + first * kPage, b + end * kPage);
+    auto f = read_present_pages(pagemap_.get(), b + first * kPage, b + end * kPage, zero);
+    ASSERT_TRUE(s.ok()) << s.error().describe();
+    ASSERT_TRUE(f.ok()) << f.error().describe();
+    std::vector<uint64_t> zeros;
+    expect_same_pages(*s, *f, zero, what, &zeros);
+    for (uint64_t a : zeros) {
+      const char* p = reinterpret_cast<const char*>(a);
+      EXPECT_TRUE(std::all_of(p, p + kPage, [](char c) { return c == 0; })) << what << ": not zero";
+    }
+  }
+};
+
+// What zero_frames() learnt must be what /proc/kpageflags says, when this process can see frames.
+TEST_F(PagemapFallback, ZeroFramesAreTheKernelsZeroPages) {
+  const ZeroFrames& z = zero_frames();
+  if (!pfns_visible()) {
+    EXPECT_EQ(z, ZeroFrames{}) << "frames are hidden from this process, yet a zero frame was found";
+    GTEST_SKIP() << "pagemap hides frame numbers here (no CAP_SYS_ADMIN): zero pages count as data";
+  }
+  ASSERT_NE(z.zero_pfn, 0u) << "frames are visible but the zero page was not found";
+  if (auto zero = is_zero_frame(z.zero_pfn)) {
+    EXPECT_TRUE(*zero);
+  }
+  if (z.huge_zero_pfn != 0) {
+    if (auto zero = is_zero_frame(z.huge_zero_pfn)) {
+      EXPECT_TRUE(*zero);
+    }
+  }
+}
+
+// Written, zero-written, read-only (zero page or own page, whatever this machine does),
+// discarded and untouched pages, a UFFDIO_ZEROPAGE page and a written THP: page for page the
+// same answer both ways, with this process's zero frames and with none (as unprivileged).
+TEST_F(PagemapFallback, SameRegionsAsScanOnAnonymousMemory) {
+  SCOPED_TRACE(describe(probe_read_fault(pagemap_.get())));
+  char* m = anon(64);
+  ASSERT_NE(m, nullptr);
+  for (uint64_t i = 0; i < 64; ++i) {
+    switch (i % 5) {
+      case 0: write_page(m + i * kPage, 'a'); break;
+      case 1: write_page(m + i * kPage, 0); break;
+      case 2: read_page(m + i * kPage); break;
+      case 3: break;
+      case 4:
+        write_page(m + i * kPage, 'd');
+        ASSERT_EQ(::madvise(m + i * kPage, kPage, MADV_DONTNEED), 0);
+        break;
+    }
+  }
+  compare(m, 0, 64, "mixed anonymous pages");
+  compare(m, 0, 64, "mixed anonymous pages, zero frames unknown", ZeroFrames{});
+  compare(m, 3, 17, "part of a mapping");
+
+  // The zero page on purpose, where this process may use a userfaultfd.
+  char* z = anon(3);
+  ASSERT_NE(z, nullptr);
+  UniqueFd uffd(static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK)));
+  if (!uffd.valid() && errno == EPERM)  // unprivileged: user-mode faults are enough here
+    uffd.reset(static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY)));
+  if (uffd.valid()) {
+    uffdio_api api{};
+    api.api = UFFD_API;
+    ASSERT_EQ(::ioctl(uffd.get(), UFFDIO_API, &api), 0) << std::strerror(errno);
+    uffdio_register reg{};
+    reg.range = {reinterpret_cast<uint64_t>(z), 3 * kPage};
+    reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+    ASSERT_EQ(::ioctl(uffd.get(), UFFDIO_REGISTER, &reg), 0) << std::strerror(errno);
+    uffdio_zeropage zp{};
+    zp.range = {reinterpret_cast<uint64_t>(z + kPage), kPage};
+    ASSERT_EQ(::ioctl(uffd.get(), UFFDIO_ZEROPAGE, &zp), 0) << std::strerror(errno);
+    uffd.reset();
+    write_page(z + 2 * kPage, 'w');
+    compare(z, 0, 3, "a UFFDIO_ZEROPAGE page");
+    compare(z, 0, 3, "a UFFDIO_ZEROPAGE page, zero frames unknown", ZeroFrames{});
+    if (zero_frames().zero_pfn != 0) {
+      const auto b = reinterpret_cast<uint64_t>(z);
+      auto f = read_present_pages(pagemap_.get(), b, b + 3 * kPage, zero_frames());
+      ASSERT_TRUE(f.ok());
+      EXPECT_EQ(per_page(*f)[(b + kPage) / kPage], kPagePresent | kPagePfnZero);
+    }
+  } else {
+    std::cerr << "no userfaultfd for this process (" << std::strerror(errno)
+              << "): the zero page on purpose is not compared\n";
+  }
+
+  // A transparent huge page, where THP is available: one PMD both ways.
+  auto big = map_anonymous(4 << 20, PROT_READ | PROT_WRITE);
+  ASSERT_TRUE(big.ok());
+  char* h = reinterpret_cast<char*>((reinterpret_cast<uint64_t>(big->get()) + (2 << 20) - 1) &
+                                    ~uint64_t{(2 << 20) - 1});
+  (void)::madvise(h, 2 << 20, MADV_HUGEPAGE);
+  write_page(h + 12345, 'h');
+  compare(h, 0, 512, "a huge page (or one page, without THP)");
+}
+
+// Private file pages (page cache) next to their copy-on-write neighbours, and a shared anonymous
+// (shmem) mapping, which pagemap calls "file" as PAGEMAP_SCAN does.
+TEST_F(PagemapFallback, SameRegionsAsScanOnFileAndSharedMemory) {
+  constexpr uint64_t kCount = 600;
+  char path[] = "/tmp/prewarm-pagemap-XXXXXX";
+  UniqueFd file(::mkostemp(path, O_CLOEXEC));
+  ASSERT_TRUE(file.valid());
+  ::unlink(path);
+  const std::string data(kCount * kPage, 'f');
+  ASSERT_TRUE(write_all(file.get(), data.data(), data.size()).ok());
+  void* p = ::mmap(nullptr, kCount * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE, file.get(), 0);
+  ASSERT_NE(p, MAP_FAILED);
+  UniqueMapping guard(p, kCount * kPage);
+  char* m = static_cast<char*>(p);
+  for (uint64_t i = 0; i < kCount; i += 3) {
+    if (i % 2 == 0) write_page(m + i * kPage, 'w');
+    else read_page(m + i * kPage);
+  }
+  compare(m, 0, kCount, "a private file mapping");
+
+  void* s = ::mmap(nullptr, 16 * kPage, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(s, MAP_FAILED);
+  UniqueMapping sguard(s, 16 * kPage);
+  for (uint64_t i = 0; i < 16; i += 2) write_page(static_cast<char*>(s) + i * kPage, 's');
+  compare(static_cast<char*>(s), 0, 16, "a shared anonymous mapping");
+}
+
+// Swapped pages, where this machine has swap: MADV_PAGEOUT moves a written page out.
+TEST_F(PagemapFallback, SameRegionsAsScanOnSwappedPages) {
+  char* m = anon(32);
+  ASSERT_NE(m, nullptr);
+  for (uint64_t i = 0; i < 32; ++i) write_page(m + i * kPage, static_cast<char>('a' + i % 20));
+  (void)::madvise(m, 16 * kPage, MADV_PAGEOUT);
+  const auto b = reinterpret_cast<uint64_t>(m);
+  auto s = scan_present_pages(pagemap_.get(), b, b + 32 * kPage);
+  ASSERT_TRUE(s.ok());
+  const bool swapped = std::any_of(s->begin(), s->end(), [](const PageRegion& r) {
+    return (r.categories & kPageSwapped) != 0;
+  });
+  compare(m, 0, 32, "written pages, some paged out");
+  if (!swapped) GTEST_SKIP() << "MADV_PAGEOUT swapped nothing out (no swap here): only present pages compared";
+}
+
+TEST_F(PagemapFallback, HugeSparseReservationGivesOnlyTheTouchedPages) {
+  const uint64_t size = 1ull << 40;
+  void* p = ::mmap(nullptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) GTEST_SKIP() << "cannot reserve 1 TiB: " << std::strerror(errno);
+  UniqueMapping guard(p, size);
+  char* m = static_cast<char*>(p);
+  const uint64_t a = (1ull << 30) / kPage, b = (size - kPage) / kPage;
+  for (uint64_t page : {a, b}) {
+    ASSERT_EQ(::mprotect(m + page * kPage, kPage, PROT_READ | PROT_WRITE), 0);
+    write_page(m + page * kPage, 's');
+  }
+  const auto base = reinterpret_cast<uint64_t>(m);
+  auto f = read_present_pages(pagemap_.get(), base, base + size, zero_frames());
+  ASSERT_TRUE(f.ok()) << f.error().describe();
+  ASSERT_EQ(f->size(), 2u);
+  EXPECT_EQ((*f)[0].start, base + a * kPage);
+  EXPECT_EQ((*f)[0].end, base + (a + 1) * kPage);
+  EXPECT_EQ((*f)[1].start, base + b * kPage);
+  EXPECT_EQ((*f)[0].categories, uint64_t{kPagePresent});
+}
+
+// Another process, stopped, mapping by mapping over its whole address space: both ways give the
+// same pages. The python app of the benchmark where it is installed (sympy + numpy: ~200
+// mappings), and a child of this test (every page it has is shared copy-on-write with us).
+void compare_process(pid_t pid, const std::string& what) {
+  auto pm = open_fd("/proc/" + std::to_string(pid) + "/pagemap", O_RDONLY);
+  ASSERT_TRUE(pm.ok()) << pm.error().describe();
+  auto vmas = read_maps(pid);
+  ASSERT_TRUE(vmas.ok()) << vmas.error().describe();
+  size_t pages = 0;
+  for (const auto& v : *vmas) {
+    // [vsyscall] is above the task size (no pagemap entries); the [vvar] pair may be VM_PFNMAP,
+    // which PAGEMAP_SCAN skips and pagemap does not. The dump scans neither.
+    if (v.name == "[vsyscall]" || v.name.starts_with("[vvar")) continue;
+    auto s = scan_present_pages(pm->get(), v.start, v.end);
+    auto f = read_present_pages(pm->get(), v.start, v.end, zero_frames());
+    ASSERT_TRUE(s.ok()) << v.name << ": " << s.error().describe();
+    ASSERT_TRUE(f.ok()) << v.name << ": " << f.error().describe();
+    expect_same_pages(*s, *f, zero_frames(), what + " " + v.name);
+    pages += per_page(*s).size();
+  }
+  EXPECT_GT(pages, 100u) << what << ": implausibly few pages";
+}
+
+struct StoppedChild {
+  pid_t pid = -1;
+  ~StoppedChild() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+TEST(PagemapFallbackProcess, SameRegionsAsScanOnAPythonApp) {
+  if (::access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  StoppedChild c;
+  c.pid = ::fork();
+  ASSERT_GE(c.pid, 0);
+  if (c.pid == 0) {
+    ::dup2(fds[1], 1);
+    const char* code =
+        "import sys\n"
+        "try:\n import sympy, numpy\n x = numpy.arange(100000) * 3\n s = sympy.symbols('s')\n"
+        "except ImportError:\n x = list(range(100000))\n"
+        "print('ready', flush=True)\nsys.stdin.read()\n";
+    ::execl("/usr/bin/python3", "python3", "-c", code, static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  std::string line;
+  char ch = 0;
+  while (line.size() < 16 && ::read(fds[0], &ch, 1) == 1 && ch != '\n') line += ch;
+  ::close(fds[0]);
+  ASSERT_EQ(line, "ready") << "python did not get ready";
+  ASSERT_EQ(::kill(c.pid, SIGSTOP), 0);
+  int st = 0;
+  ASSERT_EQ(::waitpid(c.pid, &st, WUNTRACED), c.pid);
+  ASSERT_TRUE(WIFSTOPPED(st));
+  compare_process(c.pid, "python3");
+}
+
+TEST(PagemapFallbackProcess, SameRegionsAsScanOnAForkedChild) {
+  StoppedChild c;
+  c.pid = ::fork();
+  ASSERT_GE(c.pid, 0);
+  if (c.pid == 0) {
+    std::vector<char> v(3 << 20, 'c');  // a few pages of its own
+    ::raise(SIGSTOP);
+    ::_exit(v[0] == 'c' ? 0 : 1);
+  }
+  int st = 0;
+  ASSERT_EQ(::waitpid(c.pid, &st, WUNTRACED), c.pid);
+  ASSERT_TRUE(WIFSTOPPED(st));
+  compare_process(c.pid, "forked child");
+}
+
+// The choice between the two: forced by the environment; a pagemap that answers the probe with
+// ENOTTY (as 6.1's has no ioctl at all, like /dev/null here) is not scanned.
+TEST(PresentPages, FallbackIsForcedByTheEnvironmentAndChosenWithoutTheIoctl) {
+  auto pm = open_fd("/proc/self/pagemap", O_RDONLY);
+  ASSERT_TRUE(pm.ok());
+  auto null = open_fd("/dev/null", O_RDONLY);
+  ASSERT_TRUE(null.ok());
+  EXPECT_FALSE(pagemap_scan_supported(null->get()));
+  const char* old = std::getenv("PREWARM_FORCE_PAGEMAP_FALLBACK");
+  const std::string saved = old ? old : "";
+  ::setenv("PREWARM_FORCE_PAGEMAP_FALLBACK", "1", 1);
+  EXPECT_EQ(page_finder(pm->get()), PageFinder::kPagemapRead);
+  ::unsetenv("PREWARM_FORCE_PAGEMAP_FALLBACK");
+  EXPECT_EQ(page_finder(pm->get()), pagemap_scan_supported(pm->get()) ? PageFinder::kPagemapScan
+                                                                      : PageFinder::kPagemapRead);
+  if (old) ::setenv("PREWARM_FORCE_PAGEMAP_FALLBACK", saved.c_str(), 1);
+  // Through the chooser, forced, a written page is found like the scan finds it.
+  int* x = new int(5);
+  const uint64_t a = reinterpret_cast<uint64_t>(x) & ~(kPage - 1);
+  ::setenv("PREWARM_FORCE_PAGEMAP_FALLBACK", "1", 1);
+  auto f = find_present_pages(pm->get(), a, a + kPage);
+  if (old) ::setenv("PREWARM_FORCE_PAGEMAP_FALLBACK", saved.c_str(), 1);
+  else ::unsetenv("PREWARM_FORCE_PAGEMAP_FALLBACK");
+  delete x;
+  ASSERT_TRUE(f.ok());
+  ASSERT_EQ(f->size(), 1u);
+  EXPECT_EQ((*f)[0].categories & kPagePresent, uint64_t{kPagePresent});
 }
 
 }  // namespace
