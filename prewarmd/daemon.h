@@ -174,7 +174,8 @@ class Daemon {
   void note_history(const Result<T>& r) {
     if (!r) log_event(LOG_WARNING, r.error().describe());
   }
-  AppSummary summary_of(const std::string& app);
+  // The app's running totals (empty ones if none): O(1), never a read of the history's rows.
+  AppTotals totals_of(const std::string& app) const;
   void start_dashboard();
   void publish();  // the app view the dashboard serves
 
