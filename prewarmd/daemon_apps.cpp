@@ -106,49 +106,23 @@ json Daemon::op_list(const proto::PeerCred& cred) {
           {"store_budget", opts_.limits.store_budget}};
 }
 
-// Totals come from memory (O(apps)). The only history rows read here, on the loop, are pages:
-// "recent" (oldest first, per app) and "history" (one app, newest first, from a cursor), together
-// at most kRowsPerRequest rows, so no request costs more than a fixed few milliseconds.
-json Daemon::op_stats(const json& req, const proto::PeerCred& cred) {
+// Totals come from memory, and each app's part of the reply is serialized once per change of what
+// it shows (stats_text_), so the reply costs about a concatenation per app. The only history rows
+// read here, on the loop, are pages: "recent" (oldest first, per app) and "history" (one app,
+// newest first, from a cursor), together at most kRowsPerRequest rows: a fixed few milliseconds.
+Daemon::Reply Daemon::op_stats_reply(const json& req, const proto::PeerCred& cred) {
   constexpr size_t kRowsPerRequest = 1000;
   const std::string only = req.value("name", "");
   const size_t recent = static_cast<size_t>(std::clamp<int64_t>(req.value("recent", int64_t{0}), 0, History::kMaxPage));
-  size_t rows_left = kRowsPerRequest;
-  bool truncated = false;
-  json apps = json::array();
-  for (const auto& [name, app] : registry_.apps) {
-    if (cred.uid != 0 && cred.uid != app.config.uid) continue;
-    if (!only.empty() && name != only) continue;
-    uint64_t bytes = 0;
-    for (const auto* e : store_.entries_of(name)) bytes += e->bytes;
-    json a = app_stats(app, bytes, totals_of(name));
-    if (history_ && recent > 0) {
-      json rows_json = json::array();
-      const size_t take = std::min(recent, rows_left);
-      truncated |= take < recent;
-      if (take > 0) {
-        auto rows = history_->launch_page(name, 0, take);
-        note_history(rows);
-        if (rows) {
-          rows_left -= rows->size();
-          for (auto it = rows->rbegin(); it != rows->rend(); ++it) rows_json.push_back(to_json(*it));
-        }
-      }
-      a["recent"] = rows_json;
-    }
-    apps.push_back(a);
-  }
-  if (!only.empty() && apps.empty()) return error_reply("no app named '" + only + "' is registered", "not_found");
-  json reply = {{"ok", true}, {"apps", apps}};
-  if (truncated) reply["recent_truncated"] = true;
+  json history_page;
   if (req.contains("history")) {
-    if (only.empty()) return error_reply("--history needs an app NAME", "usage");
+    if (only.empty()) return {error_reply("--history needs an app NAME", "usage")};
     const json& h = req["history"];
     const int64_t before = h.value("before", int64_t{0});
     const size_t limit = static_cast<size_t>(std::clamp<int64_t>(h.value("limit", int64_t{50}), 1, History::kMaxPage));
     json page = json::array();
     json next = nullptr;
-    if (history_) {
+    if (history_ && registry_.apps.count(only) && (cred.uid == 0 || registry_.apps.at(only).config.uid == cred.uid)) {
       auto rows = history_->launch_page(only, before, limit);
       note_history(rows);
       if (rows) {
@@ -156,9 +130,52 @@ json Daemon::op_stats(const json& req, const proto::PeerCred& cred) {
         if (rows->size() == limit) next = rows->back().id;
       }
     }
-    reply["history"] = {{"launches", page}, {"next_before", next}};
+    history_page = {{"launches", page}, {"next_before", next}};
   }
-  return reply;
+  size_t rows_left = kRowsPerRequest;
+  bool truncated = false, any = false;
+  std::string text = R"({"ok":true,"apps":[)";
+  for (const auto& [name, app] : registry_.apps) {
+    if (cred.uid != 0 && cred.uid != app.config.uid) continue;
+    if (!only.empty() && name != only) continue;
+    uint64_t bytes = 0;
+    for (const auto* e : store_.entries_of(name)) bytes += e->bytes;
+    auto totals = history_ ? history_->totals()->get(name) : nullptr;
+    TextCache::Stamp stamp{totals, std::string(policy::to_string(app.status.state)), app.status.reason, bytes, true};
+    const std::string& part = stats_text_.get(name, std::move(stamp), [&] {
+      return proto::json_text(app_stats(app, bytes, totals ? *totals : AppTotals{}));
+    });
+    if (any) text += ',';
+    any = true;
+    if (!history_ || recent == 0) {
+      text += part;
+      continue;
+    }
+    json rows_json = json::array();
+    const size_t take = std::min(recent, rows_left);
+    truncated |= take < recent;
+    if (take > 0) {
+      auto rows = history_->launch_page(name, 0, take);
+      note_history(rows);
+      if (rows) {
+        rows_left -= rows->size();
+        for (auto it = rows->rbegin(); it != rows->rend(); ++it) rows_json.push_back(to_json(*it));
+      }
+    }
+    // The cached object with one more member: its closing brace moved past "recent".
+    text.append(part, 0, part.size() - 1);
+    text += R"(,"recent":)" + proto::json_text(rows_json) + "}";
+  }
+  if (!only.empty() && !any) return {error_reply("no app named '" + only + "' is registered", "not_found")};
+  // After a full pass, entries of apps that are gone (or not this user's) go.
+  if (only.empty() && (cred.uid == 0 || stats_text_.size() > 2 * registry_.apps.size() + 64)) stats_text_.sweep();
+  text += "]";
+  if (truncated) text += R"(,"recent_truncated":true)";
+  if (!history_page.is_null()) text += R"(,"history":)" + proto::json_text(history_page);
+  text += "}";
+  Reply r;
+  r.text = proto::JsonText{std::move(text)};
+  return r;
 }
 
 json Daemon::op_invalidate(const json& req, const proto::PeerCred& cred) {

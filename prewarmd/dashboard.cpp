@@ -325,31 +325,44 @@ Result<std::pair<std::string, int>> parse_listen_address(const std::string& text
   return std::pair{host, port};
 }
 
-std::string render_metrics(const DashboardView& view, const TotalsBoard& board) {
-  std::string launches, buckets, fallbacks, images, snapshots;
-  for (const auto& av : view.apps) {
-    const std::string app = "app=\"" + label(av.app.config.name) + "\"";
-    const auto found = board.get(av.app.config.name);
-    const AppTotals none;
-    const AppTotals& t = found ? *found : none;
-    launches += "prewarm_launches_total{" + app + ",mode=\"cold\"} " + std::to_string(t.cold.launches) + "\n";
-    launches += "prewarm_launches_total{" + app + ",mode=\"restored\"} " + std::to_string(t.restored.launches) + "\n";
-    snapshots += "prewarm_snapshots_total{" + app + ",result=\"ok\"} " + std::to_string(t.captures) + "\n";
-    snapshots += "prewarm_snapshots_total{" + app + ",result=\"failed\"} " + std::to_string(t.capture_failures) + "\n";
-    images += "prewarm_image_bytes{" + app + "} " + std::to_string(av.image_bytes) + "\n";
-    for (const char* mode : {"cold", "restored"}) {
-      const AppTotals::Mode& m = mode[0] == 'c' ? t.cold : t.restored;
-      const std::string labels = app + ",mode=\"" + mode + "\"";
-      for (size_t b = 0; b < kReadyBucketsSeconds.size(); ++b)
-        buckets += "prewarm_time_to_ready_seconds_bucket{" + labels + ",le=\"" + number(kReadyBucketsSeconds[b]) + "\"} " + std::to_string(m.le[b]) + "\n";
-      const std::string total = std::to_string(m.ready.count());
-      buckets += "prewarm_time_to_ready_seconds_bucket{" + labels + ",le=\"+Inf\"} " + total + "\n";
-      buckets += "prewarm_time_to_ready_seconds_sum{" + labels + "} " + number(m.ready.sum_ms() / 1000) + "\n";
-      buckets += "prewarm_time_to_ready_seconds_count{" + labels + "} " + total + "\n";
-    }
-    if (!av.details) continue;  // the reasons of fallbacks are the owner's business
+namespace {
+
+// One app's lines of each family: launches, time-to-ready buckets, fallbacks, snapshots, images.
+std::array<std::string, 5> metrics_of(const DashboardView::AppView& av, const AppTotals& t) {
+  std::string launches, buckets, fallbacks, snapshots, images;
+  const std::string app = "app=\"" + label(av.app.config.name) + "\"";
+  launches += "prewarm_launches_total{" + app + ",mode=\"cold\"} " + std::to_string(t.cold.launches) + "\n";
+  launches += "prewarm_launches_total{" + app + ",mode=\"restored\"} " + std::to_string(t.restored.launches) + "\n";
+  snapshots += "prewarm_snapshots_total{" + app + ",result=\"ok\"} " + std::to_string(t.captures) + "\n";
+  snapshots += "prewarm_snapshots_total{" + app + ",result=\"failed\"} " + std::to_string(t.capture_failures) + "\n";
+  images += "prewarm_image_bytes{" + app + "} " + std::to_string(av.image_bytes) + "\n";
+  for (const char* mode : {"cold", "restored"}) {
+    const AppTotals::Mode& m = mode[0] == 'c' ? t.cold : t.restored;
+    const std::string labels = app + ",mode=\"" + mode + "\"";
+    for (size_t b = 0; b < kReadyBucketsSeconds.size(); ++b)
+      buckets += "prewarm_time_to_ready_seconds_bucket{" + labels + ",le=\"" + number(kReadyBucketsSeconds[b]) + "\"} " + std::to_string(m.le[b]) + "\n";
+    const std::string total = std::to_string(m.ready.count());
+    buckets += "prewarm_time_to_ready_seconds_bucket{" + labels + ",le=\"+Inf\"} " + total + "\n";
+    buckets += "prewarm_time_to_ready_seconds_sum{" + labels + "} " + number(m.ready.sum_ms() / 1000) + "\n";
+    buckets += "prewarm_time_to_ready_seconds_count{" + labels + "} " + total + "\n";
+  }
+  // The reasons of fallbacks are the owner's business.
+  if (av.details)
     for (const auto& [kind, n] : t.fallbacks)
       fallbacks += "prewarm_fallbacks_total{" + app + ",reason=\"" + label(kind) + "\"} " + std::to_string(n) + "\n";
+  return {launches, buckets, fallbacks, snapshots, images};
+}
+
+std::string render_metrics(const DashboardView& view, const TotalsBoard& board,
+                           PartCache<std::array<std::string, 5>>* cache) {
+  std::string launches, buckets, fallbacks, images, snapshots;
+  for (const auto& av : view.apps) {
+    const auto found = board.get(av.app.config.name);
+    auto build = [&] { return metrics_of(av, found ? *found : AppTotals{}); };
+    std::array<std::string, 5> own;
+    const auto& parts = cache ? cache->get(av.app.config.name, {found, "", "", av.image_bytes, av.details}, build)
+                              : (own = build());
+    launches += parts[0], buckets += parts[1], fallbacks += parts[2], snapshots += parts[3], images += parts[4];
   }
   return "# HELP prewarm_launches_total Launches since the app was first recorded, by app and mode.\n"
          "# TYPE prewarm_launches_total counter\n" + launches +
@@ -367,6 +380,12 @@ std::string render_metrics(const DashboardView& view, const TotalsBoard& board) 
          "# HELP prewarm_cache_budget_bytes The store's size budget.\n"
          "# TYPE prewarm_cache_budget_bytes gauge\n"
          "prewarm_cache_budget_bytes " + std::to_string(view.store_budget) + "\n";
+}
+
+}  // namespace
+
+std::string render_metrics(const DashboardView& view, const TotalsBoard& totals) {
+  return render_metrics(view, totals, nullptr);
 }
 
 Dashboard::Dashboard(std::string history_path, std::shared_ptr<const TotalsBoard> totals, DashboardOptions options)
@@ -623,9 +642,17 @@ int64_t cursor(const Dashboard::Request& req, const char* name) {
 }  // namespace
 
 Reply Dashboard::api_apps(const DashboardView& v) const {
-  json apps = json::array();
-  for (const auto& av : v.apps) apps.push_back(stats_json(av, *totals_));
-  return reply_json({{"apps", apps}});
+  std::string body = R"({"apps":[)";
+  for (size_t i = 0; i < v.apps.size(); ++i) {
+    const auto& av = v.apps[i];
+    const auto t = totals_->get(av.app.config.name);
+    TextCache::Stamp stamp{t, std::string(policy::to_string(av.app.status.state)), av.app.status.reason, av.image_bytes,
+                           av.details};
+    body += (i ? "," : "") + apps_text_.get(av.app.config.name, std::move(stamp), [&] { return proto::json_text(stats_json(av, *totals_)); });
+  }
+  body += "]}";
+  if (apps_text_.size() > 2 * v.apps.size() + 64) apps_text_.sweep();  // apps gone since go
+  return Reply{200, "application/json", std::move(body), true};
 }
 
 // The app's totals and one page of its launches and of its captures: the newest, or those before
@@ -664,7 +691,9 @@ Reply Dashboard::api_app(const DashboardView& v, const std::string& name, const 
 }
 
 Reply Dashboard::metrics(const DashboardView& v) const {
-  return Reply{200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(v, *totals_), false};
+  std::string text = render_metrics(v, *totals_, &metrics_parts_);
+  if (metrics_parts_.size() > 2 * v.apps.size() + 64) metrics_parts_.sweep();
+  return Reply{200, "text/plain; version=0.0.4; charset=utf-8", std::move(text), false};
 }
 
 }  // namespace prewarm

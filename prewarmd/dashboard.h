@@ -10,6 +10,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -109,6 +110,9 @@ class Dashboard {
 
   std::string history_path_;
   std::shared_ptr<const TotalsBoard> totals_;
+  // Serialized per-app parts of /api/apps and /metrics; used by the server thread only.
+  mutable TextCache apps_text_;
+  mutable PartCache<std::array<std::string, 5>> metrics_parts_;
   DashboardOptions options_;
   UniqueFd listen_fd_;
   UniqueFd wake_fd_;  // an eventfd: written to stop the server thread

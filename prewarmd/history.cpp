@@ -280,25 +280,25 @@ Result<History> History::open_reader(const std::string& path) {
 Result<int64_t> History::add_launch(const LaunchRow& r) {
   int64_t id = 0;
   PW_TRY(with_totals(r.app, [&](AppTotals& t) -> Result<void> {
-  Stmt s(db_,
-         "INSERT INTO launches(app, uid, time_ms, pid, mode, fallback, ready_ms, validate_ms, read_ms, map_ms, resume_ms,"
-         " bytes_read, fallback_kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)");
-  s.bind(1, r.app).bind(2, static_cast<int64_t>(r.uid)).bind(3, r.time_ms).bind(4, static_cast<int64_t>(r.pid));
-  s.bind(5, r.mode).bind_text_or_null(6, r.fallback).bind(7, r.ready_ms);
-  for (int i = 0; i < 4; ++i) {
-    std::optional<double> v;
-    if (r.phases) v = i == 0 ? r.phases->validate_ms : i == 1 ? r.phases->read_ms : i == 2 ? r.phases->map_ms : r.phases->resume_ms;
-    s.bind(8 + i, v);
-  }
-  s.bind(12, r.bytes_read).bind_text_or_null(13, r.fallback_kind);
-  if (s.step() != SQLITE_DONE) return db_error("record a launch of " + r.app);
-  id = sqlite3_last_insert_rowid(db_);
-  // Trimming by key costs one range delete; the totals keep what the pruned rows counted.
-  Stmt trim(db_, "DELETE FROM launches WHERE id <= ?1");
-  if (trim.bind(1, id - limits_.launches).step() != SQLITE_DONE) return db_error("trim the launch history");
-  count_start(t, r.mode, r.fallback_kind, r.fallback);
-  if (r.ready_ms) count_ready(t, r.mode, *r.ready_ms, r.phases, r.bytes_read);
-  return ok();
+    Stmt s(db_,
+           "INSERT INTO launches(app, uid, time_ms, pid, mode, fallback, ready_ms, validate_ms, read_ms, map_ms, resume_ms,"
+           " bytes_read, fallback_kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)");
+    s.bind(1, r.app).bind(2, static_cast<int64_t>(r.uid)).bind(3, r.time_ms).bind(4, static_cast<int64_t>(r.pid));
+    s.bind(5, r.mode).bind_text_or_null(6, r.fallback).bind(7, r.ready_ms);
+    for (int i = 0; i < 4; ++i) {
+      std::optional<double> v;
+      if (r.phases) v = i == 0 ? r.phases->validate_ms : i == 1 ? r.phases->read_ms : i == 2 ? r.phases->map_ms : r.phases->resume_ms;
+      s.bind(8 + i, v);
+    }
+    s.bind(12, r.bytes_read).bind_text_or_null(13, r.fallback_kind);
+    if (s.step() != SQLITE_DONE) return db_error("record a launch of " + r.app);
+    id = sqlite3_last_insert_rowid(db_);
+    // Trimming by key costs one range delete; the totals keep what the pruned rows counted.
+    Stmt trim(db_, "DELETE FROM launches WHERE id <= ?1");
+    if (trim.bind(1, id - limits_.launches).step() != SQLITE_DONE) return db_error("trim the launch history");
+    count_start(t, r.mode, r.fallback_kind, r.fallback);
+    if (r.ready_ms) count_ready(t, r.mode, *r.ready_ms, r.phases, r.bytes_read);
+    return ok();
   }));
   return id;
 }
@@ -320,33 +320,33 @@ Result<void> History::set_ready(int64_t id, double ready_ms, const std::optional
   const auto was = launch_state(db_, id);
   if (!was) return ok();
   return with_totals(was->app, [&](AppTotals& t) -> Result<void> {
-  Stmt s(db_,
-         "UPDATE launches SET ready_ms = ?2, validate_ms = ?3, read_ms = ?4, map_ms = ?5, resume_ms = ?6,"
-         " bytes_read = ?7 WHERE id = ?1");
-  s.bind(1, id).bind(2, ready_ms);
-  s.bind(3, p ? std::optional(p->validate_ms) : std::nullopt).bind(4, p ? std::optional(p->read_ms) : std::nullopt);
-  s.bind(5, p ? std::optional(p->map_ms) : std::nullopt).bind(6, p ? std::optional(p->resume_ms) : std::nullopt);
-  s.bind(7, bytes_read);
-  if (s.step() != SQLITE_DONE) return db_error("record a time to ready");
-  if (!was->ready) count_ready(t, was->mode, ready_ms, p, bytes_read);
-  return ok();
+    Stmt s(db_,
+           "UPDATE launches SET ready_ms = ?2, validate_ms = ?3, read_ms = ?4, map_ms = ?5, resume_ms = ?6,"
+           " bytes_read = ?7 WHERE id = ?1");
+    s.bind(1, id).bind(2, ready_ms);
+    s.bind(3, p ? std::optional(p->validate_ms) : std::nullopt).bind(4, p ? std::optional(p->read_ms) : std::nullopt);
+    s.bind(5, p ? std::optional(p->map_ms) : std::nullopt).bind(6, p ? std::optional(p->resume_ms) : std::nullopt);
+    s.bind(7, bytes_read);
+    if (s.step() != SQLITE_DONE) return db_error("record a time to ready");
+    if (!was->ready) count_ready(t, was->mode, ready_ms, p, bytes_read);
+    return ok();
   });
 }
 
 Result<int64_t> History::add_snapshot(const SnapshotRow& r) {
   int64_t id = 0;
   PW_TRY(with_totals(r.app, [&](AppTotals& t) -> Result<void> {
-  Stmt s(db_,
-         "INSERT INTO snapshots(app, time_ms, ok, duration_ms, frozen_ms, image_bytes, error)"
-         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
-  s.bind(1, r.app).bind(2, r.time_ms).bind(3, static_cast<int64_t>(r.ok)).bind(4, r.duration_ms);
-  s.bind(5, r.frozen_ms).bind(6, r.image_bytes).bind_text_or_null(7, r.error);
-  if (s.step() != SQLITE_DONE) return db_error("record a snapshot of " + r.app);
-  id = sqlite3_last_insert_rowid(db_);
-  Stmt trim(db_, "DELETE FROM snapshots WHERE id <= ?1");
-  if (trim.bind(1, id - limits_.snapshots).step() != SQLITE_DONE) return db_error("trim the snapshot history");
-  count_capture(t, r.ok, r.duration_ms, r.frozen_ms, r.image_bytes);
-  return ok();
+    Stmt s(db_,
+           "INSERT INTO snapshots(app, time_ms, ok, duration_ms, frozen_ms, image_bytes, error)"
+           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    s.bind(1, r.app).bind(2, r.time_ms).bind(3, static_cast<int64_t>(r.ok)).bind(4, r.duration_ms);
+    s.bind(5, r.frozen_ms).bind(6, r.image_bytes).bind_text_or_null(7, r.error);
+    if (s.step() != SQLITE_DONE) return db_error("record a snapshot of " + r.app);
+    id = sqlite3_last_insert_rowid(db_);
+    Stmt trim(db_, "DELETE FROM snapshots WHERE id <= ?1");
+    if (trim.bind(1, id - limits_.snapshots).step() != SQLITE_DONE) return db_error("trim the snapshot history");
+    count_capture(t, r.ok, r.duration_ms, r.frozen_ms, r.image_bytes);
+    return ok();
   }));
   return id;
 }
@@ -364,31 +364,6 @@ Result<void> History::forget(const std::string& app) {
   }
   if (totals_) totals_->erase(app);
   return ok();
-}
-
-Result<std::vector<LaunchRow>> History::launches(const std::string& app, size_t limit) const {
-  Stmt s(db_,
-         "SELECT * FROM (SELECT id, app, uid, time_ms, pid, mode, fallback, ready_ms, validate_ms, read_ms, map_ms,"
-         " resume_ms, bytes_read, fallback_kind FROM launches WHERE app = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id");
-  s.bind(1, app).bind(2, static_cast<int64_t>(limit));
-  std::vector<LaunchRow> out;
-  auto row = [](Stmt& q) {
-    LaunchRow r;
-    r.id = q.i64(0);
-    r.app = q.text(1);
-    r.uid = static_cast<uid_t>(q.i64(2));
-    r.time_ms = q.i64(3);
-    r.pid = static_cast<pid_t>(q.i64(4));
-    r.mode = q.text(5);
-    r.fallback = q.text(6);
-    r.ready_ms = q.opt_real(7);
-    if (!q.null(8)) r.phases = RestorePhases{q.real(8), q.real(9), q.real(10), q.real(11)};
-    if (!q.null(12)) r.bytes_read = q.i64(12);
-    r.fallback_kind = q.text(13);
-    return r;
-  };
-  if (!collect(s, out, row)) return db_error("read the launches of " + app);
-  return out;
 }
 
 namespace {
@@ -416,6 +391,15 @@ int64_t page_before(int64_t before) { return before > 0 ? before : INT64_MAX; }
 int64_t page_limit(size_t limit) { return static_cast<int64_t>(std::min(limit, History::kMaxPage)); }
 
 }  // namespace
+
+Result<std::vector<LaunchRow>> History::launches(const std::string& app, size_t limit) const {
+  Stmt s(db_, (std::string("SELECT * FROM (SELECT ") + kLaunchColumns +
+               " FROM launches WHERE app = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id").c_str());
+  s.bind(1, app).bind(2, static_cast<int64_t>(limit));
+  std::vector<LaunchRow> out;
+  if (!collect(s, out, launch_row)) return db_error("read the launches of " + app);
+  return out;
+}
 
 Result<std::vector<LaunchRow>> History::launch_page(const std::string& app, int64_t before, size_t limit) const {
   // The index (app, id) walked backwards from `before`: the cost is the page, not the history.

@@ -106,6 +106,53 @@ class TotalsBoard {
 };
 
 nlohmann::json app_stats(const App& app, uint64_t image_bytes, const AppTotals& totals);
+
+// Serialized per-app answers (an app_stats object, a block of /metrics lines), each rebuilt only
+// when what it shows changed: its totals (a new TotalsBoard entry), state, reason, image bytes or
+// the viewer's view of it. A query over every app then costs about a concatenation. One owner
+// thread per cache; entries of apps not asked for since the previous sweep() are dropped.
+template <typename T>
+class PartCache {
+ public:
+  struct Stamp {
+    TotalsBoard::Ptr totals;  // held, so a freed entry's address cannot come back as a match
+    std::string state, reason;
+    uint64_t image_bytes = 0;
+    bool details = true;
+    bool operator==(const Stamp&) const = default;
+  };
+  template <typename Build>
+  const T& get(const std::string& app, Stamp stamp, Build build) {
+    Entry& e = entries_[app];
+    e.used = true;
+    if (!e.valid || !(e.stamp == stamp)) {
+      e.text = build();
+      e.stamp = std::move(stamp);
+      e.valid = true;
+    }
+    return e.text;
+  }
+  void sweep() {
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      if (!it->second.used) {
+        it = entries_.erase(it);
+      } else {
+        it->second.used = false;
+        ++it;
+      }
+    }
+  }
+  size_t size() const { return entries_.size(); }
+
+ private:
+  struct Entry {
+    Stamp stamp;
+    T text;
+    bool valid = false, used = false;
+  };
+  std::map<std::string, Entry> entries_;
+};
+using TextCache = PartCache<std::string>;
 nlohmann::json to_json(const LaunchRow& r);
 nlohmann::json to_json(const SnapshotRow& r);
 
