@@ -471,6 +471,8 @@ TEST_F(DashboardTest, MetricsCountersDoNotDropWhenRowsArePruned) {
     const double ok = series.at(R"(prewarm_snapshots_total{app="calc",result="ok"})");
     EXPECT_EQ(cold, i + 1);
     EXPECT_GT(cold, last_cold);
+    // The cached parts of both answers follow each new row.
+    EXPECT_EQ(get_json("/api/apps")["apps"][0]["launches"]["cold"], i + 1);
     EXPECT_GT(count, last_count);
     EXPECT_GT(ok, last_ok);
     last_cold = cold, last_count = count, last_ok = ok;
