@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 
 #include "prewarmd/cmd_dump.h"
 #include "prewarmd/protocol.h"
@@ -168,12 +169,28 @@ int run_invalidate(const std::string& name, bool all, bool as_json) {
   return kExitOk;
 }
 
-int run_stats(const std::string& name, bool as_json, unsigned recent) {
+int run_stats(const std::string& name, bool as_json, unsigned recent, unsigned history_limit, int64_t before) {
   json reply;
-  json req = {{"op", "stats"}, {"recent", as_json ? recent : 0u}};
+  json req = {{"op", "stats"}, {"recent", as_json && !history_limit ? recent : 0u}};
   if (!name.empty()) req["name"] = name;
+  if (history_limit) req["history"] = {{"limit", history_limit}, {"before", before}};
   int rc = call(req, reply);
   if (rc != kExitOk) return rc;
+  if (history_limit && !as_json) {
+    std::printf("%-10s %-24s %-9s %11s  %s\n", "ID", "TIME", "MODE", "READY", "FALLBACK");
+    for (const auto& l : reply["history"]["launches"]) {
+      const time_t t = static_cast<time_t>(l["time_ms"].get<int64_t>() / 1000);
+      char when[32] = "";
+      std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", std::localtime(&t));
+      std::printf("%-10lld %-24s %-9s %11s  %s\n", static_cast<long long>(l["id"].get<int64_t>()), when,
+                  l["mode"].get<std::string>().c_str(), ms_text(l["ready_ms"]).c_str(),
+                  l["fallback"].is_string() ? l["fallback"].get<std::string>().c_str() : "");
+    }
+    if (!reply["history"]["next_before"].is_null())
+      std::printf("older: prewarm stats %s --history --before %lld\n", name.c_str(),
+                  static_cast<long long>(reply["history"]["next_before"].get<int64_t>()));
+    return kExitOk;
+  }
   if (as_json) {
     std::printf("%s\n", proto::json_text(reply, 2).c_str());
     return kExitOk;

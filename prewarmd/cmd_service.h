@@ -23,7 +23,8 @@ int run_unregister(const std::string& name, bool json);
 int run_list(bool json);
 int run_snapshot(const std::string& name, bool json);
 int run_invalidate(const std::string& name, bool all, bool json);
-int run_stats(const std::string& name, bool json, unsigned recent);
+// history_limit > 0: one page of NAME's launches, newest first, before launch id `before` (0: newest).
+int run_stats(const std::string& name, bool json, unsigned recent, unsigned history_limit = 0, int64_t before = 0);
 // Becomes the app (restored or exec'ed); returns only if even a cold start is impossible.
 int run_app(const std::string& name);
 

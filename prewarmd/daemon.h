@@ -115,6 +115,7 @@ class Daemon {
     std::vector<UniqueFd> fds;
     bool deferred = false;
     uint64_t launch = 0;
+    std::optional<proto::JsonText> text;  // when set, the reply instead of msg (built from cached parts)
   };
 
   // daemon_control.cpp
@@ -123,7 +124,9 @@ class Daemon {
   static int on_connection_deadline(sd_event_source*, uint64_t, void* self);
   void read_request(Connection& c);
   void write_reply(Connection& c);
+  void start_writing(Connection& c);
   void send_reply(uint64_t conn, const proto::json& msg, std::vector<UniqueFd> fds = {});
+  void send_reply(uint64_t conn, proto::JsonText msg);
   void close_connection(uint64_t conn, const char* why = nullptr);
   void pause_accepting();
   Reply handle(const proto::json& req, Connection& c);
@@ -133,8 +136,8 @@ class Daemon {
   proto::json op_register(const proto::json& req, const proto::PeerCred& cred);
   proto::json op_unregister(const proto::json& req, const proto::PeerCred& cred);
   proto::json op_list(const proto::PeerCred& cred);
+  Reply op_stats_reply(const proto::json& req, const proto::PeerCred& cred);
   proto::json op_invalidate(const proto::json& req, const proto::PeerCred& cred);
-  proto::json op_stats(const proto::json& req, const proto::PeerCred& cred);
   void set_status(const std::string& app, const policy::AppEvent& e);
 
   // daemon_launch.cpp
@@ -174,7 +177,8 @@ class Daemon {
   void note_history(const Result<T>& r) {
     if (!r) log_event(LOG_WARNING, r.error().describe());
   }
-  AppSummary summary_of(const std::string& app);
+  // The app's running totals (empty ones if none): O(1), never a read of the history's rows.
+  AppTotals totals_of(const std::string& app) const;
   void start_dashboard();
   void publish();  // the app view the dashboard serves
 
@@ -202,6 +206,7 @@ class Daemon {
   std::map<uid_t, unsigned> connections_by_uid_;
   uint64_t next_launch_ = 1, next_connection_ = 1;
   uint64_t refused_connections_ = 0;
+  TextCache stats_text_;  // serialized app_stats per app, for `stats` (daemon_apps.cpp)
 };
 
 }  // namespace prewarm

@@ -1,5 +1,7 @@
 // Requests about apps: register, unregister, list, stats, invalidate. Each user sees and changes
 // only their own apps (root: all); another user's app answers exactly like a missing one.
+#include <algorithm>
+
 #include "prewarmd/daemon.h"
 #include "prewarmd/log.h"
 
@@ -83,7 +85,7 @@ json Daemon::op_list(const proto::PeerCred& cred) {
     uint64_t bytes = 0;
     auto entries = store_.entries_of(name);
     for (const auto* e : entries) bytes += e->bytes;
-    const AppSummary summary = summary_of(name);
+    const auto totals = history_ ? history_->totals()->get(name) : nullptr;
     apps.push_back({{"name", name},
                     {"uid", app.config.uid},
                     {"state", captures_.count(name) ? std::string("capturing") : std::string(policy::to_string(app.status.state))},
@@ -92,8 +94,8 @@ json Daemon::op_list(const proto::PeerCred& cred) {
                     {"image_bytes", bytes},
                     {"ready", policy::to_string(app.config.ready)},
                     {"argv", app.config.argv},
-                    {"cold", summary.cold},
-                    {"restored", summary.restored}});
+                    {"cold", totals ? totals->cold.launches : 0},
+                    {"restored", totals ? totals->restored.launches : 0}});
   }
   unsigned in_flight = 0;
   for (const auto& [id, l] : launches_) in_flight += cred.uid == 0 || l->uid == cred.uid;
@@ -104,25 +106,76 @@ json Daemon::op_list(const proto::PeerCred& cred) {
           {"store_budget", opts_.limits.store_budget}};
 }
 
-json Daemon::op_stats(const json& req, const proto::PeerCred& cred) {
+// Totals come from memory, and each app's part of the reply is serialized once per change of what
+// it shows (stats_text_), so the reply costs about a concatenation per app. The only history rows
+// read here, on the loop, are pages: "recent" (oldest first, per app) and "history" (one app,
+// newest first, from a cursor), together at most kRowsPerRequest rows: a fixed few milliseconds.
+Daemon::Reply Daemon::op_stats_reply(const json& req, const proto::PeerCred& cred) {
+  constexpr size_t kRowsPerRequest = 1000;
   const std::string only = req.value("name", "");
-  json apps = json::array();
+  const size_t recent = static_cast<size_t>(std::clamp<int64_t>(req.value("recent", int64_t{0}), 0, History::kMaxPage));
+  json history_page;
+  if (req.contains("history")) {
+    if (only.empty()) return {error_reply("--history needs an app NAME", "usage")};
+    const json& h = req["history"];
+    const int64_t before = h.value("before", int64_t{0});
+    const size_t limit = static_cast<size_t>(std::clamp<int64_t>(h.value("limit", int64_t{50}), 1, History::kMaxPage));
+    json page = json::array();
+    json next = nullptr;
+    if (history_ && registry_.apps.count(only) && (cred.uid == 0 || registry_.apps.at(only).config.uid == cred.uid)) {
+      auto rows = history_->launch_page(only, before, limit);
+      note_history(rows);
+      if (rows) {
+        for (const auto& r : *rows) page.push_back(to_json(r));
+        if (rows->size() == limit) next = rows->back().id;
+      }
+    }
+    history_page = {{"launches", page}, {"next_before", next}};
+  }
+  size_t rows_left = kRowsPerRequest;
+  bool truncated = false, any = false;
+  std::string text = R"({"ok":true,"apps":[)";
   for (const auto& [name, app] : registry_.apps) {
     if (cred.uid != 0 && cred.uid != app.config.uid) continue;
     if (!only.empty() && name != only) continue;
     uint64_t bytes = 0;
     for (const auto* e : store_.entries_of(name)) bytes += e->bytes;
-    json a = app_stats(app, bytes, summary_of(name));
-    if (history_ && req.value("recent", 0) > 0) {
-      json recent = json::array();
-      if (auto rows = history_->launches(name, std::min(req.value("recent", 0), 1000)); rows)
-        for (const auto& r : *rows) recent.push_back(to_json(r));
-      a["recent"] = recent;
+    auto totals = history_ ? history_->totals()->get(name) : nullptr;
+    TextCache::Stamp stamp{totals, std::string(policy::to_string(app.status.state)), app.status.reason, bytes, true};
+    const std::string& part = stats_text_.get(name, std::move(stamp), [&] {
+      return proto::json_text(app_stats(app, bytes, totals ? *totals : AppTotals{}));
+    });
+    if (any) text += ',';
+    any = true;
+    if (!history_ || recent == 0) {
+      text += part;
+      continue;
     }
-    apps.push_back(a);
+    json rows_json = json::array();
+    const size_t take = std::min(recent, rows_left);
+    truncated |= take < recent;
+    if (take > 0) {
+      auto rows = history_->launch_page(name, 0, take);
+      note_history(rows);
+      if (rows) {
+        rows_left -= rows->size();
+        for (auto it = rows->rbegin(); it != rows->rend(); ++it) rows_json.push_back(to_json(*it));
+      }
+    }
+    // The cached object with one more member: its closing brace moved past "recent".
+    text.append(part, 0, part.size() - 1);
+    text += R"(,"recent":)" + proto::json_text(rows_json) + "}";
   }
-  if (!only.empty() && apps.empty()) return error_reply("no app named '" + only + "' is registered", "not_found");
-  return {{"ok", true}, {"apps", apps}};
+  if (!only.empty() && !any) return {error_reply("no app named '" + only + "' is registered", "not_found")};
+  // After a full pass, entries of apps that are gone (or not this user's) go.
+  if (only.empty() && (cred.uid == 0 || stats_text_.size() > 2 * registry_.apps.size() + 64)) stats_text_.sweep();
+  text += "]";
+  if (truncated) text += R"(,"recent_truncated":true)";
+  if (!history_page.is_null()) text += R"(,"history":)" + proto::json_text(history_page);
+  text += "}";
+  Reply r;
+  r.text = proto::JsonText{std::move(text)};
+  return r;
 }
 
 json Daemon::op_invalidate(const json& req, const proto::PeerCred& cred) {

@@ -121,14 +121,25 @@ void Daemon::read_request(Connection& c) {
     return;
   }
   c.launch = r.launch;
-  send_reply(c.id, r.msg, std::move(r.fds));
+  if (r.text) send_reply(c.id, std::move(*r.text));
+  else send_reply(c.id, r.msg, std::move(r.fds));
+}
+
+void Daemon::send_reply(uint64_t conn, proto::JsonText msg) {
+  auto it = connections_.find(conn);
+  if (it == connections_.end()) return;
+  it->second->writer.emplace(std::move(msg), std::vector<UniqueFd>{});
+  start_writing(*it->second);
 }
 
 void Daemon::send_reply(uint64_t conn, const json& msg, std::vector<UniqueFd> fds) {
   auto it = connections_.find(conn);
   if (it == connections_.end()) return;
-  Connection& c = *it->second;
-  c.writer.emplace(msg, std::move(fds));
+  it->second->writer.emplace(msg, std::move(fds));
+  start_writing(*it->second);
+}
+
+void Daemon::start_writing(Connection& c) {
   // A fresh deadline for the reply: a peer that does not read is dropped.
   c.deadline = sd_event_source_disable_unref(c.deadline);
   sd_event_add_time_relative(event_, &c.deadline, CLOCK_MONOTONIC, static_cast<uint64_t>(opts_.request_deadline_ms) * 1000,
@@ -177,7 +188,7 @@ Daemon::Reply Daemon::handle(const json& req, Connection& c) {
   if (op == "launch") return op_launch(req, c);
   if (op == "fallback") return {op_fallback(req, cred)};
   if (op == "invalidate") return {op_invalidate(req, cred)};
-  if (op == "stats") return {op_stats(req, cred)};
+  if (op == "stats") return op_stats_reply(req, cred);
   if (op == "snapshot") return op_snapshot(req, c);
   return {error_reply("unknown request '" + op + "'", "usage")};
 }

@@ -25,18 +25,17 @@ void Daemon::open_history() {
   history_ = std::move(*h);
 }
 
-AppSummary Daemon::summary_of(const std::string& app) {
+AppTotals Daemon::totals_of(const std::string& app) const {
   if (!history_) return {};
-  auto s = history_->summary(app);
-  note_history(s);
-  return s ? *s : AppSummary{};
+  const auto t = history_->totals()->get(app);
+  return t ? *t : AppTotals{};
 }
 
 void Daemon::start_dashboard() {
   if (opts_.http == "off" || !history_) return;
   DashboardOptions o;
   o.others = opts_.dashboard_shows_timings ? OthersSee::kTimings : OthersSee::kNothing;
-  dashboard_ = std::make_unique<Dashboard>(opts_.state_dir + "/history.db", o);
+  dashboard_ = std::make_unique<Dashboard>(opts_.state_dir + "/history.db", history_->totals(), o);
   publish();
   auto url = dashboard_->start(opts_.http);
   const std::string url_file = opts_.runtime_dir + "/dashboard";

@@ -34,8 +34,8 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using Reply = Dashboard::Reply;
 
-constexpr size_t kPageLaunches = 500, kPageSnapshots = 200;
-constexpr double kReadyBuckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+// An app page's rows: one bounded page each (History::kMaxPage), with a cursor for the one before.
+constexpr size_t kPageLaunches = History::kMaxPage, kPageSnapshots = History::kMaxPage;
 constexpr size_t kMaxHead = 16 * 1024;
 // After the reply, what the client still sends is read and dropped for this long before the
 // close, so that unread bytes do not turn the close into a reset that loses the reply.
@@ -156,10 +156,23 @@ std::optional<Dashboard::Request> parse_head(const std::string& head) {
   req.method = m[1];
   std::string target = m[2];
   if (target.front() != '/') return std::nullopt;  // origin-form only: this is no proxy
+  std::string query;
+  if (const auto q = target.find('?'); q != std::string::npos) query = target.substr(q + 1);
+  query = query.substr(0, query.find('#'));
   target = target.substr(0, target.find_first_of("?#"));
   auto path = percent_decode(target);
   if (!path) return std::nullopt;
   req.path = std::move(*path);
+  for (size_t pos = 0; pos < query.size();) {
+    size_t end = query.find('&', pos);
+    if (end == std::string::npos) end = query.size();
+    const std::string pair = query.substr(pos, end - pos);
+    const auto eq = pair.find('=');
+    auto k = percent_decode(pair.substr(0, eq)), v = percent_decode(eq == std::string::npos ? "" : pair.substr(eq + 1));
+    if (!k || !v) return std::nullopt;
+    if (!k->empty()) req.query[*k] = *v;
+    pos = end + 1;
+  }
   for (size_t i = 1; i < lines.size(); ++i) {
     const std::string& line = lines[i];
     const auto colon = line.find(':');
@@ -312,39 +325,46 @@ Result<std::pair<std::string, int>> parse_listen_address(const std::string& text
   return std::pair{host, port};
 }
 
-Result<std::string> render_metrics(const DashboardView& view, const History& history) {
+namespace {
+
+// One app's lines of each family: launches, time-to-ready buckets, fallbacks, snapshots, images.
+std::array<std::string, 5> metrics_of(const DashboardView::AppView& av, const AppTotals& t) {
+  std::string launches, buckets, fallbacks, snapshots, images;
+  const std::string app = "app=\"" + label(av.app.config.name) + "\"";
+  launches += "prewarm_launches_total{" + app + ",mode=\"cold\"} " + std::to_string(t.cold.launches) + "\n";
+  launches += "prewarm_launches_total{" + app + ",mode=\"restored\"} " + std::to_string(t.restored.launches) + "\n";
+  snapshots += "prewarm_snapshots_total{" + app + ",result=\"ok\"} " + std::to_string(t.captures) + "\n";
+  snapshots += "prewarm_snapshots_total{" + app + ",result=\"failed\"} " + std::to_string(t.capture_failures) + "\n";
+  images += "prewarm_image_bytes{" + app + "} " + std::to_string(av.image_bytes) + "\n";
+  for (const char* mode : {"cold", "restored"}) {
+    const AppTotals::Mode& m = mode[0] == 'c' ? t.cold : t.restored;
+    const std::string labels = app + ",mode=\"" + mode + "\"";
+    for (size_t b = 0; b < kReadyBucketsSeconds.size(); ++b)
+      buckets += "prewarm_time_to_ready_seconds_bucket{" + labels + ",le=\"" + number(kReadyBucketsSeconds[b]) + "\"} " + std::to_string(m.le[b]) + "\n";
+    const std::string total = std::to_string(m.ready.count());
+    buckets += "prewarm_time_to_ready_seconds_bucket{" + labels + ",le=\"+Inf\"} " + total + "\n";
+    buckets += "prewarm_time_to_ready_seconds_sum{" + labels + "} " + number(m.ready.sum_ms() / 1000) + "\n";
+    buckets += "prewarm_time_to_ready_seconds_count{" + labels + "} " + total + "\n";
+  }
+  // The reasons of fallbacks are the owner's business.
+  if (av.details)
+    for (const auto& [kind, n] : t.fallbacks)
+      fallbacks += "prewarm_fallbacks_total{" + app + ",reason=\"" + label(kind) + "\"} " + std::to_string(n) + "\n";
+  return {launches, buckets, fallbacks, snapshots, images};
+}
+
+std::string render_metrics(const DashboardView& view, const TotalsBoard& board,
+                           PartCache<std::array<std::string, 5>>* cache) {
   std::string launches, buckets, fallbacks, images, snapshots;
   for (const auto& av : view.apps) {
-    const std::string app = "app=\"" + label(av.app.config.name) + "\"";
-    PW_ASSIGN(AppSummary s, history.summary(av.app.config.name));
-    launches += "prewarm_launches_total{" + app + ",mode=\"cold\"} " + std::to_string(s.cold) + "\n";
-    launches += "prewarm_launches_total{" + app + ",mode=\"restored\"} " + std::to_string(s.restored) + "\n";
-    snapshots += "prewarm_snapshots_total{" + app + ",result=\"ok\"} " + std::to_string(s.captures) + "\n";
-    snapshots += "prewarm_snapshots_total{" + app + ",result=\"failed\"} " + std::to_string(s.capture_failures) + "\n";
-    images += "prewarm_image_bytes{" + app + "} " + std::to_string(av.image_bytes) + "\n";
-    PW_ASSIGN(auto times, history.ready_times(av.app.config.name));
-    for (const char* mode : {"cold", "restored"}) {
-      const std::string labels = app + ",mode=\"" + mode + "\"";
-      uint64_t counts[std::size(kReadyBuckets)] = {}, total = 0;
-      double sum = 0;
-      for (const auto& [m, ms] : times) {
-        if (m != mode) continue;
-        const double sec = ms / 1000;
-        for (size_t b = 0; b < std::size(kReadyBuckets); ++b) counts[b] += sec <= kReadyBuckets[b];
-        total++, sum += sec;
-      }
-      for (size_t b = 0; b < std::size(kReadyBuckets); ++b)
-        buckets += "prewarm_time_to_ready_seconds_bucket{" + labels + ",le=\"" + number(kReadyBuckets[b]) + "\"} " + std::to_string(counts[b]) + "\n";
-      buckets += "prewarm_time_to_ready_seconds_bucket{" + labels + ",le=\"+Inf\"} " + std::to_string(total) + "\n";
-      buckets += "prewarm_time_to_ready_seconds_sum{" + labels + "} " + number(sum) + "\n";
-      buckets += "prewarm_time_to_ready_seconds_count{" + labels + "} " + std::to_string(total) + "\n";
-    }
-    if (!av.details) continue;  // the reasons of fallbacks are the owner's business
-    PW_ASSIGN(auto by_kind, history.fallback_counts(av.app.config.name));
-    for (const auto& [kind, n] : by_kind)
-      fallbacks += "prewarm_fallbacks_total{" + app + ",reason=\"" + label(kind) + "\"} " + std::to_string(n) + "\n";
+    const auto found = board.get(av.app.config.name);
+    auto build = [&] { return metrics_of(av, found ? *found : AppTotals{}); };
+    std::array<std::string, 5> own;
+    const auto& parts = cache ? cache->get(av.app.config.name, {found, "", "", av.image_bytes, av.details}, build)
+                              : (own = build());
+    launches += parts[0], buckets += parts[1], fallbacks += parts[2], snapshots += parts[3], images += parts[4];
   }
-  return "# HELP prewarm_launches_total Launches recorded in the history, by app and mode.\n"
+  return "# HELP prewarm_launches_total Launches since the app was first recorded, by app and mode.\n"
          "# TYPE prewarm_launches_total counter\n" + launches +
          "# HELP prewarm_time_to_ready_seconds Time from the launch to the app's readiness.\n"
          "# TYPE prewarm_time_to_ready_seconds histogram\n" + buckets +
@@ -362,8 +382,16 @@ Result<std::string> render_metrics(const DashboardView& view, const History& his
          "prewarm_cache_budget_bytes " + std::to_string(view.store_budget) + "\n";
 }
 
-Dashboard::Dashboard(std::string history_path, DashboardOptions options)
-    : history_path_(std::move(history_path)), options_(options) {}
+}  // namespace
+
+std::string render_metrics(const DashboardView& view, const TotalsBoard& totals) {
+  return render_metrics(view, totals, nullptr);
+}
+
+Dashboard::Dashboard(std::string history_path, std::shared_ptr<const TotalsBoard> totals, DashboardOptions options)
+    : history_path_(std::move(history_path)),
+      totals_(totals ? std::move(totals) : std::make_shared<const TotalsBoard>()),
+      options_(options) {}
 
 Dashboard::~Dashboard() {
   if (thread_.joinable()) {
@@ -579,7 +607,7 @@ Reply Dashboard::handle(const Request& req, std::optional<uid_t> viewer) const {
   if (std::regex_match(req.path, asset)) return reply_asset(req.path);
   // Every data route serves the viewer's part of the view and nothing else.
   if (req.path == "/api/apps") return api_apps(view_for(view(), viewer, options_.others));
-  if (std::regex_match(req.path, m, api_app_re)) return api_app(view_for(view(), viewer, options_.others), m[1]);
+  if (std::regex_match(req.path, m, api_app_re)) return api_app(view_for(view(), viewer, options_.others), m[1], req);
   if (req.path == "/metrics") return metrics(view_for(view(), viewer, options_.others));
   return reply_text(404, "not found\n");
 }
@@ -587,31 +615,50 @@ Reply Dashboard::handle(const Request& req, std::optional<uid_t> viewer) const {
 namespace {
 
 // app_stats of an app the viewer sees without details: its numbers, no state or reasons.
-json stats_json(const DashboardView::AppView& av, const AppSummary& s) {
-  json j = app_stats(av.app, av.image_bytes, s);
+json stats_json(const DashboardView::AppView& av, const TotalsBoard& board) {
+  const auto t = board.get(av.app.config.name);
+  json j = app_stats(av.app, av.image_bytes, t ? *t : AppTotals{});
   if (!av.details) {
     j["state"] = nullptr;
     j["reason"] = nullptr;
     j["last_fallbacks"] = json::array();
+    j["fallbacks_by_kind"] = json::object();
   }
   return j;
+}
+
+// A cursor from the query: a positive row id, else 0 (the newest).
+int64_t cursor(const Dashboard::Request& req, const char* name) {
+  auto it = req.query.find(name);
+  if (it == req.query.end() || it->second.empty() || it->second.size() > 18) return 0;
+  int64_t v = 0;
+  for (char c : it->second) {
+    if (c < '0' || c > '9') return 0;
+    v = v * 10 + (c - '0');
+  }
+  return v;
 }
 
 }  // namespace
 
 Reply Dashboard::api_apps(const DashboardView& v) const {
-  auto h = History::open_reader(history_path_);
-  if (!h) return reply_json({{"error", h.error().describe()}}, 503);
-  json apps = json::array();
-  for (const auto& av : v.apps) {
-    auto sum = h->summary(av.app.config.name);
-    if (!sum) return reply_json({{"error", sum.error().describe()}}, 500);
-    apps.push_back(stats_json(av, *sum));
+  std::string body = R"({"apps":[)";
+  for (size_t i = 0; i < v.apps.size(); ++i) {
+    const auto& av = v.apps[i];
+    const auto t = totals_->get(av.app.config.name);
+    TextCache::Stamp stamp{t, std::string(policy::to_string(av.app.status.state)), av.app.status.reason, av.image_bytes,
+                           av.details};
+    body += (i ? "," : "") + apps_text_.get(av.app.config.name, std::move(stamp), [&] { return proto::json_text(stats_json(av, *totals_)); });
   }
-  return reply_json({{"apps", apps}});
+  body += "]}";
+  if (apps_text_.size() > 2 * v.apps.size() + 64) apps_text_.sweep();  // apps gone since go
+  return Reply{200, "application/json", std::move(body), true};
 }
 
-Reply Dashboard::api_app(const DashboardView& v, const std::string& name) const {
+// The app's totals and one page of its launches and of its captures: the newest, or those before
+// ?before=ID (launches) and ?snapshots_before=ID; each page oldest first, with the cursor of the
+// page before it (null when this one reached the oldest row).
+Reply Dashboard::api_app(const DashboardView& v, const std::string& name, const Request& req) const {
   const DashboardView::AppView* av = nullptr;
   for (const auto& a : v.apps)
     if (a.app.config.name == name) av = &a;
@@ -619,29 +666,34 @@ Reply Dashboard::api_app(const DashboardView& v, const std::string& name) const 
   if (!av) return reply_json({{"error", "no app named '" + name + "' is registered"}}, 404);
   auto h = History::open_reader(history_path_);
   if (!h) return reply_json({{"error", h.error().describe()}}, 503);
-  auto sum = h->summary(name);
-  auto launches = h->launches(name, kPageLaunches);
-  auto snaps = h->snapshots(name, kPageSnapshots);
-  if (!sum || !launches || !snaps) return reply_json({{"error", "cannot read the history of " + name}}, 500);
+  auto launches = h->launch_page(name, cursor(req, "before"), kPageLaunches);
+  auto snaps = h->snapshot_page(name, cursor(req, "snapshots_before"), kPageSnapshots);
+  if (!launches || !snaps) return reply_json({{"error", "cannot read the history of " + name}}, 500);
   json jl = json::array(), js = json::array();
-  for (const auto& r : *launches) {
-    json l = to_json(r);
+  for (auto r = launches->rbegin(); r != launches->rend(); ++r) {
+    json l = to_json(*r);
     if (!av->details) l["fallback"] = l["fallback_kind"] = l["pid"] = nullptr;
     jl.push_back(std::move(l));
   }
-  for (const auto& r : *snaps) {
-    json s = to_json(r);
+  for (auto r = snaps->rbegin(); r != snaps->rend(); ++r) {
+    json s = to_json(*r);
     if (!av->details) s["error"] = nullptr;
     js.push_back(std::move(s));
   }
-  return reply_json({{"app", stats_json(*av, *sum)}, {"launches", jl}, {"snapshots", js}});
+  auto next = [](const auto& rows, size_t page) {
+    return rows.size() == page ? json(rows.back().id) : json(nullptr);
+  };
+  return reply_json({{"app", stats_json(*av, *totals_)},
+                     {"launches", jl},
+                     {"snapshots", js},
+                     {"next_before", next(*launches, kPageLaunches)},
+                     {"next_snapshots_before", next(*snaps, kPageSnapshots)}});
 }
 
 Reply Dashboard::metrics(const DashboardView& v) const {
-  auto h = History::open_reader(history_path_);
-  auto text = h ? render_metrics(v, *h) : Result<std::string>(h.error());
-  if (!text) return reply_text(503, text.error().describe() + "\n");
-  return Reply{200, "text/plain; version=0.0.4; charset=utf-8", std::move(*text), false};
+  std::string text = render_metrics(v, *totals_, &metrics_parts_);
+  if (metrics_parts_.size() > 2 * v.apps.size() + 64) metrics_parts_.sweep();
+  return Reply{200, "text/plain; version=0.0.4; charset=utf-8", std::move(text), false};
 }
 
 }  // namespace prewarm

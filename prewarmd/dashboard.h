@@ -1,6 +1,8 @@
 // The timing dashboard: a small GET-only HTTP/1.1 server on a thread of its own, loopback only by
-// default. Pages and the chart library are embedded (web/); data comes from the history database,
-// read on a connection of its own, and from the view of apps the daemon loop publishes after changes.
+// default. Pages and the chart library are embedded (web/); the numbers come from the apps' running
+// totals (shared with the daemon loop, O(apps) per answer), an app's page of launches from the
+// history database, read on a connection of its own one bounded page at a time, and the apps from
+// the view the daemon loop publishes after changes.
 // Each connection is tied to the local user owning its peer socket (asked of the kernel), and an
 // app's details are served only to that app's user and root. Timings and app names only: no image
 // contents or environments are served.
@@ -8,9 +10,12 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -20,6 +25,7 @@
 
 #include "prewarmd/history.h"
 #include "prewarmd/registry.h"
+#include "prewarmd/stats.h"
 #include "snapshot/result.h"
 #include "snapshot/unique_fd.h"
 
@@ -56,9 +62,9 @@ std::optional<uid_t> peer_uid(int fd);
 // "HOST:PORT" or "[V6]:PORT" into its parts; PORT 0 picks a free one.
 Result<std::pair<std::string, int>> parse_listen_address(const std::string& text);
 
-// The Prometheus text exposition of `view` and the history behind it (no fallback series for
-// apps without details).
-Result<std::string> render_metrics(const DashboardView& view, const History& history);
+// The Prometheus text exposition of `view` and the apps' totals (no fallback series for apps
+// without details). O(apps): no history row is read.
+std::string render_metrics(const DashboardView& view, const TotalsBoard& totals);
 
 struct DashboardOptions {
   OthersSee others = OthersSee::kNothing;
@@ -72,7 +78,7 @@ struct DashboardOptions {
 
 class Dashboard {
  public:
-  explicit Dashboard(std::string history_path, DashboardOptions options = {});
+  Dashboard(std::string history_path, std::shared_ptr<const TotalsBoard> totals, DashboardOptions options = {});
   ~Dashboard();
   Dashboard(const Dashboard&) = delete;
   Dashboard& operator=(const Dashboard&) = delete;
@@ -84,6 +90,7 @@ class Dashboard {
   struct Request {
     std::string method;
     std::string path;  // percent-decoded, without the query
+    std::map<std::string, std::string> query;  // name=value pairs of the query, percent-decoded
     std::vector<std::string> hosts;  // every Host header's value
   };
   struct Reply {
@@ -98,10 +105,14 @@ class Dashboard {
   void serve();
   Reply handle(const Request& req, std::optional<uid_t> viewer) const;
   Reply api_apps(const DashboardView& v) const;
-  Reply api_app(const DashboardView& v, const std::string& name) const;
+  Reply api_app(const DashboardView& v, const std::string& name, const Request& req) const;
   Reply metrics(const DashboardView& v) const;
 
   std::string history_path_;
+  std::shared_ptr<const TotalsBoard> totals_;
+  // Serialized per-app parts of /api/apps and /metrics; used by the server thread only.
+  mutable TextCache apps_text_;
+  mutable PartCache<std::array<std::string, 5>> metrics_parts_;
   DashboardOptions options_;
   UniqueFd listen_fd_;
   UniqueFd wake_fd_;  // an eventfd: written to stop the server thread

@@ -77,8 +77,14 @@ int main(int argc, char** argv) {
   stats->add_option("name", name, "only this app");
   stats->add_flag("--json", json, "machine-readable output");
   unsigned recent = 20;
-  stats->add_option("--recent", recent, "with --json: this many newest launches of each app under \"recent\" (at most 1000)")
+  stats->add_option("--recent", recent, "with --json: this many newest launches of each app under \"recent\" (at most 200; 1000 rows per request in all)")
       ->capture_default_str();
+  bool history = false;
+  unsigned history_limit = 50;
+  int64_t before = 0;
+  stats->add_flag("--history", history, "one page of NAME's launches, newest first");
+  stats->add_option("--limit", history_limit, "with --history: launches per page (at most 200)")->capture_default_str();
+  stats->add_option("--before", before, "with --history: the page of launches older than this launch id");
 
   auto* check = app.add_subcommand("check", "What this machine and user can do: kernel features prewarm uses, and what to do when one is missing");
   check->add_flag("--json", json, "machine-readable output");
@@ -87,6 +93,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
     if (inval->parsed() && all == !name.empty()) throw CLI::ValidationError("invalidate", "give an app NAME or --all");
+    if (stats->parsed() && history && (name.empty() || history_limit == 0))
+      throw CLI::ValidationError("stats", "--history needs an app NAME and a --limit of at least 1");
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
@@ -102,7 +110,7 @@ int main(int argc, char** argv) {
   if (snap->parsed()) return run_snapshot(name, json);
   if (inval->parsed()) return run_invalidate(name, all, json);
   if (unreg->parsed()) return run_unregister(name, json);
-  if (stats->parsed()) return run_stats(name, json, recent);
+  if (stats->parsed()) return run_stats(name, json, recent, history ? history_limit : 0, before);
   if (check->parsed()) return run_check(json);
   return kExitUsage;
 }

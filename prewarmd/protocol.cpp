@@ -187,6 +187,10 @@ Result<Received> MessageReader::take() { return parse_line(text_, fds_); }
 MessageWriter::MessageWriter(const json& msg, std::vector<UniqueFd> fds)
     : text_(json_text(msg) + "\n"), fds_(std::move(fds)) {}
 
+MessageWriter::MessageWriter(JsonText msg, std::vector<UniqueFd> fds) : text_(std::move(msg.text)), fds_(std::move(fds)) {
+  text_ += '\n';
+}
+
 Result<bool> MessageWriter::write_some(int sock) {
   if (fds_.size() > kMaxFds) return data_error("too many fds for one message");
   std::vector<int> raw;

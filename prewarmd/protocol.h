@@ -58,9 +58,15 @@ class MessageReader {
 };
 
 // One reply written a piece at a time to a non-blocking socket; the fds go with the first byte.
+// A message already serialized: one line of JSON, without its '\n'.
+struct JsonText {
+  std::string text;
+};
+
 class MessageWriter {
  public:
   MessageWriter(const json& msg, std::vector<UniqueFd> fds);
+  MessageWriter(JsonText msg, std::vector<UniqueFd> fds);
   // True once everything is sent; an error if the peer is gone.
   Result<bool> write_some(int sock);
 

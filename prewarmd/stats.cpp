@@ -21,21 +21,239 @@ nlohmann::json opt(const std::optional<T>& v) { return v ? nlohmann::json(*v) : 
 nlohmann::json text_or_null(const std::string& s) { return s.empty() ? nlohmann::json(nullptr) : nlohmann::json(s); }
 }  // namespace
 
-nlohmann::json app_stats(const App& app, uint64_t image_bytes, const AppSummary& s) {
-  const double c50 = quantile(s.cold_ready_ms, 0.5), r50 = quantile(s.restored_ready_ms, 0.5);
-  const uint64_t total = s.cold + s.restored;
+namespace {
+
+// Bucket i holds (g^(i-1), g^i]; its representative 2g^i/(g+1) is within (g-1)/(g+1) of any value in it.
+int32_t bucket_of(double ms) {
+  ms = std::clamp(ms, ReadySketch::kMinMs, ReadySketch::kMaxMs);
+  return static_cast<int32_t>(std::ceil(std::log(ms) / std::log(ReadySketch::kGamma)));
+}
+
+double representative(int32_t i) { return 2 * std::pow(ReadySketch::kGamma, i) / (ReadySketch::kGamma + 1); }
+
+}  // namespace
+
+void ReadySketch::add(double ms) {
+  if (!std::isfinite(ms)) return;
+  const int32_t i = bucket_of(ms);
+  auto it = std::lower_bound(buckets_.begin(), buckets_.end(), i, [](const auto& b, int32_t k) { return b.first < k; });
+  if (it != buckets_.end() && it->first == i) it->second++;
+  else buckets_.insert(it, {i, 1});
+  min_ = count_ ? std::min(min_, ms) : ms;
+  max_ = count_ ? std::max(max_, ms) : ms;
+  count_++;
+  sum_ += ms;
+}
+
+double ReadySketch::quantile(double q) const {
+  if (count_ == 0) return std::nan("");
+  q = std::clamp(q, 0.0, 1.0);
+  const uint64_t rank = std::clamp<uint64_t>(static_cast<uint64_t>(std::ceil(q * static_cast<double>(count_))), 1, count_);
+  // The smallest and largest samples are kept exactly; in between, clamping to them only brings
+  // the estimate closer.
+  if (rank == 1) return min_;
+  if (rank == count_) return max_;
+  uint64_t seen = 0;
+  for (const auto& [i, n] : buckets_) {
+    seen += n;
+    if (seen >= rank) return std::clamp(representative(i), min_, max_);
+  }
+  return max_;
+}
+
+nlohmann::json ReadySketch::to_json() const {
+  nlohmann::json b = nlohmann::json::array();
+  for (const auto& [i, n] : buckets_) b.push_back({i, n});
+  return {{"n", count_}, {"sum", sum_}, {"min", min_}, {"max", max_}, {"b", b}};
+}
+
+std::optional<ReadySketch> ReadySketch::from_json(const nlohmann::json& j) {
+  ReadySketch s;
+  try {
+    s.count_ = j.at("n").get<uint64_t>();
+    s.sum_ = j.at("sum").get<double>();
+    s.min_ = j.at("min").get<double>();
+    s.max_ = j.at("max").get<double>();
+    uint64_t total = 0;
+    for (const auto& b : j.at("b")) {
+      const auto i = b.at(0).get<int32_t>();
+      const auto n = b.at(1).get<uint64_t>();
+      if ((!s.buckets_.empty() && s.buckets_.back().first >= i) || n == 0) return std::nullopt;
+      s.buckets_.push_back({i, n});
+      total += n;
+    }
+    if (total != s.count_) return std::nullopt;
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;
+  }
+  return s;
+}
+
+uint64_t AppTotals::fallback_total() const {
+  uint64_t n = 0;
+  for (const auto& [k, v] : fallbacks) n += v;
+  return n;
+}
+
+namespace {
+
+nlohmann::json mode_json(const AppTotals::Mode& m) {
+  return {{"launches", m.launches}, {"ready", m.ready.to_json()}, {"le", m.le}};
+}
+
+bool mode_from(const nlohmann::json& j, AppTotals::Mode& m) {
+  auto sketch = ReadySketch::from_json(j.at("ready"));
+  if (!sketch) return false;
+  m.ready = std::move(*sketch);
+  m.launches = j.at("launches").get<uint64_t>();
+  const auto le = j.at("le").get<std::vector<uint64_t>>();
+  if (le.size() != m.le.size()) return false;
+  std::copy(le.begin(), le.end(), m.le.begin());
+  return true;
+}
+
+}  // namespace
+
+nlohmann::json AppTotals::to_json() const {
+  const auto& p = phase_sum_ms;
+  return {{"v", 1},
+          {"cold", mode_json(cold)},
+          {"restored", mode_json(restored)},
+          {"fallbacks", fallbacks},
+          {"last_fallbacks", last_fallbacks},
+          {"phased", phased},
+          {"phase_sum_ms", {p.validate_ms, p.read_ms, p.map_ms, p.resume_ms}},
+          {"bytes_read_sum", bytes_read_sum},
+          {"captures", captures},
+          {"capture_failures", capture_failures},
+          {"last_image_bytes", last_image_bytes},
+          {"image_bytes_sum", image_bytes_sum},
+          {"capture_ms_sum", capture_ms_sum},
+          {"frozen_ms_sum", frozen_ms_sum}};
+}
+
+std::optional<AppTotals> AppTotals::from_json(const nlohmann::json& j) {
+  AppTotals t;
+  try {
+    if (j.at("v").get<int>() != 1) return std::nullopt;
+    if (!mode_from(j.at("cold"), t.cold) || !mode_from(j.at("restored"), t.restored)) return std::nullopt;
+    t.fallbacks = j.at("fallbacks").get<std::map<std::string, uint64_t>>();
+    t.last_fallbacks = j.at("last_fallbacks").get<std::vector<std::string>>();
+    t.phased = j.at("phased").get<uint64_t>();
+    const auto p = j.at("phase_sum_ms").get<std::vector<double>>();
+    if (p.size() != 4) return std::nullopt;
+    t.phase_sum_ms = {p[0], p[1], p[2], p[3]};
+    t.bytes_read_sum = j.at("bytes_read_sum").get<int64_t>();
+    t.captures = j.at("captures").get<uint64_t>();
+    t.capture_failures = j.at("capture_failures").get<uint64_t>();
+    t.last_image_bytes = j.at("last_image_bytes").get<int64_t>();
+    t.image_bytes_sum = j.at("image_bytes_sum").get<int64_t>();
+    t.capture_ms_sum = j.at("capture_ms_sum").get<double>();
+    t.frozen_ms_sum = j.at("frozen_ms_sum").get<double>();
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;
+  }
+  return t;
+}
+
+void count_fallback(AppTotals& t, const std::string& kind, const std::string& reason) {
+  t.cold.launches++;
+  t.fallbacks[kind]++;
+  t.last_fallbacks.push_back(reason);
+  if (t.last_fallbacks.size() > AppTotals::kLastFallbacks) t.last_fallbacks.erase(t.last_fallbacks.begin());
+}
+
+void count_start(AppTotals& t, std::string_view mode, const std::string& kind, const std::string& reason) {
+  if (mode != "cold") return;  // a restore counts once it is ready (or as cold when refused)
+  if (!kind.empty()) return count_fallback(t, kind, reason);
+  t.cold.launches++;
+}
+
+void count_ready(AppTotals& t, std::string_view mode, double ready_ms, const std::optional<RestorePhases>& phases,
+                 std::optional<int64_t> bytes_read) {
+  const bool restored = mode == "restored";
+  AppTotals::Mode& m = restored ? t.restored : t.cold;
+  if (restored) m.launches++;
+  m.ready.add(ready_ms);
+  for (size_t b = 0; b < kReadyBucketsSeconds.size(); ++b) m.le[b] += ready_ms / 1000 <= kReadyBucketsSeconds[b];
+  if (phases) {
+    t.phased++;
+    t.phase_sum_ms.validate_ms += phases->validate_ms;
+    t.phase_sum_ms.read_ms += phases->read_ms;
+    t.phase_sum_ms.map_ms += phases->map_ms;
+    t.phase_sum_ms.resume_ms += phases->resume_ms;
+  }
+  if (bytes_read) t.bytes_read_sum += *bytes_read;
+}
+
+void count_capture(AppTotals& t, bool ok, double duration_ms, double frozen_ms, int64_t image_bytes) {
+  if (!ok) {
+    t.capture_failures++;
+    return;
+  }
+  t.captures++;
+  t.last_image_bytes = image_bytes;
+  t.image_bytes_sum += image_bytes;
+  t.capture_ms_sum += duration_ms;
+  t.frozen_ms_sum += frozen_ms;
+}
+
+TotalsBoard::Ptr TotalsBoard::get(const std::string& app) const {
+  std::lock_guard lock(mu_);
+  auto it = apps_.find(app);
+  return it == apps_.end() ? nullptr : it->second;
+}
+
+std::map<std::string, TotalsBoard::Ptr> TotalsBoard::all() const {
+  std::lock_guard lock(mu_);
+  return apps_;
+}
+
+void TotalsBoard::put(const std::string& app, AppTotals t) {
+  auto p = std::make_shared<const AppTotals>(std::move(t));
+  std::lock_guard lock(mu_);
+  apps_[app] = std::move(p);  // the old copy is freed by its last reader
+}
+
+void TotalsBoard::erase(const std::string& app) {
+  Ptr old;
+  std::lock_guard lock(mu_);
+  auto it = apps_.find(app);
+  if (it != apps_.end()) old = std::move(it->second), apps_.erase(it);
+}
+
+size_t TotalsBoard::size() const {
+  std::lock_guard lock(mu_);
+  return apps_.size();
+}
+
+nlohmann::json app_stats(const App& app, uint64_t image_bytes, const AppTotals& t) {
+  const double c50 = t.cold.ready.quantile(0.5), r50 = t.restored.ready.quantile(0.5);
+  const uint64_t total = t.cold.launches + t.restored.launches;
+  nlohmann::json phases = nullptr;
+  if (t.phased) {
+    const double n = static_cast<double>(t.phased);
+    const auto& p = t.phase_sum_ms;
+    phases = {{"validate_ms", p.validate_ms / n}, {"read_ms", p.read_ms / n}, {"map_ms", p.map_ms / n},
+              {"resume_ms", p.resume_ms / n}, {"n", t.phased}};
+  }
+  auto mean = [](double sum, uint64_t n) { return n ? nlohmann::json(sum / static_cast<double>(n)) : nlohmann::json(nullptr); };
   return {{"name", app.config.name},
           {"state", std::string(policy::to_string(app.status.state))},
           {"reason", app.status.reason},
-          {"launches", {{"cold", s.cold}, {"restored", s.restored}, {"fallbacks", s.fallbacks}}},
-          {"cold_ready_ms", {{"p50", num(c50)}, {"p95", num(quantile(s.cold_ready_ms, 0.95))}, {"n", s.cold_ready_ms.size()}}},
-          {"restored_ready_ms", {{"p50", num(r50)}, {"p95", num(quantile(s.restored_ready_ms, 0.95))}, {"n", s.restored_ready_ms.size()}}},
+          {"launches", {{"cold", t.cold.launches}, {"restored", t.restored.launches}, {"fallbacks", t.fallback_total()}}},
+          {"fallbacks_by_kind", t.fallbacks},
+          {"cold_ready_ms", {{"p50", num(c50)}, {"p95", num(t.cold.ready.quantile(0.95))}, {"n", t.cold.ready.count()}}},
+          {"restored_ready_ms", {{"p50", num(r50)}, {"p95", num(t.restored.ready.quantile(0.95))}, {"n", t.restored.ready.count()}}},
           {"speedup", num(c50 / r50)},
-          {"hit_rate", total ? nlohmann::json(static_cast<double>(s.restored) / static_cast<double>(total)) : nlohmann::json(nullptr)},
+          {"hit_rate", total ? nlohmann::json(static_cast<double>(t.restored.launches) / static_cast<double>(total)) : nlohmann::json(nullptr)},
+          {"restore_phases_mean_ms", phases},
           {"image_bytes", image_bytes},
-          {"captures", s.captures},
-          {"capture_failures", s.capture_failures},
-          {"last_fallbacks", s.last_fallbacks}};
+          {"captures", t.captures},
+          {"capture_failures", t.capture_failures},
+          {"captured_image_bytes_last", t.last_image_bytes},
+          {"capture_ms_mean", mean(t.capture_ms_sum, t.captures)},
+          {"last_fallbacks", t.last_fallbacks}};
 }
 
 nlohmann::json to_json(const LaunchRow& r) {

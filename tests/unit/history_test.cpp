@@ -1,8 +1,12 @@
 // Tests the launch and snapshot history on real SQLite files: the schema and its mode, every field
-// and NULL round-tripping, the summary and counts behind `prewarm stats` and /metrics, the row caps,
+// and NULL round-tripping, the row-based summary and counts, the running totals behind `prewarm
+// stats` and /metrics (settled counting, monotonic under pruning, kept across reopen, migrated from
+// schema 1), bounded newest-first pages with a cursor, the row caps,
 // a reader connection beside the writer (WAL), and that a file that is not our database is refused
 // and left as it was.
 #include "prewarmd/history.h"
+
+#include "prewarmd/stats.h"
 
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -169,7 +173,7 @@ class HistoryTest : public ::testing::Test {
   std::string scratch_, path_;
 };
 
-TEST_F(HistoryTest, OpenCreatesAPrivateSchemaVersion1EvenUnderUmask0) {
+TEST_F(HistoryTest, OpenCreatesAPrivateSchemaVersion2EvenUnderUmask0) {
   const mode_t old = ::umask(0);
   {
     History h = open_ok();
@@ -182,10 +186,10 @@ TEST_F(HistoryTest, OpenCreatesAPrivateSchemaVersion1EvenUnderUmask0) {
       }
   }
   RawDb raw(path_);
-  EXPECT_EQ(raw.scalar("PRAGMA user_version"), "1");
+  EXPECT_EQ(raw.scalar("PRAGMA user_version"), "2");
   EXPECT_EQ(raw.scalar("PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(raw.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('launches', 'snapshots')"),
-            "2");
+  EXPECT_EQ(raw.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('launches', 'snapshots', 'app_totals')"),
+            "3");
 }
 
 TEST_F(HistoryTest, OpeningTwiceKeepsTheSchemaAndRows) {
@@ -193,7 +197,7 @@ TEST_F(HistoryTest, OpeningTwiceKeepsTheSchemaAndRows) {
   History h = open_ok();
   EXPECT_EQ(launches_of(h, "calc").size(), 1u);
   RawDb raw(path_);
-  EXPECT_EQ(raw.scalar("PRAGMA user_version"), "1");
+  EXPECT_EQ(raw.scalar("PRAGMA user_version"), "2");
 }
 
 TEST_F(HistoryTest, ALaunchWithoutReadinessHasNulls) {
@@ -612,6 +616,211 @@ TEST_F(HistoryTest, NamesAndReasonsAreStoredVerbatim) {
   RawDb raw(path_);
   EXPECT_EQ(raw.scalar("SELECT count(*) FROM launches"), "5");
   EXPECT_EQ(raw.scalar("SELECT count(*) FROM snapshots"), "5");
+}
+
+// ---- Running totals: what list, stats and /metrics answer from, without reading rows ----
+
+AppTotals totals_in(const History& h, const std::string& app) {
+  const auto t = h.totals()->get(app);
+  return t ? *t : AppTotals{};
+}
+
+// The events of a small history, the same every time: cold, fallbacks, restores ready or not, a
+// refused restore, captures.
+void record_mix(History& h, std::vector<int64_t>* ids = nullptr) {
+  auto keep = [&](int64_t id) {
+    if (ids) ids->push_back(id);
+    return id;
+  };
+  auto id = [&](const Result<int64_t>& r) { return r.ok() ? *r : -1; };
+  keep(id(h.add_launch(launch("calc", "cold", 400))));
+  keep(id(h.add_launch(fallback_launch("calc", "stale", "libfoo changed", 420))));
+  const int64_t restored = keep(id(h.add_launch(launch("calc", "restored"))));
+  EXPECT_TRUE(h.set_ready(restored, 20, RestorePhases{2, 10, 4, 4}, 4096).ok());
+  const int64_t refused = keep(id(h.add_launch(launch("calc", "restored"))));
+  EXPECT_TRUE(h.set_fallback(refused, "refused", "restore refused: bad checksum").ok());
+  EXPECT_TRUE(h.set_ready(refused, 450, std::nullopt, std::nullopt).ok());
+  keep(id(h.add_launch(launch("calc", "restored"))));  // never ready: not counted
+  keep(id(h.add_launch(launch("notes", "cold", 3000))));
+  EXPECT_TRUE(h.add_snapshot(snapshot("calc", true)).ok());
+  EXPECT_TRUE(h.add_snapshot(snapshot("calc", false, "GPU mapping")).ok());
+}
+
+TEST_F(HistoryTest, TotalsCountEachLaunchOnceItsModeIsSettled) {
+  History h = open_ok();
+  record_mix(h);
+  const AppTotals t = totals_in(h, "calc");
+  EXPECT_EQ(t.cold.launches, 3u);      // cold, stale fallback, refused restore
+  EXPECT_EQ(t.restored.launches, 1u);  // the one that became ready
+  EXPECT_EQ(t.fallbacks, (std::map<std::string, uint64_t>{{"refused", 1}, {"stale", 1}}));
+  EXPECT_EQ(t.last_fallbacks, (std::vector<std::string>{"libfoo changed", "restore refused: bad checksum"}));
+  EXPECT_EQ(t.cold.ready.count(), 3u);
+  EXPECT_EQ(t.restored.ready.count(), 1u);
+  EXPECT_EQ(t.phased, 1u);
+  EXPECT_EQ(t.phase_sum_ms.read_ms, 10);
+  EXPECT_EQ(t.bytes_read_sum, 4096);
+  EXPECT_EQ(t.captures, 1u);
+  EXPECT_EQ(t.capture_failures, 1u);
+  EXPECT_EQ(t.last_image_bytes, 52'428'800);
+  EXPECT_EQ(totals_in(h, "notes").cold.launches, 1u);
+  EXPECT_EQ(h.totals()->size(), 2u);
+  // The rows the totals came from, counted by the row-based summary: the same launches by mode
+  // (the summary also counts the restore that was never ready).
+  const AppSummary s = summary_of(h, "calc");
+  EXPECT_EQ(s.cold, t.cold.launches);
+  EXPECT_EQ(s.restored, t.restored.launches + 1);
+  EXPECT_EQ(s.fallbacks, t.fallback_total());
+}
+
+TEST_F(HistoryTest, ReadinessReportedTwiceCountsOnce) {
+  History h = open_ok();
+  const int64_t id = add(h, launch("calc", "restored"));
+  ASSERT_TRUE(h.set_ready(id, 20, std::nullopt, std::nullopt).ok());
+  ASSERT_TRUE(h.set_ready(id, 25, std::nullopt, std::nullopt).ok());
+  ASSERT_TRUE(h.set_fallback(id, "refused", "late").ok());  // after ready: no second count
+  const AppTotals t = totals_in(h, "calc");
+  EXPECT_EQ(t.restored.launches, 1u);
+  EXPECT_EQ(t.restored.ready.count(), 1u);
+  EXPECT_EQ(t.cold.launches, 0u);
+}
+
+// Pruned rows leave the totals as they were: the /metrics counters never go down.
+TEST_F(HistoryTest, TotalsAreMonotonicWhileRowsArePruned) {
+  History h = open_ok(History::Limits{5, 3});
+  uint64_t last_cold = 0, last_captures = 0;
+  for (int i = 0; i < 40; ++i) {
+    add(h, launch("calc", "cold", 100 + i));
+    ASSERT_TRUE(h.add_snapshot(snapshot("calc", true)).ok());
+    const AppTotals t = totals_in(h, "calc");
+    EXPECT_EQ(t.cold.launches, last_cold + 1);
+    EXPECT_EQ(t.captures, last_captures + 1);
+    last_cold = t.cold.launches, last_captures = t.captures;
+  }
+  EXPECT_EQ(launches_of(h, "calc").size(), 5u);
+  EXPECT_EQ(totals_in(h, "calc").cold.ready.count(), 40u);
+  EXPECT_EQ(summary_of(h, "calc").cold, 5u) << "the rows are pruned; the totals are not";
+  // A launch pruned before it became ready is not counted, and its readiness changes nothing.
+  History g = open_ok(History::Limits{2, 2});
+  const int64_t old = add(g, launch("notes", "restored"));
+  add(g, launch("notes", "cold", 1));
+  add(g, launch("notes", "cold", 1));
+  ASSERT_TRUE(g.set_ready(old, 20, std::nullopt, std::nullopt).ok());
+  EXPECT_EQ(totals_in(g, "notes").restored.launches, 0u);
+}
+
+TEST_F(HistoryTest, TotalsSurviveReopenExactly) {
+  AppTotals before;
+  {
+    History h = open_ok();
+    record_mix(h);
+    before = totals_in(h, "calc");
+  }
+  History h = open_ok();
+  EXPECT_EQ(totals_in(h, "calc"), before);
+  add(h, launch("calc", "cold", 10));
+  EXPECT_EQ(totals_in(h, "calc").cold.launches, before.cold.launches + 1);
+}
+
+TEST_F(HistoryTest, ForgetDropsTheTotalsToo) {
+  History h = open_ok();
+  record_mix(h);
+  ASSERT_TRUE(h.forget("calc").ok());
+  EXPECT_FALSE(h.totals()->get("calc"));
+  EXPECT_TRUE(h.totals()->get("notes"));
+  History again = open_ok();
+  EXPECT_FALSE(again.totals()->get("calc"));
+  RawDb raw(path_);
+  EXPECT_EQ(raw.scalar("SELECT count(*) FROM app_totals"), "1");
+}
+
+// A file written by the previous prewarm (schema 1, no totals) is migrated once: its totals are
+// computed from its rows, and equal the ones the same events give when recorded live.
+TEST_F(HistoryTest, MigratesASchema1FileByTotallingItsRows) {
+  const std::string live_path = scratch_ + "/live.db";
+  AppTotals live_calc, live_notes;
+  {
+    auto live = History::open(live_path);
+    ASSERT_TRUE(live.ok());
+    record_mix(*live);
+    live_calc = totals_in(*live, "calc");
+    live_notes = totals_in(*live, "notes");
+  }
+  {
+    // The same rows in a schema 1 file: copied over, and the totals table removed.
+    RawDb raw(path_);
+    raw.exec("ATTACH '" + live_path + "' AS live");
+    raw.exec("CREATE TABLE launches AS SELECT * FROM live.launches");
+    raw.exec("CREATE TABLE snapshots AS SELECT * FROM live.snapshots");
+    raw.exec("CREATE INDEX launches_by_app ON launches(app, id); CREATE INDEX snapshots_by_app ON snapshots(app, id)");
+    raw.exec("DETACH live");
+    raw.exec("PRAGMA user_version = 1");
+  }
+  History h = open_ok();
+  EXPECT_EQ(totals_in(h, "calc"), live_calc);
+  EXPECT_EQ(totals_in(h, "notes"), live_notes);
+  RawDb raw(path_);
+  EXPECT_EQ(raw.scalar("PRAGMA user_version"), "2");
+  EXPECT_EQ(raw.scalar("SELECT count(*) FROM app_totals"), "2");
+}
+
+TEST_F(HistoryTest, DamagedTotalsRefuseTheFile) {
+  { History h = open_ok(); add(h, launch("calc", "cold", 1)); }
+  { RawDb raw(path_); raw.exec("UPDATE app_totals SET totals = '{\"v\": 1}' WHERE app = 'calc'"); }
+  auto h = History::open(path_);
+  ASSERT_FALSE(h.ok());
+  EXPECT_NE(h.error().describe().find("totals of calc"), std::string::npos) << h.error().describe();
+}
+
+TEST_F(HistoryTest, ReaderHasNoTotalsAndCannotWrite) {
+  { History h = open_ok(); add(h, launch("calc", "cold", 1)); }
+  auto reader = History::open_reader(path_);
+  ASSERT_TRUE(reader.ok()) << reader.error().describe();
+  EXPECT_FALSE(reader->totals());
+  EXPECT_FALSE(reader->add_launch(launch("calc", "cold", 1)).ok());
+}
+
+// ---- Pages: newest first, bounded, from a cursor ----
+
+TEST_F(HistoryTest, LaunchPagesWalkBackFromTheNewestWithACursor) {
+  History h = open_ok();
+  std::vector<int64_t> calc;
+  for (int i = 0; i < 25; ++i) {
+    calc.push_back(add(h, launch("calc", "cold", i)));
+    add(h, launch("notes", "cold", i));  // interleaved: pages are per app
+  }
+  std::vector<int64_t> walked;
+  int64_t before = 0;
+  for (int page = 0; page < 10; ++page) {
+    auto rows = h.launch_page("calc", before, 10);
+    ASSERT_TRUE(rows.ok()) << rows.error().describe();
+    if (rows->empty()) break;
+    EXPECT_LE(rows->size(), 10u);
+    for (const auto& r : *rows) {
+      EXPECT_EQ(r.app, "calc");
+      walked.push_back(r.id);
+    }
+    before = rows->back().id;
+  }
+  std::vector<int64_t> newest_first(calc.rbegin(), calc.rend());
+  EXPECT_EQ(walked, newest_first);
+}
+
+TEST_F(HistoryTest, PagesAreBoundedWhateverIsAsked) {
+  History h = open_ok();
+  for (size_t i = 0; i < History::kMaxPage + 30; ++i) {
+    add(h, launch("calc", "cold", 1));
+    ASSERT_TRUE(h.add_snapshot(snapshot("calc", true)).ok());
+  }
+  auto rows = h.launch_page("calc", 0, 1'000'000);
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ(rows->size(), History::kMaxPage);
+  auto snaps = h.snapshot_page("calc", 0, 1'000'000);
+  ASSERT_TRUE(snaps.ok());
+  EXPECT_EQ(snaps->size(), History::kMaxPage);
+  for (size_t i = 1; i < snaps->size(); ++i) EXPECT_LT((*snaps)[i].id, (*snaps)[i - 1].id) << "newest first";
+  auto none = h.launch_page("calc", 1, 10);  // nothing is older than the first row
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
 }
 
 }  // namespace

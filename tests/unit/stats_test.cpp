@@ -1,13 +1,16 @@
 // Tests the launch statistics shown by `prewarm stats` and the dashboard: nearest-rank quantiles,
-// per-mode p50/p95, speedup and hit rate from a history summary, null for what cannot be known yet,
+// the bounded sketch behind p50/p95 (its error bound on real shapes of data), the running totals
+// (when a launch counts, their JSON), speedup and hit rate, null for what cannot be known yet,
 // the JSON of history rows, and the restore report a restored app's READY=1 message carries.
 #include "prewarmd/stats.h"
 
+#include <array>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -65,34 +68,50 @@ App app_named(const std::string& name) {
   return a;
 }
 
-AppSummary sample_summary() {
-  AppSummary s;
-  s.cold = 5;
-  s.restored = 15;
-  s.fallbacks = 1;
-  s.captures = 2;
-  s.capture_failures = 1;
-  s.cold_ready_ms = {400, 100, 300, 200};
-  s.restored_ready_ms = {60, 10, 50, 20, 40, 30};
-  s.last_fallbacks = {"image is stale"};
-  return s;
+// Totals as the history builds them: `cold` and `restored` launches that became ready after the
+// given times, plus launches of each mode that never did.
+AppTotals totals_of(const std::vector<double>& cold, const std::vector<double>& restored, uint64_t cold_unready = 0,
+                    uint64_t restored_unready = 0) {
+  AppTotals t;
+  for (double ms : cold) count_start(t, "cold", "", ""), count_ready(t, "cold", ms, std::nullopt, std::nullopt);
+  for (double ms : restored) count_ready(t, "restored", ms, std::nullopt, std::nullopt);
+  t.cold.launches += cold_unready;
+  t.restored.launches += restored_unready;
+  return t;
+}
+
+// Within the sketch's stated error of the exact value.
+void expect_close(const json& got, double want) {
+  ASSERT_TRUE(got.is_number()) << got.dump();
+  EXPECT_NEAR(got.get<double>(), want, want * ReadySketch::kRelativeError) << "want " << want;
+}
+
+AppTotals sample_totals() {
+  // 5 cold (one a fallback, one never ready), 15 restored (9 without a sample).
+  AppTotals t = totals_of({400, 100, 300}, {60, 10, 50, 20, 40, 30}, 1, 9);
+  count_fallback(t, "stale", "image is stale");
+  count_ready(t, "cold", 200, std::nullopt, std::nullopt);  // the fallback launch became ready
+  count_capture(t, true, 800, 90, 52'428'800);
+  count_capture(t, true, 700, 80, 1'000);
+  count_capture(t, false, 10, 0, 0);
+  return t;
 }
 
 TEST(AppStats, PerModeQuantilesSpeedupAndHitRate) {
   App a = app_named("calc");
   a.status.reason = "captured after idle:500";
-  const json s = app_stats(a, 123456, sample_summary());
+  const json s = app_stats(a, 123456, sample_totals());
   EXPECT_EQ(s["name"], "calc");
   EXPECT_EQ(s["state"], "valid");
   EXPECT_EQ(s["reason"], "captured after idle:500");
   EXPECT_EQ(s["cold_ready_ms"]["n"], 4);
-  EXPECT_EQ(s["cold_ready_ms"]["p50"], 200.0);
-  EXPECT_EQ(s["cold_ready_ms"]["p95"], 400.0);
+  expect_close(s["cold_ready_ms"]["p50"], 200.0);
+  expect_close(s["cold_ready_ms"]["p95"], 400.0);
   EXPECT_EQ(s["restored_ready_ms"]["n"], 6);
-  EXPECT_EQ(s["restored_ready_ms"]["p50"], 30.0);
-  EXPECT_EQ(s["restored_ready_ms"]["p95"], 60.0);
+  expect_close(s["restored_ready_ms"]["p50"], 30.0);
+  expect_close(s["restored_ready_ms"]["p95"], 60.0);
   ASSERT_TRUE(s["speedup"].is_number()) << s.dump();
-  EXPECT_DOUBLE_EQ(s["speedup"].get<double>(), 200.0 / 30.0);
+  EXPECT_NEAR(s["speedup"].get<double>(), 200.0 / 30.0, 200.0 / 30.0 * 2.1 * ReadySketch::kRelativeError);
   // From the launch counts, not the ready samples: 15 of 20.
   ASSERT_TRUE(s["hit_rate"].is_number()) << s.dump();
   EXPECT_DOUBLE_EQ(s["hit_rate"].get<double>(), 0.75);
@@ -100,13 +119,16 @@ TEST(AppStats, PerModeQuantilesSpeedupAndHitRate) {
   EXPECT_EQ(s["launches"]["cold"], 5);
   EXPECT_EQ(s["launches"]["restored"], 15);
   EXPECT_EQ(s["launches"]["fallbacks"], 1);
+  EXPECT_EQ(s["fallbacks_by_kind"], json({{"stale", 1}}));
   EXPECT_EQ(s["captures"], 2);
   EXPECT_EQ(s["capture_failures"], 1);
+  EXPECT_EQ(s["captured_image_bytes_last"], 1'000);
+  EXPECT_EQ(s["capture_ms_mean"], 750.0);
   EXPECT_EQ(s["last_fallbacks"], json::array({"image is stale"}));
 }
 
 TEST(AppStats, NoLaunchesGiveNullsNotNaN) {
-  const json s = app_stats(app_named("fresh"), 0, AppSummary{});
+  const json s = app_stats(app_named("fresh"), 0, AppTotals{});
   for (const char* series : {"cold_ready_ms", "restored_ready_ms"}) {
     EXPECT_TRUE(s[series]["p50"].is_null()) << series << ": " << s[series].dump();
     EXPECT_TRUE(s[series]["p95"].is_null()) << series << ": " << s[series].dump();
@@ -114,6 +136,8 @@ TEST(AppStats, NoLaunchesGiveNullsNotNaN) {
   }
   EXPECT_TRUE(s["speedup"].is_null()) << s.dump();
   EXPECT_TRUE(s["hit_rate"].is_null()) << s.dump();
+  EXPECT_TRUE(s["restore_phases_mean_ms"].is_null()) << s.dump();
+  EXPECT_TRUE(s["capture_ms_mean"].is_null()) << s.dump();
   EXPECT_EQ(s["launches"]["cold"], 0);
   EXPECT_TRUE(s["last_fallbacks"].is_array());
   EXPECT_TRUE(s["last_fallbacks"].empty());
@@ -123,11 +147,8 @@ TEST(AppStats, NoLaunchesGiveNullsNotNaN) {
 }
 
 TEST(AppStats, OnlyColdLaunchesHaveNoSpeedup) {
-  AppSummary sum;
-  sum.cold = 2;
-  sum.cold_ready_ms = {100, 300};
-  const json s = app_stats(app_named("calc"), 0, sum);
-  EXPECT_EQ(s["cold_ready_ms"]["p50"], 100.0);
+  const json s = app_stats(app_named("calc"), 0, totals_of({100, 300}, {}));
+  expect_close(s["cold_ready_ms"]["p50"], 100.0);
   EXPECT_TRUE(s["restored_ready_ms"]["p50"].is_null());
   EXPECT_TRUE(s["speedup"].is_null()) << s.dump();
   ASSERT_TRUE(s["hit_rate"].is_number());
@@ -135,11 +156,8 @@ TEST(AppStats, OnlyColdLaunchesHaveNoSpeedup) {
 }
 
 TEST(AppStats, OnlyRestoredLaunchesHaveNoSpeedup) {
-  AppSummary sum;
-  sum.restored = 3;
-  sum.restored_ready_ms = {10, 30, 20};
-  const json s = app_stats(app_named("calc"), 0, sum);
-  EXPECT_EQ(s["restored_ready_ms"]["p50"], 20.0);
+  const json s = app_stats(app_named("calc"), 0, totals_of({}, {10, 30, 20}));
+  expect_close(s["restored_ready_ms"]["p50"], 20.0);
   EXPECT_TRUE(s["cold_ready_ms"]["p50"].is_null());
   EXPECT_TRUE(s["speedup"].is_null()) << s.dump();
   EXPECT_EQ(s["hit_rate"].get<double>(), 1.0);
@@ -147,24 +165,132 @@ TEST(AppStats, OnlyRestoredLaunchesHaveNoSpeedup) {
 
 // Launches that never became ready count for the hit rate but have no sample.
 TEST(AppStats, LaunchesWithoutSamplesStillCountForTheHitRate) {
-  AppSummary sum;
-  sum.cold = 1;
-  sum.restored = 3;
-  const json s = app_stats(app_named("calc"), 0, sum);
+  const json s = app_stats(app_named("calc"), 0, totals_of({}, {}, 1, 3));
   EXPECT_TRUE(s["speedup"].is_null()) << s.dump();
   EXPECT_EQ(s["cold_ready_ms"]["n"], 0);
   ASSERT_TRUE(s["hit_rate"].is_number()) << s.dump();
   EXPECT_DOUBLE_EQ(s["hit_rate"].get<double>(), 0.75);
 }
 
-TEST(AppStats, LastFallbacksArePassedThroughInOrder) {
-  AppSummary sum;
-  sum.last_fallbacks = {"reason 3", "reason 4", "reason 5", "reason 6", "reason 7"};
-  const json s = app_stats(app_named("calc"), 0, sum);
+TEST(AppStats, LastFallbacksAreTheNewestFiveInOrder) {
+  AppTotals t;
+  for (int i = 1; i <= 7; ++i) count_fallback(t, "stale", "reason " + std::to_string(i));
+  const json s = app_stats(app_named("calc"), 0, t);
   EXPECT_EQ(s["last_fallbacks"], json::array({"reason 3", "reason 4", "reason 5", "reason 6", "reason 7"}));
+  EXPECT_EQ(s["launches"]["fallbacks"], 7);
+  EXPECT_EQ(s["launches"]["cold"], 7);
 }
 
-// The whole path `prewarm stats` takes: rows in a real history file, its summary, the JSON.
+TEST(AppStats, RestorePhasesAreMeans) {
+  AppTotals t;
+  count_ready(t, "restored", 20, RestorePhases{2, 10, 4, 4}, 1000);
+  count_ready(t, "restored", 30, RestorePhases{4, 20, 2, 4}, 3000);
+  const json s = app_stats(app_named("calc"), 0, t);
+  EXPECT_EQ(s["restore_phases_mean_ms"],
+            json({{"validate_ms", 3.0}, {"read_ms", 15.0}, {"map_ms", 3.0}, {"resume_ms", 4.0}, {"n", 2}}));
+  EXPECT_EQ(t.bytes_read_sum, 4000);
+}
+
+// The sketch against exact nearest-rank quantiles, on shapes launch times take: tight, spread over
+// decades, two modes, and all equal.
+TEST(ReadySketch, QuantilesWithinTheStatedRelativeError) {
+  std::vector<std::vector<double>> sets;
+  uint64_t x = 88172645463325252ull;  // xorshift: the same numbers on every machine
+  auto next = [&x] {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    return static_cast<double>(x >> 11) / 9007199254740992.0;  // [0, 1)
+  };
+  std::vector<double> tight, decades, bimodal, equal(500, 21.5);
+  for (int i = 0; i < 5000; ++i) {
+    tight.push_back(20 + next());
+    decades.push_back(0.01 * std::pow(10, 7 * next()));  // 10 us to 100 s
+    bimodal.push_back(next() < 0.8 ? 18 + 4 * next() : 300 + 200 * next());
+  }
+  for (const auto* v : {&tight, &decades, &bimodal, &equal}) {
+    ReadySketch s;
+    for (double ms : *v) s.add(ms);
+    ASSERT_EQ(s.count(), v->size());
+    for (double q : {0.0, 0.01, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0}) {
+      const double exact = quantile(*v, q);
+      EXPECT_NEAR(s.quantile(q), exact, exact * ReadySketch::kRelativeError * 1.0000001) << "q " << q;
+    }
+  }
+}
+
+TEST(ReadySketch, EmptyIsNaNAndSumIsExact) {
+  ReadySketch s;
+  EXPECT_TRUE(std::isnan(s.quantile(0.5)));
+  s.add(1.5);
+  s.add(2.5);
+  EXPECT_EQ(s.sum_ms(), 4.0);
+  EXPECT_EQ(s.quantile(0.0), 1.5);  // the extremes are exact
+  EXPECT_EQ(s.quantile(1.0), 2.5);
+}
+
+// Bounded whatever it is fed: values outside [1 us, 10^4 s] are clamped into the end buckets.
+TEST(ReadySketch, BucketsAreBounded) {
+  ReadySketch s;
+  for (double ms = 1e-9; ms < 1e12; ms *= 1.001) s.add(ms);
+  s.add(0);
+  s.add(-5);
+  EXPECT_LE(s.buckets(), 1300u);
+  EXPECT_GT(s.count(), 20'000u);
+}
+
+TEST(ReadySketch, JsonRoundTripAndRejectsDamage) {
+  ReadySketch s;
+  for (double ms : {1.0, 2.0, 2.0, 500.0}) s.add(ms);
+  auto back = ReadySketch::from_json(json::parse(s.to_json().dump()));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(*back, s);
+  json bad = s.to_json();
+  bad["n"] = 5;  // counts no longer add up
+  EXPECT_FALSE(ReadySketch::from_json(bad));
+  json unordered = s.to_json();
+  std::swap(unordered["b"][0], unordered["b"][1]);
+  EXPECT_FALSE(ReadySketch::from_json(unordered));
+  EXPECT_FALSE(ReadySketch::from_json(json::object()));
+}
+
+TEST(AppTotals, JsonRoundTrip) {
+  AppTotals t = sample_totals();
+  count_ready(t, "restored", 25, RestorePhases{1, 2, 3, 4}, 77);
+  auto back = AppTotals::from_json(json::parse(t.to_json().dump()));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(*back, t);
+  json bad = t.to_json();
+  bad["v"] = 2;
+  EXPECT_FALSE(AppTotals::from_json(bad));
+  bad = t.to_json();
+  bad["cold"]["le"] = json::array({1, 2});
+  EXPECT_FALSE(AppTotals::from_json(bad));
+}
+
+// Prometheus buckets are exact and inclusive: a launch ready after exactly 0.25 s is in le=0.25.
+TEST(AppTotals, ReadyBucketsAreInclusive) {
+  AppTotals t;
+  count_ready(t, "cold", 250, std::nullopt, std::nullopt);
+  count_ready(t, "cold", 1200, std::nullopt, std::nullopt);
+  const std::array<uint64_t, 11> want = {0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2};
+  EXPECT_EQ(t.cold.le, want);
+}
+
+// A refused restore counts once, as cold with its fallback; a restore counts when it is ready.
+TEST(AppTotals, LaunchesCountOnceTheirModeIsSettled) {
+  AppTotals t;
+  count_start(t, "restored", "", "");
+  EXPECT_EQ(t.restored.launches, 0u);
+  count_ready(t, "restored", 20, std::nullopt, std::nullopt);
+  EXPECT_EQ(t.restored.launches, 1u);
+  count_start(t, "cold", "", "");
+  count_start(t, "cold", "stale", "libfoo changed");
+  EXPECT_EQ(t.cold.launches, 2u);
+  EXPECT_EQ(t.fallbacks, (std::map<std::string, uint64_t>{{"stale", 1}}));
+  count_ready(t, "cold", 300, std::nullopt, std::nullopt);
+  EXPECT_EQ(t.cold.launches, 2u) << "readiness of a cold launch does not count it again";
+}
+
+// The whole path `prewarm stats` takes: rows recorded in a real history file, its totals, the JSON.
 TEST(AppStats, FromARealHistory) {
   char tmpl[] = "/tmp/prewarm-stats-test-XXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);
@@ -172,7 +298,7 @@ TEST(AppStats, FromARealHistory) {
     std::string dir;
     ~RemoveAll() { std::filesystem::remove_all(dir); }
   } scratch{tmpl};
-  {
+  for (int pass = 0; pass < 2; ++pass) {  // as recorded, then as loaded again from the file
     auto h = History::open(scratch.dir + "/history.db");
     ASSERT_TRUE(h.ok()) << h.error().describe();
     auto add = [&](const char* mode, std::optional<double> ready, const std::string& kind = "",
@@ -185,21 +311,22 @@ TEST(AppStats, FromARealHistory) {
       r.fallback = reason;
       ASSERT_TRUE(h->add_launch(r).ok());
     };
-    add("cold", 400);
-    add("cold", 600, "stale", "image is stale");
-    add("restored", 50);
-    add("restored", 30);
-    add("restored", std::nullopt);
-    auto sum = h->summary("calc");
-    ASSERT_TRUE(sum.ok()) << sum.error().describe();
-    const json s = app_stats(app_named("calc"), 4096, *sum);
+    if (pass == 0) {
+      add("cold", 400);
+      add("cold", 600, "stale", "image is stale");
+      add("restored", 50);
+      add("restored", 30);
+      add("restored", std::nullopt);  // not ready (yet): not counted
+    }
+    const auto t = h->totals()->get("calc");
+    ASSERT_TRUE(t) << "pass " << pass;
+    const json s = app_stats(app_named("calc"), 4096, *t);
     EXPECT_EQ(s["launches"]["cold"], 2);
-    EXPECT_EQ(s["launches"]["restored"], 3);
+    EXPECT_EQ(s["launches"]["restored"], 2);
     EXPECT_EQ(s["launches"]["fallbacks"], 1);
-    EXPECT_EQ(s["cold_ready_ms"]["p50"], 400.0);
-    EXPECT_EQ(s["restored_ready_ms"]["p50"], 30.0);
-    EXPECT_DOUBLE_EQ(s["speedup"].get<double>(), 400.0 / 30.0);
-    EXPECT_DOUBLE_EQ(s["hit_rate"].get<double>(), 0.6);
+    expect_close(s["cold_ready_ms"]["p50"], 400.0);
+    expect_close(s["restored_ready_ms"]["p50"], 30.0);
+    EXPECT_DOUBLE_EQ(s["hit_rate"].get<double>(), 0.5);
     EXPECT_EQ(s["last_fallbacks"], json::array({"image is stale"}));
   }
 }

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# prewarmd at scale, without timings: a query in progress does not hold up a launch (a client reads
+# its `prewarm list` reply a byte at a time while a launch is asked for, answered and recorded);
+# list and stats answer from running totals that survive a restart; `prewarm stats NAME --history`
+# pages through the history newest first with a cursor. The timings are bench/scale.py's.
+# Usage: scale.sh BIN_DIR SOURCE_DIR
+. "$(dirname "$0")/../lib/prelude.sh"
+BIN=$(realpath "$1")
+[ "$(id -u)" -eq 0 ] || skip "needs root (prewarmd follows launches of any user)"
+. "$(dirname "$0")/../lib/daemon.sh"
+start_daemon
+cleanup 'kill $DAEMON 2>/dev/null'
+
+step "20 apps with 60 KiB command lines: a list reply of more than a MiB"
+long=$(head -c 2000 /dev/zero | tr '\0' x)
+args=()
+for i in $(seq 30); do args+=("$long"); done
+for i in $(seq -w 20); do "$P" register "big$i" --ready delay:1 -- /bin/echo "${args[@]}" >/dev/null; done
+"$P" register t --ready delay:1 -- /bin/true >/dev/null
+total=$("$P" list --json | wc -c)
+# A unix stream socket holds at most the sender's buffer (wmem_default) of a reply the peer has
+# not read: any more than that still unread is still being written by prewarmd's loop.
+sndbuf=$(cat /proc/sys/net/core/wmem_default)
+[ "$total" -gt $((4 * sndbuf)) ] || fail "the list reply ($total bytes) is not large against the socket buffer ($sndbuf)"
+
+step "a launch is answered and recorded while a client reads its list reply a byte at a time"
+cat >"$SCRATCH/slow_reader.py" <<'EOF'
+import json, os, socket, sys, time
+sock, done, out = sys.argv[1:4]
+s = socket.socket(socket.AF_UNIX)
+s.connect(sock)
+s.sendall(b'{"op": "list"}\n')
+data = s.recv(1)  # the reply has begun: it is computed and being written
+open(out + ".started", "w").close()
+eof = not data
+while not os.path.exists(done) and not eof:
+    b = s.recv(1)
+    eof = not b
+    data += b
+    time.sleep(0.02)
+at_done, cut = len(data), eof  # cut: the connection ended before the launch was done
+while not eof:
+    b = s.recv(1 << 16)
+    eof = not b
+    data += b
+reply = json.loads(data.decode()) if data.endswith(b"\n") else None
+with open(out, "w") as f:
+    json.dump({"at_done": at_done, "cut": cut, "total": len(data), "apps": len(reply["apps"]) if reply else -1}, f)
+EOF
+before=$(launch_count t)
+/usr/bin/python3 "$SCRATCH/slow_reader.py" "$PREWARM_RUNTIME_DIR/control.sock" "$SCRATCH/launched" "$SCRATCH/reader.json" &
+reader=$!
+cleanup "kill $reader 2>/dev/null"
+wait_for 30 test -e "$SCRATCH/reader.json.started"
+"$P" run t 2>"$SCRATCH/t.err" || fail "the launch failed: $(cat "$SCRATCH/t.err")"
+# Answered by prewarmd (not its 1 s give-up and a cold start without it) and recorded.
+if has -e "not reachable" -e "starting cold without" "$SCRATCH/t.err"; then fail "prewarmd did not answer the launch: $(cat "$SCRATCH/t.err")"; fi
+[ "$(launch_count t)" -gt "$before" ] || fail "the launch was not recorded"
+touch "$SCRATCH/launched"
+wait "$reader" || fail "the slow reader failed"
+read -r at_done total apps eof_early < <(/usr/bin/python3 -c "import json; r=json.load(open('$SCRATCH/reader.json')); print(r['at_done'], r['total'], r['apps'], int(r['cut']))")
+[ "$eof_early" = 0 ] || fail "prewarmd cut the slow reader before the launch was done (reply deadline 2 s): this machine took too long for a trivial launch"
+[ "$apps" = 21 ] || fail "the slow reader's reply is not a complete list ($apps apps, $total of $total bytes)"
+[ $((total - at_done)) -gt "$sndbuf" ] ||
+  fail "the list reply was no longer in progress when the launch completed ($at_done of $total bytes read, socket buffer $sndbuf)"
+echo "launch done with $at_done of $total bytes of the list reply read"
+
+step "list and stats count from running totals, and the totals survive a restart"
+for i in 1 2 3; do "$P" run t 2>/dev/null; done
+n=$(launch_count t)
+[ "$n" = 4 ] || fail "4 launches of t, each counted once its mode settled: counted $n"
+listed=$(($(field t cold) + $(field t restored)))
+[ "$listed" = "$n" ] || fail "list counts $listed launches, stats $n"
+stop_daemon
+start_daemon
+[ "$(launch_count t)" = "$n" ] || fail "after a restart stats counts $(launch_count t) launches, not $n"
+
+step "prewarm stats NAME --history: newest first, in bounded pages, with a cursor to older ones"
+"$P" stats t --history --limit 2 >"$SCRATCH/page1"
+has '^older: prewarm stats t --history --before [0-9]' "$SCRATCH/page1" || fail "no cursor: $(cat "$SCRATCH/page1")"
+cursor=$(sed -n 's/^older: .*--before \([0-9]*\)$/\1/p' "$SCRATCH/page1")
+"$P" stats t --history --limit 2 --before "$cursor" --json >"$SCRATCH/page2.json"
+/usr/bin/python3 - "$SCRATCH/page1" "$SCRATCH/page2.json" "$n" <<'EOF'
+import json, sys
+first = [int(l.split()[0]) for l in open(sys.argv[1]) if l[:1].isdigit()]
+second = [l["id"] for l in json.load(open(sys.argv[2]))["history"]["launches"]]
+assert len(first) == 2 and len(second) == 2, (first, second)
+ids = first + second
+assert ids == sorted(ids, reverse=True) and len(set(ids)) == 4, ids
+EOF
+rc=0; "$P" stats --history >/dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || fail "--history without a NAME: exit $rc, not 2 (usage)"
+echo "scale: ok"
