@@ -292,6 +292,22 @@ TEST_F(RegistryTest, AppCopiesRoundTripAndAreBelievedOnlyForTheirOwner) {
   ASSERT_EQ(all.size(), 1u);
   EXPECT_EQ(all[0].name, "calc");
   EXPECT_EQ(all[0].uid, u);
+  // An unchanged copy is not written again (same inode); a changed app, or a copy its user
+  // edited or chmod'ed, is replaced.
+  const std::string file = mine + "/calc.json";
+  auto inode = [&] { struct stat s {}; return ::stat(file.c_str(), &s) == 0 ? s.st_ino : 0; };
+  const ino_t first = inode();
+  ASSERT_TRUE(write_app_copy(dir->get(), a.config).ok());
+  EXPECT_EQ(inode(), first) << "an unchanged copy was rewritten";
+  a.config.argv.push_back("--more");
+  ASSERT_TRUE(write_app_copy(dir->get(), a.config).ok());
+  const ino_t second = inode();
+  EXPECT_NE(second, first) << "a changed app's copy was not rewritten";
+  ASSERT_EQ(::chmod(file.c_str(), 0600), 0);
+  ASSERT_TRUE(write_app_copy(dir->get(), a.config).ok());
+  EXPECT_NE(inode(), second) << "a copy its user made writable was left so";
+  ASSERT_EQ(::stat(file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0400u);
   remove_app_copy(dir->get(), u, "calc");
   EXPECT_FALSE(read_app_copy(scratch_, u, "calc").ok());
 }
