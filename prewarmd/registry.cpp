@@ -158,8 +158,6 @@ Result<UniqueFd> user_dir(int apps_dir, uid_t uid, gid_t gid, bool create) {
   return d;
 }
 
-
-
 // The file is a regular file of exactly this content, owner, group and mode 0400.
 bool copy_is(int dir, const std::string& name, const std::string& text, const AppConfig& c) {
   int raw = ::openat(dir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
