@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <string>
 
 #include "snapshot/fd_objects.h"
@@ -178,6 +179,34 @@ Result<void> make_sockpair(const pb::OpenFile& a, const pb::OpenFile& b, std::ma
   return ok();
 }
 
+// A listener at its old address. Binding fails while another process holds the address (the
+// snapshotted app itself, if it still runs): then the restore is refused, as a second cold start
+// would fail to bind too.
+Result<UniqueFd> make_listener(const pb::OpenFile& f) {
+  const auto& l = f.listener();
+  if (l.address().size() > sizeof(sockaddr_storage) || l.address().size() < sizeof(sa_family_t) ||
+      (l.family() != AF_INET && l.family() != AF_INET6 && l.family() != AF_UNIX))
+    return data_error(fd_name(f) + ": invalid socket address");
+  UniqueFd fd(::socket(l.family(), l.type() | SOCK_CLOEXEC | SOCK_NONBLOCK, l.protocol()));
+  if (!fd.valid()) return errno_error("socket for " + fd_name(f));
+  for (const auto& o : l.options()) {
+    int v = o.value();
+    if (o.level() == SOL_SOCKET && (o.name() == SO_SNDBUF || o.name() == SO_RCVBUF)) {
+      PW_TRY(set_buf(fd.get(), o.name() == SO_SNDBUF ? SO_SNDBUFFORCE : SO_RCVBUFFORCE, o.name(), v));
+      continue;
+    }
+    if (::setsockopt(fd.get(), o.level(), o.name(), &v, sizeof v) != 0)
+      return errno_error("setsockopt(" + std::to_string(o.level()) + ", " + std::to_string(o.name()) + ") for " + fd_name(f));
+  }
+  sockaddr_storage addr{};
+  std::memcpy(&addr, l.address().data(), l.address().size());
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), static_cast<socklen_t>(l.address().size())) != 0)
+    return errno_error("bind " + fd_name(f) + " to its address again");
+  if (l.listening() && ::listen(fd.get(), l.backlog()) != 0) return errno_error("listen on " + fd_name(f));
+  PW_TRY(set_nonblock(fd.get(), f));
+  return fd;
+}
+
 }  // namespace
 
 Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap) {
@@ -209,6 +238,10 @@ Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap)
       }
       case pb::FD_SIGNALFD: {
         PW_ASSIGN(out[f.description()], make_signalfd(f));
+        break;
+      }
+      case pb::FD_LISTENER: {
+        PW_ASSIGN(out[f.description()], make_listener(f));
         break;
       }
       case pb::FD_EPOLL: {

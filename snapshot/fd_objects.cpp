@@ -4,6 +4,9 @@
 #include "snapshot/fd_objects.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <linux/inet_diag.h>
 #include <linux/kcmp.h>
 #include <linux/netlink.h>
 #include <linux/sockios.h>
@@ -79,6 +82,8 @@ struct UnixDiag {
   uint32_t peer = 0;
   uint8_t shutdown = 0;
   bool has_name = false;
+  bool abstract_name = false;
+  uint32_t rqueue = 0, wqueue = 0;  // listening: pending connections and the backlog
 };
 
 // One AF_UNIX socket by inode, through NETLINK_SOCK_DIAG (the kernel's only way to name a peer).
@@ -95,7 +100,7 @@ Result<UnixDiag> unix_diag(uint64_t inode) {
   msg.req.sdiag_family = AF_UNIX;
   msg.req.udiag_states = ~0u;
   msg.req.udiag_ino = static_cast<uint32_t>(inode);
-  msg.req.udiag_show = UDIAG_SHOW_PEER | UDIAG_SHOW_NAME;
+  msg.req.udiag_show = UDIAG_SHOW_PEER | UDIAG_SHOW_NAME | UDIAG_SHOW_RQLEN;
   msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0u;  // INET_DIAG_NOCOOKIE
   sockaddr_nl to{};
   to.nl_family = AF_NETLINK;
@@ -121,11 +126,136 @@ Result<UnixDiag> unix_diag(uint64_t inode) {
     switch (a->nla_type) {
       case UNIX_DIAG_PEER: std::memcpy(&out.peer, payload, 4); break;
       case UNIX_DIAG_SHUTDOWN: std::memcpy(&out.shutdown, payload, 1); break;
-      case UNIX_DIAG_NAME: out.has_name = a->nla_len > NLA_HDRLEN; break;
+      case UNIX_DIAG_NAME:
+        out.has_name = a->nla_len > NLA_HDRLEN;
+        out.abstract_name = out.has_name && payload[0] == '\0';
+        break;
+      case UNIX_DIAG_RQLEN: {
+        unix_diag_rqlen q{};
+        std::memcpy(&q, payload, sizeof q);
+        out.rqueue = q.udiag_rqueue;
+        out.wqueue = q.udiag_wqueue;
+        break;
+      }
       default: break;
     }
   }
   return out;
+}
+
+// A TCP or UDP socket's queue lengths by inode (for a listener: pending connections and the
+// backlog), from an inet_diag dump of its family and protocol.
+Result<std::pair<uint32_t, uint32_t>> inet_queues(int family, int protocol, uint64_t inode) {
+  UniqueFd nl(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
+  if (!nl.valid()) return errno_error("open NETLINK_SOCK_DIAG");
+  struct {
+    nlmsghdr nh;
+    inet_diag_req_v2 req;
+  } msg{};
+  msg.nh.nlmsg_len = sizeof msg;
+  msg.nh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  msg.req.sdiag_family = static_cast<uint8_t>(family);
+  msg.req.sdiag_protocol = static_cast<uint8_t>(protocol);
+  msg.req.idiag_states = ~0u;
+  sockaddr_nl to{};
+  to.nl_family = AF_NETLINK;
+  if (::sendto(nl.get(), &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0)
+    return errno_error("inet_diag request");
+  alignas(nlmsghdr) static thread_local char buf[32768];
+  for (;;) {
+    ssize_t got = ::recv(nl.get(), buf, sizeof buf, 0);
+    if (got < 0) return errno_error("inet_diag reply");
+    int n = static_cast<int>(got);
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_type == NLMSG_DONE) return data_error("socket:[" + std::to_string(inode) + "] not found by inet_diag");
+      if (h->nlmsg_type == NLMSG_ERROR) return make_error(-static_cast<nlmsgerr*>(NLMSG_DATA(h))->error, "inet_diag");
+      auto* d = static_cast<inet_diag_msg*>(NLMSG_DATA(h));
+      if (d->idiag_inode == inode) return std::make_pair(d->idiag_rqueue, d->idiag_wqueue);
+    }
+  }
+}
+
+// Options a listener is recreated with, read as ints.
+struct OptionName {
+  int level, name;
+  bool ipv6_only;
+};
+constexpr OptionName kListenerOptions[] = {
+    {SOL_SOCKET, SO_REUSEADDR, false}, {SOL_SOCKET, SO_REUSEPORT, false}, {SOL_SOCKET, SO_KEEPALIVE, false},
+    {SOL_SOCKET, SO_BROADCAST, false}, {SOL_SOCKET, SO_SNDBUF, false},    {SOL_SOCKET, SO_RCVBUF, false},
+    {SOL_SOCKET, SO_PASSCRED, false},  {SOL_SOCKET, SO_PRIORITY, false},  {IPPROTO_IPV6, IPV6_V6ONLY, true},
+    {IPPROTO_TCP, TCP_NODELAY, false}, {IPPROTO_TCP, TCP_DEFER_ACCEPT, false}, {IPPROTO_TCP, TCP_KEEPIDLE, false},
+    {IPPROTO_TCP, TCP_KEEPINTVL, false}, {IPPROTO_TCP, TCP_KEEPCNT, false},   {IPPROTO_TCP, TCP_FASTOPEN, false},
+};
+
+// A listening or bound socket recreated at its address: "" and `out` filled, or why not.
+Result<std::string> listener_record(int sock, int domain, int type, uint64_t inode, pb::SockListener& out) {
+  int protocol = 0, listening = 0;
+  socklen_t l = sizeof protocol;
+  if (::getsockopt(sock, SOL_SOCKET, SO_PROTOCOL, &protocol, &l) != 0) return errno_error("SO_PROTOCOL");
+  l = sizeof listening;
+  if (::getsockopt(sock, SOL_SOCKET, SO_ACCEPTCONN, &listening, &l) != 0) return errno_error("SO_ACCEPTCONN");
+  sockaddr_storage addr{};
+  socklen_t alen = sizeof addr;
+  if (::getsockname(sock, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) return errno_error("getsockname");
+  sockaddr_storage peer{};
+  socklen_t plen = sizeof peer;
+  const bool connected = ::getpeername(sock, reinterpret_cast<sockaddr*>(&peer), &plen) == 0;
+  const bool inet = domain == AF_INET || domain == AF_INET6;
+  const bool tcp = inet && type == SOCK_STREAM && protocol == IPPROTO_TCP;
+  const bool udp = inet && type == SOCK_DGRAM && protocol == IPPROTO_UDP;
+  uint32_t pending = 0, backlog = 0;
+  if (domain == AF_UNIX) {
+    if (!listening) return std::string("unix socket that is neither a socketpair end nor listening");
+    auto d = unix_diag(inode);
+    if (!d) return d.error();
+    if (!d->abstract_name) return std::string("unix socket bound to a path is not carried (only abstract names)");
+    pending = d->rqueue;
+    backlog = d->wqueue;
+  } else if (tcp || udp) {
+    if (connected) return std::string(tcp ? "connected TCP socket (its peer is outside the process)" : "connected UDP socket");
+    if (tcp && !listening) return std::string("TCP socket that is not listening");
+    const bool bound = domain == AF_INET ? reinterpret_cast<sockaddr_in&>(addr).sin_port != 0
+                                         : reinterpret_cast<sockaddr_in6&>(addr).sin6_port != 0;
+    if (!bound) return std::string("UDP socket not bound to a port");
+    if (tcp) {
+      auto q = inet_queues(domain, protocol, inode);
+      if (!q) return "listening socket whose backlog cannot be read (" + q.error().describe() + ")";
+      pending = q->first;
+      backlog = q->second;
+    } else {
+      int queued = 0;
+      if (::ioctl(sock, SIOCINQ, &queued) != 0) return errno_error("SIOCINQ");
+      pending = static_cast<uint32_t>(queued);
+    }
+  } else {
+    return std::string(inet ? "network socket of another protocol (" + std::to_string(protocol) + ") is not carried"
+                            : "socket of family " + std::to_string(domain) + " is not carried");
+  }
+  if (pending != 0)
+    return std::string(listening ? "listening socket with connections waiting to be accepted"
+                                 : "UDP socket with datagrams queued");
+  out.set_family(domain);
+  out.set_type(type);
+  out.set_protocol(protocol);
+  out.set_address(std::string(reinterpret_cast<const char*>(&addr), alen));
+  out.set_listening(listening != 0);
+  out.set_backlog(static_cast<int32_t>(backlog));
+  for (const auto& o : kListenerOptions) {
+    if (o.level == IPPROTO_TCP && !tcp) continue;
+    if (o.ipv6_only && domain != AF_INET6) continue;
+    if (domain == AF_UNIX && o.level != SOL_SOCKET) continue;
+    if (o.name == SO_PASSCRED && o.level == SOL_SOCKET && domain != AF_UNIX) continue;  // unix only
+    int v = 0;
+    l = sizeof v;
+    if (::getsockopt(sock, o.level, o.name, &v, &l) != 0) return errno_error("getsockopt " + std::to_string(o.name));
+    auto* opt = out.add_options();
+    opt->set_level(o.level);
+    opt->set_name(o.name);
+    opt->set_value(v);
+  }
+  return std::string();
 }
 
 // The messages queued for reading on `sock`, peeked in order. A stream's bytes come as one
@@ -442,16 +572,16 @@ Result<FdObjectScan> collect_fd_objects(pid_t pid, const std::vector<FdObjectCan
         if (::getsockopt(app.get(), SOL_SOCKET, SO_TYPE, &type, &l) != 0) return errno_error("SO_TYPE");
         l = sizeof listening;
         if (::getsockopt(app.get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &l) != 0) return errno_error("SO_ACCEPTCONN");
-        if (domain != AF_UNIX) {
-          refuse(fd.fd, domain == AF_INET || domain == AF_INET6 ? "network socket (AF_INET/AF_INET6) is not carried"
-                                                                 : "socket of family " + std::to_string(domain) + " is not carried");
-          continue;
-        }
-        if (listening) {
-          refuse(fd.fd, "listening unix socket is not carried");
-          continue;
-        }
         const uint64_t ino = bracket_inode(fd.target);
+        if (domain != AF_UNIX || listening) {
+          PW_ASSIGN(std::string why, listener_record(app.get(), domain, type, ino, *r.mutable_listener()));
+          if (!why.empty()) {
+            refuse(fd.fd, why);
+            continue;
+          }
+          r.set_kind(pb::FD_LISTENER);
+          break;
+        }
         auto diag = unix_diag(ino);
         if (!diag) {
           refuse(fd.fd, "unix socket not visible to sock_diag (" + diag.error().describe() + ")");

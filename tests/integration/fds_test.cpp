@@ -85,8 +85,35 @@ TEST_F(Fds, SocketpairsWithQueuedMessages) {
   EXPECT_EQ(answer(rt.original, "go"), want);
 }
 
-TEST_F(Fds, NetworkSocketIsRefused) {
-  expect_refused({PROG_socketpair, "inet"}, "network socket (AF_INET/AF_INET6)");
+// An unbound, unconnected TCP socket is neither a listener nor a socketpair end.
+TEST_F(Fds, IdleTcpSocketIsRefused) {
+  expect_refused({PROG_socketpair, "inet"}, "TCP socket that is not listening");
+}
+
+// Listeners are recreated at their addresses, so the snapshotted app must be gone (dump --kill):
+// while it still holds them, the restore is refused before the point of no return.
+TEST_F(Fds, ListeningSocketsAtTheirAddresses) {
+  TempDir dir;
+  auto [original, ready] = start_ready({PROG_listen});
+  const auto before = layout(original.pid());
+  auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img"});
+  ASSERT_EQ(dump.code, 0) << dump.err;
+  auto busy = restore(dir / "img").communicate("go\n");
+  EXPECT_NE(busy.code, 0);
+  EXPECT_NE(busy.err.find("to its address again"), std::string::npos) << busy.err;
+  EXPECT_NE(busy.err.find("Address already in use"), std::string::npos) << busy.err;
+
+  auto again = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img2", "--kill"});
+  ASSERT_EQ(again.code, 0) << again.err;
+  original.wait();
+  Child restored = restore(dir / "img2");
+  ASSERT_TRUE(wait_blocked_in_stdin_read(restored.pid())) << restored.leftovers();
+  EXPECT_EQ(layout_diff(before, layout(restored.pid())), "");
+  EXPECT_EQ(answer(restored, "go"), "tcp=ping udp=dgram unix=1 reuseaddr=1 nodelay=1");
+}
+
+TEST_F(Fds, ListenerWithAPendingConnectionIsRefused) {
+  expect_refused({PROG_listen, "pending"}, "connections waiting to be accepted");
 }
 
 // A real runtime: ruby 3.1 holds two eventfds at its ready point. After the restore it traps a
