@@ -85,6 +85,14 @@ TEST_F(Fds, SocketpairsWithQueuedMessages) {
   EXPECT_EQ(answer(rt.original, "go"), want);
 }
 
+TEST_F(Fds, SocketpairWithAnFdInFlightIsRefused) {
+  expect_refused({PROG_socketpair, "scm"}, "a queued message carries file descriptors (SCM_RIGHTS)");
+}
+
+TEST_F(Fds, SignalDrivenPipeIsRefused) {
+  expect_refused({PROG_pipe, "async"}, "signal-driven I/O (O_ASYNC) is not carried");
+}
+
 // An unbound, unconnected TCP socket is neither a listener nor a socketpair end.
 TEST_F(Fds, IdleTcpSocketIsRefused) {
   expect_refused({PROG_socketpair, "inet"}, "TCP socket that is not listening");

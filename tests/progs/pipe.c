@@ -17,6 +17,15 @@ int main(int argc, char** argv) {
   for (int i = 0; i < N; ++i) buf[i] = (char)('a' + i % 23);
   if (write(p[1], buf, N) != N) return 1;
   const int outside = argc > 1 && strcmp(argv[1], "outside") == 0;
+  if (argc > 1 && strcmp(argv[1], "async") == 0) {  /* SIGIO on input: not carried */
+    fcntl(p[0], F_SETOWN, getpid());
+    fcntl(p[0], F_SETFL, O_ASYNC);
+    say("ready pid=%d", getpid());
+    char line[64];
+    read_line(line, sizeof line);
+    say("not snapshotted, as it must be");
+    return 0;
+  }
   if (outside) close(p[0]);
   fcntl(p[0], F_SETFL, O_NONBLOCK);
   int w2 = dup(p[1]);

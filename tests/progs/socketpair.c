@@ -32,6 +32,25 @@ int main(int argc, char** argv) {
   int inet = -1;
   if (argc > 1 && strcmp(argv[1], "inet") == 0) inet = socket(AF_INET, SOCK_STREAM, 0);
   (void)inet;
+  if (argc > 1 && strcmp(argv[1], "scm") == 0) {  /* an fd in flight, queued on st[1] */
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    memset(cbuf, 0, sizeof cbuf);
+    struct iovec iov = {"f", 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+    struct cmsghdr* c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &dg[0], sizeof(int));
+    if (sendmsg(st[0], &m, 0) != 1) return 1;
+  }
+  if (argc > 1) {
+    say("ready pid=%d", getpid());
+    char line[64];
+    read_line(line, sizeof line);
+    say("not snapshotted, as it must be");
+    return 0;
+  }
   say("ready pid=%d", getpid());
   char line[64];
   read_line(line, sizeof line);
