@@ -19,6 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -166,8 +167,12 @@ Result<std::pair<uint32_t, uint32_t>> inet_queues(int family, int protocol, uint
   for (;;) {
     ssize_t got = ::recv(nl.get(), buf, sizeof buf, 0);
     if (got < 0) return errno_error("inet_diag reply");
-    int n = static_cast<int>(got);
-    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+    // NLMSG_OK/NLMSG_NEXT by hand: the macros mix signed and unsigned lengths.
+    size_t left = static_cast<size_t>(got);
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); left >= sizeof(nlmsghdr) && h->nlmsg_len >= sizeof(nlmsghdr) &&
+                                                     h->nlmsg_len <= left;
+         left -= std::min<size_t>(left, NLMSG_ALIGN(h->nlmsg_len)),
+              h = reinterpret_cast<nlmsghdr*>(reinterpret_cast<char*>(h) + NLMSG_ALIGN(h->nlmsg_len))) {
       if (h->nlmsg_type == NLMSG_DONE) return data_error("socket:[" + std::to_string(inode) + "] not found by inet_diag");
       if (h->nlmsg_type == NLMSG_ERROR) return make_error(-static_cast<nlmsgerr*>(NLMSG_DATA(h))->error, "inet_diag");
       auto* d = static_cast<inet_diag_msg*>(NLMSG_DATA(h));
