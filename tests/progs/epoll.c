@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   add(ep, p[0], EPOLLIN, 0x100);
   add(ep, ready_ev, EPOLLIN | EPOLLET, 0x20);
   add(ep, idle_ev, EPOLLIN, 0x3);
+  add(ep, 0, EPOLLIN, 0x1000);  /* stdin: after a restore, the launch's own */
   const int stale = argc > 1 && strcmp(argv[1], "stale") == 0;
   if (stale) {
     int keep = dup(idle_ev);
@@ -49,10 +50,11 @@ int main(int argc, char** argv) {
   struct epoll_event ev = {.events = EPOLLOUT, .data.u64 = 0x100};
   int mod = epoll_ctl(ep, EPOLL_CTL_MOD, p[0], &ev);  /* a read end is never writable */
   int del = epoll_ctl(ep, EPOLL_CTL_DEL, ready_ev, NULL);
+  int del0 = epoll_ctl(ep, EPOLL_CTL_DEL, 0, NULL);  /* stdin was registered (and is drained) */
   report(ep, after_mod, sizeof after_mod);
   uint64_t one = 1;
   CHECK(write(idle_ev, &one, sizeof one) == sizeof one);
   report(ep, woken, sizeof woken);
-  say("first=%s mod=%d del=%d after=%s woken=%s", first, mod, del, after_mod, woken);
+  say("first=%s mod=%d del=%d del0=%d after=%s woken=%s", first, mod, del, del0, after_mod, woken);
   return 0;
 }
