@@ -42,6 +42,7 @@ enum class FdClass {
   kSignalfd,
   kPipe,
   kSocket,  // only an AF_UNIX socketpair with both ends inside is carried
+  kMemfd,   // an fd on a memfd (its mappings are refused by classify_mapping)
   kRefuse,
 };
 

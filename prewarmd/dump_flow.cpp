@@ -34,6 +34,7 @@ std::optional<pb::FdKind> object_kind_for(policy::FdClass c) {
     case policy::FdClass::kSignalfd: return pb::FD_SIGNALFD;
     case policy::FdClass::kPipe: return pb::FD_PIPE;
     case policy::FdClass::kSocket: return pb::FD_SOCKPAIR;
+    case policy::FdClass::kMemfd: return pb::FD_MEMFD;
     default: return std::nullopt;
   }
 }

@@ -6,7 +6,9 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -207,6 +209,31 @@ Result<UniqueFd> make_listener(const pb::OpenFile& f) {
   return fd;
 }
 
+// A memfd with its bytes, mode, offset and seals (sealing last: F_SEAL_WRITE forbids the fill).
+Result<UniqueFd> make_memfd(const pb::OpenFile& f) {
+  const auto& m = f.memfd();
+  if (xxh3_64(m.data().data(), m.data().size()) != m.data_xxh3())
+    return data_error(fd_name(f) + ": the memfd's stored bytes do not match their checksum");
+  if (m.name().size() > 249 || m.name().find('\0') != std::string::npos)
+    return data_error(fd_name(f) + ": invalid memfd name");
+  UniqueFd fd(static_cast<int>(::syscall(SYS_memfd_create, m.name().c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING)));
+  if (!fd.valid()) return errno_error("memfd_create for " + fd_name(f));
+  PW_TRY(write_whole(fd.get(), m.data(), fd_name(f)));
+  if (::fchmod(fd.get(), static_cast<mode_t>(m.mode() & 07777)) != 0) return errno_error("chmod " + fd_name(f));
+  const int acc = static_cast<int>(f.flags()) & O_ACCMODE;
+  if (acc != O_RDWR) {  // the app's fd was reopened read- or write-only (through /proc)
+    UniqueFd other(::open(("/proc/self/fd/" + std::to_string(fd.get())).c_str(), acc | O_CLOEXEC));
+    if (!other.valid()) return errno_error("reopen " + fd_name(f));
+    fd = std::move(other);
+  }
+  if (::lseek(fd.get(), static_cast<off_t>(f.pos()), SEEK_SET) < 0) return errno_error("seek " + fd_name(f));
+  if (::fcntl(fd.get(), F_SETFL, static_cast<int>(f.flags()) & (O_APPEND | O_NONBLOCK)) != 0)
+    return errno_error("set the flags of " + fd_name(f));
+  if (m.seals() != 0 && ::fcntl(fd.get(), F_ADD_SEALS, static_cast<int>(m.seals())) != 0)
+    return errno_error("seal " + fd_name(f));
+  return fd;
+}
+
 }  // namespace
 
 Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap) {
@@ -238,6 +265,10 @@ Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap)
       }
       case pb::FD_SIGNALFD: {
         PW_ASSIGN(out[f.description()], make_signalfd(f));
+        break;
+      }
+      case pb::FD_MEMFD: {
+        PW_ASSIGN(out[f.description()], make_memfd(f));
         break;
       }
       case pb::FD_LISTENER: {

@@ -8,12 +8,15 @@
 #include <netinet/tcp.h>
 #include <linux/inet_diag.h>
 #include <linux/kcmp.h>
+#include <linux/magic.h>
 #include <linux/netlink.h>
 #include <linux/sockios.h>
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
@@ -665,6 +668,42 @@ Result<FdObjectScan> collect_fd_objects(pid_t pid, const std::vector<FdObjectCan
           for (auto& m : queue) s->add_queued()->set_data(std::move(m));
           s->set_queued_xxh3(sock_queue_hash(s->queued()));
         }
+        break;
+      }
+      case pb::FD_MEMFD: {
+        // One memfd open through two descriptions (reopened via /proc) would become two files.
+        bool shared = false;
+        for (size_t k = 0; k < candidates.size(); ++k)
+          shared = shared || (candidates[k].kind == pb::FD_MEMFD && desc[k] != desc[i] &&
+                              candidates[k].fd->st.st_ino == fd.st.st_ino && candidates[k].fd->st.st_dev == fd.st.st_dev);
+        if (shared) {
+          refuse(fd.fd, "memfd open through more than one open file description");
+          continue;
+        }
+        PW_ASSIGN(UniqueFd app, get_fd(pidfd.get(), fd.fd));
+        struct stat st {};
+        struct statfs fs {};
+        if (::fstat(app.get(), &st) != 0 || ::fstatfs(app.get(), &fs) != 0) return errno_error("fstat memfd");
+        if (fs.f_type == HUGETLBFS_MAGIC) {
+          refuse(fd.fd, "hugetlb memfd is not carried");
+          continue;
+        }
+        if (st.st_size > static_cast<off_t>(kMaxQueuedBytes)) {
+          refuse(fd.fd, "memfd larger than 16 MiB is not carried");
+          continue;
+        }
+        auto* m = r.mutable_memfd();
+        // "/memfd:NAME (deleted)"
+        m->set_name(fd.target.substr(7, fd.target.size() - 7 - 10));
+        std::string data(static_cast<size_t>(st.st_size), '\0');
+        if (!data.empty()) PW_TRY(pread_all(app.get(), data.data(), data.size(), 0));
+        int seals = ::fcntl(app.get(), F_GET_SEALS);
+        if (seals < 0) return errno_error("F_GET_SEALS of fd " + std::to_string(fd.fd));
+        m->set_seals(static_cast<uint32_t>(seals));
+        m->set_mode(st.st_mode & 07777);
+        m->set_data_xxh3(xxh3_64(data.data(), data.size()));
+        m->set_data(std::move(data));
+        r.set_pos(fd.pos);
         break;
       }
       case pb::FD_FILE:

@@ -125,6 +125,17 @@ TEST_F(Fds, ListenerWithAPendingConnectionIsRefused) {
   expect_refused({PROG_listen, "pending"}, "connections waiting to be accepted");
 }
 
+TEST_F(Fds, MemfdBytesOffsetModeAndSeals) {
+  TempDir dir;
+  auto rt = round_trip({PROG_memfd}, dir);
+  EXPECT_EQ(answer(rt.restored, "go"),
+            "read=MNOPQRSTU same=1 size=100000 mode=600 link=/memfd:jit-cache (deleted) seals=1 grow_refused=1 cloexec=1");
+}
+
+TEST_F(Fds, MappedMemfdIsRefused) {
+  expect_refused({PROG_memfd, "mapped"}, "memfd mapping");
+}
+
 // A real runtime: ruby 3.1 holds two eventfds at its ready point. After the restore it traps a
 // signal, starts a thread and passes a result through a queue.
 TEST_F(Fds, RubyWithItsEventfds) {

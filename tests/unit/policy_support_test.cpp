@@ -286,7 +286,8 @@ TEST(ClassifyFd, EveryKindOfTarget) {
       {"/dev/nullx", S_IFCHR | 0666, FdClass::kRefuse, "character device"},
       {"/run/app.fifo", S_IFIFO | 0600, FdClass::kRefuse, "named pipe"},
       {"/tmp/scratch (deleted)", S_IFREG | 0600, FdClass::kRefuse, "deleted"},
-      {"/memfd:jit (deleted)", S_IFREG | 0777, FdClass::kRefuse, "deleted"},
+      {"/memfd:jit (deleted)", S_IFREG | 0777, FdClass::kMemfd, ""},
+      {"/memfd:jit", S_IFREG | 0777, FdClass::kRegular, ""},  // a file of that name
       {"socket:[5550]", S_IFSOCK | 0777, FdClass::kSocket, ""},
       {"pipe:[4242]", S_IFIFO | 0600, FdClass::kPipe, ""},
       {"anon_inode:[eventfd]", 0600, FdClass::kEventfd, ""},
