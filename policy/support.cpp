@@ -45,10 +45,16 @@ MappingDecision classify_mapping(const Vma& vma, bool regular_file) {
 FdDecision classify_fd(int fd, const std::string& target, unsigned mode) {
   if (fd <= 2) return {FdClass::kStdio, {}};
   auto refuse_fd = [](std::string why) { return FdDecision{FdClass::kRefuse, std::move(why)}; };
-  if (starts_with(target, "socket:")) return refuse_fd("socket (only stdio sockets are supported)");
-  if (starts_with(target, "pipe:")) return refuse_fd("pipe (only stdio pipes are supported)");
+  if (starts_with(target, "socket:")) return {FdClass::kSocket, {}};
+  if (starts_with(target, "pipe:")) return {FdClass::kPipe, {}};
+  if (target == "anon_inode:[eventfd]") return {FdClass::kEventfd, {}};
+  if (target == "anon_inode:[eventpoll]") return {FdClass::kEpoll, {}};
+  if (target == "anon_inode:[timerfd]") return {FdClass::kTimerfd, {}};
+  if (target == "anon_inode:[signalfd]") return {FdClass::kSignalfd, {}};
   if (starts_with(target, "anon_inode:")) return refuse_fd("kernel object fd (" + target + ")");
   if (!starts_with(target, "/")) return refuse_fd("unsupported kind of file (" + target + ")");
+  if (starts_with(target, "/memfd:") && target.ends_with(" (deleted)") && (mode & S_IFMT) == S_IFREG)
+    return {FdClass::kMemfd, {}};
   if (target.size() > 10 && target.ends_with(" (deleted)")) return refuse_fd("open file was deleted");
   switch (mode & S_IFMT) {
     case S_IFREG: return {FdClass::kRegular, {}};

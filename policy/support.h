@@ -34,6 +34,15 @@ enum class FdClass {
   kRegular,     // reopened by path with flags and offset
   kDirectory,
   kCharDevice,  // only stateless ones (/dev/null, /dev/urandom, ...)
+  // Kernel objects: recreated with their state (snapshot/fd_objects.cpp decides the rest: a
+  // pipe or socket whose other end is outside the process, an epoll target that is not its fd).
+  kEventfd,
+  kEpoll,
+  kTimerfd,
+  kSignalfd,
+  kPipe,
+  kSocket,  // only an AF_UNIX socketpair with both ends inside is carried
+  kMemfd,   // an fd on a memfd (its mappings are refused by classify_mapping)
   kRefuse,
 };
 

@@ -72,7 +72,7 @@ json describe(const pb::Snapshot& s, const std::string& dir) {
   json fds = json::array();
   for (const auto& f : s.files())
     fds.push_back({{"fd", f.fd()}, {"path", f.path()}, {"flags", f.flags()}, {"pos", f.pos()},
-                   {"cloexec", f.cloexec()}});
+                   {"cloexec", f.cloexec()}, {"kind", pb::FdKind_Name(f.kind())}});
   json handlers = json::array();
   for (const auto& a : s.signals().actions())
     handlers.push_back({{"signo", a.signo()}, {"handler", hex(a.handler())}, {"flags", hex(a.flags())}});

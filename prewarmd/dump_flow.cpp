@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "policy/support.h"
+#include "snapshot/fd_objects.h"
 
 namespace prewarm {
 namespace {
@@ -23,6 +24,19 @@ std::optional<pb::Mapping::Kind> kind_for(policy::MappingClass c) {
     case policy::MappingClass::kRefuse: break;
   }
   return std::nullopt;
+}
+
+std::optional<pb::FdKind> object_kind_for(policy::FdClass c) {
+  switch (c) {
+    case policy::FdClass::kEventfd: return pb::FD_EVENTFD;
+    case policy::FdClass::kEpoll: return pb::FD_EPOLL;
+    case policy::FdClass::kTimerfd: return pb::FD_TIMERFD;
+    case policy::FdClass::kSignalfd: return pb::FD_SIGNALFD;
+    case policy::FdClass::kPipe: return pb::FD_PIPE;
+    case policy::FdClass::kSocket: return pb::FD_SOCKPAIR;
+    case policy::FdClass::kMemfd: return pb::FD_MEMFD;
+    default: return std::nullopt;
+  }
 }
 
 double ms_since(std::chrono::steady_clock::time_point t) {
@@ -71,14 +85,30 @@ DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill, const Fro
     kinds.push_back(kind_for(d.cls));
   }
   std::vector<pb::OpenFile> files;
+  std::vector<FdObjectCandidate> objects;
   for (const auto& fd : state->fds) {
     auto d = policy::classify_fd(fd.fd, fd.target, fd.stat_ok ? fd.st.st_mode : 0);
     if (d.cls == policy::FdClass::kRefuse)
       offenders.push_back({0, 0, "fd " + std::to_string(fd.fd) + " -> " + fd.target, {}, d.reason});
+    else if (auto kind = object_kind_for(d.cls))
+      objects.push_back({&fd, *kind});
     else if (d.cls != policy::FdClass::kStdio)
       files.push_back(open_file_record(fd, d.cls == policy::FdClass::kDirectory,
                                        d.cls == policy::FdClass::kCharDevice));
   }
+  // 3b. Kernel objects: their state, and whatever of them cannot be carried (an end outside).
+  auto scan = collect_fd_objects(pid, objects, state->fds);
+  if (!scan) {
+    out.message = "pid " + std::to_string(pid) + ": " + scan.error().describe();
+    return out;
+  }
+  for (const auto& [fd, why] : scan->refused) {
+    std::string target;
+    for (const auto& f : state->fds)
+      if (f.fd == fd) target = f.target;
+    offenders.push_back({0, 0, "fd " + std::to_string(fd) + " -> " + target, {}, why});
+  }
+  for (auto& r : scan->records) files.push_back(std::move(r));
   if (!offenders.empty()) {
     out.status = DumpOutcome::kUnsupported;
     for (const auto& o : offenders) out.offenders.push_back(policy::format_offender(o));

@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "restorer/compat_check.h"
+#include "restorer/fd_objects.h"
 
 namespace prewarm {
 
@@ -19,7 +20,17 @@ Result<AppFiles> open_app_files(const pb::Snapshot& snap) {
     base = std::max(base, f.fd() + 1);
   }
   std::vector<int> targets;
+  PW_ASSIGN(auto objects, create_fd_objects(snap));
   for (const auto& f : snap.files()) {
+    if (f.kind() != pb::FD_FILE) {
+      // One object per open file description; every fd of it is a dup, as in the app.
+      int high = ::fcntl(objects.at(f.description()).get(), F_DUPFD_CLOEXEC, base);
+      if (high < 0) return errno_error("move fd of " + f.path());
+      out.fds.emplace_back(high);
+      out.moves.push_back({high, f.fd(), f.cloexec() ? 1u : 0u, 0});
+      targets.push_back(f.fd());
+      continue;
+    }
     const int flags = static_cast<int>(f.flags()) & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY);
     auto fd = open_fd(f.path(), flags);
     if (!fd) return make_error(fd.error().code, "reopen the app's fd " + std::to_string(f.fd()) + " (" + f.path() + ")");
@@ -43,7 +54,16 @@ Result<AppFiles> open_app_files(const pb::Snapshot& snap) {
     out.moves.push_back({high, f.fd(), f.cloexec() ? 1u : 0u, 0});
     targets.push_back(f.fd());
   }
+  auto launcher_fd = [&](int app_fd) {
+    if (app_fd >= 0 && app_fd <= 2) return app_fd;  // stdio: the launch's own, registered as such
+    for (const auto& mv : out.moves)
+      if (mv.to == app_fd) return mv.from;
+    return -1;
+  };
+  PW_ASSIGN(out.epoll, epoll_registrations(snap, launcher_fd));
   std::sort(targets.begin(), targets.end());
+  if (std::adjacent_find(targets.begin(), targets.end()) != targets.end())
+    return data_error("image has an fd number twice");
   uint64_t next = 3;
   for (int t : targets) {
     if (static_cast<uint64_t>(t) > next) out.close.push_back({next, static_cast<uint64_t>(t) - next});

@@ -82,7 +82,7 @@ Result<HoleLayout> layout_hole(const pb::Snapshot& snap, const SpecialMappings& 
   const uint64_t estimate = sizeof(PwPlan) + 64 * 8 + 16 * sizeof(PwMove) + 16 * sizeof(PwRange) +
                             static_cast<uint64_t>(snap.mappings_size()) * sizeof(PwVmaOp) +
                             snap.mm().auxv().size() + message_size + 256 + frame_size +
-                            fd_entries * std::max(sizeof(PwFdMove), sizeof(PwRange)) + 64 * 2;
+                            fd_entries * std::max({sizeof(PwFdMove), sizeof(PwRange), sizeof(PwEpollAdd)}) + 64 * 2;
   l.plan_len = page_up(estimate) + kBlobStack;
   l.hop_off = l.blob_len + l.plan_len;
   uint64_t cursor = l.hop_off + l.vdso_span;
@@ -262,6 +262,15 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
   const uint64_t fd_moves_off = pb.append(in.fd_moves.data(), in.fd_moves.size());
   const uint64_t fd_close_off = pb.append(in.fd_close.data(), in.fd_close.size());
   const uint64_t notify_off = pb.append(message.data(), message.size());
+  // An epoll registration the blob cannot make would fail past the point of no return.
+  for (const auto& e : in.epoll_adds) {
+    auto placed = [&](int fd) {
+      return std::any_of(in.fd_moves.begin(), in.fd_moves.end(), [&](const PwFdMove& m) { return m.to == fd; });
+    };
+    if (!placed(e.epfd) || (!placed(e.fd) && (e.fd < 0 || e.fd > 2)))
+      return data_error("image has an epoll registration of an fd it does not have");
+  }
+  const uint64_t epoll_off = pb.append(in.epoll_adds.data(), in.epoll_adds.size());
   if (pb.buf.size() > l.plan_len - kBlobStack) return data_error("internal: plan larger than estimated");
 
   PwPlan p{};
@@ -317,6 +326,8 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
     p.notify_resumed_off = static_cast<uint32_t>(resumed_at + std::strlen(kResumedField));
   }
   p.notify_off = notify_off;
+  p.epoll_off = epoll_off;
+  p.epoll_count = static_cast<uint32_t>(in.epoll_adds.size());
   std::memcpy(pb.buf.data(), &p, sizeof p);
   return std::move(pb.buf);
 }

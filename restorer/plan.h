@@ -62,6 +62,7 @@ struct PlanInputs {
   std::string message;  // from readiness_message(); ignored without notify_fd
   std::vector<PwFdMove> fd_moves;
   std::vector<PwRange> fd_close;
+  std::vector<PwEpollAdd> epoll_adds;  // each epfd and fd one of fd_moves' targets (fd: or stdio)
   uint64_t mmap_min_addr = 65536;
 };
 

@@ -114,7 +114,7 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
   if (!frame) return frame.error();
   const std::string_view blob = restorer_blob();
   auto layout = layout_hole(snap, *own, blob.size(), frame->bytes.size(), options.notify_message.size(),
-                            app_files->moves.size() + app_files->close.size());
+                            app_files->moves.size() + app_files->close.size() + app_files->epoll.size());
   if (!layout) return layout.error();
   std::vector<Interval> taken;
   for (const auto& m : snap.mappings()) taken.push_back({m.start(), m.end()});
@@ -140,6 +140,7 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
                 .message = readiness_message(options.notify_message, 0, 0, 0),
                 .fd_moves = app_files->moves,
                 .fd_close = app_files->close,
+                .epoll_adds = app_files->epoll,
                 .mmap_min_addr = min_addr};
   // Built once now so a hostile image is refused before any page is read; again once the
   // readiness message has its phase times.

@@ -90,6 +90,16 @@ struct PwMmMap {
   uint32_t exe_fd;
 };
 
+// epoll_ctl(epfd, EPOLL_CTL_ADD, fd, {events, data}) once every fd is at its number (an
+// epoll registration is keyed by the target's fd number, so it cannot be made earlier).
+struct PwEpollAdd {
+  int32_t epfd;
+  int32_t fd;
+  uint32_t events;
+  uint32_t pad;
+  uint64_t data;
+};
+
 #define PW_NSIG 64
 
 struct PwPlan {
@@ -143,6 +153,10 @@ struct PwPlan {
   // CLOCK_MONOTONIC ns once the mappings are in place and right before it resumes the app.
   uint32_t notify_mapped_off;
   uint32_t notify_resumed_off;
+
+  uint64_t epoll_off;   // PwEpollAdd[]: after the fd moves, before the closes
+  uint32_t epoll_count;
+  uint32_t pad_epoll;
 };
 
 #define PW_STAMP_DIGITS 20
@@ -150,6 +164,7 @@ struct PwPlan {
 #ifdef __cplusplus
 static_assert(sizeof(PwVmaOp) == 56, "PwVmaOp layout");
 static_assert(sizeof(PwFdMove) == 16, "PwFdMove layout");
+static_assert(sizeof(PwEpollAdd) == 24, "PwEpollAdd layout");
 static_assert(sizeof(PwMmMap) == 104, "struct prctl_mm_map is 104 bytes");
 static_assert(sizeof(PwKSigaction) == 32, "kernel sigaction layout");
 static_assert(offsetof(PwPlan, mm) % 8 == 0, "aligned mm map");

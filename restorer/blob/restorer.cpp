@@ -184,6 +184,16 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
     rc = pw_sys::dup3(fds[i].from, fds[i].to, fds[i].cloexec ? kOCloexec : 0);
     if (rc < 0) die("dup3 of an app file", rc, static_cast<uint64_t>(fds[i].to));
   }
+  // 8b. Epoll registrations, keyed by the targets' final numbers (tried by the launcher).
+  const PwEpollAdd* adds = at<PwEpollAdd>(plan, plan->epoll_off);
+  for (uint32_t i = 0; i < plan->epoll_count; ++i) {
+    struct __attribute__((packed)) {
+      uint32_t events;
+      uint64_t data;
+    } ev{adds[i].events, adds[i].data};  // struct epoll_event is packed on x86-64
+    rc = pw_sys::epoll_ctl(adds[i].epfd, 1 /* EPOLL_CTL_ADD */, adds[i].fd, &ev);
+    if (rc < 0) die("epoll_ctl of an app epoll", rc, static_cast<uint64_t>(adds[i].fd));
+  }
   const PwRange* closes = at<PwRange>(plan, plan->fd_close_off);
   for (uint32_t i = 0; i < plan->fd_close_count; ++i) {
     rc = pw_sys::close_range(static_cast<unsigned>(closes[i].start),

@@ -98,6 +98,7 @@ void check_plan(const std::vector<char>& buf, const pb::Snapshot& snap, const Ho
   (void)array_at<char>(buf, p.frame_off, p.frame_len);
   (void)array_at<PwFdMove>(buf, p.fd_moves_off, p.fd_moves_count);
   (void)array_at<PwRange>(buf, p.fd_close_off, p.fd_close_count);
+  (void)array_at<PwEpollAdd>(buf, p.epoll_off, p.epoll_count);
   (void)array_at<char>(buf, p.notify_off, p.notify_len);
   require(p.notify_mapped_off + PW_STAMP_DIGITS <= p.notify_len && p.notify_resumed_off + PW_STAMP_DIGITS <= p.notify_len,
           "stamp slots inside the message");

@@ -18,54 +18,10 @@ using Clock = std::chrono::steady_clock;
 
 class Features : public DumpTest {};
 
-struct RoundTrip {
-  Child original;  // left running, killed at the end of the test
-  std::map<std::string, std::string> ready;
-  Child restored;  // blocked in read(0), waiting for its input
-};
-
-// Start and wait for "ready" and for the read of stdin that follows it.
-std::pair<Child, std::string> start_ready(const std::vector<std::string>& argv) {
-  Child original = Child::spawn(argv);
-  auto ready = original.read_line();
-  if (!ready || !ready->starts_with("ready"))
-    throw std::runtime_error(argv[0] + " did not get ready: " + ready.value_or("") + original.leftovers());
-  if (!wait_blocked_in_stdin_read(original.pid())) throw std::runtime_error("not blocked in read(0)");
-  return {std::move(original), *ready};
-}
-
-// Dump a ready process, restore, wait until the restored process reads stdin, and check it has
-// the original's mappings and fds.
-RoundTrip round_trip(Child original, const std::string& ready, const TempDir& dir) {
-  const auto before = layout(original.pid());
-  auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img"});
-  if (dump.code != 0) throw std::runtime_error("dump exit " + std::to_string(dump.code) + ": " + dump.err);
-  Child restored = restore(dir / "img");
-  if (!wait_blocked_in_stdin_read(restored.pid()))
-    throw std::runtime_error("restored process never read stdin: " + restored.leftovers());
-  const auto diff = layout_diff(before, layout(restored.pid()));
-  EXPECT_TRUE(diff.empty()) << "mappings or fds differ after restore:\n" << diff;
-  return {std::move(original), fields(ready), std::move(restored)};
-}
-
-RoundTrip round_trip(const std::vector<std::string>& argv, const TempDir& dir) {
-  auto [original, ready] = start_ready(argv);
-  return round_trip(std::move(original), ready, dir);
-}
-
 int thread_count(pid_t pid) {
   int n = 0;
   for ([[maybe_unused]] const auto& t : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task")) ++n;
   return n;
-}
-
-// The restored process's answer to `input`, which must be its last line before exit 0.
-std::string answer(Child& restored, const std::string& input) {
-  restored.write(input + "\n");
-  auto line = restored.read_line();
-  EXPECT_TRUE(line) << restored.leftovers();
-  EXPECT_EQ(restored.wait(), 0) << restored.leftovers();
-  return line.value_or("");
 }
 
 TEST_F(Features, Sigaltstack) {

@@ -233,8 +233,49 @@ std::vector<std::string> layout(pid_t pid) {
     if (fd > 2) fds.emplace_back(fd, std::filesystem::read_symlink(e.path()).string());
   }
   std::sort(fds.begin(), fds.end());
-  for (const auto& [fd, target] : fds) out.push_back("fd " + std::to_string(fd) + " -> " + target);
+  std::map<std::string, int> channels;  // "pipe:[123]" -> 1, ... in fd order
+  for (auto& [fd, target] : fds) {
+    if (target.starts_with("pipe:[") || target.starts_with("socket:[")) {
+      auto [it, fresh] = channels.emplace(target, static_cast<int>(channels.size()) + 1);
+      target = target.substr(0, target.find('[')) + "[#" + std::to_string(it->second) + "]";
+    }
+    out.push_back("fd " + std::to_string(fd) + " -> " + target);
+  }
   return out;
+}
+
+std::pair<Child, std::string> start_ready(const std::vector<std::string>& argv) {
+  Child original = Child::spawn(argv);
+  auto ready = original.read_line();
+  if (!ready || !ready->starts_with("ready"))
+    throw std::runtime_error(argv[0] + " did not get ready: " + ready.value_or("") + original.leftovers());
+  if (!wait_blocked_in_stdin_read(original.pid())) throw std::runtime_error("not blocked in read(0)");
+  return {std::move(original), *ready};
+}
+
+RoundTrip round_trip(Child original, const std::string& ready, const TempDir& dir) {
+  const auto before = layout(original.pid());
+  auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img"});
+  if (dump.code != 0) throw std::runtime_error("dump exit " + std::to_string(dump.code) + ": " + dump.err);
+  Child restored = restore(dir / "img");
+  if (!wait_blocked_in_stdin_read(restored.pid()))
+    throw std::runtime_error("restored process never read stdin: " + restored.leftovers());
+  const auto diff = layout_diff(before, layout(restored.pid()));
+  EXPECT_TRUE(diff.empty()) << "mappings or fds differ after restore:\n" << diff;
+  return {std::move(original), fields(ready), std::move(restored)};
+}
+
+RoundTrip round_trip(const std::vector<std::string>& argv, const TempDir& dir) {
+  auto [original, ready] = start_ready(argv);
+  return round_trip(std::move(original), ready, dir);
+}
+
+std::string answer(Child& restored, const std::string& input) {
+  restored.write(input + "\n");
+  auto line = restored.read_line();
+  EXPECT_TRUE(line) << restored.leftovers();
+  EXPECT_EQ(restored.wait(), 0) << restored.leftovers();
+  return line.value_or("");
 }
 
 std::string layout_diff(const std::vector<std::string>& before, const std::vector<std::string>& after) {

@@ -83,11 +83,29 @@ Child restore(const std::filesystem::path& images);
 bool wait_blocked_in_stdin_read(pid_t pid, std::chrono::milliseconds timeout = kTimeout);
 
 // What a restore must reproduce, as text that compares line by line: every mapping (range,
-// permissions, offset, name) and every fd but stdio (number and target).
+// permissions, offset, name) and every fd but stdio (number and target; pipe and socket inodes
+// numbered by first appearance, since a restore makes new ones).
 std::vector<std::string> layout(pid_t pid);
 // "" when equal (but for the restorer's one code page), else one line per difference: "- " only
 // in before, "+ " only in after.
 std::string layout_diff(const std::vector<std::string>& before, const std::vector<std::string>& after);
+
+// A zdtm-style round trip: the original (left running, killed at the end of the test), its ready
+// line's fields, and the restored process, blocked in read(0) waiting for its input.
+struct RoundTrip {
+  Child original;
+  std::map<std::string, std::string> ready;
+  Child restored;
+};
+class TempDir;
+// Starts argv and waits for its "ready" line and for the read of stdin that follows it.
+std::pair<Child, std::string> start_ready(const std::vector<std::string>& argv);
+// Dumps a ready process into DIR/img, restores it, waits until the restored process reads stdin,
+// and checks it has the original's mappings and fds (EXPECT). Throws if a step fails.
+RoundTrip round_trip(Child original, const std::string& ready, const TempDir& dir);
+RoundTrip round_trip(const std::vector<std::string>& argv, const TempDir& dir);
+// The restored process's answer to `input`, which must be its last line before exit 0.
+std::string answer(Child& restored, const std::string& input);
 
 // "ready a=1 b=two" -> {ready: "", a: "1", b: "two"}
 std::map<std::string, std::string> fields(std::string_view line);

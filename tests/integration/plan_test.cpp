@@ -53,7 +53,8 @@ class Plan : public DumpTest {
                   .notify_fd = 11,
                   .message = readiness_message("READY=1\n", 1, 2, 3),
                   .fd_moves = fd_moves,
-                  .fd_close = fd_close};
+                  .fd_close = fd_close,
+                  .epoll_adds = epoll_adds};
     auto plan = build_plan(in);
     if (!plan) return plan.error().describe();
     if (hole_out) *hole_out = spots.front();
@@ -71,6 +72,7 @@ class Plan : public DumpTest {
   static TempDir* dir_;
   std::vector<PwFdMove> fd_moves;
   std::vector<PwRange> fd_close;
+  std::vector<PwEpollAdd> epoll_adds;
   pb::Snapshot snap;
   SpecialMappings own;
 };
@@ -100,6 +102,24 @@ TEST_F(Plan, AcceptsARealSnapshotAndKeepsTheHoleApart) {
   EXPECT_EQ(msg.substr(p.notify_mapped_off, PW_STAMP_DIGITS), std::string(PW_STAMP_DIGITS, '0'));
   EXPECT_EQ(msg.substr(p.notify_mapped_off - 18, 18), "PREWARM_MAPPED_NS=");
   EXPECT_EQ(msg.substr(p.notify_resumed_off - 19, 19), "PREWARM_RESUMED_NS=");
+}
+
+// The blob's epoll_ctl needs the epoll fd and its target at their numbers (stdio is the launch's).
+TEST_F(Plan, EpollRegistrationsOnlyBetweenPlacedFds) {
+  fd_moves = {{200, 5, 1, 0}, {201, 7, 0, 0}};
+  epoll_adds = {{5, 7, 1, 0, 42}, {5, 0, 1, 0, 43}};
+  std::vector<char> buf;
+  ASSERT_EQ(refusal(nullptr, &buf), "(accepted)");
+  PwPlan p;
+  std::memcpy(&p, buf.data(), sizeof p);
+  ASSERT_EQ(p.epoll_count, 2u);
+  PwEpollAdd first;
+  std::memcpy(&first, buf.data() + p.epoll_off, sizeof first);
+  EXPECT_EQ(first.data, 42u);
+  epoll_adds = {{5, 9, 1, 0, 42}};
+  EXPECT_NE(refusal().find("epoll registration of an fd it does not have"), std::string::npos);
+  epoll_adds = {{6, 7, 1, 0, 42}};
+  EXPECT_NE(refusal().find("epoll registration of an fd it does not have"), std::string::npos);
 }
 
 // The kernel refuses mmap below vm.mmap_min_addr: the blob would find out too late.

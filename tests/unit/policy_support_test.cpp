@@ -286,10 +286,16 @@ TEST(ClassifyFd, EveryKindOfTarget) {
       {"/dev/nullx", S_IFCHR | 0666, FdClass::kRefuse, "character device"},
       {"/run/app.fifo", S_IFIFO | 0600, FdClass::kRefuse, "named pipe"},
       {"/tmp/scratch (deleted)", S_IFREG | 0600, FdClass::kRefuse, "deleted"},
-      {"/memfd:jit (deleted)", S_IFREG | 0777, FdClass::kRefuse, "deleted"},
-      {"socket:[5550]", S_IFSOCK | 0777, FdClass::kRefuse, "socket"},
-      {"pipe:[4242]", S_IFIFO | 0600, FdClass::kRefuse, "pipe"},
-      {"anon_inode:[eventfd]", 0600, FdClass::kRefuse, "anon_inode:[eventfd]"},
+      {"/memfd:jit (deleted)", S_IFREG | 0777, FdClass::kMemfd, ""},
+      {"/memfd:jit", S_IFREG | 0777, FdClass::kRegular, ""},  // a file of that name
+      {"socket:[5550]", S_IFSOCK | 0777, FdClass::kSocket, ""},
+      {"pipe:[4242]", S_IFIFO | 0600, FdClass::kPipe, ""},
+      {"anon_inode:[eventfd]", 0600, FdClass::kEventfd, ""},
+      {"anon_inode:[eventpoll]", 0600, FdClass::kEpoll, ""},
+      {"anon_inode:[timerfd]", 0600, FdClass::kTimerfd, ""},
+      {"anon_inode:[signalfd]", 0600, FdClass::kSignalfd, ""},
+      {"anon_inode:inotify", 0600, FdClass::kRefuse, "anon_inode:inotify"},
+      {"anon_inode:[pidfd]", 0600, FdClass::kRefuse, "anon_inode:[pidfd]"},
       {"anon_inode:[perf_event]", 0600, FdClass::kRefuse, "anon_inode:[perf_event]"},
       {"anon_inode:[io_uring]", 0600, FdClass::kRefuse, "anon_inode:[io_uring]"},
       {"net:[4026531840]", S_IFREG | 0444, FdClass::kRefuse, "net:[4026531840]"},
@@ -335,9 +341,9 @@ TEST(ClassifyFd, OwnFdsAsTheKernelNamesThem) {
   };
   EXPECT_EQ(classify_own(dir->get()), FdClass::kDirectory);
   EXPECT_EQ(classify_own(null->get()), FdClass::kCharDevice);
-  EXPECT_EQ(classify_own(pr.get()), FdClass::kRefuse);
-  EXPECT_EQ(classify_own(ev.get()), FdClass::kRefuse);
-  EXPECT_EQ(classify_own(sock.get()), FdClass::kRefuse);
+  EXPECT_EQ(classify_own(pr.get()), FdClass::kPipe);
+  EXPECT_EQ(classify_own(ev.get()), FdClass::kEventfd);
+  EXPECT_EQ(classify_own(sock.get()), FdClass::kSocket);
   EXPECT_EQ(classify_own(deleted.get()), FdClass::kRefuse);
 }
 

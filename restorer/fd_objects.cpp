@@ -1,0 +1,332 @@
+// Creating the image's kernel objects in the launcher. Each is made with its state (counter,
+// timer, mask, buffered bytes, queued messages) and flags; the blob only dup3s it into place.
+#include "restorer/fd_objects.h"
+
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "snapshot/fd_objects.h"
+#include "snapshot/image.h"
+
+namespace prewarm {
+namespace {
+
+// include/uapi/linux/timerfd.h (that header clashes with glibc's sys/timerfd.h).
+constexpr unsigned long kTfdIocSetTicks = _IOW('T', 0, uint64_t);
+
+std::string fd_name(const pb::OpenFile& f) { return "the app's fd " + std::to_string(f.fd()) + " (" + f.path() + ")"; }
+
+Result<void> set_nonblock(int fd, const pb::OpenFile& f) {
+  int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0) return errno_error("F_GETFL");
+  fl = (fl & ~O_NONBLOCK) | (static_cast<int>(f.flags()) & O_NONBLOCK);
+  if (::fcntl(fd, F_SETFL, fl) != 0) return errno_error("set the flags of " + fd_name(f));
+  return ok();
+}
+
+Result<UniqueFd> make_eventfd(const pb::OpenFile& f) {
+  const auto& e = f.eventfd();
+  if (e.count() == ~0ull) return data_error(fd_name(f) + ": invalid eventfd counter");
+  UniqueFd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | (e.semaphore() ? EFD_SEMAPHORE : 0)));
+  if (!fd.valid()) return errno_error("eventfd for " + fd_name(f));
+  const uint64_t count = e.count();
+  if (count != 0 && ::write(fd.get(), &count, sizeof count) != sizeof count)
+    return errno_error("set the counter of " + fd_name(f));
+  PW_TRY(set_nonblock(fd.get(), f));
+  return fd;
+}
+
+// The remaining time is carried, as CRIU does: a restore resumes the app as it was at the
+// snapshot, so a timer due 5 s after it is due 5 s after the restore. An absolute timer is armed
+// absolute (its flags stay visible) at now + remaining on its own clock.
+Result<UniqueFd> make_timerfd(const pb::OpenFile& f) {
+  const auto& t = f.timerfd();
+  if (t.value_nsec() >= 1000000000ull || t.interval_nsec() >= 1000000000ull ||
+      t.value_sec() > (1ull << 40) || t.interval_sec() > (1ull << 40))
+    return data_error(fd_name(f) + ": invalid timer");
+  UniqueFd fd(::timerfd_create(t.clockid(), TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!fd.valid()) return errno_error("timerfd_create(clock " + std::to_string(t.clockid()) + ") for " + fd_name(f));
+  itimerspec its{};
+  its.it_value = {static_cast<time_t>(t.value_sec()), static_cast<long>(t.value_nsec())};
+  its.it_interval = {static_cast<time_t>(t.interval_sec()), static_cast<long>(t.interval_nsec())};
+  const bool armed = t.value_sec() != 0 || t.value_nsec() != 0;
+  const int flags = static_cast<int>(t.settime_flags()) & (TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET);
+  if (armed && (flags & TFD_TIMER_ABSTIME)) {
+    // timerfd clocks: the *_ALARM clocks read as their base clocks.
+    clockid_t base = t.clockid() == CLOCK_REALTIME_ALARM  ? CLOCK_REALTIME
+                     : t.clockid() == CLOCK_BOOTTIME_ALARM ? CLOCK_BOOTTIME
+                                                          : t.clockid();
+    timespec now{};
+    if (::clock_gettime(base, &now) != 0) return errno_error("clock_gettime for " + fd_name(f));
+    its.it_value.tv_sec += now.tv_sec;
+    its.it_value.tv_nsec += now.tv_nsec;
+    if (its.it_value.tv_nsec >= 1000000000) its.it_value.tv_sec += 1, its.it_value.tv_nsec -= 1000000000;
+  }
+  if (armed || flags != 0) {
+    if (::timerfd_settime(fd.get(), armed ? flags : 0, &its, nullptr) != 0)
+      return errno_error("arm the timer of " + fd_name(f));
+  }
+  // Expirations the app has not read yet (timerfd_settime reset them to 0).
+  if (t.ticks() != 0) {
+    uint64_t ticks = t.ticks();
+    if (::ioctl(fd.get(), kTfdIocSetTicks, &ticks) != 0)
+      return errno_error("set the pending expirations of " + fd_name(f) + " (TFD_IOC_SET_TICKS)");
+  }
+  PW_TRY(set_nonblock(fd.get(), f));
+  return fd;
+}
+
+Result<UniqueFd> make_signalfd(const pb::OpenFile& f) {
+  uint64_t mask = f.signalfd().mask();
+  UniqueFd fd(static_cast<int>(::syscall(SYS_signalfd4, -1, &mask, sizeof mask, O_CLOEXEC | O_NONBLOCK)));
+  if (!fd.valid()) return errno_error("signalfd for " + fd_name(f));
+  PW_TRY(set_nonblock(fd.get(), f));
+  return fd;
+}
+
+Result<void> write_whole(int fd, const std::string& data, const std::string& what) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return errno_error("put back the bytes of " + what);
+    done += static_cast<size_t>(n);
+  }
+  return ok();
+}
+
+// Both ends of one pipe: its capacity, its bytes, each end's flags.
+Result<void> make_pipe(const pb::OpenFile& read_end, const pb::OpenFile& write_end,
+                       std::map<uint32_t, UniqueFd>& out) {
+  const auto& p = read_end.pipe();
+  if (p.data().size() > p.capacity() || p.capacity() > (1u << 30))
+    return data_error(fd_name(read_end) + ": pipe bytes larger than the pipe");
+  if (xxh3_64(p.data().data(), p.data().size()) != p.data_xxh3())
+    return data_error(fd_name(read_end) + ": the pipe's stored bytes do not match their checksum");
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return errno_error("pipe for " + fd_name(read_end));
+  UniqueFd r(fds[0]), w(fds[1]);
+  int cap = ::fcntl(w.get(), F_GETPIPE_SZ);
+  if (cap < 0 || (static_cast<uint32_t>(cap) != p.capacity() &&
+                  ::fcntl(w.get(), F_SETPIPE_SZ, static_cast<int>(p.capacity())) < 0))
+    return errno_error("give the pipe of " + fd_name(read_end) + " its size of " + std::to_string(p.capacity()));
+  PW_TRY(write_whole(w.get(), p.data(), fd_name(read_end)));
+  PW_TRY(set_nonblock(r.get(), read_end));
+  PW_TRY(set_nonblock(w.get(), write_end));
+  out[read_end.description()] = std::move(r);
+  out[write_end.description()] = std::move(w);
+  return ok();
+}
+
+Result<void> set_buf(int fd, int force_opt, int opt, int kernel_value) {
+  // getsockopt reports twice what setsockopt asked for (the kernel's bookkeeping share).
+  int v = kernel_value / 2;
+  if (::setsockopt(fd, SOL_SOCKET, force_opt, &v, sizeof v) == 0) return ok();
+  if (::setsockopt(fd, SOL_SOCKET, opt, &v, sizeof v) == 0) return ok();
+  return errno_error("set socket buffer size");
+}
+
+// Both ends of a socketpair; each end's queue is sent again by its twin, in order.
+Result<void> make_sockpair(const pb::OpenFile& a, const pb::OpenFile& b, std::map<uint32_t, UniqueFd>& out) {
+  const int type = a.sockpair().type();
+  if (type != SOCK_STREAM && type != SOCK_DGRAM && type != SOCK_SEQPACKET)
+    return data_error(fd_name(a) + ": invalid socket type");
+  int sv[2];
+  if (::socketpair(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0)
+    return errno_error("socketpair for " + fd_name(a));
+  UniqueFd s[2] = {UniqueFd(sv[0]), UniqueFd(sv[1])};
+  const pb::OpenFile* rec[2] = {&a, &b};
+  for (int i = 0; i < 2; ++i) {
+    const auto& e = rec[i]->sockpair();
+    if (sock_queue_hash(e.queued()) != e.queued_xxh3())
+      return data_error(fd_name(*rec[i]) + ": the socket's stored messages do not match their checksum");
+    PW_TRY(set_buf(s[i].get(), SO_SNDBUFFORCE, SO_SNDBUF, e.sndbuf()));
+    PW_TRY(set_buf(s[i].get(), SO_RCVBUFFORCE, SO_RCVBUF, e.rcvbuf()));
+    int passcred = e.passcred() ? 1 : 0;
+    if (::setsockopt(s[i].get(), SOL_SOCKET, SO_PASSCRED, &passcred, sizeof passcred) != 0)
+      return errno_error("SO_PASSCRED for " + fd_name(*rec[i]));
+  }
+  for (int i = 0; i < 2; ++i) {
+    for (const auto& m : rec[i]->sockpair().queued()) {
+      size_t done = 0;
+      do {  // a datagram goes in one send; a stream may take several
+        ssize_t n = ::send(s[1 - i].get(), m.data().data() + done, m.data().size() - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0)
+          return errno_error("put back the " + std::to_string(m.data().size()) + " queued bytes of " + fd_name(*rec[i]));
+        done += static_cast<size_t>(n);
+      } while (done < m.data().size() && type == SOCK_STREAM);
+    }
+  }
+  for (int i = 0; i < 2; ++i) {
+    int off = rec[i]->sockpair().peek_off();
+    if (off >= 0 && ::setsockopt(s[i].get(), SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off) != 0)
+      return errno_error("SO_PEEK_OFF for " + fd_name(*rec[i]));
+    PW_TRY(set_nonblock(s[i].get(), *rec[i]));
+  }
+  out[a.description()] = std::move(s[0]);
+  out[b.description()] = std::move(s[1]);
+  return ok();
+}
+
+// A listener at its old address. Binding fails while another process holds the address (the
+// snapshotted app itself, if it still runs): then the restore is refused, as a second cold start
+// would fail to bind too.
+Result<UniqueFd> make_listener(const pb::OpenFile& f) {
+  const auto& l = f.listener();
+  if (l.address().size() > sizeof(sockaddr_storage) || l.address().size() < sizeof(sa_family_t) ||
+      (l.family() != AF_INET && l.family() != AF_INET6 && l.family() != AF_UNIX))
+    return data_error(fd_name(f) + ": invalid socket address");
+  UniqueFd fd(::socket(l.family(), l.type() | SOCK_CLOEXEC | SOCK_NONBLOCK, l.protocol()));
+  if (!fd.valid()) return errno_error("socket for " + fd_name(f));
+  for (const auto& o : l.options()) {
+    int v = o.value();
+    if (o.level() == SOL_SOCKET && (o.name() == SO_SNDBUF || o.name() == SO_RCVBUF)) {
+      PW_TRY(set_buf(fd.get(), o.name() == SO_SNDBUF ? SO_SNDBUFFORCE : SO_RCVBUFFORCE, o.name(), v));
+      continue;
+    }
+    if (::setsockopt(fd.get(), o.level(), o.name(), &v, sizeof v) != 0)
+      return errno_error("setsockopt(" + std::to_string(o.level()) + ", " + std::to_string(o.name()) + ") for " + fd_name(f));
+  }
+  sockaddr_storage addr{};
+  std::memcpy(&addr, l.address().data(), l.address().size());
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), static_cast<socklen_t>(l.address().size())) != 0)
+    return errno_error("bind " + fd_name(f) + " to its address again");
+  if (l.listening() && ::listen(fd.get(), l.backlog()) != 0) return errno_error("listen on " + fd_name(f));
+  PW_TRY(set_nonblock(fd.get(), f));
+  return fd;
+}
+
+// A memfd with its bytes, mode, offset and seals (sealing last: F_SEAL_WRITE forbids the fill).
+Result<UniqueFd> make_memfd(const pb::OpenFile& f) {
+  const auto& m = f.memfd();
+  if (xxh3_64(m.data().data(), m.data().size()) != m.data_xxh3())
+    return data_error(fd_name(f) + ": the memfd's stored bytes do not match their checksum");
+  if (m.name().size() > 249 || m.name().find('\0') != std::string::npos)
+    return data_error(fd_name(f) + ": invalid memfd name");
+  UniqueFd fd(static_cast<int>(::syscall(SYS_memfd_create, m.name().c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING)));
+  if (!fd.valid()) return errno_error("memfd_create for " + fd_name(f));
+  PW_TRY(write_whole(fd.get(), m.data(), fd_name(f)));
+  if (::fchmod(fd.get(), static_cast<mode_t>(m.mode() & 07777)) != 0) return errno_error("chmod " + fd_name(f));
+  const int acc = static_cast<int>(f.flags()) & O_ACCMODE;
+  if (acc != O_RDWR) {  // the app's fd was reopened read- or write-only (through /proc)
+    UniqueFd other(::open(("/proc/self/fd/" + std::to_string(fd.get())).c_str(), acc | O_CLOEXEC));
+    if (!other.valid()) return errno_error("reopen " + fd_name(f));
+    fd = std::move(other);
+  }
+  if (::lseek(fd.get(), static_cast<off_t>(f.pos()), SEEK_SET) < 0) return errno_error("seek " + fd_name(f));
+  if (::fcntl(fd.get(), F_SETFL, static_cast<int>(f.flags()) & (O_APPEND | O_NONBLOCK)) != 0)
+    return errno_error("set the flags of " + fd_name(f));
+  if (m.seals() != 0 && ::fcntl(fd.get(), F_ADD_SEALS, static_cast<int>(m.seals())) != 0)
+    return errno_error("seal " + fd_name(f));
+  return fd;
+}
+
+}  // namespace
+
+Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap) {
+  std::map<uint32_t, UniqueFd> out;
+  // Pipes and socketpairs: the records that carry each end (the ones with the bytes first).
+  std::map<uint32_t, const pb::OpenFile*> pipe_read, pipe_write;
+  std::map<uint32_t, const pb::OpenFile*> pair_end[2];
+  for (const auto& f : snap.files()) {
+    if (f.kind() == pb::FD_FILE) continue;
+    if (f.description() == 0) return data_error(fd_name(f) + ": kernel object without a description");
+    if (f.kind() == pb::FD_PIPE) {
+      auto& slot = (f.pipe().write_end() ? pipe_write : pipe_read)[f.pipe().pipe_id()];
+      if (slot == nullptr || (f.pipe().has_data() && !slot->pipe().has_data())) slot = &f;
+    } else if (f.kind() == pb::FD_SOCKPAIR) {
+      auto& slot = pair_end[f.sockpair().second()][f.sockpair().pair_id()];
+      if (slot == nullptr || f.sockpair().queued_size() > 0) slot = &f;
+    }
+  }
+  for (const auto& f : snap.files()) {
+    if (f.kind() == pb::FD_FILE || out.count(f.description())) continue;
+    switch (f.kind()) {
+      case pb::FD_EVENTFD: {
+        PW_ASSIGN(out[f.description()], make_eventfd(f));
+        break;
+      }
+      case pb::FD_TIMERFD: {
+        PW_ASSIGN(out[f.description()], make_timerfd(f));
+        break;
+      }
+      case pb::FD_SIGNALFD: {
+        PW_ASSIGN(out[f.description()], make_signalfd(f));
+        break;
+      }
+      case pb::FD_MEMFD: {
+        PW_ASSIGN(out[f.description()], make_memfd(f));
+        break;
+      }
+      case pb::FD_LISTENER: {
+        PW_ASSIGN(out[f.description()], make_listener(f));
+        break;
+      }
+      case pb::FD_EPOLL: {
+        UniqueFd ep(::epoll_create1(EPOLL_CLOEXEC));
+        if (!ep.valid()) return errno_error("epoll_create1 for " + fd_name(f));
+        out[f.description()] = std::move(ep);
+        break;
+      }
+      case pb::FD_PIPE: {
+        const auto* r = pipe_read[f.pipe().pipe_id()];
+        const auto* w = pipe_write[f.pipe().pipe_id()];
+        if (r == nullptr || w == nullptr || !r->pipe().has_data())
+          return data_error(fd_name(f) + ": the image lacks an end of its pipe");
+        PW_TRY(make_pipe(*r, *w, out));
+        break;
+      }
+      case pb::FD_SOCKPAIR: {
+        const auto* a = pair_end[0][f.sockpair().pair_id()];
+        const auto* b = pair_end[1][f.sockpair().pair_id()];
+        if (a == nullptr || b == nullptr || a->sockpair().type() != b->sockpair().type())
+          return data_error(fd_name(f) + ": the image lacks an end of its socketpair");
+        PW_TRY(make_sockpair(*a, *b, out));
+        break;
+      }
+      default:
+        return data_error(fd_name(f) + ": unknown kind of fd in the image");
+    }
+    if (!out.count(f.description())) return data_error(fd_name(f) + ": inconsistent descriptions in the image");
+  }
+  return out;
+}
+
+Result<std::vector<PwEpollAdd>> epoll_registrations(const pb::Snapshot& snap,
+                                                    const std::function<int(int)>& launcher_fd) {
+  std::vector<PwEpollAdd> out;
+  UniqueFd scratch;
+  for (const auto& f : snap.files()) {
+    if (f.kind() != pb::FD_EPOLL) continue;
+    for (const auto& t : f.epoll().targets()) {
+      const int from = launcher_fd(t.fd());
+      if (from < 0) return data_error(fd_name(f) + ": epoll target fd " + std::to_string(t.fd()) + " is not in the image");
+      if (!scratch.valid()) scratch.reset(::epoll_create1(EPOLL_CLOEXEC));
+      if (!scratch.valid()) return errno_error("epoll_create1");
+      epoll_event ev{};
+      ev.events = t.events();
+      ev.data.u64 = t.data();
+      // Tried here so the blob's epoll_ctl cannot fail; the scratch registration goes with it.
+      if (::epoll_ctl(scratch.get(), EPOLL_CTL_ADD, from, &ev) != 0)
+        return errno_error(fd_name(f) + ": register target fd " + std::to_string(t.fd()));
+      if (::epoll_ctl(scratch.get(), EPOLL_CTL_DEL, from, nullptr) != 0) return errno_error("epoll_ctl");
+      out.push_back({f.fd(), t.fd(), t.events(), 0, t.data()});
+    }
+  }
+  return out;
+}
+
+}  // namespace prewarm

@@ -1,0 +1,718 @@
+// Kernel-object fds of a frozen process. fdinfo gives eventfd, timerfd, signalfd and epoll state;
+// pidfd_getfd gives us the app's very open file, so pipe bytes are copied with tee(2) and socket
+// queues read with MSG_PEEK, both of which leave the app's data where it was.
+#include "snapshot/fd_objects.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <linux/inet_diag.h>
+#include <linux/kcmp.h>
+#include <linux/magic.h>
+#include <linux/netlink.h>
+#include <linux/sockios.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <sstream>
+
+#include "snapshot/image.h"
+#include "snapshot/unique_fd.h"
+
+namespace prewarm {
+namespace {
+
+constexpr size_t kMaxQueuedBytes = 16u << 20;  // per socket: more is not a socketpair at rest
+constexpr size_t kMaxMessages = 65536;
+
+// The value after "key" on its line of an fdinfo text ("" when absent).
+std::string field(const std::string& text, const std::string& key) {
+  size_t at = 0;
+  while ((at = text.find(key, at)) != std::string::npos) {
+    if (at == 0 || text[at - 1] == '\n') {
+      size_t from = at + key.size();
+      size_t end = text.find('\n', from);
+      std::string v = text.substr(from, end == std::string::npos ? std::string::npos : end - from);
+      size_t b = v.find_first_not_of(" \t");
+      return b == std::string::npos ? std::string() : v.substr(b);
+    }
+    at += key.size();
+  }
+  return {};
+}
+
+bool parse_u64(const std::string& s, int base, uint64_t& out) {
+  if (s.empty()) return false;
+  char* end = nullptr;
+  errno = 0;
+  out = std::strtoull(s.c_str(), &end, base);
+  return errno == 0 && end != s.c_str();
+}
+
+long kcmp(pid_t pid, int type, unsigned long a, unsigned long b) {
+  return ::syscall(SYS_kcmp, pid, pid, type, a, b);
+}
+
+Result<UniqueFd> get_fd(int pidfd, int fd) {
+  int got = static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, fd, 0));
+  if (got < 0) return errno_error("pidfd_getfd of fd " + std::to_string(fd));
+  return UniqueFd(got);
+}
+
+// Inode from "pipe:[N]" / "socket:[N]".
+uint64_t bracket_inode(const std::string& target) {
+  size_t b = target.find('[');
+  uint64_t v = 0;
+  if (b == std::string::npos || !parse_u64(target.substr(b + 1), 10, v)) return 0;
+  return v;
+}
+
+struct UnixDiag {
+  uint8_t state = 0;
+  uint32_t peer = 0;
+  uint8_t shutdown = 0;
+  bool has_name = false;
+  bool abstract_name = false;
+  uint32_t rqueue = 0, wqueue = 0;  // listening: pending connections and the backlog
+};
+
+// One AF_UNIX socket by inode, through NETLINK_SOCK_DIAG (the kernel's only way to name a peer).
+Result<UnixDiag> unix_diag(uint64_t inode) {
+  UniqueFd nl(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
+  if (!nl.valid()) return errno_error("open NETLINK_SOCK_DIAG");
+  struct {
+    nlmsghdr nh;
+    unix_diag_req req;
+  } msg{};
+  msg.nh.nlmsg_len = sizeof msg;
+  msg.nh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nh.nlmsg_flags = NLM_F_REQUEST;
+  msg.req.sdiag_family = AF_UNIX;
+  msg.req.udiag_states = ~0u;
+  msg.req.udiag_ino = static_cast<uint32_t>(inode);
+  msg.req.udiag_show = UDIAG_SHOW_PEER | UDIAG_SHOW_NAME | UDIAG_SHOW_RQLEN;
+  msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0u;  // INET_DIAG_NOCOOKIE
+  sockaddr_nl to{};
+  to.nl_family = AF_NETLINK;
+  if (::sendto(nl.get(), &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0)
+    return errno_error("sock_diag request");
+  alignas(nlmsghdr) char buf[8192];
+  ssize_t n = ::recv(nl.get(), buf, sizeof buf, 0);
+  if (n < 0) return errno_error("sock_diag reply");
+  auto* h = reinterpret_cast<nlmsghdr*>(buf);
+  if (!NLMSG_OK(h, static_cast<unsigned>(n))) return data_error("sock_diag: short reply");
+  if (h->nlmsg_type == NLMSG_ERROR) {
+    auto* e = static_cast<nlmsgerr*>(NLMSG_DATA(h));
+    return make_error(-e->error, "sock_diag of socket:[" + std::to_string(inode) + "]");
+  }
+  auto* d = static_cast<unix_diag_msg*>(NLMSG_DATA(h));
+  UnixDiag out;
+  out.state = d->udiag_state;
+  int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof *d));
+  for (auto* a = reinterpret_cast<nlattr*>(d + 1); len >= static_cast<int>(sizeof(nlattr)) &&
+                                                   a->nla_len >= sizeof(nlattr) && a->nla_len <= len;
+       len -= NLA_ALIGN(a->nla_len), a = reinterpret_cast<nlattr*>(reinterpret_cast<char*>(a) + NLA_ALIGN(a->nla_len))) {
+    const char* payload = reinterpret_cast<const char*>(a) + NLA_HDRLEN;
+    switch (a->nla_type) {
+      case UNIX_DIAG_PEER: std::memcpy(&out.peer, payload, 4); break;
+      case UNIX_DIAG_SHUTDOWN: std::memcpy(&out.shutdown, payload, 1); break;
+      case UNIX_DIAG_NAME:
+        out.has_name = a->nla_len > NLA_HDRLEN;
+        out.abstract_name = out.has_name && payload[0] == '\0';
+        break;
+      case UNIX_DIAG_RQLEN: {
+        unix_diag_rqlen q{};
+        std::memcpy(&q, payload, sizeof q);
+        out.rqueue = q.udiag_rqueue;
+        out.wqueue = q.udiag_wqueue;
+        break;
+      }
+      default: break;
+    }
+  }
+  return out;
+}
+
+// A TCP or UDP socket's queue lengths by inode (for a listener: pending connections and the
+// backlog), from an inet_diag dump of its family and protocol.
+Result<std::pair<uint32_t, uint32_t>> inet_queues(int family, int protocol, uint64_t inode) {
+  UniqueFd nl(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
+  if (!nl.valid()) return errno_error("open NETLINK_SOCK_DIAG");
+  struct {
+    nlmsghdr nh;
+    inet_diag_req_v2 req;
+  } msg{};
+  msg.nh.nlmsg_len = sizeof msg;
+  msg.nh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  msg.req.sdiag_family = static_cast<uint8_t>(family);
+  msg.req.sdiag_protocol = static_cast<uint8_t>(protocol);
+  msg.req.idiag_states = ~0u;
+  sockaddr_nl to{};
+  to.nl_family = AF_NETLINK;
+  if (::sendto(nl.get(), &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0)
+    return errno_error("inet_diag request");
+  alignas(nlmsghdr) static thread_local char buf[32768];
+  for (;;) {
+    ssize_t got = ::recv(nl.get(), buf, sizeof buf, 0);
+    if (got < 0) return errno_error("inet_diag reply");
+    // NLMSG_OK/NLMSG_NEXT by hand: the macros mix signed and unsigned lengths.
+    size_t left = static_cast<size_t>(got);
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); left >= sizeof(nlmsghdr) && h->nlmsg_len >= sizeof(nlmsghdr) &&
+                                                     h->nlmsg_len <= left;
+         left -= std::min<size_t>(left, NLMSG_ALIGN(h->nlmsg_len)),
+              h = reinterpret_cast<nlmsghdr*>(reinterpret_cast<char*>(h) + NLMSG_ALIGN(h->nlmsg_len))) {
+      if (h->nlmsg_type == NLMSG_DONE) return data_error("socket:[" + std::to_string(inode) + "] not found by inet_diag");
+      if (h->nlmsg_type == NLMSG_ERROR) return make_error(-static_cast<nlmsgerr*>(NLMSG_DATA(h))->error, "inet_diag");
+      auto* d = static_cast<inet_diag_msg*>(NLMSG_DATA(h));
+      if (d->idiag_inode == inode) return std::make_pair(d->idiag_rqueue, d->idiag_wqueue);
+    }
+  }
+}
+
+// Options a listener is recreated with, read as ints.
+struct OptionName {
+  int level, name;
+  bool ipv6_only;
+};
+constexpr OptionName kListenerOptions[] = {
+    {SOL_SOCKET, SO_REUSEADDR, false}, {SOL_SOCKET, SO_REUSEPORT, false}, {SOL_SOCKET, SO_KEEPALIVE, false},
+    {SOL_SOCKET, SO_BROADCAST, false}, {SOL_SOCKET, SO_SNDBUF, false},    {SOL_SOCKET, SO_RCVBUF, false},
+    {SOL_SOCKET, SO_PASSCRED, false},  {SOL_SOCKET, SO_PRIORITY, false},  {IPPROTO_IPV6, IPV6_V6ONLY, true},
+    {IPPROTO_TCP, TCP_NODELAY, false}, {IPPROTO_TCP, TCP_DEFER_ACCEPT, false}, {IPPROTO_TCP, TCP_KEEPIDLE, false},
+    {IPPROTO_TCP, TCP_KEEPINTVL, false}, {IPPROTO_TCP, TCP_KEEPCNT, false},   {IPPROTO_TCP, TCP_FASTOPEN, false},
+};
+
+// A listening or bound socket recreated at its address: "" and `out` filled, or why not.
+Result<std::string> listener_record(int sock, int domain, int type, uint64_t inode, pb::SockListener& out) {
+  int protocol = 0, listening = 0;
+  socklen_t l = sizeof protocol;
+  if (::getsockopt(sock, SOL_SOCKET, SO_PROTOCOL, &protocol, &l) != 0) return errno_error("SO_PROTOCOL");
+  l = sizeof listening;
+  if (::getsockopt(sock, SOL_SOCKET, SO_ACCEPTCONN, &listening, &l) != 0) return errno_error("SO_ACCEPTCONN");
+  sockaddr_storage addr{};
+  socklen_t alen = sizeof addr;
+  if (::getsockname(sock, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) return errno_error("getsockname");
+  sockaddr_storage peer{};
+  socklen_t plen = sizeof peer;
+  const bool connected = ::getpeername(sock, reinterpret_cast<sockaddr*>(&peer), &plen) == 0;
+  const bool inet = domain == AF_INET || domain == AF_INET6;
+  const bool tcp = inet && type == SOCK_STREAM && protocol == IPPROTO_TCP;
+  const bool udp = inet && type == SOCK_DGRAM && protocol == IPPROTO_UDP;
+  uint32_t pending = 0, backlog = 0;
+  if (domain == AF_UNIX) {
+    if (!listening) return std::string("unix socket that is neither a socketpair end nor listening");
+    auto d = unix_diag(inode);
+    if (!d) return d.error();
+    if (!d->abstract_name) return std::string("unix socket bound to a path is not carried (only abstract names)");
+    pending = d->rqueue;
+    backlog = d->wqueue;
+  } else if (tcp || udp) {
+    if (connected) return std::string(tcp ? "connected TCP socket (its peer is outside the process)" : "connected UDP socket");
+    if (tcp && !listening) return std::string("TCP socket that is not listening");
+    const bool bound = domain == AF_INET ? reinterpret_cast<sockaddr_in&>(addr).sin_port != 0
+                                         : reinterpret_cast<sockaddr_in6&>(addr).sin6_port != 0;
+    if (!bound) return std::string("UDP socket not bound to a port");
+    if (tcp) {
+      auto q = inet_queues(domain, protocol, inode);
+      if (!q) return "listening socket whose backlog cannot be read (" + q.error().describe() + ")";
+      pending = q->first;
+      backlog = q->second;
+    } else {
+      int queued = 0;
+      if (::ioctl(sock, SIOCINQ, &queued) != 0) return errno_error("SIOCINQ");
+      pending = static_cast<uint32_t>(queued);
+    }
+  } else {
+    return std::string(inet ? "network socket of another protocol (" + std::to_string(protocol) + ") is not carried"
+                            : "socket of family " + std::to_string(domain) + " is not carried");
+  }
+  if (pending != 0)
+    return std::string(listening ? "listening socket with connections waiting to be accepted"
+                                 : "UDP socket with datagrams queued");
+  out.set_family(domain);
+  out.set_type(type);
+  out.set_protocol(protocol);
+  out.set_address(std::string(reinterpret_cast<const char*>(&addr), alen));
+  out.set_listening(listening != 0);
+  out.set_backlog(static_cast<int32_t>(backlog));
+  for (const auto& o : kListenerOptions) {
+    if (o.level == IPPROTO_TCP && !tcp) continue;
+    if (o.ipv6_only && domain != AF_INET6) continue;
+    if (domain == AF_UNIX && o.level != SOL_SOCKET) continue;
+    if (o.name == SO_PASSCRED && o.level == SOL_SOCKET && domain != AF_UNIX) continue;  // unix only
+    int v = 0;
+    l = sizeof v;
+    if (::getsockopt(sock, o.level, o.name, &v, &l) != 0) return errno_error("getsockopt " + std::to_string(o.name));
+    auto* opt = out.add_options();
+    opt->set_level(o.level);
+    opt->set_name(o.name);
+    opt->set_value(v);
+  }
+  return std::string();
+}
+
+// The messages queued for reading on `sock`, peeked in order. A stream's bytes come as one
+// message. SO_PEEK_OFF moves the peek past what was already seen and is put back afterwards.
+// "" in `why` when fine; else why the queue cannot be carried.
+Result<std::vector<std::string>> peek_queue(int sock, int type, int peek_off, std::string& why) {
+  std::vector<std::string> out;
+  int zero = 0;
+  if (::setsockopt(sock, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) != 0) return errno_error("SO_PEEK_OFF");
+  struct Restore {
+    int sock, off;
+    ~Restore() { (void)::setsockopt(sock, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off); }
+  } restore{sock, peek_off};
+  std::string stream;
+  std::vector<char> buf(256 * 1024);
+  size_t total = 0;
+  for (size_t i = 0; i < kMaxMessages; ++i) {
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 253)];
+    iovec iov{buf.data(), buf.size()};
+    msghdr m{};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = control;
+    m.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(sock, &m, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (n < 0) return errno_error("peek at a socket queue");
+    for (cmsghdr* c = CMSG_FIRSTHDR(&m); c != nullptr; c = CMSG_NXTHDR(&m, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+        const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t k = 0; k < count; ++k) {
+          int fd;
+          std::memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof fd);
+          ::close(fd);
+        }
+        why = "a queued message carries file descriptors (SCM_RIGHTS)";
+        return out;
+      }
+    }
+    if (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+      why = "a queued message is larger than 256 KiB";
+      return out;
+    }
+    total += static_cast<size_t>(n);
+    if (total > kMaxQueuedBytes) {
+      why = "more than 16 MiB queued";
+      return out;
+    }
+    if (type == SOCK_STREAM) {
+      if (n == 0) break;
+      stream.append(buf.data(), static_cast<size_t>(n));
+    } else {
+      out.emplace_back(buf.data(), static_cast<size_t>(n));
+    }
+    if (i + 1 == kMaxMessages) why = "too many queued messages";
+  }
+  if (type == SOCK_STREAM && !stream.empty()) out.push_back(std::move(stream));
+  if (type == SOCK_STREAM) {
+    int inq = 0;
+    if (::ioctl(sock, SIOCINQ, &inq) == 0 && static_cast<size_t>(inq) != total)
+      why = "its queue could not be read whole (" + std::to_string(total) + " of " + std::to_string(inq) + " bytes)";
+  }
+  return out;
+}
+
+}  // namespace
+
+uint64_t sock_queue_hash(const google::protobuf::RepeatedPtrField<pb::SockMessage>& q) {
+  std::string all;
+  for (const auto& m : q) all += std::to_string(m.data().size()) + ":" + m.data();
+  return xxh3_64(all.data(), all.size());
+}
+
+Result<pb::FdEventfd> parse_eventfd_fdinfo(const std::string& text) {
+  pb::FdEventfd e;
+  uint64_t count = 0, sem = 0;
+  if (!parse_u64(field(text, "eventfd-count:"), 16, count)) return data_error("fdinfo: no eventfd-count");
+  // Kernels before 6.4 do not say whether the eventfd counts as a semaphore.
+  if (!parse_u64(field(text, "eventfd-semaphore:"), 10, sem))
+    return data_error("this kernel's fdinfo does not say whether the eventfd is EFD_SEMAPHORE");
+  e.set_count(count);
+  e.set_semaphore(sem != 0);
+  return e;
+}
+
+Result<pb::FdTimerfd> parse_timerfd_fdinfo(const std::string& text) {
+  pb::FdTimerfd t;
+  uint64_t clock = 0, ticks = 0, flags = 0;
+  if (!parse_u64(field(text, "clockid:"), 10, clock) || !parse_u64(field(text, "ticks:"), 10, ticks) ||
+      !parse_u64(field(text, "settime flags:"), 8, flags))
+    return data_error("fdinfo: no timerfd clockid/ticks/settime flags");
+  unsigned long long vs = 0, vn = 0, is = 0, in = 0;
+  if (std::sscanf(field(text, "it_value:").c_str(), "(%llu, %llu)", &vs, &vn) != 2 ||
+      std::sscanf(field(text, "it_interval:").c_str(), "(%llu, %llu)", &is, &in) != 2)
+    return data_error("fdinfo: no timerfd it_value/it_interval");
+  t.set_clockid(static_cast<int32_t>(clock));
+  t.set_ticks(ticks);
+  t.set_settime_flags(static_cast<uint32_t>(flags));
+  t.set_value_sec(vs);
+  t.set_value_nsec(vn);
+  t.set_interval_sec(is);
+  t.set_interval_nsec(in);
+  return t;
+}
+
+Result<pb::FdSignalfd> parse_signalfd_fdinfo(const std::string& text) {
+  pb::FdSignalfd s;
+  uint64_t mask = 0;
+  if (!parse_u64(field(text, "sigmask:"), 16, mask)) return data_error("fdinfo: no signalfd sigmask");
+  s.set_mask(mask);
+  return s;
+}
+
+Result<pb::FdEpoll> parse_epoll_fdinfo(const std::string& text) {
+  pb::FdEpoll e;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("tfd:", 0) != 0) continue;
+    int tfd = -1;
+    unsigned events = 0;
+    unsigned long long data = 0;
+    if (std::sscanf(line.c_str(), "tfd: %d events: %x data: %llx", &tfd, &events, &data) != 3 || tfd < 0)
+      return data_error("fdinfo: cannot parse epoll line: " + line);
+    auto* t = e.add_targets();
+    t->set_fd(tfd);
+    t->set_events(events);
+    t->set_data(data);
+  }
+  return e;
+}
+
+Result<FdObjectScan> collect_fd_objects(pid_t pid, const std::vector<FdObjectCandidate>& candidates,
+                                        const std::vector<FdInfo>& all) {
+  FdObjectScan out;
+  if (candidates.empty()) return out;
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd.valid()) return errno_error("pidfd_open " + std::to_string(pid));
+  const std::string base = "/proc/" + std::to_string(pid) + "/fdinfo/";
+  auto refuse = [&](int fd, std::string why) { out.refused.emplace_back(fd, std::move(why)); };
+
+  // Open file descriptions: fds that are dups of one another share one (kcmp), created once.
+  std::vector<uint32_t> desc(candidates.size(), 0);
+  uint32_t next_desc = 1;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    for (size_t j = 0; j < i && desc[i] == 0; ++j) {
+      if (candidates[j].kind != candidates[i].kind || candidates[j].fd->target != candidates[i].fd->target) continue;
+      long r = kcmp(pid, KCMP_FILE, static_cast<unsigned long>(candidates[i].fd->fd),
+                    static_cast<unsigned long>(candidates[j].fd->fd));
+      if (r < 0) return errno_error("kcmp of fds " + std::to_string(candidates[i].fd->fd));
+      if (r == 0) desc[i] = desc[j];
+    }
+    if (desc[i] == 0) desc[i] = next_desc++;
+  }
+
+  // Pipes and sockets by inode: which candidates hold which end.
+  std::map<uint64_t, size_t> pipe_of;                 // inode -> pipe id
+  std::map<uint64_t, std::pair<uint32_t, bool>> sock_of;  // inode -> (pair id, second)
+  std::map<uint64_t, std::vector<int>> pipe_ends[2];
+  for (size_t i = 0; i < candidates.size(); ++i)
+    if (candidates[i].kind == pb::FD_PIPE) {
+      const uint32_t acc = candidates[i].fd->flags & O_ACCMODE;
+      if (acc == O_RDONLY || acc == O_WRONLY)
+        pipe_ends[acc == O_WRONLY][bracket_inode(candidates[i].fd->target)].push_back(static_cast<int>(i));
+    }
+
+  std::map<int, const FdInfo*> by_number;
+  for (const auto& f : all) by_number[f.fd] = &f;
+  uint32_t next_pair = 1;
+
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const FdInfo& fd = *candidates[i].fd;
+    pb::OpenFile r;
+    r.set_fd(fd.fd);
+    r.set_path(fd.target);
+    r.set_flags(fd.flags & ~static_cast<uint32_t>(O_CLOEXEC));
+    r.set_cloexec(fd.flags & O_CLOEXEC);
+    r.set_kind(candidates[i].kind);
+    r.set_description(desc[i]);
+    if (fd.flags & O_ASYNC) {
+      refuse(fd.fd, "signal-driven I/O (O_ASYNC) is not carried");
+      continue;
+    }
+    if (candidates[i].kind == pb::FD_TIMERFD) {
+      // An expired periodic timer counts its missed periods only when asked: fdinfo then says
+      // 1 tick and no time left. timerfd_gettime does the kernel's own catch-up (what the app's
+      // next read would also do), so fdinfo gives the true ticks and the next expiration.
+      PW_ASSIGN(UniqueFd app, get_fd(pidfd.get(), fd.fd));
+      itimerspec its{};
+      if (::timerfd_gettime(app.get(), &its) != 0) return errno_error("timerfd_gettime of fd " + std::to_string(fd.fd));
+    }
+    auto info = read_file(base + std::to_string(fd.fd));
+    if (!info) return info.error();
+    switch (candidates[i].kind) {
+      case pb::FD_EVENTFD: {
+        auto e = parse_eventfd_fdinfo(*info);
+        if (!e) {
+          refuse(fd.fd, e.error().message);
+          continue;
+        }
+        *r.mutable_eventfd() = *e;
+        break;
+      }
+      case pb::FD_TIMERFD: {
+        auto t = parse_timerfd_fdinfo(*info);
+        if (!t) return t.error();
+        *r.mutable_timerfd() = *t;
+        break;
+      }
+      case pb::FD_SIGNALFD: {
+        auto s = parse_signalfd_fdinfo(*info);
+        if (!s) return s.error();
+        *r.mutable_signalfd() = *s;
+        break;
+      }
+      case pb::FD_EPOLL: {
+        auto e = parse_epoll_fdinfo(*info);
+        if (!e) return e.error();
+        std::map<int, int> seen;
+        std::string why;
+        for (const auto& t : e->targets()) {
+          const int n = seen[t.fd()]++;
+          if (n > 0) {
+            why = "target fd " + std::to_string(t.fd()) + " is registered more than once (a closed fd's file)";
+            break;
+          }
+          if (!by_number.count(t.fd())) {
+            why = "target fd " + std::to_string(t.fd()) + " is no longer open in the process";
+            break;
+          }
+          kcmp_epoll_slot slot{static_cast<uint32_t>(fd.fd), static_cast<uint32_t>(t.fd()), 0};
+          long same = kcmp(pid, KCMP_EPOLL_TFD, static_cast<unsigned long>(t.fd()), reinterpret_cast<unsigned long>(&slot));
+          if (same < 0) return errno_error("kcmp(KCMP_EPOLL_TFD) of epoll fd " + std::to_string(fd.fd));
+          if (same != 0) {
+            why = "target fd " + std::to_string(t.fd()) + " is now another file than the one registered";
+            break;
+          }
+        }
+        if (!why.empty()) {
+          refuse(fd.fd, "epoll: " + why);
+          continue;
+        }
+        *r.mutable_epoll() = *e;
+        break;
+      }
+      case pb::FD_PIPE: {
+        const uint32_t acc = fd.flags & O_ACCMODE;
+        const uint64_t ino = bracket_inode(fd.target);
+        if (acc != O_RDONLY && acc != O_WRONLY) {
+          refuse(fd.fd, "pipe opened read-write (through /proc) is not carried");
+          continue;
+        }
+        if (fd.flags & O_DIRECT) {
+          refuse(fd.fd, "packet-mode pipe (O_DIRECT) is not carried");
+          continue;
+        }
+        const bool write_end = acc == O_WRONLY;
+        const auto& mine = pipe_ends[write_end][ino];
+        const auto& other = pipe_ends[!write_end][ino];
+        if (other.empty()) {
+          refuse(fd.fd, std::string("pipe whose ") + (write_end ? "read" : "write") +
+                            " end is outside the process");
+          continue;
+        }
+        bool one_desc = true;
+        for (int k : mine) one_desc = one_desc && desc[static_cast<size_t>(k)] == desc[static_cast<size_t>(mine[0])];
+        for (int k : other) one_desc = one_desc && desc[static_cast<size_t>(k)] == desc[static_cast<size_t>(other[0])];
+        if (!one_desc) {
+          refuse(fd.fd, "pipe end open through more than one open file description");
+          continue;
+        }
+        auto [it, fresh] = pipe_of.emplace(ino, pipe_of.size() + 1);
+        auto* p = r.mutable_pipe();
+        p->set_pipe_id(static_cast<uint32_t>(it->second));
+        p->set_write_end(write_end);
+        PW_ASSIGN(UniqueFd app, get_fd(pidfd.get(), fd.fd));
+        int cap = ::fcntl(app.get(), F_GETPIPE_SZ);
+        if (cap < 0) return errno_error("F_GETPIPE_SZ of fd " + std::to_string(fd.fd));
+        p->set_capacity(static_cast<uint32_t>(cap));
+        // The bytes go with the first read-end record only.
+        if (!write_end && static_cast<size_t>(mine[0]) == i) {
+          int queued = 0;
+          if (::ioctl(app.get(), FIONREAD, &queued) != 0) return errno_error("FIONREAD of fd " + std::to_string(fd.fd));
+          std::string data;
+          if (queued > 0) {
+            int pp[2];
+            if (::pipe2(pp, O_CLOEXEC | O_NONBLOCK) != 0) return errno_error("pipe");
+            UniqueFd pr(pp[0]), pw(pp[1]);
+            if (::fcntl(pw.get(), F_SETPIPE_SZ, cap) < cap) return errno_error("F_SETPIPE_SZ");
+            // tee duplicates the buffers: the app's pipe keeps its bytes.
+            ssize_t n = ::tee(app.get(), pw.get(), static_cast<size_t>(queued), SPLICE_F_NONBLOCK);
+            if (n != queued)
+              return make_error(n < 0 ? errno : EIO, "copy the bytes in the pipe of fd " + std::to_string(fd.fd));
+            data.resize(static_cast<size_t>(n));
+            size_t got = 0;
+            while (got < data.size()) {
+              ssize_t k = ::read(pr.get(), data.data() + got, data.size() - got);
+              if (k <= 0) return errno_error("read the copy of a pipe");
+              got += static_cast<size_t>(k);
+            }
+          }
+          p->set_has_data(true);
+          p->set_data_xxh3(xxh3_64(data.data(), data.size()));
+          p->set_data(std::move(data));
+        }
+        break;
+      }
+      case pb::FD_SOCKPAIR: {
+        PW_ASSIGN(UniqueFd app, get_fd(pidfd.get(), fd.fd));
+        int domain = 0, type = 0, listening = 0;
+        socklen_t l = sizeof domain;
+        if (::getsockopt(app.get(), SOL_SOCKET, SO_DOMAIN, &domain, &l) != 0) return errno_error("SO_DOMAIN");
+        l = sizeof type;
+        if (::getsockopt(app.get(), SOL_SOCKET, SO_TYPE, &type, &l) != 0) return errno_error("SO_TYPE");
+        l = sizeof listening;
+        if (::getsockopt(app.get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &l) != 0) return errno_error("SO_ACCEPTCONN");
+        const uint64_t ino = bracket_inode(fd.target);
+        if (domain != AF_UNIX || listening) {
+          PW_ASSIGN(std::string why, listener_record(app.get(), domain, type, ino, *r.mutable_listener()));
+          if (!why.empty()) {
+            refuse(fd.fd, why);
+            continue;
+          }
+          r.set_kind(pb::FD_LISTENER);
+          break;
+        }
+        auto diag = unix_diag(ino);
+        if (!diag) {
+          refuse(fd.fd, "unix socket not visible to sock_diag (" + diag.error().describe() + ")");
+          continue;
+        }
+        if (diag->has_name) {
+          refuse(fd.fd, "bound unix socket is not carried");
+          continue;
+        }
+        if (diag->peer == 0) {
+          refuse(fd.fd, "unconnected unix socket is not carried");
+          continue;
+        }
+        bool peer_inside = false;
+        for (const auto& c : candidates)
+          if (c.kind == pb::FD_SOCKPAIR && bracket_inode(c.fd->target) == diag->peer) peer_inside = true;
+        if (!peer_inside) {
+          refuse(fd.fd, "unix socket connected to a peer outside the process");
+          continue;
+        }
+        auto peer_diag = unix_diag(diag->peer);
+        if (!peer_diag || peer_diag->peer != ino || peer_diag->has_name) {
+          refuse(fd.fd, "unix socket whose peer is not its socketpair twin");
+          continue;
+        }
+        if (diag->shutdown != 0) {
+          refuse(fd.fd, "half-closed socketpair (shutdown) is not carried");
+          continue;
+        }
+        bool one_desc = true;
+        for (size_t k = 0; k < candidates.size(); ++k)
+          if (candidates[k].kind == pb::FD_SOCKPAIR && bracket_inode(candidates[k].fd->target) == ino)
+            one_desc = one_desc && desc[k] == desc[i];
+        if (!one_desc) {
+          refuse(fd.fd, "socket open through more than one open file description");
+          continue;
+        }
+        auto* s = r.mutable_sockpair();
+        auto found = sock_of.find(diag->peer);
+        if (found != sock_of.end()) {
+          s->set_pair_id(found->second.first);
+          s->set_second(!found->second.second);
+        } else if (auto mine = sock_of.find(ino); mine != sock_of.end()) {
+          s->set_pair_id(mine->second.first);
+          s->set_second(mine->second.second);
+        } else {
+          s->set_pair_id(next_pair++);
+          s->set_second(false);
+        }
+        sock_of[ino] = {s->pair_id(), s->second()};
+        s->set_type(type);
+        int v = 0;
+        l = sizeof v;
+        if (::getsockopt(app.get(), SOL_SOCKET, SO_SNDBUF, &v, &l) != 0) return errno_error("SO_SNDBUF");
+        s->set_sndbuf(v);
+        l = sizeof v;
+        if (::getsockopt(app.get(), SOL_SOCKET, SO_RCVBUF, &v, &l) != 0) return errno_error("SO_RCVBUF");
+        s->set_rcvbuf(v);
+        l = sizeof v;
+        if (::getsockopt(app.get(), SOL_SOCKET, SO_PASSCRED, &v, &l) != 0) return errno_error("SO_PASSCRED");
+        s->set_passcred(v != 0);
+        int peek_off = -1;
+        l = sizeof peek_off;
+        if (::getsockopt(app.get(), SOL_SOCKET, SO_PEEK_OFF, &peek_off, &l) != 0) return errno_error("SO_PEEK_OFF");
+        s->set_peek_off(peek_off);
+        // A dup of this description already carries the queue.
+        bool first_of_desc = true;
+        for (size_t k = 0; k < i; ++k) first_of_desc = first_of_desc && desc[k] != desc[i];
+        if (first_of_desc) {
+          std::string why;
+          PW_ASSIGN(auto queue, peek_queue(app.get(), type, peek_off, why));
+          if (!why.empty()) {
+            refuse(fd.fd, "socketpair: " + why);
+            continue;
+          }
+          for (auto& m : queue) s->add_queued()->set_data(std::move(m));
+          s->set_queued_xxh3(sock_queue_hash(s->queued()));
+        }
+        break;
+      }
+      case pb::FD_MEMFD: {
+        // One memfd open through two descriptions (reopened via /proc) would become two files.
+        bool shared = false;
+        for (size_t k = 0; k < candidates.size(); ++k)
+          shared = shared || (candidates[k].kind == pb::FD_MEMFD && desc[k] != desc[i] &&
+                              candidates[k].fd->st.st_ino == fd.st.st_ino && candidates[k].fd->st.st_dev == fd.st.st_dev);
+        if (shared) {
+          refuse(fd.fd, "memfd open through more than one open file description");
+          continue;
+        }
+        PW_ASSIGN(UniqueFd app, get_fd(pidfd.get(), fd.fd));
+        struct stat st {};
+        struct statfs fs {};
+        if (::fstat(app.get(), &st) != 0 || ::fstatfs(app.get(), &fs) != 0) return errno_error("fstat memfd");
+        if (fs.f_type == HUGETLBFS_MAGIC) {
+          refuse(fd.fd, "hugetlb memfd is not carried");
+          continue;
+        }
+        if (st.st_size > static_cast<off_t>(kMaxQueuedBytes)) {
+          refuse(fd.fd, "memfd larger than 16 MiB is not carried");
+          continue;
+        }
+        auto* m = r.mutable_memfd();
+        // "/memfd:NAME (deleted)"
+        m->set_name(fd.target.substr(7, fd.target.size() - 7 - 10));
+        std::string data(static_cast<size_t>(st.st_size), '\0');
+        if (!data.empty()) PW_TRY(pread_all(app.get(), data.data(), data.size(), 0));
+        int seals = ::fcntl(app.get(), F_GET_SEALS);
+        if (seals < 0) return errno_error("F_GET_SEALS of fd " + std::to_string(fd.fd));
+        m->set_seals(static_cast<uint32_t>(seals));
+        m->set_mode(st.st_mode & 07777);
+        m->set_data_xxh3(xxh3_64(data.data(), data.size()));
+        m->set_data(std::move(data));
+        r.set_pos(fd.pos);
+        break;
+      }
+      case pb::FD_FILE:
+      default:
+        return data_error("internal: fd " + std::to_string(fd.fd) + " is not a kernel object");
+    }
+    out.records.push_back(std::move(r));
+  }
+  return out;
+}
+
+}  // namespace prewarm

@@ -1,0 +1,154 @@
+// Kernel-object fds, zdtm style: each program (tests/progs/) sets up one kind of object with some
+// state, is dumped and restored, and reports how the object behaves afterwards; every round trip
+// also compares mappings and fds. Each kind also has a case that must be refused by name.
+#include <signal.h>
+
+#include <stdexcept>
+
+#include "harness.h"
+
+namespace prewarm::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Fds : public DumpTest {};
+
+// Dumps a ready program that holds something prewarm cannot carry: exit 3, `what` named on
+// stderr, no image, and the program keeps running.
+void expect_refused(const std::vector<std::string>& argv, const std::string& what) {
+  TempDir dir;
+  auto [c, ready] = start_ready(argv);
+  auto dump = prewarm({"dump", "--pid", std::to_string(c.pid()), "--images", dir / "img"});
+  EXPECT_EQ(dump.code, 3) << dump.err;
+  EXPECT_NE(dump.err.find(what), std::string::npos) << dump.err;
+  EXPECT_FALSE(fs::exists(dir / "img"));
+  c.write("go\n");
+  EXPECT_TRUE(c.read_line());
+  EXPECT_EQ(c.wait(), 0) << c.leftovers();
+}
+
+TEST_F(Fds, EventfdCounterSemaphoreAndSharing) {
+  TempDir dir;
+  auto rt = round_trip({PROG_eventfd}, dir);
+  EXPECT_EQ(answer(rt.restored, "go"), "counter=7 shared=5 empty=EAGAIN sem=1,1,1,EAGAIN nonblock=1");
+  // The original, left running, still has its own counts.
+  EXPECT_EQ(answer(rt.original, "go"), "counter=7 shared=5 empty=EAGAIN sem=1,1,1,EAGAIN nonblock=1");
+}
+
+// 0x100: the pipe (level-triggered, has a byte), 0x20: the counted eventfd (edge-triggered),
+// 0x3: the idle eventfd, until it is written to; stdin (0x1000) is registered too, and drained
+// by the time the program looks. MOD and DEL succeed only if the registrations are keyed by the
+// app's own fd numbers.
+TEST_F(Fds, EpollRegistrationsWithTheirData) {
+  TempDir dir;
+  auto rt = round_trip({PROG_epoll}, dir);
+  EXPECT_EQ(answer(rt.restored, "go"), "first=2:120 mod=0 del=0 del0=0 after=0:0 woken=1:3");
+}
+
+TEST_F(Fds, EpollWithAStaleRegistrationIsRefused) {
+  expect_refused({PROG_epoll, "stale"}, "is no longer open in the process");
+}
+
+TEST_F(Fds, TimerfdClockFlagsRemainingTimeAndTicks) {
+  TempDir dir;
+  auto rt = round_trip({PROG_timerfd}, dir);
+  // fired=1: the 1 s timer fires once after restore (the read blocks until then). The periodic
+  // timer was expired at the dump with its missed periods not yet counted: it must keep ticking.
+  EXPECT_EQ(answer(rt.restored, "go"),
+            "oneshot=1,clock1/flags0 absolute=1,clock0/flags1 disarmed=1,1,clock7/flags0 "
+            "periodic_ticks_ge_10=1 periodic_again=1 interval=0 fired=1");
+}
+
+TEST_F(Fds, SignalfdMask) {
+  TempDir dir;
+  auto rt = round_trip({PROG_signalfd}, dir);
+  ASSERT_EQ(kill(rt.restored.pid(), SIGUSR1), 0);
+  EXPECT_EQ(answer(rt.restored, "go"), "signo=10 empty=1");
+}
+
+TEST_F(Fds, PipeBytesSizeFlagsAndBothEnds) {
+  TempDir dir;
+  auto rt = round_trip({PROG_pipe}, dir);
+  EXPECT_EQ(answer(rt.restored, "go"), "bytes=300004 same=1 nonblock_again=1 size=1048576 eof=1");
+  EXPECT_EQ(answer(rt.original, "go"), "bytes=300004 same=1 nonblock_again=1 size=1048576 eof=1");
+}
+
+TEST_F(Fds, PipeWithAnEndOutsideIsRefused) {
+  expect_refused({PROG_pipe, "outside"}, "pipe whose read end is outside the process");
+}
+
+TEST_F(Fds, SocketpairsWithQueuedMessages) {
+  TempDir dir;
+  auto rt = round_trip({PROG_socketpair}, dir);
+  const std::string want = "stream=to-one+more,to-zero dgram=d1|d22|d333 seqpacket=s1|s22 back=back,x";
+  EXPECT_EQ(answer(rt.restored, "go"), want);
+  EXPECT_EQ(answer(rt.original, "go"), want);
+}
+
+TEST_F(Fds, SocketpairWithAnFdInFlightIsRefused) {
+  expect_refused({PROG_socketpair, "scm"}, "a queued message carries file descriptors (SCM_RIGHTS)");
+}
+
+TEST_F(Fds, SignalDrivenPipeIsRefused) {
+  expect_refused({PROG_pipe, "async"}, "signal-driven I/O (O_ASYNC) is not carried");
+}
+
+// An unbound, unconnected TCP socket is neither a listener nor a socketpair end.
+TEST_F(Fds, IdleTcpSocketIsRefused) {
+  expect_refused({PROG_socketpair, "inet"}, "TCP socket that is not listening");
+}
+
+// Listeners are recreated at their addresses, so the snapshotted app must be gone (dump --kill):
+// while it still holds them, the restore is refused before the point of no return.
+TEST_F(Fds, ListeningSocketsAtTheirAddresses) {
+  TempDir dir;
+  auto [original, ready] = start_ready({PROG_listen});
+  const auto before = layout(original.pid());
+  auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img"});
+  ASSERT_EQ(dump.code, 0) << dump.err;
+  auto busy = restore(dir / "img").communicate("go\n");
+  EXPECT_NE(busy.code, 0);
+  EXPECT_NE(busy.err.find("to its address again"), std::string::npos) << busy.err;
+  EXPECT_NE(busy.err.find("Address already in use"), std::string::npos) << busy.err;
+
+  auto again = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img2", "--kill"});
+  ASSERT_EQ(again.code, 0) << again.err;
+  original.wait();
+  Child restored = restore(dir / "img2");
+  ASSERT_TRUE(wait_blocked_in_stdin_read(restored.pid())) << restored.leftovers();
+  EXPECT_EQ(layout_diff(before, layout(restored.pid())), "");
+  EXPECT_EQ(answer(restored, "go"), "tcp=ping udp=dgram unix=1 reuseaddr=1 nodelay=1");
+}
+
+TEST_F(Fds, ListenerWithAPendingConnectionIsRefused) {
+  expect_refused({PROG_listen, "pending"}, "connections waiting to be accepted");
+}
+
+TEST_F(Fds, MemfdBytesOffsetModeAndSeals) {
+  TempDir dir;
+  auto rt = round_trip({PROG_memfd}, dir);
+  EXPECT_EQ(answer(rt.restored, "go"),
+            "read=MNOPQRSTU same=1 size=100000 mode=600 link=/memfd:jit-cache (deleted) seals=1 grow_refused=1 cloexec=1");
+}
+
+TEST_F(Fds, MappedMemfdIsRefused) {
+  expect_refused({PROG_memfd, "mapped"}, "memfd mapping");
+}
+
+// A real runtime: ruby 3.1 holds two eventfds at its ready point. After the restore it traps a
+// signal, starts a thread and passes a result through a queue.
+TEST_F(Fds, RubyWithItsEventfds) {
+  if (!fs::exists("/usr/bin/ruby")) GTEST_SKIP() << "no /usr/bin/ruby (.ci/install-deps installs it)";
+  TempDir dir;
+  auto [original, ready] = start_ready({"/usr/bin/ruby", RUBY_APP_RB});
+  int eventfds = 0;
+  for (const auto& e : fs::directory_iterator("/proc/" + std::to_string(original.pid()) + "/fd"))
+    if (fs::read_symlink(e.path()) == "anon_inode:[eventfd]") ++eventfds;
+  EXPECT_GE(eventfds, 1) << "ruby no longer holds an eventfd at ready: this test shows nothing then";
+  auto rt = round_trip(std::move(original), ready, dir);
+  EXPECT_EQ(answer(rt.restored, "go"), "input=go sum=2668667000 signal=usr1");
+}
+
+}  // namespace
+}  // namespace prewarm::test
