@@ -8,7 +8,8 @@
 //   [vvar][vvar_vclock][vdso] . moved to the hop slot, then to the snapshot's addresses
 //   hole: +------------------+
 //         | blob code (r-x)  |  stays mapped after restore (the one documented leftover page)
-//         | plan + stack (rw)|  -+ unmapped by the blob's last two syscalls (self_start/len):
+//         | plan + stacks(rw)|  -+ unmapped by the blob's last syscalls (self_start/len): the
+//         |                  |   | main thread's stack and one small stack per other thread
 //         | vdso hop slot    |   | staged mappings (anon/CoW contents, read and verified by the
 //         | staged mappings  |  -+ launcher) were mremapped out, the rest is reservation
 //         +------------------+
