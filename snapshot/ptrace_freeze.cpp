@@ -179,8 +179,10 @@ Result<void> FrozenProcess::still_held() {
 void FrozenProcess::kill() {
   if (pid_ < 0) return;
   ::kill(pid_, SIGKILL);
-  // Reap every thread's ptrace-exit event so no tid is left in a traced stop.
-  for (pid_t tid : tids_) {
+  // Reap every thread's ptrace-exit event so no tid is left in a traced stop. The main thread
+  // last: its exit is reported only once every other thread is gone, and those wait for us.
+  for (auto it = tids_.rbegin(); it != tids_.rend(); ++it) {
+    const pid_t tid = *it;
     int status = 0;
     for (int i = 0; i < 4; ++i) {
       if (::waitpid(tid, &status, __WALL) != tid) break;

@@ -252,6 +252,18 @@ TEST_F(Features, SixteenThreadsRestoredFiftyTimes) {
   }
 }
 
+// `--kill` ends every thread and reaps each one's exit (the main thread's is reported last).
+TEST_F(Features, DumpKillEndsEveryThread) {
+  TempDir dir;
+  auto [original, ready] = start_threads(4);
+  auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img", "--kill"});
+  ASSERT_EQ(dump.code, 0) << dump.err;
+  EXPECT_EQ(original.wait(5s), 128 + SIGKILL);
+  Child restored = restore(dir / "img");
+  ASSERT_TRUE(wait_blocked_in_stdin_read(restored.pid())) << restored.leftovers();
+  EXPECT_EQ(answer(restored, "go"), expected_answer(4));
+}
+
 // State one thread has that a restore cannot carry: refused with exit 3, naming the thread and
 // the reason; no image; the process goes on.
 void expect_refused(const std::string& mode, const std::string& reason) {
