@@ -17,6 +17,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON = "/usr/bin/python3"  # Debian's, where python3-sympy and python3-numpy are installed
+# The same app multi-threaded: numpy on OpenBLAS's pthreads build (libopenblas0-pthread), loaded
+# for this process only; the system's BLAS stays as it is.
+OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread"
 
 
 def time_to_answer(cmd, stdin_text, env=None):
@@ -69,21 +72,34 @@ def main():
     anon64 = os.path.join(args.build, "bench", "bench_anon64")
     floor = os.path.join(args.build, "bench", "bench_copy_floor")
     calc = [PYTHON, os.path.join(HERE, "progs", "calc.py")]
+    calc_mt = (["/usr/bin/env", "LD_LIBRARY_PATH=" + OPENBLAS, "OPENBLAS_NUM_THREADS=2"] + calc
+               if os.path.exists(os.path.join(OPENBLAS, "libblas.so.3")) else None)
     work = tempfile.mkdtemp(prefix="prewarm-bench-")
     try:
         py_img, anon_img = os.path.join(work, "calc"), os.path.join(work, "anon64")
+        mt_img = os.path.join(work, "calc_mt")
         snapshot(prewarm, calc, py_img)
         snapshot(prewarm, [anon64], anon_img)
+        if calc_mt:
+            snapshot(prewarm, calc_mt, mt_img)
         pages = os.path.join(anon_img, "pages.img")
         restore = lambda img: [prewarm, "restore", "--images", img]
         # Warm the page cache and the binaries once.
         time_to_answer(calc, "360\n")
         time_to_answer(restore(py_img), "360\n")
         time_to_answer(restore(anon_img), "x\n")
+        if calc_mt:
+            time_to_answer(calc_mt, "360\n")
+            time_to_answer(restore(mt_img), "360\n")
         s = {k: [] for k in ("py_cold", "py_restore", "anon_restore", "anon_floor", "anon_cat")}
+        if calc_mt:
+            s.update(mt_cold=[], mt_restore=[])
         for _ in range(args.runs):
             s["py_cold"].append(time_to_answer(calc, "360\n"))
             s["py_restore"].append(time_to_answer(restore(py_img), "360\n"))
+            if calc_mt:
+                s["mt_cold"].append(time_to_answer(calc_mt, "360\n"))
+                s["mt_restore"].append(time_to_answer(restore(mt_img), "360\n"))
             s["anon_restore"].append(time_to_answer(restore(anon_img), "x\n"))
             out = subprocess.run([floor, pages], check=True, capture_output=True, text=True)
             s["anon_floor"].append(float(out.stdout) / 1000)
@@ -94,6 +110,7 @@ def main():
             "median_ms": {k: round(v, 2) for k, v in med.items()},
             "python_speedup": round(med["py_cold"] / med["py_restore"], 1),
             "anon_restore_over_floor": round(med["anon_restore"] / med["anon_floor"], 2),
+            "threaded_speedup": round(med["mt_cold"] / med["mt_restore"], 1) if calc_mt else None,
             "image_bytes": {"calc": os.path.getsize(os.path.join(py_img, "pages.img")),
                             "anon64": os.path.getsize(pages)},
         }
@@ -106,6 +123,11 @@ def main():
         print("| python3 + sympy + numpy, cold start to first answer | %.1f ms |" % m["py_cold"])
         print("| same app, `prewarm restore` to first answer | %.1f ms (%.1fx faster) |"
               % (m["py_restore"], res["python_speedup"]))
+        if calc_mt:
+            print("| same app on OpenBLAS threads (2 threads), cold start to first answer | %.1f ms |"
+                  % m["mt_cold"])
+            print("| same, `prewarm restore` to first answer | %.1f ms (%.1fx faster) |"
+                  % (m["mt_restore"], res["threaded_speedup"]))
         print("| 64 MiB anonymous app, `prewarm restore` to first answer | %.1f ms |" % m["anon_restore"])
         print("| copy floor: preadv of its pages.img into fresh anonymous memory | %.1f ms "
               "(restore = %.2fx floor) |" % (m["anon_floor"], res["anon_restore_over_floor"]))

@@ -4,7 +4,9 @@
 
 #include <sys/stat.h>
 
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 
 namespace prewarm::policy {
 namespace {
@@ -81,12 +83,51 @@ std::string format_offender(const Offender& o) {
   return out;
 }
 
-std::vector<Offender> check_threads(int threads) {
-  if (threads <= 1) return {};
-  return {Offender{0, 0, "threads",
-                   {},
-                   "process has " + std::to_string(threads) +
-                       " threads; only single-threaded processes can be snapshotted yet"}};
+namespace {
+
+std::string signal_names(uint64_t set) {
+  std::string out;
+  for (int n = 1; n <= 64; ++n) {
+    if (!((set >> (n - 1)) & 1)) continue;
+    const char* abbrev = n < 32 ? sigabbrev_np(n) : nullptr;
+    out += (out.empty() ? "" : ", ") + (abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(n));
+  }
+  return out;
+}
+
+std::string thread_name(const ThreadInfo& t, bool main) {
+  return (main ? "main thread " : "thread ") + std::to_string(t.tid) + " (" + t.comm + ")";
+}
+
+}  // namespace
+
+std::vector<Offender> check_threads(const std::vector<ThreadInfo>& threads, uint64_t shared_pending) {
+  std::vector<Offender> out;
+  auto add = [&](std::string name, std::string reason) {
+    out.push_back(Offender{0, 0, std::move(name), {}, std::move(reason)});
+  };
+  if (threads.size() > kMaxThreads)
+    add("threads", "process has " + std::to_string(threads.size()) + " threads; at most " +
+                       std::to_string(kMaxThreads) + " are restored");
+  if (shared_pending)
+    add("signals", "pending for the process and not carried: " + signal_names(shared_pending));
+  for (size_t i = 0; i < threads.size(); ++i) {
+    const ThreadInfo& t = threads[i];
+    const std::string name = thread_name(t, i == 0);
+    if (t.pending) add(name, "signals pending for the thread and not carried: " + signal_names(t.pending));
+    if (i > 0 && t.credentials != threads[0].credentials)
+      add(name, "its credentials, capabilities or seccomp filters differ from the main thread's; a restore "
+                "gives every thread the launcher's one set");
+    if (!t.robust_held.empty() || t.robust_op_pending) {
+      char at[32] = "";
+      if (!t.robust_held.empty())
+        std::snprintf(at, sizeof at, " at 0x%lx", static_cast<unsigned long>(t.robust_held[0]));
+      add(name, std::string("holds a robust mutex") + at +
+                    (t.robust_op_pending ? " (or is taking one)" : "") +
+                    "; its futex word names the thread's tid, which changes on restore");
+    }
+  }
+  return out;
 }
 
 }  // namespace prewarm::policy

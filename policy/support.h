@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "snapshot/proc_maps.h"
+#include "snapshot/threads.h"
 
 namespace prewarm::policy {
 
@@ -63,7 +64,11 @@ struct Offender {
 };
 std::string format_offender(const Offender& o);
 
-// Threads are not carried yet: a process with more than one is refused.
-std::vector<Offender> check_threads(int threads);
+// What of its threads a restore cannot carry, one offender each: more than kMaxThreads, a
+// signal pending for the process or for a thread, a thread whose credentials, capabilities or
+// seccomp differ from the main thread's (the restore has one set, the launcher's), a robust
+// mutex held at the snapshot (its futex word holds the old tid). `threads` starts with the main.
+inline constexpr size_t kMaxThreads = 1024;
+std::vector<Offender> check_threads(const std::vector<ThreadInfo>& threads, uint64_t shared_pending);
 
 }  // namespace prewarm::policy

@@ -74,7 +74,7 @@ DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill, const Fro
     return out;
   }
   // 3. Policy: every offender is reported at once, and the process is left running.
-  std::vector<policy::Offender> offenders = policy::check_threads(state->threads);
+  std::vector<policy::Offender> offenders = policy::check_threads(state->thread_infos, state->status.shd_pending);
   std::vector<std::optional<pb::Mapping::Kind>> kinds;
   for (size_t i = 0; i < state->vmas.size(); ++i) {
     const Vma& v = state->vmas[i];

@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 
 namespace prewarm {
@@ -13,6 +14,7 @@ namespace {
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kHugeAlign = 2ull << 20;
 constexpr uint64_t kBlobStack = 64 * 1024;
+constexpr uint64_t kThreadStack = 16 * 1024;  // a thread's blob code needs a few hundred bytes
 constexpr uint64_t kLowest = 1ull << 32;  // stay clear of non-PIE binaries and brk
 constexpr size_t kMaxAuxvBytes = 1024;
 constexpr size_t kMaxMessageBytes = 4096;
@@ -72,6 +74,7 @@ Result<HoleLayout> layout_hole(const pb::Snapshot& snap, const SpecialMappings& 
                                uint64_t frame_size, uint64_t message_size, uint64_t fd_entries) {
   if (message_size > kMaxMessageBytes) return data_error("invalid readiness message");
   if (fd_entries > (1u << 20)) return data_error("image has implausibly many open files");
+  if (snap.threads_size() > kMaxRestoredThreads) return data_error("image has more threads than a restore carries");
   HoleLayout l;
   l.runs = runs_per_mapping(snap);
   uint64_t own_base = ~0ull, own_end = 0;
@@ -83,7 +86,14 @@ Result<HoleLayout> layout_hole(const pb::Snapshot& snap, const SpecialMappings& 
                             static_cast<uint64_t>(snap.mappings_size()) * sizeof(PwVmaOp) +
                             snap.mm().auxv().size() + message_size + 256 + frame_size +
                             fd_entries * std::max({sizeof(PwFdMove), sizeof(PwRange), sizeof(PwEpollAdd)}) + 64 * 2;
-  l.plan_len = page_up(estimate) + kBlobStack;
+  // Each thread: its PwThread, and its frame (as build_sigframe sizes it) with alignment.
+  uint64_t threads_bytes = 64;
+  for (const auto& t : snap.threads()) {
+    if (t.regs().xsave().size() > (1u << 20)) return data_error("image has an implausible XSAVE area");
+    threads_bytes += sizeof(PwThread) + 512 + t.regs().xsave().size() + 64 * 2;
+  }
+  l.thread_stacks_off = page_up(estimate + threads_bytes);
+  l.plan_len = l.thread_stacks_off + kThreadStack * static_cast<uint64_t>(snap.threads_size()) + kBlobStack;
   l.hop_off = l.blob_len + l.plan_len;
   uint64_t cursor = l.hop_off + l.vdso_span;
   l.slot_off.assign(l.runs.size(), 0);
@@ -172,22 +182,33 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
       return data_error("mapping " + m.name() + " is shared and writable but its file may not be written");
   }
 
-  // The frame rt_sigreturn resumes the app from must land in a writable mapping.
-  const uint64_t frame_end = in.frame.dest + in.frame.bytes.size();
-  if (frame_end < in.frame.dest) return data_error("the app's stack pointer is invalid");
-  bool frame_ok = false;
-  for (const auto& m : snap.mappings())
-    if (m.start() <= frame_end && frame_end <= m.end())
-      frame_ok = (m.prot() & PROT_WRITE) && (in.frame.dest >= m.start() || m.growsdown());
-  if (!frame_ok) return data_error("the app's stack pointer is not inside a writable stack mapping");
+  // The frame rt_sigreturn resumes a thread from must land in a writable mapping.
+  auto frame_fits = [&](const SigframeLayout& f) {
+    const uint64_t frame_end = f.dest + f.bytes.size();
+    if (frame_end < f.dest) return false;
+    bool fits = false;
+    for (const auto& m : snap.mappings())
+      if (m.start() <= frame_end && frame_end <= m.end())
+        fits = (m.prot() & PROT_WRITE) && (f.dest >= m.start() || m.growsdown());
+    return fits;
+  };
+  if (!frame_fits(in.frame)) return data_error("the app's stack pointer is not inside a writable stack mapping");
+  // A tid the blob writes into the app's memory (glibc's cache at clear_child_tid).
+  auto word_writable = [&](uint64_t addr) {
+    if (addr % 4) return false;
+    for (const auto& m : snap.mappings())
+      if (m.start() <= addr && addr + 4 <= m.end()) return (m.prot() & PROT_WRITE) != 0 && !is_special(m);
+    return false;
+  };
+  auto rseq_ok = [](uint64_t area, uint32_t size) {
+    return !area || (area % 32 == 0 && size >= 32 && area < kTaskSize && size <= kTaskSize - area);
+  };
 
   // What the blob's arch_prctl, rseq and set_robust_list would refuse.
   if (snap.regs().fs_base() >= kTaskSize || snap.regs().gs_base() >= kTaskSize)
     return data_error("image has an fs or gs base outside user space");
   const auto& t = snap.task();
-  if (t.rseq_area() && (t.rseq_area() % 32 || t.rseq_size() < 32 || t.rseq_area() >= kTaskSize ||
-                        t.rseq_size() > kTaskSize - t.rseq_area()))
-    return data_error("image has an invalid rseq registration");
+  if (!rseq_ok(t.rseq_area(), t.rseq_size())) return data_error("image has an invalid rseq registration");
   if (t.robust_list() && t.robust_list_len() != 24)  // sizeof(struct robust_list_head)
     return data_error("image has an invalid robust futex list");
 
@@ -253,6 +274,41 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
                             resumed_at == std::string::npos))
     return data_error("invalid readiness message");
 
+  // The other threads: each checked as the main thread is (its frame, TLS, registrations).
+  if (in.thread_frames.size() != static_cast<size_t>(snap.threads_size()) || snap.threads_size() > kMaxRestoredThreads)
+    return data_error("internal: thread frames do not match the image");
+  std::vector<PwThread> threads;
+  for (int i = 0; i < snap.threads_size(); ++i) {
+    const auto& th = snap.threads(i);
+    const auto& f = in.thread_frames[static_cast<size_t>(i)];
+    const std::string who = "thread " + std::to_string(th.tid());
+    if (!frame_fits(f)) return data_error(who + ": its stack pointer is not inside a writable stack mapping");
+    if (th.regs().fs_base() >= kTaskSize || th.regs().gs_base() >= kTaskSize)
+      return data_error(who + ": fs or gs base outside user space");
+    if (!rseq_ok(th.rseq_area(), th.rseq_size())) return data_error(who + ": invalid rseq registration");
+    if (th.robust_list() && th.robust_list_len() != 24) return data_error(who + ": invalid robust futex list");
+    if (th.tid_cached() && !word_writable(th.clear_child_tid()))
+      return data_error(who + ": its clear_child_tid is not in writable memory");
+    PwThread t{};
+    t.frame_len = f.bytes.size();
+    t.frame_dest = f.dest;
+    t.final_sp = f.final_sp;
+    t.stack_top = plan_addr + l.thread_stacks_off + kThreadStack * static_cast<uint64_t>(i + 1);
+    t.fs_base = th.regs().fs_base();
+    t.gs_base = th.regs().gs_base();
+    t.rseq_area = th.rseq_area();
+    t.rseq_size = th.rseq_area() ? th.rseq_size() : 0;
+    t.rseq_signature = th.rseq_signature();
+    t.robust_list = th.robust_list();
+    t.robust_list_len = th.robust_list_len();
+    t.clear_child_tid = th.clear_child_tid();
+    t.tid_cached = th.tid_cached() ? 1 : 0;
+    std::strncpy(t.comm, th.comm().c_str(), sizeof t.comm - 1);
+    threads.push_back(t);
+  }
+  if (snap.main_thread().tid_cached() && !word_writable(snap.task().clear_child_tid()))
+    return data_error("the main thread's clear_child_tid is not in writable memory");
+
   PlanBuffer pb;
   const uint64_t moves_off = pb.append(moves.data(), moves.size());
   const uint64_t unmap_off = pb.append(unmap.data(), unmap.size());
@@ -271,7 +327,12 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
       return data_error("image has an epoll registration of an fd it does not have");
   }
   const uint64_t epoll_off = pb.append(in.epoll_adds.data(), in.epoll_adds.size());
-  if (pb.buf.size() > l.plan_len - kBlobStack) return data_error("internal: plan larger than estimated");
+  const uint64_t threads_off = pb.append(threads.data(), threads.size());
+  for (size_t i = 0; i < threads.size(); ++i) {
+    const uint64_t off = pb.append(in.thread_frames[i].bytes.data(), in.thread_frames[i].bytes.size());
+    std::memcpy(pb.buf.data() + threads_off + i * sizeof(PwThread) + offsetof(PwThread, frame_off), &off, sizeof off);
+  }
+  if (pb.buf.size() > l.thread_stacks_off) return data_error("internal: plan larger than estimated");
 
   PwPlan p{};
   p.magic = PW_PLAN_MAGIC;
@@ -328,6 +389,10 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
   p.notify_off = notify_off;
   p.epoll_off = epoll_off;
   p.epoll_count = static_cast<uint32_t>(in.epoll_adds.size());
+  p.threads_off = threads_off;
+  p.threads_count = static_cast<uint32_t>(threads.size());
+  p.main_tid_cached = snap.main_thread().tid_cached() ? 1 : 0;
+  std::strncpy(p.main_comm, snap.process().comm().c_str(), sizeof p.main_comm - 1);
   std::memcpy(pb.buf.data(), &p, sizeof p);
   return std::move(pb.buf);
 }

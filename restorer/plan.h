@@ -17,6 +17,7 @@
 namespace prewarm {
 
 inline constexpr uint64_t kTaskSize = 0x7ffffffff000ull;  // TASK_SIZE with 4-level page tables
+inline constexpr int kMaxRestoredThreads = 1024;           // policy::kMaxThreads refuses more at dump
 
 // A mapping's stored runs are page_runs[first, last).
 struct MappingRuns {
@@ -28,6 +29,7 @@ struct HoleLayout {
   std::vector<MappingRuns> runs;   // per mapping
   std::vector<uint64_t> slot_off;  // per mapping: offset of its staged copy in the hole
   uint64_t blob_len = 0, plan_len = 0;
+  uint64_t thread_stacks_off = 0;  // within the plan region: one blob stack per extra thread
   uint64_t hop_off = 0;  // the slot the vDSO pair passes through
   uint64_t vdso_span = 0;  // its size
   uint64_t hole_len = 0;
@@ -64,6 +66,7 @@ struct PlanInputs {
   std::vector<PwRange> fd_close;
   std::vector<PwEpollAdd> epoll_adds;  // each epfd and fd one of fd_moves' targets (fd: or stdio)
   uint64_t mmap_min_addr = 65536;
+  std::vector<SigframeLayout> thread_frames;  // parallel to snap.threads()
 };
 
 // Builds the plan (a PwPlan header followed by its arrays), checking everything the blob would

@@ -112,6 +112,12 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
   //    stack, vDSO hop slot, staged mappings.
   auto frame = build_sigframe(snap);
   if (!frame) return frame.error();
+  std::vector<SigframeLayout> thread_frames;
+  for (int i = 0; i < snap.threads_size(); ++i) {
+    auto f = build_thread_sigframe(snap, i);
+    if (!f) return f.error();
+    thread_frames.push_back(std::move(*f));
+  }
   const std::string_view blob = restorer_blob();
   auto layout = layout_hole(snap, *own, blob.size(), frame->bytes.size(), options.notify_message.size(),
                             app_files->moves.size() + app_files->close.size() + app_files->epoll.size());
@@ -141,7 +147,8 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
                 .fd_moves = app_files->moves,
                 .fd_close = app_files->close,
                 .epoll_adds = app_files->epoll,
-                .mmap_min_addr = min_addr};
+                .mmap_min_addr = min_addr,
+                .thread_frames = thread_frames};
   // Built once now so a hostile image is refused before any page is read; again once the
   // readiness message has its phase times.
   if (auto early = build_plan(in); !early) return early.error();

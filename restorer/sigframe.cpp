@@ -62,7 +62,18 @@ static_assert(sizeof(FpxSwBytes) == 48);
 }  // namespace
 
 Result<SigframeLayout> build_sigframe(const pb::Snapshot& snap) {
-  const auto& r = snap.regs();
+  const auto& s = snap.signals();
+  return build_sigframe(snap.regs(), {s.blocked(), s.altstack_sp(), s.altstack_size(), s.altstack_flags()},
+                        snap.compat().xfeatures());
+}
+
+Result<SigframeLayout> build_thread_sigframe(const pb::Snapshot& snap, int i) {
+  const auto& t = snap.threads(i);
+  return build_sigframe(t.regs(), {t.blocked(), t.altstack_sp(), t.altstack_size(), t.altstack_flags()},
+                        snap.compat().xfeatures());
+}
+
+Result<SigframeLayout> build_sigframe(const pb::Registers& r, const SigframeSignals& sig, uint64_t xfeatures) {
   const std::string& xsave = r.xsave();
   const uint64_t fp_off = (sizeof(KRtSigframe) + 63) & ~63ull;
   const uint64_t total = fp_off + xsave.size() + sizeof(uint32_t);
@@ -74,11 +85,10 @@ Result<SigframeLayout> build_sigframe(const pb::Snapshot& snap) {
 
   KRtSigframe f{};
   f.uc.uc_flags = kUcFpXstate | kUcSigcontextSs | kUcStrictRestoreSs;
-  const auto& sig = snap.signals();
-  if (sig.altstack_sp() != 0 && !(sig.altstack_flags() & kSsDisable)) {
-    f.uc.uc_stack.ss_sp = sig.altstack_sp();
-    f.uc.uc_stack.ss_size = sig.altstack_size();
-    f.uc.uc_stack.ss_flags = sig.altstack_flags() & ~kSsOnstack;  // "currently on it" is not a mode
+  if (sig.altstack_sp != 0 && !(sig.altstack_flags & kSsDisable)) {
+    f.uc.uc_stack.ss_sp = sig.altstack_sp;
+    f.uc.uc_stack.ss_size = sig.altstack_size;
+    f.uc.uc_stack.ss_flags = sig.altstack_flags & ~kSsOnstack;  // "currently on it" is not a mode
   } else {
     f.uc.uc_stack.ss_flags = kSsDisable;
   }
@@ -91,7 +101,7 @@ Result<SigframeLayout> build_sigframe(const pb::Snapshot& snap) {
   m.cs = kUserCs;
   m.ss = kUserDs;
   m.fpstate = out.dest + fp_off;
-  f.uc.sigmask = snap.signals().blocked();
+  f.uc.sigmask = sig.blocked;
   std::memcpy(out.bytes.data(), &f, sizeof f);
 
   char* fp = out.bytes.data() + fp_off;
@@ -99,7 +109,7 @@ Result<SigframeLayout> build_sigframe(const pb::Snapshot& snap) {
   FpxSwBytes sw{};
   sw.magic1 = kFpXstateMagic1;
   sw.extended_size = static_cast<uint32_t>(xsave.size() + sizeof(uint32_t));
-  sw.xfeatures = snap.compat().xfeatures();
+  sw.xfeatures = xfeatures;
   sw.xstate_size = static_cast<uint32_t>(xsave.size());
   std::memcpy(fp + kSwReservedOffset, &sw, sizeof sw);
   std::memcpy(fp + xsave.size(), &kFpXstateMagic2, sizeof kFpXstateMagic2);

@@ -180,18 +180,19 @@ Result<void> collect_task_state(FrozenProcess& proc, int mem_fd, ProcessState& s
     r->set_cur(lim.rlim_cur);
     r->set_max(lim.rlim_max);
   }
-  __ptrace_rseq_configuration rseq{};
-  if (::ptrace(PTRACE_GET_RSEQ_CONFIGURATION, pid, sizeof rseq, &rseq) == sizeof rseq &&
-      rseq.rseq_abi_pointer != 0) {
-    t.set_rseq_area(rseq.rseq_abi_pointer);
-    t.set_rseq_size(rseq.rseq_abi_size);
-    t.set_rseq_signature(rseq.signature);
+  // The main thread's registrations (collect_thread read them).
+  const ThreadInfo& main = s.thread_infos.at(0);
+  if (main.rseq_area != 0) {
+    t.set_rseq_area(main.rseq_area);
+    t.set_rseq_size(main.rseq_size);
+    t.set_rseq_signature(main.rseq_signature);
   }
-  void* head = nullptr;
-  size_t len = 0;
-  if (::syscall(SYS_get_robust_list, pid, &head, &len) != 0) return errno_error("get_robust_list");
-  t.set_robust_list(reinterpret_cast<uint64_t>(head));
-  t.set_robust_list_len(len);
+  t.set_robust_list(main.robust_list);
+  t.set_robust_list_len(main.robust_list_len);
+  t.set_clear_child_tid(main.clear_child_tid);
+  s.altstack_sp = main.altstack_sp;
+  s.altstack_size = main.altstack_size;
+  s.altstack_flags = main.altstack_flags;
 
   // Only the task can report these: run the syscalls inside it.
   PW_ASSIGN(SyscallInjector inj, SyscallInjector::attach(proc, mem_fd, s.vmas));
@@ -211,23 +212,34 @@ Result<void> collect_task_state(FrozenProcess& proc, int mem_fd, ProcessState& s
     act.set_mask(a[3]);
     s.sigactions.push_back(act);
   }
-  PW_ASSIGN(long rc, inj.call(SYS_sigaltstack, 0, buf));
-  if (rc != 0) return make_error(static_cast<int>(-rc), "sigaltstack in the process");
-  PW_ASSIGN(std::string ss, inj.read(buf, sizeof(stack_t)));
-  stack_t st{};
-  std::memcpy(&st, ss.data(), sizeof st);
-  s.altstack_sp = reinterpret_cast<uint64_t>(st.ss_sp);
-  s.altstack_size = st.ss_size;
-  s.altstack_flags = st.ss_flags;
-  PW_ASSIGN(rc, inj.call(SYS_prctl, PR_GET_TID_ADDRESS, buf));
-  if (rc != 0) return make_error(static_cast<int>(-rc), "prctl(PR_GET_TID_ADDRESS) in the process");
-  PW_ASSIGN(std::string tid, inj.read(buf, 8));
-  uint64_t tid_addr = 0;
-  std::memcpy(&tid_addr, tid.data(), 8);
-  t.set_clear_child_tid(tid_addr);
   return ok();
 }
 
+void fill_thread(pb::ThreadState* out, const ThreadInfo& t) {
+  out->set_tid(t.tid);
+  out->set_comm(t.comm);
+  user_regs_struct regs = t.cpu.regs;
+  SyscallRestart restart = classify_syscall_restart(regs);
+  apply_syscall_restart(regs, restart);
+  auto* r = out->mutable_regs();
+  fill_regs(r, regs);
+  r->set_xsave(t.cpu.xsave);
+  auto* sc = r->mutable_syscall();
+  sc->set_action(static_cast<pb::SyscallState::Action>(restart.action));
+  sc->set_nr(restart.nr);
+  sc->set_kernel_rc(restart.kernel_rc);
+  out->set_blocked(t.blocked);
+  out->set_altstack_sp(t.altstack_sp);
+  out->set_altstack_size(t.altstack_size);
+  out->set_altstack_flags(t.altstack_flags);
+  out->set_rseq_area(t.rseq_area);
+  out->set_rseq_size(t.rseq_area ? t.rseq_size : 0);
+  out->set_rseq_signature(t.rseq_signature);
+  out->set_robust_list(t.robust_list);
+  out->set_robust_list_len(t.robust_list_len);
+  out->set_clear_child_tid(t.clear_child_tid);
+  out->set_tid_cached(t.tid_cached);
+}
 }  // namespace
 
 pb::OpenFile open_file_record(const FdInfo& fd, bool directory, bool char_device) {
@@ -247,8 +259,7 @@ Result<ProcessState> collect_state(FrozenProcess& proc) {
   ProcessState s;
   s.pid = proc.pid();
   PW_ASSIGN(s.status, read_status(s.pid));
-  s.threads = count_threads(s.pid);
-  if (s.threads < 0) return make_error(-s.threads, "count threads of pid " + std::to_string(s.pid));
+  s.threads = static_cast<int>(proc.tids().size());
   PW_ASSIGN(s.mm, read_mm_layout(s.pid));
   PW_ASSIGN(s.vmas, read_smaps(s.pid));
   for (const auto& v : s.vmas) {
@@ -257,12 +268,16 @@ Result<ProcessState> collect_state(FrozenProcess& proc) {
       f.exists = ::stat(v.name.c_str(), &f.st) == 0;
     s.vma_files.push_back(f);
   }
-  PW_ASSIGN(s.cpu, proc.read_cpu_state());
   PW_ASSIGN(s.auxv, read_auxv(s.pid));
   PW_ASSIGN(s.exe_path, read_exe_path(s.pid));
   if (::stat(s.exe_path.c_str(), &s.exe_st) != 0) return errno_error("stat " + s.exe_path);
   PW_ASSIGN(s.fds, read_fds(s.pid));
   PW_ASSIGN(UniqueFd mem, open_fd("/proc/" + std::to_string(s.pid) + "/mem", O_RDWR));
+  for (pid_t tid : proc.tids()) {
+    PW_ASSIGN(ThreadInfo t, collect_thread(proc, tid, mem.get(), s.vmas));
+    s.thread_infos.push_back(std::move(t));
+  }
+  s.cpu = s.thread_infos.at(0).cpu;
   PW_TRY(collect_task_state(proc, mem.get(), s));
   return s;
 }
@@ -319,6 +334,8 @@ Result<DumpStats> write_image(const ProcessState& state,
   sig->set_altstack_flags(state.altstack_flags);
   *snap.mutable_task() = state.task;
   for (const auto& f : files) *snap.add_files() = f;
+  if (!state.thread_infos.empty()) snap.mutable_main_thread()->set_tid_cached(state.thread_infos[0].tid_cached);
+  for (size_t i = 1; i < state.thread_infos.size(); ++i) fill_thread(snap.add_threads(), state.thread_infos[i]);
 
   MachineCompat mc = machine_compat();
   auto* compat = snap.mutable_compat();

@@ -14,6 +14,7 @@
 #include "snapshot/ptrace_freeze.h"
 #include "snapshot/result.h"
 #include "snapshot/snapshot.pb.h"
+#include "snapshot/threads.h"
 
 namespace prewarm {
 
@@ -27,16 +28,17 @@ struct ProcessState {
   pid_t pid = -1;
   ProcStatus status;
   int threads = 0;
+  std::vector<ThreadInfo> thread_infos;  // every thread held, the main thread first
   MmLayout mm;
   std::vector<Vma> vmas;
   std::vector<MappedFile> vma_files;  // parallel to vmas: stat of the mapped path, if a path
-  CpuState cpu;
+  CpuState cpu;  // the main thread's (thread_infos[0].cpu)
   std::string auxv;
   std::string exe_path;
   struct stat exe_st {};
   pb::TaskState task;                   // cwd, umask, rlimits, rseq, robust list, ...
   std::vector<pb::SigAction> sigactions;  // for every caught signal
-  uint64_t altstack_sp = 0, altstack_size = 0;
+  uint64_t altstack_sp = 0, altstack_size = 0;  // the main thread's
   int altstack_flags = 0;
   std::vector<FdInfo> fds;
 };

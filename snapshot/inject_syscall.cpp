@@ -45,9 +45,9 @@ Result<uint64_t> find_syscall_insn(int mem_fd, const user_regs_struct& regs,
 }  // namespace
 
 Result<SyscallInjector> SyscallInjector::attach(FrozenProcess& proc, int mem_fd,
-                                                const std::vector<Vma>& vmas) {
-  SyscallInjector inj(proc, mem_fd);
-  if (::ptrace(PTRACE_GETREGS, proc.pid(), nullptr, &inj.saved_) != 0)
+                                                const std::vector<Vma>& vmas, pid_t tid) {
+  SyscallInjector inj(proc, mem_fd, tid < 0 ? proc.pid() : tid);
+  if (::ptrace(PTRACE_GETREGS, inj.tid_, nullptr, &inj.saved_) != 0)
     return errno_error("ptrace getregs");
   PW_ASSIGN(inj.syscall_insn_, find_syscall_insn(mem_fd, inj.saved_, vmas));
   inj.scratch_ = (inj.saved_.rsp - kRedZone - kScratch) & ~uint64_t{15};
@@ -59,6 +59,7 @@ Result<SyscallInjector> SyscallInjector::attach(FrozenProcess& proc, int mem_fd,
 SyscallInjector::SyscallInjector(SyscallInjector&& o) noexcept
     : proc_(o.proc_),
       mem_fd_(o.mem_fd_),
+      tid_(o.tid_),
       saved_(o.saved_),
       syscall_insn_(o.syscall_insn_),
       scratch_(o.scratch_),
@@ -70,7 +71,7 @@ SyscallInjector::~SyscallInjector() {
   ::pwrite(mem_fd_, scratch_saved_.data(), scratch_saved_.size(), static_cast<off_t>(scratch_));
   // With orig_rax and rax as they were, the kernel applies its syscall-restart rules when the
   // process resumes, exactly as if nothing had run.
-  ::ptrace(PTRACE_SETREGS, proc_->pid(), nullptr, &saved_);
+  ::ptrace(PTRACE_SETREGS, tid_, nullptr, &saved_);
 }
 
 Result<std::string> SyscallInjector::read(uint64_t addr, size_t len) const {
@@ -81,7 +82,7 @@ Result<std::string> SyscallInjector::read(uint64_t addr, size_t len) const {
 }
 
 Result<long> SyscallInjector::call(long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4) {
-  const pid_t pid = proc_->pid();
+  const pid_t pid = tid_;
   user_regs_struct r = saved_;
   r.rip = syscall_insn_;
   r.rax = static_cast<uint64_t>(nr);
@@ -102,7 +103,7 @@ Result<long> SyscallInjector::call(long nr, uint64_t a1, uint64_t a2, uint64_t a
     // A signal arrived before the instruction ran. Stepping on with 0 discards it, so it is
     // handed back to the process when it is let go.
     int sig = WSTOPSIG(status);
-    if ((status >> 16) == 0 && sig != SIGTRAP) proc_->defer_signal(sig);
+    if ((status >> 16) == 0 && sig != SIGTRAP) proc_->defer_signal(tid_, sig);
   }
   return make_error(EAGAIN, "injected syscall did not complete");
 }

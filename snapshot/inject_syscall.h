@@ -18,8 +18,10 @@ namespace prewarm {
 
 class SyscallInjector {
  public:
-  // `vmas` are the process's mappings (used to find a `syscall` instruction).
-  static Result<SyscallInjector> attach(FrozenProcess& proc, int mem_fd, const std::vector<Vma>& vmas);
+  // `vmas` are the process's mappings (used to find a `syscall` instruction). The syscalls run
+  // in thread `tid` (default: the main thread).
+  static Result<SyscallInjector> attach(FrozenProcess& proc, int mem_fd, const std::vector<Vma>& vmas,
+                                        pid_t tid = -1);
   ~SyscallInjector();  // puts the original registers back
   SyscallInjector(SyscallInjector&&) noexcept;
   SyscallInjector& operator=(SyscallInjector&&) = delete;
@@ -30,9 +32,10 @@ class SyscallInjector {
   Result<std::string> read(uint64_t addr, size_t len) const;
 
  private:
-  SyscallInjector(FrozenProcess& p, int mem_fd) : proc_(&p), mem_fd_(mem_fd) {}
+  SyscallInjector(FrozenProcess& p, int mem_fd, pid_t tid) : proc_(&p), mem_fd_(mem_fd), tid_(tid) {}
   FrozenProcess* proc_;
   int mem_fd_;
+  pid_t tid_;
   user_regs_struct saved_{};
   uint64_t syscall_insn_ = 0;
   uint64_t scratch_ = 0;

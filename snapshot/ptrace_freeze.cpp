@@ -8,7 +8,13 @@
 #include <sys/uio.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <utility>
 
 namespace prewarm {
@@ -20,6 +26,7 @@ constexpr int64_t kErestartNoIntr = 513;
 constexpr int64_t kErestartNoHand = 514;
 constexpr int64_t kErestartRestartBlock = 516;
 constexpr int kMaxSignalStops = 64;
+constexpr int kMaxThreadPasses = 64;
 
 }  // namespace
 
@@ -60,44 +67,90 @@ void apply_syscall_restart(user_regs_struct& regs, const SyscallRestart& r) {
   }
 }
 
-Result<FrozenProcess> FrozenProcess::seize(pid_t pid) {
-  if (::ptrace(PTRACE_SEIZE, pid, nullptr, PTRACE_O_TRACEEXIT) != 0)
-    return errno_error("ptrace seize pid " + std::to_string(pid));
-  FrozenProcess fp(pid);
-  if (::ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) != 0)
-    return errno_error("ptrace interrupt pid " + std::to_string(pid));
-  // A signal may be delivered before the interrupt lands: pass it on and wait again, so the
-  // process sees exactly what it would have seen without us.
+namespace {
+
+enum class Stopped { kHeld, kGone };
+
+// Seizes one thread and waits for its interrupt stop. A signal may be delivered before the
+// interrupt lands: it is passed on and we wait again, so the thread sees exactly what it would
+// have seen without us. A thread that exits (or is exiting) before it stops is kGone; it is
+// let go, so its exit completes.
+Result<Stopped> seize_thread(pid_t tid) {
+  const std::string name = "thread " + std::to_string(tid);
+  if (::ptrace(PTRACE_SEIZE, tid, nullptr, PTRACE_O_TRACEEXIT) != 0) {
+    if (errno == ESRCH) return Stopped::kGone;
+    return errno_error("ptrace seize " + name);
+  }
+  if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0 && errno != ESRCH)
+    return errno_error("ptrace interrupt " + name);
   for (int i = 0; i < kMaxSignalStops; ++i) {
     int status = 0;
-    if (::waitpid(pid, &status, __WALL) != pid) return errno_error("waitpid " + std::to_string(pid));
-    if (WIFEXITED(status) || WIFSIGNALED(status)) {
-      fp.pid_ = -1;
-      return make_error(ESRCH, "pid " + std::to_string(pid) + " exited while being frozen");
-    }
+    if (::waitpid(tid, &status, __WALL) != tid) return errno_error("waitpid " + name);
+    if (WIFEXITED(status) || WIFSIGNALED(status)) return Stopped::kGone;
     if (!WIFSTOPPED(status)) continue;
     int event = status >> 16;
-    if (event == PTRACE_EVENT_STOP) return fp;
-    if (event == PTRACE_EVENT_EXIT)
-      return make_error(ESRCH, "pid " + std::to_string(pid) + " is exiting");
+    if (event == PTRACE_EVENT_STOP) return Stopped::kHeld;
+    if (event == PTRACE_EVENT_EXIT) {
+      // Let the exit finish and reap it, so the tid is not left traced.
+      ::ptrace(PTRACE_DETACH, tid, nullptr, 0);
+      return Stopped::kGone;
+    }
     int sig = event == 0 ? WSTOPSIG(status) : 0;
-    if (::ptrace(PTRACE_CONT, pid, nullptr, sig) != 0)
-      return errno_error("ptrace cont pid " + std::to_string(pid));
+    if (::ptrace(PTRACE_CONT, tid, nullptr, sig) != 0) {
+      if (errno == ESRCH) return Stopped::kGone;
+      return errno_error("ptrace cont " + name);
+    }
   }
-  return make_error(EAGAIN, "pid " + std::to_string(pid) + " keeps receiving signals");
+  return make_error(EAGAIN, name + " keeps receiving signals");
+}
+
+Result<std::vector<pid_t>> list_tasks(pid_t pid) {
+  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return errno_error("list " + dir);
+  std::vector<pid_t> out;
+  while (dirent* e = ::readdir(d))
+    if (e->d_name[0] != '.') out.push_back(static_cast<pid_t>(std::atoi(e->d_name)));
+  ::closedir(d);
+  return out;
+}
+
+}  // namespace
+
+Result<FrozenProcess> FrozenProcess::seize(pid_t pid) {
+  FrozenProcess fp(-1);
+  PW_ASSIGN(Stopped main, seize_thread(pid));
+  if (main == Stopped::kGone)
+    return make_error(ESRCH, "pid " + std::to_string(pid) + " exited while being frozen");
+  fp.pid_ = pid;
+  fp.tids_.push_back(pid);
+  // Every thread already listed is stopped before the next pass, so a pass that finds nothing
+  // new means no running thread is left that could create one.
+  for (int pass = 0; pass < kMaxThreadPasses; ++pass) {
+    PW_ASSIGN(std::vector<pid_t> tasks, list_tasks(pid));
+    bool found = false;
+    for (pid_t tid : tasks) {
+      if (std::find(fp.tids_.begin(), fp.tids_.end(), tid) != fp.tids_.end()) continue;
+      found = true;
+      PW_ASSIGN(Stopped st, seize_thread(tid));
+      if (st == Stopped::kHeld) fp.tids_.push_back(tid);
+    }
+    if (!found) return fp;
+  }
+  return make_error(EAGAIN, "pid " + std::to_string(pid) + " keeps creating threads");
 }
 
 FrozenProcess::FrozenProcess(FrozenProcess&& o) noexcept
-    : pid_(std::exchange(o.pid_, -1)), deferred_(std::move(o.deferred_)) {}
+    : pid_(std::exchange(o.pid_, -1)), tids_(std::move(o.tids_)), deferred_(std::move(o.deferred_)) {}
 
 FrozenProcess::~FrozenProcess() { (void)detach(); }
 
-Result<CpuState> FrozenProcess::read_cpu_state() const {
+Result<CpuState> FrozenProcess::read_cpu_state(pid_t tid) const {
   CpuState s;
-  if (::ptrace(PTRACE_GETREGS, pid_, nullptr, &s.regs) != 0) return errno_error("ptrace getregs");
+  if (::ptrace(PTRACE_GETREGS, tid, nullptr, &s.regs) != 0) return errno_error("ptrace getregs");
   s.xsave.resize(64 * 1024);  // larger than any XSAVE area; the kernel trims iov_len
   iovec iov{s.xsave.data(), s.xsave.size()};
-  if (::ptrace(PTRACE_GETREGSET, pid_, NT_X86_XSTATE, &iov) != 0)
+  if (::ptrace(PTRACE_GETREGSET, tid, NT_X86_XSTATE, &iov) != 0)
     return errno_error("ptrace getregset NT_X86_XSTATE");
   s.xsave.resize(iov.iov_len);
   return s;
@@ -105,39 +158,53 @@ Result<CpuState> FrozenProcess::read_cpu_state() const {
 
 Result<void> FrozenProcess::still_held() {
   if (pid_ < 0) return make_error(ESRCH, "the process is no longer held");
-  int status = 0;
-  pid_t r = ::waitpid(pid_, &status, WNOHANG | __WALL);
-  if (r == 0) return ok();
-  if (r < 0) return errno_error("waitpid " + std::to_string(pid_));
-  if (WIFEXITED(status) || WIFSIGNALED(status)) {
-    pid_ = -1;
-    return data_error("the process ended during the dump");
+  for (pid_t tid : tids_) {
+    int status = 0;
+    pid_t r = ::waitpid(tid, &status, WNOHANG | __WALL);
+    if (r == 0) continue;
+    if (r < 0) return errno_error("waitpid " + std::to_string(tid));
+    if (WIFEXITED(status) || WIFSIGNALED(status)) {
+      if (tid != pid_) return data_error("thread " + std::to_string(tid) + " ended during the dump");
+      pid_ = -1;
+      tids_.clear();
+      return data_error("the process ended during the dump");
+    }
+    if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_EXIT)
+      return data_error("the process was killed during the dump");
+    return data_error("the process left its stop during the dump");
   }
-  if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_EXIT)
-    return data_error("the process was killed during the dump");
-  return data_error("the process left its stop during the dump");
+  return ok();
 }
 
 void FrozenProcess::kill() {
   if (pid_ < 0) return;
   ::kill(pid_, SIGKILL);
-  // Reap the ptrace-exit event so the pid is not left in a traced stop.
-  int status = 0;
-  for (int i = 0; i < 4; ++i) {
-    if (::waitpid(pid_, &status, __WALL) != pid_) break;
-    if (WIFEXITED(status) || WIFSIGNALED(status)) break;
-    ::ptrace(PTRACE_CONT, pid_, nullptr, 0);
+  // Reap every thread's ptrace-exit event so no tid is left in a traced stop. The main thread
+  // last: its exit is reported only once every other thread is gone, and those wait for us.
+  for (auto it = tids_.rbegin(); it != tids_.rend(); ++it) {
+    const pid_t tid = *it;
+    int status = 0;
+    for (int i = 0; i < 4; ++i) {
+      if (::waitpid(tid, &status, __WALL) != tid) break;
+      if (WIFEXITED(status) || WIFSIGNALED(status)) break;
+      ::ptrace(PTRACE_CONT, tid, nullptr, 0);
+    }
   }
   pid_ = -1;
+  tids_.clear();
 }
 
 Result<void> FrozenProcess::detach() {
   if (pid_ < 0) return ok();
   pid_t pid = std::exchange(pid_, -1);
-  if (::ptrace(PTRACE_DETACH, pid, nullptr, 0) != 0)
-    return errno_error("ptrace detach pid " + std::to_string(pid));
-  for (int sig : deferred_) ::kill(pid, sig);
-  return ok();
+  Result<void> result = ok();
+  // The other threads first: the main thread's detach is the one whose failure is reported.
+  for (auto it = tids_.rbegin(); it != tids_.rend(); ++it)
+    if (::ptrace(PTRACE_DETACH, *it, nullptr, 0) != 0 && *it == pid)
+      result = errno_error("ptrace detach pid " + std::to_string(pid));
+  tids_.clear();
+  for (const auto& d : deferred_) ::syscall(SYS_tgkill, pid, d.tid, d.sig);
+  return result;
 }
 
 }  // namespace prewarm

@@ -32,9 +32,13 @@ struct CpuState {
   std::string xsave;        // NT_X86_XSTATE
 };
 
-// A process stopped under ptrace. Detaches (the process runs on) when destroyed, unless kill().
+// A process stopped under ptrace, every thread of it. Detaches (the process runs on) when
+// destroyed, unless kill().
 class FrozenProcess {
  public:
+  // Seizes and interrupts the main thread, then every thread in /proc/PID/task, listing again
+  // until a pass finds none new (a thread that was running may have created one); a thread
+  // that exits meanwhile is left out.
   static Result<FrozenProcess> seize(pid_t pid);
   FrozenProcess(FrozenProcess&& o) noexcept;
   FrozenProcess& operator=(FrozenProcess&&) = delete;
@@ -42,20 +46,28 @@ class FrozenProcess {
   ~FrozenProcess();
 
   pid_t pid() const { return pid_; }
-  Result<CpuState> read_cpu_state() const;
+  // Every thread held, the main thread (tid == pid) first.
+  const std::vector<pid_t>& tids() const { return tids_; }
+  Result<CpuState> read_cpu_state() const { return read_cpu_state(pid_); }
+  Result<CpuState> read_cpu_state(pid_t tid) const;
   // ok while the process still sits in the stop we put it in. A SIGKILL wakes it even there
   // and it stops again at its exit (PTRACE_O_TRACEEXIT): its memory is still readable, but what
   // was read may no longer be one moment of it, and it is going away.
   Result<void> still_held();
   void kill();  // SIGKILL while still stopped: nothing of the app runs after the dump
   Result<void> detach();
-  // A signal that arrived while we held the process; it is sent again at detach.
-  void defer_signal(int sig) { deferred_.push_back(sig); }
+  // A signal that arrived at thread `tid` while we held it; it is sent again at detach.
+  void defer_signal(pid_t tid, int sig) { deferred_.push_back({tid, sig}); }
 
  private:
   explicit FrozenProcess(pid_t pid) : pid_(pid) {}
+  struct Deferred {
+    pid_t tid;
+    int sig;
+  };
   pid_t pid_ = -1;
-  std::vector<int> deferred_;
+  std::vector<pid_t> tids_;
+  std::vector<Deferred> deferred_;
 };
 
 }  // namespace prewarm

@@ -8,7 +8,8 @@
 //   [vvar][vvar_vclock][vdso] . moved to the hop slot, then to the snapshot's addresses
 //   hole: +------------------+
 //         | blob code (r-x)  |  stays mapped after restore (the one documented leftover page)
-//         | plan + stack (rw)|  -+ unmapped by the blob's last two syscalls (self_start/len):
+//         | plan + stacks(rw)|  -+ unmapped by the blob's last syscalls (self_start/len): the
+//         |                  |   | main thread's stack and one small stack per other thread
 //         | vdso hop slot    |   | staged mappings (anon/CoW contents, read and verified by the
 //         | staged mappings  |  -+ launcher) were mremapped out, the rest is reservation
 //         +------------------+
@@ -25,7 +26,7 @@
 #endif
 
 #define PW_PLAN_MAGIC 0x6e6c706d72777270ull /* "prwrmpln" */
-#define PW_PLAN_VERSION 3u
+#define PW_PLAN_VERSION 4u
 #define PW_RESTORER_EXIT_CODE 125 /* the blob failed past the point of no return */
 
 enum PwOpKind : uint32_t {
@@ -102,6 +103,31 @@ struct PwEpollAdd {
 
 #define PW_NSIG 64
 
+/* ---- threads ---- */
+// One thread other than the main one. The blob clones it onto its own stack (stack_top, inside
+// the plan region); it sets up its kernel state, counts itself in PwPlan.threads_ready, switches
+// to its frame on the app's stack and waits at the gate until the main thread has dropped the
+// plan region, then returns into the app through rt_sigreturn.
+struct PwThread {
+  uint64_t frame_off;   // its rt_sigframe + fpstate, copied by the main thread to frame_dest
+  uint64_t frame_len;
+  uint64_t frame_dest;
+  uint64_t final_sp;
+  uint64_t stack_top;   // the blob's stack for this thread (16-byte aligned)
+  uint64_t fs_base;
+  uint64_t gs_base;
+  uint64_t rseq_area;
+  uint32_t rseq_size;   // 0: none
+  uint32_t rseq_signature;
+  uint64_t robust_list;
+  uint64_t robust_list_len;
+  uint64_t clear_child_tid;
+  uint32_t tid_cached;  // write the new tid at clear_child_tid
+  uint32_t pad;
+  char comm[16];        // PR_SET_NAME; NUL-terminated
+};
+/* ---- end threads ---- */
+
 struct PwPlan {
   uint64_t magic;
   uint32_t version;
@@ -157,6 +183,15 @@ struct PwPlan {
   uint64_t epoll_off;   // PwEpollAdd[]: after the fd moves, before the closes
   uint32_t epoll_count;
   uint32_t pad_epoll;
+
+  /* ---- threads ---- */
+  uint64_t threads_off;      // PwThread[]
+  uint32_t threads_count;
+  uint32_t main_tid_cached;  // write the main thread's new tid at clear_child_tid
+  char main_comm[16];        // PR_SET_NAME for the main thread; "" leaves it
+  uint32_t threads_ready;    // futex: threads set up and at the gate (written by the threads)
+  uint32_t threads_gate;     // futex the threads wait on; never written, woken after the unmap
+  /* ---- end threads ---- */
 };
 
 #define PW_STAMP_DIGITS 20
@@ -168,4 +203,7 @@ static_assert(sizeof(PwEpollAdd) == 24, "PwEpollAdd layout");
 static_assert(sizeof(PwMmMap) == 104, "struct prctl_mm_map is 104 bytes");
 static_assert(sizeof(PwKSigaction) == 32, "kernel sigaction layout");
 static_assert(offsetof(PwPlan, mm) % 8 == 0, "aligned mm map");
+static_assert(sizeof(PwThread) == 120, "PwThread layout");
+static_assert(offsetof(PwPlan, threads_ready) % 4 == 0 && offsetof(PwPlan, threads_gate) % 4 == 0,
+              "futex words are 32-bit aligned");
 #endif

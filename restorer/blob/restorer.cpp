@@ -13,6 +13,11 @@ constexpr int kPrSetMm = 35, kPrSetMmMap = 14;
 constexpr int kArchSetGs = 0x1001, kArchSetFs = 0x1002;
 constexpr int kSigKill = 9, kSigStop = 19;
 constexpr int kOCloexec = 02000000;
+constexpr int kPrSetName = 15;
+constexpr int kFutexWaitPrivate = 128;
+// A thread of the app: shares everything a pthread shares; its TLS comes with the clone.
+constexpr long kCloneThreadFlags = 0x100 /* VM */ | 0x200 /* FS */ | 0x400 /* FILES */ | 0x800 /* SIGHAND */ |
+                                   0x10000 /* THREAD */ | 0x40000 /* SYSVSEM */ | 0x80000 /* SETTLS */;
 
 template <typename T>
 T* at(const PwPlan* plan, uint64_t off) {
@@ -82,22 +87,120 @@ void apply_advice(const PwVmaOp& op) {
   }
 }
 
-// Switch to the app's stack, drop the plan and our stack, and return into the app. Written as
-// one asm block because after the munmap no stack and no plan exist.
-[[noreturn]] void finish(uint64_t final_sp, uint64_t self_start, uint64_t self_len) {
+// Switch to the app's stack, drop the plan and our stack, wake the other threads at the gate
+// and return into the app. One asm block because after the munmap no stack and no plan exist.
+// The wake is a private futex, keyed by address alone: it needs no memory there. A thread that
+// reaches the gate after the unmap finds no word (EFAULT) and goes on as if woken.
+[[noreturn]] void finish(uint64_t final_sp, uint64_t self_start, uint64_t self_len, const uint32_t* gate) {
   asm volatile(
       "mov %0, %%rsp\n\t"
       "mov %1, %%rdi\n\t"
       "mov %2, %%rsi\n\t"
       "mov $11, %%eax\n\t"  // munmap(self_start, self_len); its result cannot be acted on
       "syscall\n\t"
+      "mov %3, %%rdi\n\t"
+      "mov $129, %%esi\n\t"  // futex(gate, FUTEX_WAKE_PRIVATE, INT_MAX)
+      "mov $0x7fffffff, %%edx\n\t"
+      "mov $202, %%eax\n\t"
+      "syscall\n\t"
       "mov $15, %%eax\n\t"  // rt_sigreturn
       "syscall\n\t"
       "hlt\n\t"
       :
-      : "r"(final_sp), "r"(self_start), "r"(self_len)
-      : "memory");
+      : "r"(final_sp), "r"(self_start), "r"(self_len), "r"(gate)
+      : "rax", "rdi", "rsi", "rdx", "rcx", "r11", "memory");
   __builtin_unreachable();
+}
+
+// A restored thread's last steps: counted as ready, on its app frame, parked at the gate until
+// the main thread has dropped the plan region, then rt_sigreturn. From the count on it touches
+// no memory of the plan region (the main thread may unmap it at any moment): everything is in
+// registers, and a futex wait on an unmapped gate fails with EFAULT, which means "go".
+[[noreturn]] void park(uint32_t* ready, const uint32_t* gate, uint64_t final_sp) {
+  asm volatile(
+      "lock incl (%0)\n\t"
+      "mov %0, %%rdi\n\t"
+      "mov $129, %%esi\n\t"  // futex(ready, FUTEX_WAKE_PRIVATE, 1)
+      "mov $1, %%edx\n\t"
+      "mov $202, %%eax\n\t"
+      "syscall\n\t"
+      "mov %2, %%rsp\n\t"
+      "1:\n\t"
+      "mov %1, %%rdi\n\t"
+      "mov $128, %%esi\n\t"  // futex(gate, FUTEX_WAIT_PRIVATE, 0, NULL)
+      "xor %%edx, %%edx\n\t"
+      "xor %%r10d, %%r10d\n\t"
+      "mov $202, %%eax\n\t"
+      "syscall\n\t"
+      "cmp $-4, %%rax\n\t"  // EINTR: wait again (a stop signal); anything else is the go
+      "je 1b\n\t"
+      "mov $15, %%eax\n\t"  // rt_sigreturn
+      "syscall\n\t"
+      "hlt\n\t"
+      :
+      : "r"(ready), "r"(gate), "r"(final_sp)
+      : "rax", "rdi", "rsi", "rdx", "r10", "rcx", "r11", "memory");
+  __builtin_unreachable();
+}
+
+// Per-thread kernel state that lives in the app's memory or the task: rseq, robust futexes,
+// the tid cleared at exit (and glibc's cached tid there), the name. The same for every thread.
+void set_thread_state(uint64_t rseq_area, uint32_t rseq_size, uint32_t rseq_signature, uint64_t robust_list,
+                      uint64_t robust_list_len, uint64_t clear_child_tid, uint32_t tid_cached, const char* comm) {
+  long rc;
+  if (rseq_size != 0) {
+    rc = pw_sys::rseq(rseq_area, rseq_size, 0, rseq_signature);
+    if (rc < 0) die("rseq registration", rc, rseq_area);
+  }
+  if (robust_list != 0) {
+    rc = pw_sys::set_robust_list(robust_list, robust_list_len);
+    if (rc < 0) die("set_robust_list", rc, robust_list);
+  }
+  long tid = pw_sys::set_tid_address(clear_child_tid);  // cannot fail; returns the caller's tid
+  // glibc's struct pthread caches the tid there: pthread_kill, pthread_setaffinity_np and
+  // friends must name this thread, not the snapshot's.
+  if (tid_cached && clear_child_tid != 0) *reinterpret_cast<volatile int32_t*>(clear_child_tid) = static_cast<int32_t>(tid);
+  if (comm[0] != 0) {
+    rc = pw_sys::prctl(kPrSetName, reinterpret_cast<long>(comm), 0, 0);
+    if (rc < 0) die("prctl(PR_SET_NAME)", rc, 0);
+  }
+}
+
+// Where a cloned thread starts, on its own blob stack.
+extern "C" [[noreturn]] __attribute__((used)) void restorer_thread(PwPlan* plan, uint64_t index) {
+  const PwThread& t = at<PwThread>(plan, plan->threads_off)[index];
+  if (t.gs_base != 0) {
+    long rc = pw_sys::arch_prctl(kArchSetGs, t.gs_base);
+    if (rc < 0) die("arch_prctl(ARCH_SET_GS) in a thread", rc, t.gs_base);
+  }
+  set_thread_state(t.rseq_area, t.rseq_size, t.rseq_signature, t.robust_list, t.robust_list_len,
+                   t.clear_child_tid, t.tid_cached, t.comm);
+  park(&plan->threads_ready, &plan->threads_gate, t.final_sp);
+}
+
+// clone() for thread `index`: the child starts in restorer_thread(plan, index) on stack_top,
+// the parent gets the new tid (or -errno).
+long clone_thread(PwPlan* plan, uint64_t index) {
+  const PwThread& t = at<PwThread>(plan, plan->threads_off)[index];
+  uint64_t* sp = reinterpret_cast<uint64_t*>(t.stack_top) - 2;
+  sp[0] = reinterpret_cast<uint64_t>(plan);
+  sp[1] = index;
+  long ret;
+  register long r10 asm("r10") = 0;          // child_tid: set_tid_address does it
+  register long r8 asm("r8") = static_cast<long>(t.fs_base);  // tls
+  asm volatile(
+      "syscall\n\t"
+      "test %%rax, %%rax\n\t"
+      "jnz 1f\n\t"
+      "mov 0(%%rsp), %%rdi\n\t"  // the child: its arguments are on its new stack
+      "mov 8(%%rsp), %%rsi\n\t"
+      "call restorer_thread\n\t"
+      "hlt\n\t"
+      "1:\n\t"
+      : "=a"(ret)
+      : "a"(56L), "D"(kCloneThreadFlags), "S"(sp), "d"(0L), "r"(r10), "r"(r8)
+      : "rcx", "r11", "memory");
+  return ret;
 }
 
 }  // namespace
@@ -166,16 +269,10 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
   }
 
   // 7. Per-task kernel state that lives in the app's memory: rseq, robust futexes, the tid
-  //    cleared at exit. The launcher's rseq registration was dropped before the handoff.
-  if (plan->rseq_size != 0) {
-    rc = pw_sys::rseq(plan->rseq_area, plan->rseq_size, 0, plan->rseq_signature);
-    if (rc < 0) die("rseq registration", rc, plan->rseq_area);
-  }
-  if (plan->robust_list != 0) {
-    rc = pw_sys::set_robust_list(plan->robust_list, plan->robust_list_len);
-    if (rc < 0) die("set_robust_list", rc, plan->robust_list);
-  }
-  pw_sys::set_tid_address(plan->clear_child_tid);  // cannot fail
+  //    cleared at exit (and cached there), the name. The launcher's rseq registration was
+  //    dropped before the handoff.
+  set_thread_state(plan->rseq_size ? plan->rseq_area : 0, plan->rseq_size, plan->rseq_signature, plan->robust_list,
+                   plan->robust_list_len, plan->clear_child_tid, plan->main_tid_cached, plan->main_comm);
 
   // 8. Descriptors: the app's files to their numbers, then everything else of the launcher
   //    (image, mapped files, exe) closed; 0, 1, 2 stay the launcher's own.
@@ -201,15 +298,33 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
     if (rc < 0) die("close_range", rc, closes[i].start);
   }
 
-  // 9. The app is in place: tell whoever waits for readiness (prewarmd, and through it systemd).
+  // 9. The frames rt_sigreturn restores registers, FPU/AVX state, signal mask and altstack
+  //    from, one per thread, each on its own thread's stack.
+  copy_bytes(reinterpret_cast<char*>(plan->frame_dest), at<const char>(plan, plan->frame_off),
+             plan->frame_len);
+  const PwThread* threads = at<PwThread>(plan, plan->threads_off);
+  for (uint32_t i = 0; i < plan->threads_count; ++i)
+    copy_bytes(reinterpret_cast<char*>(threads[i].frame_dest), at<const char>(plan, threads[i].frame_off),
+               threads[i].frame_len);
+
+  // 10. The other threads, each cloned onto its own blob stack; none runs app code before all
+  //     are set up and the main thread has dropped the plan region (the gate in finish()).
+  for (uint32_t i = 0; i < plan->threads_count; ++i) {
+    rc = clone_thread(plan, i);
+    if (rc < 0) die("clone of a thread", rc, i);
+  }
+  for (;;) {
+    uint32_t n = __atomic_load_n(&plan->threads_ready, __ATOMIC_ACQUIRE);
+    if (n == plan->threads_count) break;
+    (void)pw_sys::futex(&plan->threads_ready, kFutexWaitPrivate, n);
+  }
+
+  // 11. The app is in place: tell whoever waits for readiness (prewarmd, and through it systemd).
   if (plan->notify_fd >= 0) {
     stamp(plan, plan->notify_resumed_off);
     (void)pw_sys::write(plan->notify_fd, at<const char>(plan, plan->notify_off), plan->notify_len);
     (void)pw_sys::close_range(static_cast<unsigned>(plan->notify_fd), static_cast<unsigned>(plan->notify_fd));
   }
 
-  // 10. The frame rt_sigreturn restores registers, FPU/AVX state and the signal mask from.
-  copy_bytes(reinterpret_cast<char*>(plan->frame_dest), at<const char>(plan, plan->frame_off),
-             plan->frame_len);
-  finish(plan->final_sp, plan->self_start, plan->self_len);
+  finish(plan->final_sp, plan->self_start, plan->self_len, &plan->threads_gate);
 }

@@ -20,7 +20,7 @@ inline long syscall6(long nr, long a, long b, long c, long d, long e, long f) {
 
 constexpr long kWrite = 1, kMmap = 9, kMunmap = 11, kRtSigaction = 13, kMremap = 25, kMadvise = 28,
                kPrctl = 157, kArchPrctl = 158, kSetTidAddress = 218, kClockGettime = 228, kExitGroup = 231,
-               kSetRobustList = 273, kEpollCtl = 233, kDup3 = 292, kRseq = 334, kCloseRange = 436;
+               kSetRobustList = 273, kEpollCtl = 233, kDup3 = 292, kRseq = 334, kCloseRange = 436, kFutex = 202;
 
 inline long write(int fd, const void* buf, unsigned long n) {
   return syscall6(kWrite, fd, reinterpret_cast<long>(buf), static_cast<long>(n), 0, 0, 0);
@@ -64,6 +64,9 @@ inline long set_tid_address(uint64_t addr) {
 }
 inline long rseq(uint64_t area, uint32_t len, int flags, uint32_t sig) {
   return syscall6(kRseq, static_cast<long>(area), len, flags, sig, 0, 0);
+}
+inline long futex(const uint32_t* addr, int op, uint32_t val) {
+  return syscall6(kFutex, reinterpret_cast<long>(addr), op, val, 0, 0, 0);
 }
 [[noreturn]] inline void exit_group(int code) {
   syscall6(kExitGroup, code, 0, 0, 0, 0, 0);

@@ -144,6 +144,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!snap) return 0;
   auto frame = build_sigframe(*snap);
   if (!frame) return 0;
+  std::vector<SigframeLayout> thread_frames;  // as the launcher builds them, so threads are fuzzed too
+  for (int i = 0; i < snap->threads_size() && i <= kMaxRestoredThreads; ++i) {
+    auto f = build_thread_sigframe(*snap, i);
+    if (!f) return 0;
+    thread_frames.push_back(std::move(*f));
+  }
   const SpecialMappings own = own_for(*snap);
   const std::string base = "READY=1\n";
   const std::vector<PwFdMove> fd_moves{{100, 7, 0, 0}};
@@ -177,7 +183,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 .message = readiness_message(base, 1, 2, 3),
                 .fd_moves = fd_moves,
                 .fd_close = fd_close,
-                .mmap_min_addr = min_addr};
+                .mmap_min_addr = min_addr,
+                .thread_frames = thread_frames};
   if (auto plan = build_plan(in)) {
     check_plan(*plan, *snap, *layout, H, min_addr, own);
     if (std::getenv("FUZZ_REPORT_ACCEPTED")) std::fputs("accepted\n", stderr);  // see run_fuzzer.sh

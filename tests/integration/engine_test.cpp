@@ -67,17 +67,23 @@ TEST_F(Engine, DumpedProcessKeepsRunning) {
   EXPECT_EQ(orig.wait(), 0);
 }
 
-TEST_F(Engine, MultiThreadedProcessIsRefused) {
+// A second thread no longer refuses a dump: both threads come back (features_test has the rest).
+TEST_F(Engine, TwoThreadProcessRoundTrips) {
   TempDir dir;
   Child c = Child::spawn({PROG_threads});
   ASSERT_TRUE(c.read_line()) << c.leftovers();
   auto dump = prewarm({"dump", "--pid", std::to_string(c.pid()), "--images", dir / "img"});
-  EXPECT_EQ(dump.code, 3) << dump.err;
-  EXPECT_NE(dump.err.find("2 threads"), std::string::npos) << dump.err;
-  EXPECT_FALSE(fs::exists(dir / "img"));
-  // Refused, and untouched: the process still answers.
-  c.write("after refusal\n");
-  EXPECT_EQ(c.read_line(), "input=after refusal");
+  ASSERT_EQ(dump.code, 0) << dump.err;
+  Child r = restore(dir / "img");
+  ASSERT_TRUE(wait_blocked_in_stdin_read(r.pid())) << r.leftovers();
+  int threads = 0;
+  for ([[maybe_unused]] const auto& t : fs::directory_iterator("/proc/" + std::to_string(r.pid()) + "/task")) ++threads;
+  EXPECT_EQ(threads, 2);
+  r.write("restored\n");
+  EXPECT_EQ(r.read_line(), "input=restored");
+  EXPECT_EQ(r.wait(), 0);
+  c.write("original\n");
+  EXPECT_EQ(c.read_line(), "input=original");
   EXPECT_EQ(c.wait(), 0);
 }
 

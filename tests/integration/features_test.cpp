@@ -4,6 +4,8 @@
 #include <signal.h>
 
 #include <fstream>
+#include <iterator>
+#include <set>
 #include <stdexcept>
 #include <thread>
 
@@ -107,25 +109,186 @@ TEST_F(Features, PerfEventRingIsRefused) {
   EXPECT_EQ(c.wait(), 0);
 }
 
-// numpy's BLAS may start threads: OpenBLAS does where it is the system's libblas.so.3 (and
-// then every numpy process is multi-threaded). Pinned to one thread so the test means the same on
-// every machine; should the process still have more, what must hold is that dump refuses it.
+// numpy's BLAS may start threads: OpenBLAS does where it is the system's libblas.so.3. Pinned to
+// one BLAS thread here; ThreadedOpenBlas below runs it with OpenBLAS's threads.
 TEST_F(Features, PythonWithSympyAndNumpy) {
   TempDir dir;
   auto [original, ready] = start_ready({"/usr/bin/env", "OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1",
                                         "/usr/bin/python3", SYMPY_NUMPY_PY});
-  if (const int threads = thread_count(original.pid()); threads > 1) {
-    auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img"});
-    EXPECT_EQ(dump.code, 3) << dump.err;
-    EXPECT_NE(dump.err.find(std::to_string(threads) + " threads"), std::string::npos) << dump.err;
-    EXPECT_FALSE(fs::exists(dir / "img"));
-    GTEST_SKIP() << "python3 with numpy has " << threads << " threads here even with one BLAS "
-                 << "thread asked for; its dump was refused, as it must be";
-  }
   auto rt = round_trip(std::move(original), ready, dir);
   EXPECT_EQ(answer(rt.restored, "1001"), "pid=" + std::to_string(rt.restored.pid()) +
                                              " factors=[(7, 1), (11, 1), (13, 1)] sum=501501");
   EXPECT_NE(std::to_string(rt.restored.pid()), rt.ready["pid"]);
+}
+
+// ---- threads ----
+
+// Every thread of pid asleep (state S): the threads of a feature program have parked.
+bool wait_threads_asleep(pid_t pid, std::chrono::milliseconds timeout = kTimeout) {
+  const auto deadline = Clock::now() + timeout;
+  do {
+    bool all = true;
+    for (const auto& t : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+      std::ifstream in(t.path() / "stat");
+      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      const size_t paren = text.rfind(')');
+      if (paren == std::string::npos || paren + 2 >= text.size() || text[paren + 2] != 'S') all = false;
+    }
+    if (all) return true;
+    std::this_thread::sleep_for(5ms);
+  } while (Clock::now() < deadline);
+  return false;
+}
+
+std::multiset<std::string> thread_names(pid_t pid) {
+  std::multiset<std::string> out;
+  for (const auto& t : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+    std::ifstream in(t.path() / "comm");
+    std::string name;
+    std::getline(in, name);
+    out.insert(name);
+  }
+  return out;
+}
+
+std::multiset<std::string> expected_names(int workers) {
+  std::multiset<std::string> out{"prog_thread_sta"};  // the comm of prog_thread_states (15 bytes)
+  for (int i = 0; i < workers; ++i) out.insert("worker-" + std::to_string(i));
+  return out;
+}
+
+std::string expected_answer(int workers) {
+  return "threads=" + std::to_string(workers) + " ok=" + std::to_string(workers) +
+         " main_affinity=ok main_comm=prog_thread_sta input=go";
+}
+
+std::pair<Child, std::string> start_threads(int workers) {
+  auto [original, ready] = start_ready({PROG_thread_states, std::to_string(workers)});
+  if (!wait_threads_asleep(original.pid())) throw std::runtime_error("threads never parked");
+  return {std::move(original), ready};
+}
+
+// Workers blocked in a condition variable, nanosleep, a raw futex wait (holding xmm/ymm values)
+// and pause(), each with its own name, mask, altstack and TLS; after restore pthread_kill,
+// pthread_setaffinity_np, pthread_getschedparam and pthread_join must all act on the new threads.
+TEST_F(Features, ThreadsKeepTheirState) {
+  TempDir dir;
+  auto [original, ready] = start_threads(8);
+  auto rt = round_trip(std::move(original), ready, dir);
+  EXPECT_EQ(thread_count(rt.restored.pid()), 9);
+  EXPECT_EQ(thread_names(rt.restored.pid()), expected_names(8));
+  EXPECT_EQ(answer(rt.restored, "go"), expected_answer(8));
+  // The original, thawed after its dump, is unharmed too.
+  EXPECT_EQ(answer(rt.original, "go"), expected_answer(8));
+}
+
+// glibc caches the tid in struct pthread even in a single-threaded process: without the new
+// tid there, pthread_setaffinity_np(pthread_self()) fails with ESRCH (or acts on whatever
+// process now has the old pid).
+TEST_F(Features, SingleThreadedPthreadSelfIsTheRestoredProcess) {
+  TempDir dir;
+  auto [original, ready] = start_threads(0);
+  auto rt = round_trip(std::move(original), ready, dir);
+  EXPECT_EQ(thread_names(rt.restored.pid()), expected_names(0));
+  EXPECT_EQ(answer(rt.restored, "go"), expected_answer(0));
+}
+
+// One image of a 16-thread program restored many times in a row: every restore complete.
+TEST_F(Features, SixteenThreadsRestoredFiftyTimes) {
+  TempDir dir;
+  auto [original, ready] = start_threads(16);
+  auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img"});
+  ASSERT_EQ(dump.code, 0) << dump.err;
+  for (int i = 0; i < 50; ++i) {
+    SCOPED_TRACE("restore " + std::to_string(i));
+    Child restored = restore(dir / "img");
+    ASSERT_TRUE(wait_blocked_in_stdin_read(restored.pid())) << restored.leftovers();
+    ASSERT_EQ(thread_count(restored.pid()), 17);
+    ASSERT_EQ(answer(restored, "go"), expected_answer(16));
+  }
+}
+
+// `--kill` ends every thread and reaps each one's exit (the main thread's is reported last).
+TEST_F(Features, DumpKillEndsEveryThread) {
+  TempDir dir;
+  auto [original, ready] = start_threads(4);
+  auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img", "--kill"});
+  ASSERT_EQ(dump.code, 0) << dump.err;
+  EXPECT_EQ(original.wait(5s), 128 + SIGKILL);
+  Child restored = restore(dir / "img");
+  ASSERT_TRUE(wait_blocked_in_stdin_read(restored.pid())) << restored.leftovers();
+  EXPECT_EQ(answer(restored, "go"), expected_answer(4));
+}
+
+// State one thread has that a restore cannot carry: refused with exit 3, naming the thread and
+// the reason; no image; the process goes on.
+void expect_refused(const std::string& mode, const std::string& reason) {
+  TempDir dir;
+  Child c = Child::spawn({PROG_thread_refusals, mode});
+  auto ready = c.read_line();
+  ASSERT_TRUE(ready) << c.leftovers();
+  if (ready->starts_with("skip")) GTEST_SKIP() << *ready;
+  auto dump = prewarm({"dump", "--pid", std::to_string(c.pid()), "--images", dir / "img"});
+  EXPECT_EQ(dump.code, 3) << dump.err;
+  EXPECT_NE(dump.err.find("(odd-thread): " + reason), std::string::npos) << dump.err;
+  EXPECT_FALSE(fs::exists(dir / "img"));
+  c.write("still running\n");
+  EXPECT_EQ(c.read_line(), "input=still running");
+  EXPECT_EQ(c.wait(), 0);
+}
+
+TEST_F(Features, ThreadWithItsOwnCredentialsIsRefused) { expect_refused("creds", "its credentials"); }
+TEST_F(Features, SignalPendingForAThreadIsRefused) {
+  expect_refused("pending", "signals pending for the thread and not carried: SIGUSR2");
+}
+TEST_F(Features, RobustMutexHeldByAThreadIsRefused) { expect_refused("robust", "holds a robust mutex"); }
+
+// "START-END perms offset name" lines, with touching anonymous ones of equal perms made one.
+std::vector<std::string> merge_adjacent_anon(const std::vector<std::string>& lines) {
+  std::vector<std::string> out;
+  for (const auto& l : lines) {
+    const bool anon = l.size() > 1 && l.back() == ' ';  // no name after the offset
+    if (anon && !out.empty() && out.back().back() == ' ') {
+      const std::string& prev = out.back();
+      const size_t dash = l.find('-'), sp = l.find(' '), psp = prev.find(' ');
+      if (prev.substr(prev.find('-') + 1, psp - prev.find('-') - 1) == l.substr(0, dash) &&
+          prev.substr(psp) == l.substr(sp)) {
+        out.back() = prev.substr(0, prev.find('-') + 1) + l.substr(dash + 1);
+        continue;
+      }
+    }
+    out.push_back(l);
+  }
+  return out;
+}
+
+// A real runtime with threads: numpy on OpenBLAS's pthreads build (loaded through
+// LD_LIBRARY_PATH; the system's BLAS is left alone), its worker threads started before ready.
+// Restored, it computes the same product on them as the original does.
+TEST_F(Features, ThreadedOpenBlas) {
+  const fs::path openblas = "/usr/lib/x86_64-linux-gnu/openblas-pthread";
+  if (!fs::exists(openblas / "libblas.so.3")) GTEST_SKIP() << "libopenblas0-pthread is not installed";
+  TempDir dir;
+  auto [original, ready] = start_ready({"/usr/bin/env", "LD_LIBRARY_PATH=" + openblas.string(),
+                                        "OPENBLAS_NUM_THREADS=2", "/usr/bin/python3", NUMPY_BLAS_PY});
+  const int threads = thread_count(original.pid());
+  ASSERT_GT(threads, 1) << "OpenBLAS started no threads";
+  ASSERT_TRUE(wait_threads_asleep(original.pid()));
+  // Its arenas include adjacent anonymous mappings with the same flags that the kernel keeps
+  // apart in the original (separately created) and merges once they are mapped again: the
+  // same memory, so the comparison merges them too.
+  const auto before = merge_adjacent_anon(layout(original.pid()));
+  auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img"});
+  ASSERT_EQ(dump.code, 0) << dump.err;
+  RoundTrip rt{std::move(original), fields(ready), restore(dir / "img")};
+  ASSERT_TRUE(wait_blocked_in_stdin_read(rt.restored.pid())) << rt.restored.leftovers();
+  EXPECT_EQ(layout_diff(before, merge_adjacent_anon(layout(rt.restored.pid()))), "");
+  EXPECT_EQ(thread_count(rt.restored.pid()), threads);
+  EXPECT_EQ(thread_names(rt.restored.pid()).count("python3"), static_cast<size_t>(threads));
+  const std::string restored = answer(rt.restored, "3");
+  const std::string cold = answer(rt.original, "3");
+  EXPECT_EQ(restored.substr(restored.find(' ')), cold.substr(cold.find(' '))) << restored << " vs " << cold;
+  EXPECT_NE(restored.find("trace="), std::string::npos) << restored;
 }
 
 }  // namespace

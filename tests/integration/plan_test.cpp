@@ -1,6 +1,7 @@
 // The plan builder on a real snapshot (the pattern program, dumped through the CLI) and on that
 // snapshot altered the ways a hostile image would be: each alteration must be refused before
 // the point of no return, where the blob could only kill the app.
+#include <signal.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -38,6 +39,12 @@ class Plan : public DumpTest {
                       HoleLayout* layout_out = nullptr) {
     auto frame = build_sigframe(snap);
     if (!frame) return frame.error().describe();
+    std::vector<SigframeLayout> thread_frames;
+    for (int i = 0; i < snap.threads_size(); ++i) {
+      auto f = build_thread_sigframe(snap, i);
+      if (!f) return f.error().describe();
+      thread_frames.push_back(*f);
+    }
     auto layout = layout_hole(snap, own, 3 * 4096, frame->bytes.size(), 8, fd_moves.size() + fd_close.size());
     if (!layout) return layout.error().describe();
     std::vector<Interval> taken;
@@ -54,7 +61,8 @@ class Plan : public DumpTest {
                   .message = readiness_message("READY=1\n", 1, 2, 3),
                   .fd_moves = fd_moves,
                   .fd_close = fd_close,
-                  .epoll_adds = epoll_adds};
+                  .epoll_adds = epoll_adds,
+                  .thread_frames = thread_frames};
     auto plan = build_plan(in);
     if (!plan) return plan.error().describe();
     if (hole_out) *hole_out = spots.front();
@@ -272,6 +280,70 @@ TEST(HoleCandidates, LieInGapsAlignedAndAbove4GiB) {
   }
   // A gap too small for the hole is never offered.
   EXPECT_TRUE(hole_candidates({{1ull << 32, kTaskSize - M}}, 4 * M).empty());
+}
+
+// ---- threads ----
+
+// A thread like the main one (its registers, on the main stack): enough for the plan's checks.
+pb::ThreadState* add_thread(pb::Snapshot& snap, const char* comm) {
+  auto* t = snap.add_threads();
+  t->set_tid(1000 + snap.threads_size());
+  t->set_comm(comm);
+  *t->mutable_regs() = snap.regs();
+  t->set_blocked(1ull << (SIGUSR1 - 1));
+  return t;
+}
+
+TEST_F(Plan, CarriesEveryThreadWithAStackOfItsOwn) {
+  for (const char* name : {"worker-0", "worker-1", "worker-2"}) add_thread(snap, name);
+  std::vector<char> buf;
+  HoleLayout l;
+  ASSERT_EQ(refusal(nullptr, &buf, &l), "(accepted)");
+  PwPlan p;
+  std::memcpy(&p, buf.data(), sizeof p);
+  ASSERT_EQ(p.threads_count, 3u);
+  EXPECT_EQ(std::string(p.main_comm), snap.process().comm().substr(0, 15));
+  std::vector<uint64_t> tops;
+  for (uint32_t i = 0; i < p.threads_count; ++i) {
+    PwThread t;
+    std::memcpy(&t, buf.data() + p.threads_off + i * sizeof t, sizeof t);
+    EXPECT_EQ(std::string(t.comm), "worker-" + std::to_string(i));
+    EXPECT_EQ(t.stack_top % 16, 0u);
+    // Its stack: inside the region the blob unmaps, past the plan's data, below the main stack.
+    EXPECT_GT(t.stack_top, p.self_start + buf.size());
+    EXPECT_LE(t.stack_top, p.self_start + l.plan_len - 64 * 1024);
+    for (uint64_t other : tops) EXPECT_GE(t.stack_top > other ? t.stack_top - other : other - t.stack_top, 16u * 1024);
+    tops.push_back(t.stack_top);
+    auto f = build_thread_sigframe(snap, static_cast<int>(i));
+    ASSERT_TRUE(f);
+    ASSERT_LE(t.frame_off + t.frame_len, buf.size());
+    EXPECT_EQ(std::string(buf.data() + t.frame_off, t.frame_len), f->bytes);
+    EXPECT_EQ(t.final_sp, f->final_sp);
+    EXPECT_EQ(t.fs_base, snap.regs().fs_base());
+  }
+}
+
+TEST_F(Plan, RefusesAThreadWhoseTidCacheIsNotWritable) {
+  const pb::Mapping* code = nullptr;
+  for (const auto& m : snap.mappings())
+    if (m.kind() == pb::Mapping::FILE && !(m.prot() & PROT_WRITE)) code = &m;
+  ASSERT_NE(code, nullptr);
+  auto* t = add_thread(snap, "w");
+  t->set_clear_child_tid(code->start() + 64);
+  t->set_tid_cached(true);
+  EXPECT_NE(refusal().find("clear_child_tid is not in writable memory"), std::string::npos) << refusal();
+  t->set_tid_cached(false);  // only written when it is a cache
+  EXPECT_EQ(refusal(), "(accepted)");
+}
+
+TEST_F(Plan, RefusesAThreadWithoutAStack) {
+  add_thread(snap, "w")->mutable_regs()->set_rsp(0x10000);
+  EXPECT_NE(refusal().find("stack pointer is not inside a writable stack mapping"), std::string::npos) << refusal();
+}
+
+TEST_F(Plan, RefusesMoreThreadsThanARestoreCarries) {
+  for (int i = 0; i <= kMaxRestoredThreads; ++i) add_thread(snap, "w");
+  EXPECT_NE(refusal().find("more threads"), std::string::npos) << refusal();
 }
 
 }  // namespace

@@ -38,7 +38,7 @@ def value(lines, i):
 def edit(lines, what):
     maps, runs = blocks(lines, "mappings"), blocks(lines, "page_runs")
     if what == "version":
-        i = lines.index("format_version: 1")
+        i = next(i for i, l in enumerate(lines) if l.startswith("format_version: "))
         lines[i] = "format_version: 99"
     elif what == "overlap":
         s0 = value(lines, field(lines, maps[0], "start"))

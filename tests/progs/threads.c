@@ -1,4 +1,4 @@
-/* A second thread: prewarm must refuse to snapshot (exit 3) and leave the process running. */
+/* A second thread, idle in pause(): the smallest multi-threaded round trip. */
 #include <pthread.h>
 
 #include "prog.h"

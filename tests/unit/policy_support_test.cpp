@@ -4,6 +4,7 @@
 #include "policy/support.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <linux/perf_event.h>
 #include <sys/eventfd.h>
 #include <sys/ipc.h>
@@ -361,13 +362,57 @@ TEST(FormatOffender, AnonymousMappingAndFdOffenders) {
             "fd 5 -> socket:[5550]: socket");
 }
 
-TEST(CheckThreads, OnlyMoreThanOneThreadIsAnOffender) {
-  EXPECT_TRUE(check_threads(1).empty());
-  auto o = check_threads(5);
+ThreadInfo plain_thread(pid_t tid, const char* comm) {
+  ThreadInfo t;
+  t.tid = tid;
+  t.comm = comm;
+  t.credentials = "Uid:\t0\t0\t0\t0\nSeccomp:\t0\n";
+  return t;
+}
+
+TEST(CheckThreads, ThreadsAloneAreNoOffence) {
+  std::vector<ThreadInfo> threads{plain_thread(10, "app")};
+  for (int i = 1; i < 16; ++i) threads.push_back(plain_thread(10 + i, "worker"));
+  EXPECT_TRUE(check_threads(threads, 0).empty());
+}
+
+TEST(CheckThreads, TooManyThreads) {
+  std::vector<ThreadInfo> threads(kMaxThreads + 1, plain_thread(7, "w"));
+  auto o = check_threads(threads, 0);
   ASSERT_EQ(o.size(), 1u);
   const std::string line = format_offender(o[0]);
-  EXPECT_NE(line.find("5 threads"), std::string::npos) << line;
   EXPECT_EQ(line.rfind("threads: ", 0), 0u) << "no address range: " << line;
+  EXPECT_NE(line.find(std::to_string(kMaxThreads + 1) + " threads"), std::string::npos) << line;
+}
+
+TEST(CheckThreads, PendingSignalsAreNamed) {
+  std::vector<ThreadInfo> threads{plain_thread(10, "app"), plain_thread(11, "worker")};
+  threads[1].pending = 1ull << (SIGUSR2 - 1);
+  auto o = check_threads(threads, 1ull << (SIGTERM - 1) | 1ull << 40);
+  ASSERT_EQ(o.size(), 2u);
+  EXPECT_EQ(format_offender(o[0]), "signals: pending for the process and not carried: SIGTERM, signal 41");
+  EXPECT_EQ(format_offender(o[1]), "thread 11 (worker): signals pending for the thread and not carried: SIGUSR2");
+}
+
+TEST(CheckThreads, DifferingCredentialsAndHeldRobustMutexes) {
+  std::vector<ThreadInfo> threads{plain_thread(10, "app"), plain_thread(11, "setuid"), plain_thread(12, "locker")};
+  threads[1].credentials = "Uid:\t0\t1000\t0\t0\nSeccomp:\t0\n";
+  threads[2].robust_held = {0x7f0000001000};
+  auto o = check_threads(threads, 0);
+  ASSERT_EQ(o.size(), 2u);
+  EXPECT_NE(format_offender(o[0]).find("thread 11 (setuid): its credentials"), std::string::npos);
+  EXPECT_NE(format_offender(o[1]).find("thread 12 (locker): holds a robust mutex at 0x7f0000001000"),
+            std::string::npos);
+}
+
+TEST(CredentialLines, OnlyCredentialsAndSeccomp) {
+  const std::string status =
+      "Name:\tapp\nState:\tS (sleeping)\nUid:\t1\t1\t1\t1\nGid:\t2\t2\t2\t2\nGroups:\t2 3\n"
+      "SigBlk:\t0000000000000000\nCapEff:\t0000000000000000\nNoNewPrivs:\t0\nSeccomp:\t2\n"
+      "Seccomp_filters:\t1\nCpus_allowed:\t3\n";
+  EXPECT_EQ(credential_lines(status),
+            "Uid:\t1\t1\t1\t1\nGid:\t2\t2\t2\t2\nGroups:\t2 3\nCapEff:\t0000000000000000\n"
+            "NoNewPrivs:\t0\nSeccomp:\t2\nSeccomp_filters:\t1\n");
 }
 
 }  // namespace

@@ -1,0 +1,111 @@
+// Collecting each thread's state while the process is frozen.
+#include "snapshot/threads.h"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <sstream>
+
+#include "snapshot/inject_syscall.h"
+#include "snapshot/proc_state.h"
+#include "snapshot/unique_fd.h"
+
+namespace prewarm {
+namespace {
+
+constexpr size_t kMaxRobustEntries = 4096;
+
+template <typename T>
+Result<T> read_word(int mem_fd, uint64_t addr) {
+  T v{};
+  auto r = pread_all(mem_fd, &v, sizeof v, static_cast<off_t>(addr));
+  if (!r) return make_error(r.error().code, "read thread memory at " + std::to_string(addr));
+  return v;
+}
+
+// struct robust_list_head { next; long futex_offset; list_op_pending; }: every entry on the
+// list is a robust mutex the thread holds, and its futex word holds the thread's tid.
+Result<void> read_robust_list(int mem_fd, ThreadInfo& t) {
+  if (t.robust_list == 0) return ok();
+  PW_ASSIGN(uint64_t next, read_word<uint64_t>(mem_fd, t.robust_list));
+  PW_ASSIGN(uint64_t pending, read_word<uint64_t>(mem_fd, t.robust_list + 16));
+  t.robust_op_pending = pending != 0;
+  while (next != t.robust_list && next != 0) {
+    if (t.robust_held.size() == kMaxRobustEntries) return data_error("robust futex list too long or cyclic");
+    t.robust_held.push_back(next);
+    PW_ASSIGN(next, read_word<uint64_t>(mem_fd, next));
+  }
+  return ok();
+}
+
+}  // namespace
+
+std::string credential_lines(const std::string& status_text) {
+  static const char* const keys[] = {"Uid",    "Gid",    "Groups", "CapInh",     "CapPrm",   "CapEff",
+                                     "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp", "Seccomp_filters"};
+  std::istringstream in(status_text);
+  std::string line, out;
+  while (std::getline(in, line)) {
+    const std::string key = line.substr(0, line.find(':'));
+    for (const char* k : keys)
+      if (key == k) out += line + "\n";
+  }
+  return out;
+}
+
+Result<ThreadInfo> collect_thread(FrozenProcess& proc, pid_t tid, int mem_fd, const std::vector<Vma>& vmas) {
+  ThreadInfo t;
+  t.tid = tid;
+  const std::string dir = "/proc/" + std::to_string(proc.pid()) + "/task/" + std::to_string(tid) + "/";
+  PW_ASSIGN(std::string status_text, read_file(dir + "status"));
+  PW_ASSIGN(ProcStatus st, parse_status(status_text));
+  t.blocked = st.sig_blocked;
+  t.pending = st.sig_pending;
+  t.credentials = credential_lines(status_text);
+  PW_ASSIGN(t.comm, read_file(dir + "comm"));
+  if (!t.comm.empty() && t.comm.back() == '\n') t.comm.pop_back();
+  PW_ASSIGN(t.cpu, proc.read_cpu_state(tid));
+
+  __ptrace_rseq_configuration rseq{};
+  if (::ptrace(PTRACE_GET_RSEQ_CONFIGURATION, tid, sizeof rseq, &rseq) == sizeof rseq &&
+      rseq.rseq_abi_pointer != 0) {
+    t.rseq_area = rseq.rseq_abi_pointer;
+    t.rseq_size = rseq.rseq_abi_size;
+    t.rseq_signature = rseq.signature;
+  }
+  void* head = nullptr;
+  size_t len = 0;
+  if (::syscall(SYS_get_robust_list, tid, &head, &len) != 0) return errno_error("get_robust_list");
+  t.robust_list = reinterpret_cast<uint64_t>(head);
+  t.robust_list_len = len;
+  PW_TRY(read_robust_list(mem_fd, t));
+
+  // Only the thread can report these: run the syscalls inside it.
+  PW_ASSIGN(SyscallInjector inj, SyscallInjector::attach(proc, mem_fd, vmas, tid));
+  const uint64_t buf = inj.scratch();
+  PW_ASSIGN(long rc, inj.call(SYS_sigaltstack, 0, buf));
+  if (rc != 0) return make_error(static_cast<int>(-rc), "sigaltstack in thread " + std::to_string(tid));
+  PW_ASSIGN(std::string ss, inj.read(buf, sizeof(stack_t)));
+  stack_t alt{};
+  std::memcpy(&alt, ss.data(), sizeof alt);
+  t.altstack_sp = reinterpret_cast<uint64_t>(alt.ss_sp);
+  t.altstack_size = alt.ss_size;
+  t.altstack_flags = alt.ss_flags;
+  PW_ASSIGN(rc, inj.call(SYS_prctl, PR_GET_TID_ADDRESS, buf));
+  if (rc != 0) return make_error(static_cast<int>(-rc), "prctl(PR_GET_TID_ADDRESS) in thread " + std::to_string(tid));
+  PW_ASSIGN(std::string ctid, inj.read(buf, 8));
+  std::memcpy(&t.clear_child_tid, ctid.data(), 8);
+  // glibc keeps the tid of each thread in its struct pthread, and that is where
+  // clear_child_tid points: a word there that holds the tid is a cache the restore rewrites.
+  if (t.clear_child_tid != 0 && t.clear_child_tid % 4 == 0) {
+    auto word = read_word<int32_t>(mem_fd, t.clear_child_tid);
+    t.tid_cached = word && *word == tid;
+  }
+  return t;
+}
+
+}  // namespace prewarm
