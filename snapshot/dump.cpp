@@ -264,6 +264,7 @@ Result<ProcessState> collect_state(FrozenProcess& proc) {
   PW_ASSIGN(s.fds, read_fds(s.pid));
   PW_ASSIGN(UniqueFd mem, open_fd("/proc/" + std::to_string(s.pid) + "/mem", O_RDWR));
   PW_TRY(collect_task_state(proc, mem.get(), s));
+  PW_ASSIGN(s.attrs, collect_attrs(proc, mem.get(), s.vmas, s.fds));
   return s;
 }
 
