@@ -15,7 +15,6 @@ def reseed(signum, frame):
 
 
 signal.signal(signal.SIGUSR1, reseed)
-random.seed(12345)
 print("ready", flush=True)
 sys.stdin.readline()
 print(f"random={random.random()!r} reseeded={reseeded}", flush=True)
