@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <time.h>
 #include <sys/file.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
@@ -94,6 +95,29 @@ Result<void> apply_attrs(const pb::AttrState& a, std::vector<std::function<void(
     undo.push_back([old_oom] { (void)write_oom_score_adj(old_oom); });
   }
 
+  // POSIX timers with their ids (the app holds them as timer_t): created disarmed now, armed once
+  // every signal is blocked (apply_final_attrs). A cold start's exec deletes them.
+  if (a.posix_timers_size() > 0) {
+    constexpr int kPrTimerCreateRestoreIds = 77;
+    if (::prctl(kPrTimerCreateRestoreIds, 1, 0, 0, 0) != 0)
+      return errno_error("recreate the app's POSIX timers with their ids (PR_TIMER_CREATE_RESTORE_IDS needs Linux 6.17)");
+    for (const auto& t : a.posix_timers()) {
+      sigevent ev{};
+      ev.sigev_notify = t.notify();
+      ev.sigev_signo = t.signo();
+      ev.sigev_value.sival_ptr = reinterpret_cast<void*>(t.sigval());
+      if (t.notify() & SIGEV_THREAD_ID) ev._sigev_un._tid = ::gettid();  // the main thread, as at the dump
+      int id = t.id();
+      if (::syscall(SYS_timer_create, t.clock(), &ev, &id) != 0 || id != t.id()) {
+        const int e = errno;
+        ::prctl(kPrTimerCreateRestoreIds, 0, 0, 0, 0);
+        return make_error(e, "recreate the app's POSIX timer " + std::to_string(t.id()));
+      }
+      undo.push_back([id] { ::syscall(SYS_timer_delete, id); });
+    }
+    ::prctl(kPrTimerCreateRestoreIds, 0, 0, 0, 0);
+  }
+
   // Registrations belong to the mm, which the restore keeps; a cold start's exec drops them.
   for (uint32_t bit = 1; bit != 0 && bit <= a.membarrier_registrations(); bit <<= 1) {
     if (!(a.membarrier_registrations() & bit)) continue;
@@ -157,6 +181,8 @@ Result<void> check_final_attrs(const pb::AttrState& a) {
     if (t.which() < ITIMER_REAL || t.which() > ITIMER_PROF || t.value_us() <= 0 || t.interval_us() < 0)
       return data_error("the image has an invalid itimer");
   }
+  for (const auto& t : a.posix_timers())
+    if (t.value_ns() < 0 || t.interval_ns() < 0) return data_error("the image has an invalid POSIX timer");
   return ok();
 }
 
@@ -167,6 +193,13 @@ void apply_final_attrs(const pb::AttrState& a) {
     v.it_value = {t.value_us() / 1000000, t.value_us() % 1000000};
     v.it_interval = {t.interval_us() / 1000000, t.interval_us() % 1000000};
     ::setitimer(static_cast<__itimer_which>(t.which()), &v, nullptr);
+  }
+  for (const auto& t : a.posix_timers()) {
+    if (t.value_ns() == 0) continue;  // created disarmed
+    itimerspec v{};
+    v.it_value = {t.value_ns() / 1000000000, t.value_ns() % 1000000000};
+    v.it_interval = {t.interval_ns() / 1000000000, t.interval_ns() % 1000000000};
+    ::syscall(SYS_timer_settime, t.id(), 0, &v, nullptr);
   }
 }
 

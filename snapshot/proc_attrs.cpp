@@ -6,6 +6,9 @@
 #include <sys/syscall.h>
 #include <sys/time.h>
 
+#include <csignal>
+#include <ctime>
+
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -115,6 +118,26 @@ std::string own_status_field(const std::string& key) {
   return {};
 }
 
+void classify_timer(PosixTimerInfo& t, int pid) {
+  t.carried = false;
+  const size_t slash = t.signal.find('/');
+  if (slash == std::string::npos) return;
+  auto num = [](std::string_view s, auto& v, int base = 10) {
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v, base);
+    return ec == std::errc() && p == s.data() + s.size() && !s.empty();
+  };
+  if (!num(std::string_view(t.signal).substr(0, slash), t.signo) ||
+      !num(std::string_view(t.signal).substr(slash + 1), t.sigval, 16) || !num(std::string_view(t.clock), t.clock_id))
+    return;
+  if (t.clock_id < 0) return;  // another process's or thread's CPU clock
+  const std::string self = "pid." + std::to_string(pid), main_thread = "tid." + std::to_string(pid);
+  if (t.notify == "signal/" + self) t.notify_kind = SIGEV_SIGNAL;
+  else if (t.notify == "none/" + self) t.notify_kind = SIGEV_NONE;
+  else if (t.notify == "signal/" + main_thread) t.notify_kind = SIGEV_SIGNAL | SIGEV_THREAD_ID;
+  else return;  // SIGEV_THREAD (a helper thread) or another target
+  t.carried = true;
+}
+
 namespace {
 
 // The injected getters: prctl state, itimers, membarrier, and whether mlockall(MCL_FUTURE) is on
@@ -156,6 +179,17 @@ Result<void> collect_injected(FrozenProcess& proc, int mem_fd, const std::vector
     std::memcpy(&v, raw.data(), sizeof v);
     a.itimers.push_back({which, v.it_value.tv_sec * 1000000ll + v.it_value.tv_usec,
                          v.it_interval.tv_sec * 1000000ll + v.it_interval.tv_usec});
+  }
+
+  for (auto& t : a.timers) {
+    PW_ASSIGN(long rc, inj.call(SYS_timer_gettime, static_cast<uint64_t>(t.id), buf));
+    if (rc != 0) return make_error(static_cast<int>(-rc), "timer_gettime in the process");
+    PW_ASSIGN(std::string raw, inj.read(buf, sizeof(itimerspec)));
+    itimerspec v{};
+    std::memcpy(&v, raw.data(), sizeof v);
+    t.value_ns = v.it_value.tv_sec * 1000000000ll + v.it_value.tv_nsec;
+    t.interval_ns = v.it_interval.tv_sec * 1000000000ll + v.it_interval.tv_nsec;
+    classify_timer(t, proc.pid());
   }
 
   PW_ASSIGN(long addr, inj.call(SYS_mmap, 0, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
@@ -230,6 +264,17 @@ void fill_attr_state(const ProcAttrs& a, const std::vector<std::string>& match_k
     it->set_which(t.which);
     it->set_value_us(t.value_us);
     it->set_interval_us(t.interval_us);
+  }
+  for (const auto& t : a.timers) {
+    if (!t.carried) continue;  // refused by the policy
+    auto* p = out->add_posix_timers();
+    p->set_id(t.id);
+    p->set_clock(t.clock_id);
+    p->set_notify(t.notify_kind);
+    p->set_signo(t.signo);
+    p->set_sigval(t.sigval);
+    p->set_value_ns(t.value_ns);
+    p->set_interval_ns(t.interval_ns);
   }
   for (const auto& l : a.locks) {
     if (!l.parsed || (l.kind != "FLOCK" && l.kind != "OFDLCK")) continue;  // refused by the policy

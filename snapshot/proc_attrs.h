@@ -24,7 +24,15 @@ struct PosixTimerInfo {
   std::string signal;  // "14/0000000000000000" as printed
   std::string notify;  // "signal/pid.123", "thread/...", "none/..."
   std::string clock;   // the ClockID number
+  // timer_gettime in the process; `carried` when the lines above parsed into a timer the
+  // restore can recreate (SIGEV_SIGNAL or SIGEV_NONE to the process, or to its main thread).
+  int64_t value_ns = 0, interval_ns = 0;
+  bool carried = false;
+  int clock_id = 0, notify_kind = 0, signo = 0;
+  uint64_t sigval = 0;
 };
+// Fills the parsed fields of `t` (carried, clock_id, ...); `pid` is the process's own.
+void classify_timer(PosixTimerInfo& t, int pid);
 
 // An fdinfo `lock:` line (flock, POSIX, OFD locks and leases on that fd's file).
 struct FdLock {

@@ -36,9 +36,12 @@ int main(int argc, char** argv) {
     fd = open(file, O_RDONLY);
     CHECK(fd >= 0 && fcntl(fd, F_SETLEASE, F_RDLCK) == 0);
   } else if (strcmp(mode, "posix_timer") == 0) {
+    /* On its own CPU clock named by pid: the restored process has another pid. */
     struct sigevent ev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR1};
+    clockid_t clock;
     timer_t t;
-    CHECK(timer_create(CLOCK_MONOTONIC, &ev, &t) == 0);
+    CHECK(clock_getcpuclockid(getpid(), &clock) == 0);
+    CHECK(timer_create(clock, &ev, &t) == 0);
   } else if (strcmp(mode, "pending_signal") == 0) {
     sigset_t s;
     sigemptyset(&s);
