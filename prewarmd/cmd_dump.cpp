@@ -7,6 +7,7 @@
 
 #include <cstdio>
 
+#include "policy/attrs.h"
 #include "prewarmd/dump_flow.h"
 #include "restorer/restore.h"
 
@@ -36,7 +37,13 @@ int run_dump(pid_t pid, const std::string& dir, bool kill_after) {
   return kExitOk;
 }
 
-int run_restore(const std::string& dir, bool allow_other_owner) {
+int run_restore(const std::string& dir, bool allow_other_owner, const std::string& on_restore) {
+  RestoreOptions options;
+  if (!on_restore.empty() && (options.on_restore_signal = policy::signal_number(on_restore)) == 0) {
+    std::fprintf(stderr, "prewarm restore: --on-restore %s is not a signal an app can catch (e.g. SIGUSR1)\n",
+                 on_restore.c_str());
+    return kExitUsage;
+  }
   // An image is process memory that someone else may have written: restored by another user, it
   // would run that user's code with the caller's credentials (for root: as uid 0).
   auto open_part = [&](const char* part) -> Result<UniqueFd> {
@@ -59,7 +66,7 @@ int run_restore(const std::string& dir, bool allow_other_owner) {
     if (!manifest) return manifest.error();
     auto pages = open_part("pages.img");
     if (!pages) return pages.error();
-    return restore_in_place(std::move(*manifest), std::move(*pages));  // returns only on failure
+    return restore_in_place(std::move(*manifest), std::move(*pages), options);  // returns only on failure
   }();
   const std::string why = e.describe();
   // Errors about the image's own files already name it.

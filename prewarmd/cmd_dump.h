@@ -13,6 +13,7 @@ inline constexpr int kExitUsage = 2;
 inline constexpr int kExitUnsupported = 3;
 
 int run_dump(pid_t pid, const std::string& images_dir, bool kill_after);
-int run_restore(const std::string& images_dir, bool allow_other_owner);
+// `on_restore`: a signal name or number delivered to the app once restored ("" for none).
+int run_restore(const std::string& images_dir, bool allow_other_owner, const std::string& on_restore = {});
 
 }  // namespace prewarm::cli

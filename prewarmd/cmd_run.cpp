@@ -55,6 +55,7 @@ struct LaunchPlan {
   uid_t uid = 0;
   gid_t gid = 0;
   std::string ready;
+  int on_restore = 0;         // signal for the restored app (register --on-restore)
   std::string notify_socket;  // prewarmd's
   UniqueFd manifest, pages;   // read-only descriptors of the image, for a restore
   bool have_daemon = true;
@@ -208,6 +209,7 @@ int run_app(const std::string& ref_text) {
     p.uid = m.at("uid").get<uid_t>();
     p.gid = m.at("gid").get<gid_t>();
     p.ready = m.value("ready", "idle");
+    p.on_restore = m.value("on_restore", 0);
     p.notify_socket = m.value("notify_socket", "");
     if (r->fds.size() == 2) p.manifest = std::move(r->fds[0]), p.pages = std::move(r->fds[1]);
   }
@@ -229,6 +231,7 @@ int run_app(const std::string& ref_text) {
   // 2. Restore: from here until the point of no return every failure falls back to step 3.
   if (p.mode == "restore" && p.manifest.valid() && p.pages.valid()) {
     RestoreOptions opts;
+    opts.on_restore_signal = p.on_restore;
     auto notify = proto::connect_unix(p.notify_socket, SOCK_DGRAM);
     if (notify) {
       opts.notify_fd = notify->get();

@@ -103,7 +103,9 @@ int run_register(const RegisterArgs& a, bool as_json) {
       return kExitUsage;
     }
   json reply;
-  int rc = call({{"op", "register"}, {"name", a.name}, {"argv", argv}, {"cwd", cwd}, {"ready", a.ready}, {"watch", watch}}, reply);
+  json req = {{"op", "register"}, {"name", a.name}, {"argv", argv}, {"cwd", cwd}, {"ready", a.ready}, {"watch", watch}};
+  if (!a.on_restore.empty()) req["on_restore"] = a.on_restore;
+  int rc = call(req, reply);
   if (rc != kExitOk) return rc;
   if (as_json) {
     std::printf("%s\n", proto::json_text(reply, 2).c_str());

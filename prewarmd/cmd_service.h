@@ -15,6 +15,7 @@ struct RegisterArgs {
   std::string name;
   std::string ready = "idle";
   std::vector<std::string> watch;
+  std::string on_restore;  // signal name or number, "" for none
   std::vector<std::string> command;
 };
 

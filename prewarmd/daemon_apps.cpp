@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "prewarmd/daemon.h"
+#include "policy/attrs.h"
 #include "prewarmd/log.h"
 
 namespace prewarm {
@@ -36,6 +37,9 @@ json Daemon::op_register(const json& req, const proto::PeerCred& cred) {
   for (const auto& w : c.watch)
     if (w.empty() || w[0] != '/') return error_reply("--watch paths must be absolute: " + w, "usage");
   c.ready = *mode;
+  if (const std::string sig = req.value("on_restore", ""); !sig.empty())
+    if ((c.on_restore = policy::signal_number(sig)) == 0)
+      return error_reply("--on-restore " + sig + " is not a signal an app can catch (e.g. SIGUSR1)", "usage");
   auto it = registry_.apps.find(c.name);
   if (it != registry_.apps.end() && it->second.config.uid != cred.uid)
     return error_reply("the name '" + c.name + "' is taken by another user; choose another", "exists");

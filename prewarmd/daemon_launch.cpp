@@ -127,6 +127,7 @@ Daemon::Reply Daemon::op_launch(const json& req, Connection& c) {
                 {"uid", app->config.uid},
                 {"gid", app->config.gid},
                 {"ready", policy::to_string(app->config.ready)},
+                {"on_restore", app->config.on_restore},
                 {"notify_socket", notify_path_}};
   std::vector<UniqueFd> fds;
   if (!d.image.empty()) {

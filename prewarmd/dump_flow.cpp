@@ -6,6 +6,7 @@
 #include <chrono>
 #include <optional>
 
+#include "policy/attrs.h"
 #include "policy/support.h"
 #include "snapshot/fd_objects.h"
 
@@ -82,19 +83,31 @@ DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill, const Fro
     auto d = policy::classify_mapping(v, f.exists && S_ISREG(f.st.st_mode));
     if (d.cls == policy::MappingClass::kRefuse)
       offenders.push_back({v.start, v.end, v.name, v.vm_flags_text(), d.reason});
+    else if (std::string why = policy::vm_flags_refusal(v); !why.empty())
+      offenders.push_back({v.start, v.end, v.name, v.vm_flags_text(), why});
     kinds.push_back(kind_for(d.cls));
   }
   std::vector<pb::OpenFile> files;
   std::vector<FdObjectCandidate> objects;
+  std::vector<int> plain_fds;  // fds whose fdinfo the attribute policy reads (not kernel objects')
   for (const auto& fd : state->fds) {
     auto d = policy::classify_fd(fd.fd, fd.target, fd.stat_ok ? fd.st.st_mode : 0);
+    // An fd on the process's own /proc entry is reopened for the restored process.
+    auto self = d.cls == policy::FdClass::kRefuse ? std::nullopt : policy::proc_self_path(fd.target, pid);
+    if (self && self->empty())
+      d = {policy::FdClass::kRefuse, "another process's /proc entry"};
     if (d.cls == policy::FdClass::kRefuse)
       offenders.push_back({0, 0, "fd " + std::to_string(fd.fd) + " -> " + fd.target, {}, d.reason});
-    else if (auto kind = object_kind_for(d.cls))
+    if (d.cls == policy::FdClass::kRefuse || d.cls == policy::FdClass::kStdio) continue;  // stdio: the launch's own
+    if (auto kind = object_kind_for(d.cls)) {
       objects.push_back({&fd, *kind});
-    else if (d.cls != policy::FdClass::kStdio)
-      files.push_back(open_file_record(fd, d.cls == policy::FdClass::kDirectory,
-                                       d.cls == policy::FdClass::kCharDevice));
+      continue;
+    }
+    plain_fds.push_back(fd.fd);
+    auto record = fd;
+    if (self) record.target = *self;
+    files.push_back(open_file_record(record, d.cls == policy::FdClass::kDirectory,
+                                     d.cls == policy::FdClass::kCharDevice));
   }
   // 3b. Kernel objects: their state, and whatever of them cannot be carried (an end outside).
   auto scan = collect_fd_objects(pid, objects, state->fds);
@@ -109,6 +122,10 @@ DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill, const Fro
     offenders.push_back({0, 0, "fd " + std::to_string(fd) + " -> " + target, {}, why});
   }
   for (auto& r : scan->records) files.push_back(std::move(r));
+  // Attributes: each carried, the launch's own, or refused here by name (policy/attrs.h).
+  auto attrs = policy::check_attrs(state->attrs, plain_fds);
+  offenders.insert(offenders.end(), attrs.offenders.begin(), attrs.offenders.end());
+  fill_attr_state(state->attrs, attrs.match_keys, state->task.mutable_attrs());
   if (!offenders.empty()) {
     out.status = DumpOutcome::kUnsupported;
     for (const auto& o : offenders) out.offenders.push_back(policy::format_offender(o));

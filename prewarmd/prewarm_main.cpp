@@ -33,6 +33,10 @@ int main(int argc, char** argv) {
   bool allow_other_owner = false;
   restore->add_flag("--allow-other-owner", allow_other_owner,
                     "restore an image whose files another user owns (it then runs with your credentials)");
+  std::string on_restore;
+  restore->add_option("--on-restore", on_restore,
+                      "SIGNAL the app gets once restored, before it runs on (every restore of an image is a "
+                      "clone: its handler can reseed random state or reconnect)");
 
   auto* inspect = app.add_subcommand("inspect", "Show what is in an image: mappings, pages, files");
   inspect->add_option("--images", images, "image directory")->required();
@@ -46,6 +50,9 @@ int main(int argc, char** argv) {
                    "idle[:MS] (blocked with no CPU use for MS, default 500), delay:MS")
       ->capture_default_str();
   regc->add_option("--watch", reg.watch, "another file whose change makes the snapshot stale (repeatable)");
+  regc->add_option("--on-restore", reg.on_restore,
+                   "SIGNAL the app gets after each restore, before it is reported ready (restores are clones: "
+                   "its handler can reseed random state or reconnect)");
   regc->add_option("command", reg.command, "-- COMMAND [ARG]...")->required();
   regc->add_flag("--json", json, "machine-readable output");
 
@@ -102,7 +109,7 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   if (dump->parsed()) return run_dump(pid, images, kill_after);
-  if (restore->parsed()) return run_restore(images, allow_other_owner);
+  if (restore->parsed()) return run_restore(images, allow_other_owner, on_restore);
   if (inspect->parsed()) return run_inspect(images, json);
   if (regc->parsed()) return run_register(reg, json);
   if (run->parsed()) return run_app(name);

@@ -35,7 +35,8 @@ bool valid_app_name(const std::string& name) {
 
 json to_json(const AppConfig& c) {
   return {{"name", c.name}, {"uid", c.uid}, {"gid", c.gid}, {"argv", c.argv},
-          {"cwd", c.cwd},   {"ready", policy::to_string(c.ready)}, {"watch", c.watch}};
+          {"cwd", c.cwd},   {"ready", policy::to_string(c.ready)}, {"watch", c.watch},
+          {"on_restore", c.on_restore}};
 }
 
 Result<void> write_file_atomic(const std::string& path, const std::string& text, mode_t mode) {
@@ -73,6 +74,8 @@ Result<AppConfig> app_config_from_json(const json& c, const std::string& name) {
     cfg.cwd = c.at("cwd").get<std::string>();
     auto mode = policy::parse_ready_mode(c.at("ready").get<std::string>());
     cfg.watch = c.value("watch", std::vector<std::string>{});
+    cfg.on_restore = c.value("on_restore", 0);
+    if (cfg.on_restore < 0 || cfg.on_restore > 64) return data_error("app " + name + " has an invalid on_restore signal");
     if (!mode || !valid_app_name(name) || cfg.argv.empty() || cfg.argv[0].empty() || cfg.argv[0][0] != '/' ||
         cfg.cwd.empty() || cfg.cwd[0] != '/')
       return data_error("app " + name + " has an invalid configuration");

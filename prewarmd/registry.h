@@ -24,6 +24,7 @@ struct AppConfig {
   std::string cwd;
   policy::ReadyMode ready;
   std::vector<std::string> watch;
+  int on_restore = 0;  // signal delivered to a restored launch before it runs on (0: none)
 };
 
 using AppStatus = policy::AppStatus;

@@ -87,6 +87,11 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
   // 2. Same kernel, CPU state layout and vDSO as at the snapshot.
   auto own = check_machine_compat(snap);
   if (!own) return own.error();
+  // 2b. Attributes this launch must share, and the ones set at the last moment, checked now.
+  if (auto m = check_attr_match(snap.task().attrs()); !m) return m.error();
+  if (auto f = check_final_attrs(snap.task().attrs()); !f) return f.error();
+  if (options.on_restore_signal != 0)
+    if (auto r = prepare_on_restore_signal(img->snap, options.on_restore_signal); !r) return r.error();
 
   // 3. Every mapped file opened once and checked unchanged.
   auto files = open_mapped_files(snap);
@@ -94,6 +99,7 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
 
   auto app_files = open_app_files(snap);
   if (!app_files) return app_files.error();
+  if (auto l = take_app_locks(snap.task().attrs(), app_files->moves); !l) return l.error();
 
   // The readiness socket sits above every fd the app uses, and the blob must not close it early.
   UniqueFd notify;
@@ -221,6 +227,11 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
   // 9. Last steps that change this process, then the point of no return.
   if (auto r = drop_own_rseq(); !r) return r.error();
   if (auto r = block_all_signals(); !r) return r.error();
+  // With every signal blocked: no_new_privs and itimers (a SIGALRM now waits for the app's mask),
+  // and the --on-restore signal, pending when the app resumes, so its handler runs first.
+  apply_final_attrs(snap.task().attrs());
+  if (options.on_restore_signal != 0)
+    ::syscall(SYS_tgkill, ::getpid(), ::gettid(), options.on_restore_signal);
   hole->release();
   for (auto& [path, fd] : files->by_path) (void)fd.release();
   for (auto& fd : app_files->fds) (void)fd.release();

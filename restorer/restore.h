@@ -13,6 +13,11 @@ struct RestoreOptions {
   // restored app's READY=1); -1 for none. Ownership stays with the caller on failure.
   int notify_fd = -1;
   std::string notify_message;
+  // A signal (1-64) the app gets once restored, before it runs any of its own code: pending when
+  // it resumes (its handler lets it reseed or reconnect: every restore of an image is a clone).
+  // 0 for none. The app must catch it; a syscall it was blocked in returns EINTR when the
+  // handler lacks SA_RESTART, as the kernel does for a signal that interrupts it.
+  int on_restore_signal = 0;
 };
 
 // Validates and stages everything, then hands over to the restorer blob. Returns only on a

@@ -279,6 +279,7 @@ Result<ProcessState> collect_state(FrozenProcess& proc) {
   }
   s.cpu = s.thread_infos.at(0).cpu;
   PW_TRY(collect_task_state(proc, mem.get(), s));
+  PW_ASSIGN(s.attrs, collect_attrs(proc, mem.get(), s.vmas, s.fds));
   return s;
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "snapshot/proc_attrs.h"
 #include "snapshot/proc_fds.h"
 #include "snapshot/proc_maps.h"
 #include "snapshot/proc_state.h"
@@ -41,6 +42,7 @@ struct ProcessState {
   uint64_t altstack_sp = 0, altstack_size = 0;  // the main thread's
   int altstack_flags = 0;
   std::vector<FdInfo> fds;
+  ProcAttrs attrs;  // classified by policy/attrs.h; the carried ones go into task.attrs
 };
 
 // Reads everything; runs a few injected syscalls in the process (its registers are put back).

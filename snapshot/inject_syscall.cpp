@@ -81,7 +81,8 @@ Result<std::string> SyscallInjector::read(uint64_t addr, size_t len) const {
   return out;
 }
 
-Result<long> SyscallInjector::call(long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4) {
+Result<long> SyscallInjector::call(long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5,
+                                   uint64_t a6) {
   const pid_t pid = tid_;
   user_regs_struct r = saved_;
   r.rip = syscall_insn_;
@@ -91,6 +92,8 @@ Result<long> SyscallInjector::call(long nr, uint64_t a1, uint64_t a2, uint64_t a
   r.rsi = a2;
   r.rdx = a3;
   r.r10 = a4;
+  r.r8 = a5;
+  r.r9 = a6;
   if (::ptrace(PTRACE_SETREGS, pid, nullptr, &r) != 0) return errno_error("ptrace setregs");
   for (int step = 0; step < kMaxSteps; ++step) {
     if (::ptrace(PTRACE_SINGLESTEP, pid, nullptr, 0) != 0) return errno_error("ptrace singlestep");

@@ -26,7 +26,8 @@ class SyscallInjector {
   SyscallInjector(SyscallInjector&&) noexcept;
   SyscallInjector& operator=(SyscallInjector&&) = delete;
 
-  Result<long> call(long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0);
+  Result<long> call(long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0,
+                    uint64_t a5 = 0, uint64_t a6 = 0);
   // A scratch buffer in the target (below its stack's red zone); its old bytes are restored.
   uint64_t scratch() const { return scratch_; }
   Result<std::string> read(uint64_t addr, size_t len) const;

@@ -1,0 +1,300 @@
+// Readers for the process attributes the policy classifies (see proc_attrs.h).
+#include "snapshot/proc_attrs.h"
+
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+
+#include <csignal>
+#include <ctime>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <sstream>
+
+#include "snapshot/inject_syscall.h"
+#include "snapshot/unique_fd.h"
+
+namespace prewarm {
+namespace {
+
+// Newer than Debian 12's headers.
+constexpr long kPrGetMdwe = 66, kPrGetMemoryMerge = 68;
+constexpr long kArchGetCpuid = 0x1011;
+constexpr long kMembarrierGetRegistrations = 1 << 9;
+
+std::string proc_file(pid_t pid, const std::string& f) { return "/proc/" + std::to_string(pid) + "/" + f; }
+
+std::string trim(std::string s) {
+  s.erase(0, s.find_first_not_of(" \t"));
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n')) s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> parse_status_fields(const std::string& text) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    out.emplace_back(line.substr(0, colon), trim(line.substr(colon + 1)));
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> parse_stat_fields(const std::string& text) {
+  size_t open = text.find('('), close = text.rfind(')');
+  if (open == std::string::npos || close == std::string::npos || close < open)
+    return data_error("stat: no command name");
+  std::vector<std::string> f{trim(text.substr(0, open)), text.substr(open + 1, close - open - 1)};
+  std::istringstream in(text.substr(close + 1));
+  std::string tok;
+  while (in >> tok) f.push_back(tok);
+  if (f.size() < 52) return data_error("stat: only " + std::to_string(f.size()) + " fields");
+  return f;
+}
+
+Result<std::vector<PosixTimerInfo>> parse_timers(const std::string& text) {
+  // Blocks of "ID: n", "signal: s/ptr", "notify: kind/target", "ClockID: c".
+  std::vector<PosixTimerInfo> out;
+  for (const auto& [key, val] : parse_status_fields(text)) {
+    if (key == "ID") {
+      PosixTimerInfo t;
+      auto [p, ec] = std::from_chars(val.data(), val.data() + val.size(), t.id);
+      if (ec != std::errc() || p != val.data() + val.size()) return data_error("timers: bad ID " + val);
+      out.push_back(t);
+    } else if (out.empty()) {
+      return data_error("timers: " + key + " before an ID");
+    } else if (key == "signal") {
+      out.back().signal = val;
+    } else if (key == "notify") {
+      out.back().notify = val;
+    } else if (key == "ClockID") {
+      out.back().clock = val;
+    } else {
+      return data_error("timers: unknown line " + key);
+    }
+  }
+  return out;
+}
+
+FdLock parse_lock_line(int fd, const std::string& line) {
+  FdLock l;
+  l.fd = fd;
+  l.line = line;
+  std::istringstream in(line);
+  std::string id, pid, dev_ino, start, end;
+  if (!(in >> id >> l.kind >> l.mode >> l.access >> pid >> dev_ino >> start >> end)) return l;
+  // "1: -> FLOCK ..." marks a waiter blocked on a lock: left unparsed, so it is refused.
+  if (l.kind == "->") return l;
+  auto num = [](const std::string& s, uint64_t& v) {
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    return ec == std::errc() && p == s.data() + s.size();
+  };
+  if (!num(start, l.start)) return l;
+  if (end != "EOF" && !num(end, l.end)) return l;
+  if (end != "EOF") ++l.end;  // inclusive in /proc
+  l.parsed = true;
+  return l;
+}
+
+void parse_fdinfo_attrs(int fd, const std::string& text, ProcAttrs& out) {
+  for (const auto& [key, val] : parse_status_fields(text)) {
+    if (key == "lock") out.locks.push_back(parse_lock_line(fd, val));
+    out.fdinfo_keys.emplace_back(fd, key);
+  }
+}
+
+std::string own_status_field(const std::string& key) {
+  auto t = read_file("/proc/self/status");
+  if (!t) return {};
+  for (const auto& [k, v] : parse_status_fields(*t))
+    if (k == key) return v;
+  return {};
+}
+
+void classify_timer(PosixTimerInfo& t, int pid) {
+  t.carried = false;
+  const size_t slash = t.signal.find('/');
+  if (slash == std::string::npos) return;
+  auto num = [](std::string_view s, auto& v, int base = 10) {
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v, base);
+    return ec == std::errc() && p == s.data() + s.size() && !s.empty();
+  };
+  if (!num(std::string_view(t.signal).substr(0, slash), t.signo) ||
+      !num(std::string_view(t.signal).substr(slash + 1), t.sigval, 16) || !num(std::string_view(t.clock), t.clock_id))
+    return;
+  if (t.clock_id < 0) return;  // another process's or thread's CPU clock
+  const std::string self = "pid." + std::to_string(pid), main_thread = "tid." + std::to_string(pid);
+  if (t.notify == "signal/" + self) t.notify_kind = SIGEV_SIGNAL;
+  else if (t.notify == "none/" + self) t.notify_kind = SIGEV_NONE;
+  else if (t.notify == "signal/" + main_thread) t.notify_kind = SIGEV_SIGNAL | SIGEV_THREAD_ID;
+  else return;  // SIGEV_THREAD (a helper thread) or another target
+  t.carried = true;
+}
+
+namespace {
+
+// The injected getters: prctl state, itimers, membarrier, and whether mlockall(MCL_FUTURE) is on
+// (no getter exists: a fresh PROT_NONE page is mapped, its VmFlags read, and unmapped again).
+Result<void> collect_injected(FrozenProcess& proc, int mem_fd, const std::vector<Vma>& vmas, ProcAttrs& a) {
+  PW_ASSIGN(SyscallInjector inj, SyscallInjector::attach(proc, mem_fd, vmas));
+  const uint64_t buf = inj.scratch();
+  auto& p = a.prctl;
+  auto int_out = [&](int op, long& v) -> Result<void> {
+    PW_ASSIGN(long rc, inj.call(SYS_prctl, static_cast<uint64_t>(op), buf));
+    if (rc != 0) return v = rc, ok();
+    PW_ASSIGN(std::string raw, inj.read(buf, sizeof(int)));
+    int i = 0;
+    std::memcpy(&i, raw.data(), sizeof i);
+    v = i;
+    return ok();
+  };
+  auto ret = [&](long op, long& v) -> Result<void> {
+    PW_ASSIGN(v, inj.call(SYS_prctl, static_cast<uint64_t>(op)));
+    return ok();
+  };
+  PW_TRY(int_out(PR_GET_CHILD_SUBREAPER, p.child_subreaper));
+  PW_TRY(int_out(PR_GET_PDEATHSIG, p.pdeathsig));
+  PW_TRY(int_out(PR_GET_TSC, p.tsc));
+  PW_TRY(ret(PR_GET_THP_DISABLE, p.thp_disable));
+  PW_TRY(ret(PR_GET_TIMERSLACK, p.timerslack_ns));
+  PW_TRY(ret(PR_GET_DUMPABLE, p.dumpable));
+  PW_TRY(ret(PR_MCE_KILL_GET, p.mce_kill));
+  PW_TRY(ret(kPrGetMemoryMerge, p.memory_merge));
+  PW_TRY(ret(kPrGetMdwe, p.mdwe));
+  PW_ASSIGN(p.cpuid, inj.call(SYS_arch_prctl, kArchGetCpuid));
+  PW_ASSIGN(p.membarrier, inj.call(SYS_membarrier, kMembarrierGetRegistrations, 0, 0));
+
+  for (int which : {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF}) {
+    PW_ASSIGN(long rc, inj.call(SYS_getitimer, static_cast<uint64_t>(which), buf));
+    if (rc != 0) return make_error(static_cast<int>(-rc), "getitimer in the process");
+    PW_ASSIGN(std::string raw, inj.read(buf, sizeof(itimerval)));
+    itimerval v{};
+    std::memcpy(&v, raw.data(), sizeof v);
+    a.itimers.push_back({which, v.it_value.tv_sec * 1000000ll + v.it_value.tv_usec,
+                         v.it_interval.tv_sec * 1000000ll + v.it_interval.tv_usec});
+  }
+
+  for (auto& t : a.timers) {
+    PW_ASSIGN(long rc, inj.call(SYS_timer_gettime, static_cast<uint64_t>(t.id), buf));
+    if (rc != 0) return make_error(static_cast<int>(-rc), "timer_gettime in the process");
+    PW_ASSIGN(std::string raw, inj.read(buf, sizeof(itimerspec)));
+    itimerspec v{};
+    std::memcpy(&v, raw.data(), sizeof v);
+    t.value_ns = v.it_value.tv_sec * 1000000000ll + v.it_value.tv_nsec;
+    t.interval_ns = v.it_interval.tv_sec * 1000000000ll + v.it_interval.tv_nsec;
+    classify_timer(t, proc.pid());
+  }
+
+  PW_ASSIGN(long addr, inj.call(SYS_mmap, 0, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+                                static_cast<uint64_t>(-1), 0));
+  if (addr == -EAGAIN) {  // over RLIMIT_MEMLOCK: only a locked mapping is refused that way
+    p.mlock_future = true;
+    return ok();
+  }
+  if (addr < 0 && addr > -4096) return make_error(static_cast<int>(-addr), "probe mapping in the process");
+  auto probed = read_smaps(proc.pid());
+  PW_ASSIGN(long unmapped, inj.call(SYS_munmap, static_cast<uint64_t>(addr), 4096));
+  if (unmapped != 0) return make_error(static_cast<int>(-unmapped), "unmap the probe mapping in the process");
+  if (!probed) return probed.error();
+  for (const auto& v : *probed) {
+    if (v.start > static_cast<uint64_t>(addr) || v.end <= static_cast<uint64_t>(addr)) continue;
+    p.mlock_future = v.has_flag("lo");
+    p.mlock_onfault = v.has_flag("lf");
+  }
+  return ok();
+}
+
+}  // namespace
+
+Result<ProcAttrs> collect_attrs(FrozenProcess& proc, int mem_fd, const std::vector<Vma>& vmas,
+                                const std::vector<FdInfo>& fds) {
+  const pid_t pid = proc.pid();
+  ProcAttrs a;
+  PW_ASSIGN(std::string status, read_file(proc_file(pid, "status")));
+  a.status = parse_status_fields(status);
+  PW_ASSIGN(std::string stat, read_file(proc_file(pid, "stat")));
+  PW_ASSIGN(a.stat, parse_stat_fields(stat));
+  // PR_GET_IO_FLUSHER needs CAP_SYS_RESOURCE; the flags it sets show in stat (field 9):
+  // PF_MEMALLOC_NOIO | PF_LOCAL_THROTTLE.
+  a.prctl.io_flusher = (std::stoull(a.stat[8]) & 0x00180000ull) == 0x00180000ull ? 1 : 0;
+  PW_ASSIGN(std::string oom, read_file(proc_file(pid, "oom_score_adj")));
+  a.oom_score_adj = std::stoi(oom);
+  PW_ASSIGN(std::string timers, read_file(proc_file(pid, "timers")));
+  PW_ASSIGN(a.timers, parse_timers(timers));
+  for (const auto& f : fds) {
+    PW_ASSIGN(std::string info, read_file(proc_file(pid, "fdinfo/" + std::to_string(f.fd))));
+    parse_fdinfo_attrs(f.fd, info, a);
+  }
+  PW_TRY(collect_injected(proc, mem_fd, vmas, a));
+  return a;
+}
+
+}  // namespace prewarm
+
+#include "snapshot/snapshot.pb.h"
+
+namespace prewarm {
+
+void fill_attr_state(const ProcAttrs& a, const std::vector<std::string>& match_keys, pb::AttrState* out) {
+  out->set_present(true);
+  auto status = [&](const std::string& key) -> std::string {
+    for (const auto& [k, v] : a.status)
+      if (k == key) return v;
+    return {};
+  };
+  out->set_comm(status("Name"));
+  out->set_oom_score_adj(a.oom_score_adj);
+  out->set_child_subreaper(a.prctl.child_subreaper > 0);
+  out->set_thp_disable(a.prctl.thp_disable > 0);
+  out->set_pdeathsig(static_cast<int32_t>(a.prctl.pdeathsig));
+  out->set_timerslack_ns(static_cast<uint64_t>(a.prctl.timerslack_ns));
+  out->set_no_new_privs(status("NoNewPrivs") == "1");
+  if (a.stat.size() >= 19) out->set_nice(std::stoi(a.stat[18]));
+  out->set_membarrier_registrations(a.prctl.membarrier > 0 ? static_cast<uint32_t>(a.prctl.membarrier) : 0);
+  for (const auto& t : a.itimers) {
+    if (t.value_us == 0) continue;  // disarmed
+    auto* it = out->add_itimers();
+    it->set_which(t.which);
+    it->set_value_us(t.value_us);
+    it->set_interval_us(t.interval_us);
+  }
+  for (const auto& t : a.timers) {
+    if (!t.carried) continue;  // refused by the policy
+    auto* p = out->add_posix_timers();
+    p->set_id(t.id);
+    p->set_clock(t.clock_id);
+    p->set_notify(t.notify_kind);
+    p->set_signo(t.signo);
+    p->set_sigval(t.sigval);
+    p->set_value_ns(t.value_ns);
+    p->set_interval_ns(t.interval_ns);
+  }
+  for (const auto& l : a.locks) {
+    if (!l.parsed || (l.kind != "FLOCK" && l.kind != "OFDLCK")) continue;  // refused by the policy
+    auto* k = out->add_locks();
+    k->set_fd(l.fd);
+    k->set_ofd(l.kind == "OFDLCK");
+    k->set_write(l.access == "WRITE");
+    k->set_start(l.start);
+    k->set_len(l.end == 0 ? 0 : l.end - l.start);
+  }
+  for (const auto& key : match_keys) {
+    auto* m = out->add_match();
+    m->set_key(key);
+    if (key.starts_with("stat:")) {
+      size_t n = std::stoul(key.substr(5));
+      m->set_value(n >= 1 && n <= a.stat.size() ? a.stat[n - 1] : "");
+    } else {
+      m->set_value(status(key));
+    }
+  }
+}
+
+}  // namespace prewarm

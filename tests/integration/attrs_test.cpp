@@ -1,0 +1,230 @@
+// Process attributes (issue 13): each feature program sets one up and says ready; it is dumped and
+// restored through the real CLI, and reports what came back. Attributes prewarm does not carry
+// must make `prewarm dump` exit 3 and name them. And restores are clones: --on-restore gives the
+// app a signal to reseed.
+#include <signal.h>
+#include <sys/prctl.h>
+
+#include <fstream>
+#include <stdexcept>
+
+#include "harness.h"
+
+namespace prewarm::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Attrs : public DumpTest {};
+
+std::pair<Child, std::string> start_ready(const std::vector<std::string>& argv) {
+  Child c = Child::spawn(argv);
+  auto ready = c.read_line();
+  if (!ready || !ready->starts_with("ready"))
+    throw std::runtime_error(argv[0] + " did not get ready: " + ready.value_or("") + c.leftovers());
+  if (!wait_blocked_in_stdin_read(c.pid())) throw std::runtime_error("not blocked in read(0)");
+  return {std::move(c), *ready};
+}
+
+RunResult dump(const Child& c, const fs::path& images) {
+  return prewarm({"dump", "--pid", std::to_string(c.pid()), "--images", images.string()});
+}
+
+// Dumps, restores (with `extra` restore arguments) and returns the restored process once it
+// waits for its input line, after comparing its mappings and fds with the original's.
+Child round_trip(Child& original, const fs::path& images, const std::vector<std::string>& extra = {}) {
+  const auto before = layout(original.pid());
+  auto d = dump(original, images);
+  if (d.code != 0) throw std::runtime_error("dump exit " + std::to_string(d.code) + ": " + d.err);
+  std::vector<std::string> argv{PREWARM_BIN, "restore", "--images", images.string()};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  Child restored = Child::spawn(argv);
+  if (!wait_blocked_in_stdin_read(restored.pid()))
+    throw std::runtime_error("restored process never read stdin: " + restored.leftovers());
+  const auto diff = layout_diff(before, layout(restored.pid()));
+  EXPECT_TRUE(diff.empty()) << "mappings or fds differ after restore:\n" << diff;
+  return restored;
+}
+
+std::string answer(Child& restored) {
+  restored.write("go\n");
+  auto line = restored.read_line();
+  EXPECT_TRUE(line) << restored.leftovers();
+  EXPECT_EQ(restored.wait(), 0) << restored.leftovers();
+  return line.value_or("");
+}
+
+TEST_F(Attrs, PrctlStateIsCarried) {
+  TempDir dir;
+  auto [original, ready] = start_ready({PROG_attr_prctl});
+  const std::string nice = fields(ready)["nice"];
+  Child restored = round_trip(original, dir / "img");
+  // Before the go: the name is visible from outside too.
+  std::ifstream comm("/proc/" + std::to_string(restored.pid()) + "/comm");
+  std::string name;
+  std::getline(comm, name);
+  EXPECT_EQ(name, "attr-named");
+  EXPECT_EQ(answer(restored), "name=attr-named subreaper=1 thp_disable=1 pdeathsig=" + std::to_string(SIGUSR2) +
+                                  " slack=123456 nice=" + nice + " oom=345 membarrier=registered");
+}
+
+TEST_F(Attrs, ItimerIsCarried) {
+  TempDir dir;
+  auto [original, ready] = start_ready({PROG_attr_itimer});
+  Child restored = round_trip(original, dir / "img");
+  EXPECT_EQ(answer(restored), "armed=1 interval=7 prof_armed=1 alarms_seen=0");
+}
+
+// A 2 s ITIMER_REAL armed at ready fires in the restored process (a lost one never does: the
+// program waits for it, and read_line's timeout fails the test).
+TEST_F(Attrs, ItimerFiresAfterRestore) {
+  TempDir dir;
+  auto [original, ready] = start_ready({PROG_attr_itimer, "fire"});
+  Child restored = round_trip(original, dir / "img");
+  EXPECT_EQ(answer(restored), "armed=1 interval=7 prof_armed=1 alarms_seen=1");
+}
+
+// POSIX timers come back with their ids (PR_TIMER_CREATE_RESTORE_IDS, Linux 6.17+); a kernel
+// without it refuses the restore (a cold start), which is probed here.
+bool timer_ids_restorable() {
+  return prctl(77 /* PR_TIMER_CREATE_RESTORE_IDS */, 0 /* OFF */, 0, 0, 0) == 0;
+}
+
+TEST_F(Attrs, PosixTimerIsCarried) {
+  if (!timer_ids_restorable()) GTEST_SKIP() << "no PR_TIMER_CREATE_RESTORE_IDS (Linux 6.17+) on this kernel";
+  TempDir dir;
+  auto [original, ready] = start_ready({PROG_attr_posix_timer});
+  Child restored = round_trip(original, dir / "img");
+  EXPECT_EQ(answer(restored), "armed=1 interval=5 fired=0 value_ok=0");
+}
+
+TEST_F(Attrs, PosixTimerFiresAfterRestore) {
+  if (!timer_ids_restorable()) GTEST_SKIP() << "no PR_TIMER_CREATE_RESTORE_IDS (Linux 6.17+) on this kernel";
+  TempDir dir;
+  auto [original, ready] = start_ready({PROG_attr_posix_timer, "fire"});
+  Child restored = round_trip(original, dir / "img");
+  EXPECT_EQ(answer(restored), "armed=1 interval=5 fired=1 value_ok=1");
+}
+
+TEST_F(Attrs, ProcSelfFdIsTheRestoredProcesss) {
+  TempDir dir;
+  auto [original, ready] = start_ready({PROG_attr_procself});
+  const auto before = layout(original.pid());
+  auto d = dump(original, dir / "img");
+  ASSERT_EQ(d.code, 0) << d.err;
+  Child restored = Child::spawn({PREWARM_BIN, "restore", "--images", (dir / "img").string()});
+  ASSERT_TRUE(wait_blocked_in_stdin_read(restored.pid())) << restored.leftovers();
+  // The fd names the restored pid's entry now; everything else matches.
+  const std::string fd = fields(ready)["fd"];
+  const auto link = fs::read_symlink("/proc/" + std::to_string(restored.pid()) + "/fd/" + fd);
+  EXPECT_EQ(link, "/proc/" + std::to_string(restored.pid()) + "/status");
+  EXPECT_EQ(answer(restored), "own_pid=1");
+}
+
+// flock and OFD locks: taken again on the reopened file. The original must let go first (it is
+// killed after the dump); while it still holds them, the restore is refused.
+class AttrsLocks : public Attrs, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(AttrsLocks, LockIsTakenAgain) {
+  TempDir dir;
+  auto [original, ready] = start_ready({PROG_attr_flock, GetParam(), (dir / "file").string()});
+  auto d = dump(original, dir / "img");
+  ASSERT_EQ(d.code, 0) << d.err;
+  auto held = run({PREWARM_BIN, "restore", "--images", (dir / "img").string()});
+  EXPECT_EQ(held.code, 1) << held.err;
+  EXPECT_NE(held.err.find("another process holds a conflicting lock"), std::string::npos) << held.err;
+  ASSERT_EQ(kill(original.pid(), SIGKILL), 0);
+  original.wait();
+  Child restored = Child::spawn({PREWARM_BIN, "restore", "--images", (dir / "img").string()});
+  ASSERT_TRUE(wait_blocked_in_stdin_read(restored.pid())) << restored.leftovers();
+  EXPECT_EQ(answer(restored), "locked=1 conflict=1");
+}
+
+INSTANTIATE_TEST_SUITE_P(Each, AttrsLocks, ::testing::Values("flock", "ofd"));
+
+struct Refusal {
+  const char* mode;
+  const char* named;  // what stderr must name
+};
+
+class AttrsRefused : public Attrs, public ::testing::WithParamInterface<Refusal> {};
+
+TEST_P(AttrsRefused, DumpExits3NamingIt) {
+  TempDir dir;
+  auto [c, ready] = start_ready({PROG_attr_refused, GetParam().mode, (dir / "file").string()});
+  auto d = dump(c, dir / "img");
+  EXPECT_EQ(d.code, 3) << d.err;
+  EXPECT_NE(d.err.find(GetParam().named), std::string::npos) << d.err;
+  EXPECT_FALSE(fs::exists(dir / "img"));
+  // Refused, the process runs on undisturbed.
+  c.write("go\n");
+  EXPECT_EQ(c.read_line(), "not restored");
+  EXPECT_EQ(c.wait(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Each, AttrsRefused,
+    ::testing::Values(Refusal{"mlock", "VmFlags lo: mlocked"},
+                      Refusal{"mlockall", "mlockall(MCL_FUTURE|MCL_ONFAULT)"},
+                      Refusal{"posix_lock", "file lock (1: POSIX"},
+                      Refusal{"lease", "file lease"},
+                      Refusal{"posix_timer", "POSIX timer 0: timer_create timer (clock -"},
+                      Refusal{"pending_signal", "status SigPnd"},
+                      Refusal{"madv_random", "madvise(MADV_RANDOM)"},
+                      Refusal{"dumpable", "PR_GET_DUMPABLE"}),
+    [](const auto& info) { return std::string(info.param.mode); });
+
+// A field that is neither carried nor the launch's own must match: here CPU affinity.
+TEST_F(Attrs, MatchedFieldRefusesAnotherLaunch) {
+  TempDir dir;
+  auto [original, ready] = start_ready({PROG_attr_procself});
+  auto d = dump(original, dir / "img");
+  ASSERT_EQ(d.code, 0) << d.err;
+  // This launch is pinned to CPU 0, the snapshot was not: the restore refuses before the point
+  // of no return rather than run the app with an affinity it did not have.
+  if (sysconf(_SC_NPROCESSORS_ONLN) < 2) GTEST_SKIP() << "needs two CPUs to give the launch another affinity";
+  auto r = run({"/usr/bin/taskset", "-c", "0", PREWARM_BIN, "restore", "--images", (dir / "img").string()});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("Cpus_allowed"), std::string::npos) << r.err;
+}
+
+// Restores are clones: without --on-restore two restores of one image draw the same random
+// number; with it, the app's SIGUSR1 handler reseeds first, so they differ.
+TEST_F(Attrs, OnRestoreSignalLetsTheAppReseed) {
+  TempDir dir;
+  auto [original, ready] = start_ready({"/usr/bin/python3", RESEED_PY});
+  auto d = dump(original, dir / "img");
+  ASSERT_EQ(d.code, 0) << d.err;
+  auto draw = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> argv{PREWARM_BIN, "restore", "--images", (dir / "img").string()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    Child restored = Child::spawn(argv);
+    EXPECT_TRUE(wait_blocked_in_stdin_read(restored.pid())) << restored.leftovers();
+    return answer(restored);
+  };
+  const std::string plain1 = draw({}), plain2 = draw({});
+  EXPECT_EQ(plain1, plain2);
+  EXPECT_NE(plain1.find("reseeded=0"), std::string::npos) << plain1;
+  const std::string sig1 = draw({"--on-restore", "SIGUSR1"}), sig2 = draw({"--on-restore", "USR1"});
+  EXPECT_NE(sig1, sig2);
+  EXPECT_NE(sig1.find("reseeded=1"), std::string::npos) << sig1;
+  EXPECT_NE(sig2.find("reseeded=1"), std::string::npos) << sig2;
+  EXPECT_NE(sig1, plain1);
+}
+
+// A signal the app does not catch would run its default action (SIGUSR2 ends it): refused
+// before the point of no return.
+TEST_F(Attrs, OnRestoreSignalWithoutHandlerIsRefused) {
+  TempDir dir;
+  auto [original, ready] = start_ready({"/usr/bin/python3", RESEED_PY});
+  auto d = dump(original, dir / "img");
+  ASSERT_EQ(d.code, 0) << d.err;
+  auto r = run({PREWARM_BIN, "restore", "--images", (dir / "img").string(), "--on-restore", "SIGUSR2"});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("no handler for signal 12"), std::string::npos) << r.err;
+  auto bad = run({PREWARM_BIN, "restore", "--images", (dir / "img").string(), "--on-restore", "SIGKILL"});
+  EXPECT_EQ(bad.code, 2) << bad.err;
+}
+
+}  // namespace
+}  // namespace prewarm::test

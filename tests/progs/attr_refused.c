@@ -1,0 +1,64 @@
+/* Attributes prewarm does not carry: each mode sets one up, says ready and waits. The test
+ * expects `prewarm dump` to exit 3 and to name the attribute. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <time.h>
+
+#include "prog.h"
+
+int main(int argc, char** argv) {
+  CHECK(argc == 3);
+  const char* mode = argv[1];
+  const char* file = argv[2];  /* a scratch file for the lock modes */
+  int fd = open(file, O_RDWR | O_CREAT, 0600);
+  CHECK(fd >= 0);
+  static char page[4096] __attribute__((aligned(4096)));
+  if (strcmp(mode, "mlock") == 0) {
+    page[0] = 1;
+    CHECK(mlock(page, sizeof page) == 0);
+  } else if (strcmp(mode, "mlockall") == 0) {
+    CHECK(mlockall(MCL_FUTURE | MCL_ONFAULT) == 0);
+  } else if (strcmp(mode, "flock") == 0) {
+    CHECK(flock(fd, LOCK_EX) == 0);
+  } else if (strcmp(mode, "posix_lock") == 0) {
+    struct flock l = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 10};
+    CHECK(fcntl(fd, F_SETLK, &l) == 0);
+  } else if (strcmp(mode, "ofd_lock") == 0) {
+    struct flock l = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    CHECK(fcntl(fd, F_OFD_SETLK, &l) == 0);
+  } else if (strcmp(mode, "lease") == 0) {
+    close(fd);
+    fd = open(file, O_RDONLY);
+    CHECK(fd >= 0 && fcntl(fd, F_SETLEASE, F_RDLCK) == 0);
+  } else if (strcmp(mode, "posix_timer") == 0) {
+    /* On its own CPU clock named by pid: the restored process has another pid. */
+    struct sigevent ev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR1};
+    clockid_t clock;
+    timer_t t;
+    CHECK(clock_getcpuclockid(getpid(), &clock) == 0);
+    CHECK(timer_create(clock, &ev, &t) == 0);
+  } else if (strcmp(mode, "pending_signal") == 0) {
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGUSR1);
+    CHECK(sigprocmask(SIG_BLOCK, &s, NULL) == 0);
+    CHECK(raise(SIGUSR1) == 0);
+  } else if (strcmp(mode, "madv_random") == 0) {
+    char* m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(m != MAP_FAILED && madvise(m, 8192, MADV_RANDOM) == 0);
+  } else if (strcmp(mode, "dumpable") == 0) {
+    CHECK(prctl(PR_SET_DUMPABLE, 0) == 0);
+  } else {
+    CHECK(!"unknown mode");
+  }
+  say("ready mode=%s", mode);
+  char line[64];
+  read_line(line, sizeof line);
+  say("not restored");
+  return 0;
+}
