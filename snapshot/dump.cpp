@@ -277,6 +277,7 @@ Result<ProcessState> collect_state(FrozenProcess& proc) {
     PW_ASSIGN(ThreadInfo t, collect_thread(proc, tid, mem.get(), s.vmas));
     s.thread_infos.push_back(std::move(t));
   }
+  PW_TRY(find_owned_locks(mem.get(), s.vmas, s.thread_infos));
   s.cpu = s.thread_infos.at(0).cpu;
   PW_TRY(collect_task_state(proc, mem.get(), s));
   PW_ASSIGN(s.attrs, collect_attrs(proc, mem.get(), s.vmas, s.fds));

@@ -2,6 +2,7 @@
 #include "snapshot/threads.h"
 
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -71,8 +72,12 @@ Result<ThreadInfo> collect_thread(FrozenProcess& proc, pid_t tid, int mem_fd, co
   PW_ASSIGN(t.cpu, proc.read_cpu_state(tid));
 
   __ptrace_rseq_configuration rseq{};
-  if (::ptrace(PTRACE_GET_RSEQ_CONFIGURATION, tid, sizeof rseq, &rseq) == sizeof rseq &&
-      rseq.rseq_abi_pointer != 0) {
+  const long got = ::ptrace(PTRACE_GET_RSEQ_CONFIGURATION, tid, sizeof rseq, &rseq);
+  // Without the request (Linux before 5.13) a registration cannot be seen, so it would be lost.
+  if (got != static_cast<long>(sizeof rseq))
+    t.rseq_unreadable = got < 0 ? std::string("PTRACE_GET_RSEQ_CONFIGURATION: ") + std::strerror(errno)
+                                : "PTRACE_GET_RSEQ_CONFIGURATION gave " + std::to_string(got) + " bytes";
+  else if (rseq.rseq_abi_pointer != 0) {
     t.rseq_area = rseq.rseq_abi_pointer;
     t.rseq_size = rseq.rseq_abi_size;
     t.rseq_signature = rseq.signature;
@@ -106,6 +111,33 @@ Result<ThreadInfo> collect_thread(FrozenProcess& proc, pid_t tid, int mem_fd, co
     t.tid_cached = word && *word == tid;
   }
   return t;
+}
+
+Result<void> find_owned_locks(int mem_fd, const std::vector<Vma>& vmas, std::vector<ThreadInfo>& threads) {
+  auto is_glibc_data = [](const Vma& v) {
+    const std::string base = v.name.substr(v.name.rfind('/') + 1);
+    return (v.prot & PROT_WRITE) && !v.shared && (base.starts_with("ld-linux") || base.starts_with("libc.so"));
+  };
+  for (size_t i = 0; i < vmas.size(); ++i) {
+    const bool data = is_glibc_data(vmas[i]);
+    const bool bss = !data && i > 0 && is_glibc_data(vmas[i - 1]) && vmas[i].name.empty() &&
+                     vmas[i].start == vmas[i - 1].end && (vmas[i].prot & PROT_WRITE);
+    if ((!data && !bss) || vmas[i].size() > (64u << 20)) continue;
+    std::string bytes(vmas[i].size(), '\0');
+    PW_TRY(pread_all(mem_fd, bytes.data(), bytes.size(), static_cast<off_t>(vmas[i].start)));
+    for (size_t off = 0; off + 12 <= bytes.size(); off += 4) {
+      int32_t lock = 0, owner = 0;
+      std::memcpy(&lock, bytes.data() + off, 4);
+      std::memcpy(&owner, bytes.data() + off + 8, 4);
+      if (lock == 0 || owner <= 0) continue;
+      for (auto& t : threads) {
+        const uint64_t at = vmas[i].start + off;
+        // The tid glibc caches in the thread's own struct pthread is not a lock.
+        if (owner == t.tid && at + 8 != t.clear_child_tid) t.owned_locks.push_back(at);
+      }
+    }
+  }
+  return ok();
 }
 
 }  // namespace prewarm

@@ -30,7 +30,16 @@ struct ThreadInfo {
   bool tid_cached = false;            // the 32-bit word at clear_child_tid held tid
   std::vector<uint64_t> robust_held;  // robust mutexes this thread holds (list entries)
   bool robust_op_pending = false;     // caught between taking or releasing one
+  std::string rseq_unreadable;        // why its rseq registration could not be read ("" if read)
+  std::vector<uint64_t> owned_locks;  // glibc locks in ld.so's or libc's data that name its tid
 };
+
+// glibc's locks of pthread_mutex_t layout record their owner's tid (__owner, at +8; __lock at 0
+// is non-zero while held), the dynamic loader's recursive dl_load_lock and dl_load_write_lock
+// among them. One held at the snapshot names the old tid: the restored thread, which has a new
+// tid, could neither release it nor take it again, and would wait on itself forever. Marks each
+// thread's such locks in the writable data of ld.so and libc (and the bss right after).
+Result<void> find_owned_locks(int mem_fd, const std::vector<Vma>& vmas, std::vector<ThreadInfo>& threads);
 
 // The lines of /proc/PID/task/TID/status that are per-thread credentials and must be the same
 // in every thread for the launcher's single set to carry them: Uid, Gid, Groups, Cap*,

@@ -405,6 +405,16 @@ TEST(CheckThreads, DifferingCredentialsAndHeldRobustMutexes) {
             std::string::npos);
 }
 
+// A kernel without PTRACE_GET_RSEQ_CONFIGURATION (before 5.13) cannot show the registration: a
+// refusal, never an image without it.
+TEST(CheckThreads, UnreadableRseqIsRefused) {
+  std::vector<ThreadInfo> threads{plain_thread(10, "app")};
+  threads[0].rseq_unreadable = "PTRACE_GET_RSEQ_CONFIGURATION: Input/output error";
+  auto o = check_threads(threads, 0);
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_NE(format_offender(o[0]).find("rseq registration cannot be read"), std::string::npos) << format_offender(o[0]);
+}
+
 TEST(CredentialLines, OnlyCredentialsAndSeccomp) {
   const std::string status =
       "Name:\tapp\nState:\tS (sleeping)\nUid:\t1\t1\t1\t1\nGid:\t2\t2\t2\t2\nGroups:\t2 3\n"
