@@ -12,5 +12,3 @@ cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -
 cmake --build build-fuzz -j"$(nproc)"
 (cd build && ctest --output-on-failure -j2 "$@")
 (cd build-fuzz && ctest --output-on-failure -j2)
-# clang-tidy (.clang-tidy) over the product's sources, after the tests so it never competes with them.
-./tests/tidy.sh build
