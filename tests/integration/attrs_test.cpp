@@ -17,15 +17,6 @@ namespace fs = std::filesystem;
 
 class Attrs : public DumpTest {};
 
-std::pair<Child, std::string> start_ready(const std::vector<std::string>& argv) {
-  Child c = Child::spawn(argv);
-  auto ready = c.read_line();
-  if (!ready || !ready->starts_with("ready"))
-    throw std::runtime_error(argv[0] + " did not get ready: " + ready.value_or("") + c.leftovers());
-  if (!wait_blocked_in_stdin_read(c.pid())) throw std::runtime_error("not blocked in read(0)");
-  return {std::move(c), *ready};
-}
-
 RunResult dump(const Child& c, const fs::path& images) {
   return prewarm({"dump", "--pid", std::to_string(c.pid()), "--images", images.string()});
 }
