@@ -125,11 +125,14 @@ Result<void> find_owned_locks(int mem_fd, const std::vector<Vma>& vmas, std::vec
     if ((!data && !bss) || vmas[i].size() > (64u << 20)) continue;
     std::string bytes(vmas[i].size(), '\0');
     PW_TRY(pread_all(mem_fd, bytes.data(), bytes.size(), static_cast<off_t>(vmas[i].start)));
-    for (size_t off = 0; off + 12 <= bytes.size(); off += 4) {
-      int32_t lock = 0, owner = 0;
-      std::memcpy(&lock, bytes.data() + off, 4);
-      std::memcpy(&owner, bytes.data() + off + 8, 4);
-      if (lock == 0 || owner <= 0) continue;
+    // struct __pthread_mutex_s: int __lock, unsigned __count, int __owner, unsigned __nusers,
+    // int __kind; 8-byte aligned. A held one has __nusers >= 1 and a kind glibc can make.
+    constexpr int32_t kKindBits = 0x3 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100 | 0x200;
+    for (size_t off = 0; off + 20 <= bytes.size(); off += 8) {
+      int32_t m[5];
+      std::memcpy(m, bytes.data() + off, sizeof m);
+      const int32_t lock = m[0], owner = m[2], nusers = m[3], kind = m[4];
+      if (lock == 0 || owner <= 0 || nusers < 1 || nusers > 0xffff || (kind & ~kKindBits) != 0) continue;
       for (auto& t : threads) {
         const uint64_t at = vmas[i].start + off;
         // The tid glibc caches in the thread's own struct pthread is not a lock.
