@@ -10,7 +10,7 @@ SRC=$(realpath "$2")
 . "$(dirname "$0")/../lib/daemon.sh"
 [ -x /usr/bin/chromium ] || fail "no /usr/bin/chromium (.ci/install-deps installs Debian's chromium)"
 start_daemon
-cleanup 'kill $DAEMON 2>/dev/null'
+cleanup end_daemon
 get() { /usr/bin/python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "$URL${1#/}"; }
 
 step "the dashboard's address is published and it serves on loopback"

@@ -52,7 +52,7 @@ done
 
 step "completion: app names come from the caller's prewarmd"
 start_daemon
-cleanup 'kill $DAEMON 2>/dev/null'
+cleanup end_daemon
 (cd "$SCRATCH" && "$P" register alpha -- /bin/true && "$P" register beta -- /bin/true) >/dev/null
 got=$(complete_words "$P" run "")
 [ "$got" = "$(printf 'alpha\nbeta')" ] || fail "app completion of 'run': got $(echo $got)"

@@ -19,6 +19,15 @@ stop_daemon() {
   kill "$DAEMON"
   wait "$DAEMON" 2>/dev/null || wait_for 10 sh -c "! kill -0 $DAEMON 2>/dev/null"
 }
+# The tests' exit cleanup: a stopped daemon is continued, and waited for, because it saves its state
+# as it exits and the scratch directory is removed next (a daemon still writing made that rm fail).
+end_daemon() {
+  kill -CONT "$DAEMON" 2>/dev/null || return 0
+  kill "$DAEMON" 2>/dev/null || return 0
+  local i
+  for i in $(seq 300); do kill -0 "$DAEMON" 2>/dev/null || break; sleep 0.1; done
+  wait "$DAEMON" 2>/dev/null || true
+}
 field() {  # field APP KEY: from `prewarm list --json` ("missing" if no such app)
   "$P" list --json | python3 -c "import json,sys; a=[x for x in json.load(sys.stdin)['apps'] if x['name']=='$1']; print(a[0]['$2'] if a else 'missing')"
 }

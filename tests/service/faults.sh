@@ -12,7 +12,7 @@ SRC=$(realpath "$2")
 command -v strace >/dev/null || fail "strace is missing (.ci/install-deps installs it)"
 . "$(dirname "$0")/../lib/daemon.sh"
 start_daemon
-cleanup 'kill $DAEMON 2>/dev/null'
+cleanup end_daemon
 cd "$SRC/bench/progs"
 
 step "the disk fills during a dump: no image, a clear error, the app keeps running"

@@ -10,7 +10,7 @@ SRC=$(realpath "$2")
 [ -x /usr/bin/ruby ] || skip "no /usr/bin/ruby (.ci/install-deps installs it)"
 . "$(dirname "$0")/../lib/daemon.sh"
 start_daemon
-cleanup 'kill $DAEMON 2>/dev/null'
+cleanup end_daemon
 
 # ruby_run N: one launch given "N" on stdin once it settled; prints its answer line.
 ruby_run() {

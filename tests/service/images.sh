@@ -15,7 +15,7 @@ command -v strace >/dev/null || fail "strace is missing (.ci/install-deps instal
 . "$(dirname "$0")/../lib/daemon.sh"
 start_daemon
 # CONT first: the race below holds prewarmd stopped, and a stopped process ignores SIGTERM.
-cleanup 'kill -CONT $DAEMON 2>/dev/null; kill $DAEMON 2>/dev/null'
+cleanup end_daemon
 MANIFEST="/usr/bin/python3 $SRC/tests/lib/manifest.py $SRC/snapshot/snapshot.proto"
 
 # The app: a private copy of the pattern program, so the test can replace its executable.

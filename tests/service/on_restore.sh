@@ -9,7 +9,7 @@ SRC=$(realpath "$2")
 [ "$(id -u)" -eq 0 ] || skip "needs root (prewarmd ptraces the app)"
 . "$(dirname "$0")/../lib/daemon.sh"
 start_daemon
-cleanup 'kill $DAEMON 2>/dev/null'
+cleanup end_daemon
 APP=$SRC/tests/progs/reseed.py
 
 # draw APP: one launch that gets its line once settled; prints "random=... reseeded=N".

@@ -9,7 +9,7 @@ BIN=$(realpath "$1")
 [ "$(id -u)" -eq 0 ] || skip "needs root (prewarmd follows launches of any user)"
 . "$(dirname "$0")/../lib/daemon.sh"
 start_daemon
-cleanup 'kill $DAEMON 2>/dev/null'
+cleanup end_daemon
 
 step "20 apps with 60 KiB command lines: a list reply of more than a MiB"
 long=$(head -c 2000 /dev/zero | tr '\0' x)

@@ -42,7 +42,7 @@ prewarmd_with() {
     sleep 0.1
   done
 }
-cleanup 'kill -CONT $DAEMON 2>/dev/null; kill $DAEMON 2>/dev/null; wait $DAEMON 2>/dev/null'
+cleanup end_daemon
 
 # Users: A and B attack each other; C is a fresh user for the limits given as options.
 ua=pwsa$$ ub=pwsb$$ uc=pwsc$$

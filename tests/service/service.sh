@@ -16,7 +16,7 @@ image_of_uid() {
 }
 chmod 755 "$SCRATCH"
 start_daemon
-cleanup 'kill $DAEMON 2>/dev/null'
+cleanup end_daemon
 
 
 step "register, launch cold, captured once ready (notify)"
