@@ -31,15 +31,38 @@ struct ThreadInfo {
   std::vector<uint64_t> robust_held;  // robust mutexes this thread holds (list entries)
   bool robust_op_pending = false;     // caught between taking or releasing one
   std::string rseq_unreadable;        // why its rseq registration could not be read ("" if read)
-  std::vector<uint64_t> owned_locks;  // glibc locks in ld.so's or libc's data that name its tid
 };
 
-// glibc's locks of pthread_mutex_t layout record their owner's tid (__owner, at +8; __lock at 0
-// is non-zero while held), the dynamic loader's recursive dl_load_lock and dl_load_write_lock
-// among them. One held at the snapshot names the old tid: the restored thread, which has a new
-// tid, could neither release it nor take it again, and would wait on itself forever. Marks each
-// thread's such locks in the writable data of ld.so and libc (and the bss right after).
-Result<void> find_owned_locks(int mem_fd, const std::vector<Vma>& vmas, std::vector<ThreadInfo>& threads);
+// A 32-bit word of the app's memory that holds a thread's tid: after a restore, the bits in
+// `mask` get that thread's new tid.
+struct TidWord {
+  uint64_t addr = 0;
+  uint32_t mask = 0;
+  uint32_t thread = 0;  // index into the threads (0: the main thread)
+};
+
+// glibc's held locks record their holder's tid: a pthread_mutex_t's __owner (and, for PI and
+// robust ones, the futex word itself), a pthread_rwlock_t's __cur_writer; the dynamic loader's
+// recursive locks are mutexes. Restored with the old tid, the holder could not release its lock
+// (EPERM, or an abort for PI) nor see it as its own, and the next taker would wait forever. Fed
+// the pages a dump stores, in address order, this finds every such held lock by its layout and
+// which thread holds it, so the restore can write the new tids before any app code runs.
+class TidWordFinder {
+ public:
+  explicit TidWordFinder(const std::vector<ThreadInfo>& threads);
+  // Bytes at addr; a call that starts where the last one ended continues it (a lock may span).
+  void scan(uint64_t addr, const char* data, size_t len);
+  const std::vector<TidWord>& words() const { return words_; }
+
+ private:
+  void scan_window(uint64_t base, const char* data, size_t starts, size_t len, size_t min_end);
+  int thread_of(int32_t tid, uint64_t at) const;
+  const std::vector<ThreadInfo>& threads_;
+  std::vector<TidWord> words_;
+  uint32_t min_tid_ = 0, tid_span_ = 0;  // the threads' tids lie in [min, min + span]
+  uint64_t tail_end_ = 0;
+  std::string tail_;  // the last bytes of the previous call, for a lock across the boundary
+};
 
 // The lines of /proc/PID/task/TID/status that are per-thread credentials and must be the same
 // in every thread for the launcher's single set to carry them: Uid, Gid, Groups, Cap*,

@@ -1,10 +1,8 @@
 /* A thread with state a restore cannot carry (argv[1]): "creds", its own effective uid (a raw
  * setresuid, which glibc would otherwise apply to every thread); "pending", a blocked signal
- * pending for it; "robust", a robust mutex it holds; "loaderlock", parked inside a
- * dl_iterate_phdr callback, so holding the dynamic loader's lock, which records its tid. The dump must refuse with exit 3 naming
- * the thread, and the process must go on. */
+ * pending for it; "robust", a robust mutex it holds. The dump must refuse with exit 3 naming the
+ * thread, and the process must go on. */
 #define _GNU_SOURCE
-#include <link.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -16,13 +14,6 @@
 static const char* mode;
 static pthread_mutex_t robust;
 static volatile int parked;
-
-static int park_in_callback(struct dl_phdr_info* info, size_t size, void* data) {
-  (void)info, (void)size, (void)data;
-  parked = 1;
-  for (;;) pause();
-  return 0;
-}
 
 static void* odd_thread(void* arg) {
   (void)arg;
@@ -37,8 +28,6 @@ static void* odd_thread(void* arg) {
     pthread_kill(pthread_self(), SIGUSR2);
   } else if (strcmp(mode, "robust") == 0) {
     if (pthread_mutex_lock(&robust) != 0) return NULL;
-  } else if (strcmp(mode, "loaderlock") == 0) {
-    dl_iterate_phdr(park_in_callback, NULL);
   }
   parked = 1;
   for (;;) pause();
