@@ -351,7 +351,7 @@ Result<DumpStats> write_image(const ProcessState& state,
   stats.page_finder = page_finder_name(page_finder(pagemap.get()));
   PW_ASSIGN(UniqueFd mem, open_fd("/proc/" + std::to_string(pid) + "/mem", O_RDONLY));
   PW_ASSIGN(ImageWriter writer, ImageWriter::create(dir));
-  TidWordFinder tids(state.thread_infos);
+  TidWordFinder tids(state.thread_infos, state.vmas);
   PageCollector collector(pid, mem.get(), writer, snap, stats, tids);
 
   for (size_t i = 0; i < state.vmas.size(); ++i) {
