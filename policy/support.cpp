@@ -118,6 +118,9 @@ std::vector<Offender> check_threads(const std::vector<ThreadInfo>& threads, uint
     if (i > 0 && t.credentials != threads[0].credentials)
       add(name, "its credentials, capabilities or seccomp filters differ from the main thread's; a restore "
                 "gives every thread the launcher's one set");
+    if (i > 0 && t.scheduling != threads[0].scheduling)
+      add(name, "its scheduling (" + t.scheduling + ") differs from the main thread's (" + threads[0].scheduling +
+                    "); a restore gives every thread the main thread's");
     if (!t.rseq_unreadable.empty())
       add(name, "its rseq registration cannot be read (" + t.rseq_unreadable +
                     "; Linux 5.13+ has it), so a restore would lose it");

@@ -59,6 +59,19 @@ std::string credential_lines(const std::string& status_text) {
   return out;
 }
 
+std::string scheduling_summary(const std::string& stat_text, const std::string& status_text) {
+  // Fields after the command name (which may hold spaces and parentheses), numbered from 3.
+  std::vector<std::string> f;
+  std::istringstream in(stat_text.substr(std::min(stat_text.size(), stat_text.rfind(')') + 1)));
+  for (std::string w; in >> w;) f.push_back(w);
+  auto field = [&](size_t n) { return n >= 3 && n - 3 < f.size() ? f[n - 3] : std::string("?"); };
+  std::string cpus = "?";
+  std::istringstream st(status_text);
+  for (std::string line; std::getline(st, line);)
+    if (line.starts_with("Cpus_allowed_list:")) cpus = line.substr(line.find_first_not_of(" \t", 18));
+  return "nice=" + field(19) + " policy=" + field(41) + " rtprio=" + field(40) + " cpus=" + cpus;
+}
+
 Result<ThreadInfo> collect_thread(FrozenProcess& proc, pid_t tid, int mem_fd, const std::vector<Vma>& vmas) {
   ThreadInfo t;
   t.tid = tid;
@@ -68,6 +81,8 @@ Result<ThreadInfo> collect_thread(FrozenProcess& proc, pid_t tid, int mem_fd, co
   t.blocked = st.sig_blocked;
   t.pending = st.sig_pending;
   t.credentials = credential_lines(status_text);
+  PW_ASSIGN(std::string stat_text, read_file(dir + "stat"));
+  t.scheduling = scheduling_summary(stat_text, status_text);
   PW_ASSIGN(t.comm, read_file(dir + "comm"));
   if (!t.comm.empty() && t.comm.back() == '\n') t.comm.pop_back();
   PW_ASSIGN(t.cpu, proc.read_cpu_state(tid));

@@ -22,6 +22,7 @@ struct ThreadInfo {
   CpuState cpu;
   uint64_t blocked = 0, pending = 0;  // SigBlk, SigPnd (this thread's own queue)
   std::string credentials;            // status lines that must equal the main thread's
+  std::string scheduling;             // nice, policy, rt priority and CPU affinity: the same
   uint64_t altstack_sp = 0, altstack_size = 0;
   int altstack_flags = 0;
   uint64_t rseq_area = 0;
@@ -72,6 +73,11 @@ class TidWordFinder {
 // in every thread for the launcher's single set to carry them: Uid, Gid, Groups, Cap*,
 // NoNewPrivs, Seccomp, Seccomp_filters.
 std::string credential_lines(const std::string& status_text);
+
+// What of /proc/PID/task/TID/{stat,status} is per-thread scheduling that the restored thread
+// would not have unless it is the main thread's too (the launcher sets one set, for the main
+// thread): "nice=N policy=N rtprio=N cpus=LIST".
+std::string scheduling_summary(const std::string& stat_text, const std::string& status_text);
 
 // Reads one held thread's state; runs a few injected syscalls in it (its registers are put
 // back). `mem_fd` is /proc/PID/mem opened read-write.

@@ -242,6 +242,9 @@ TEST_F(Features, SignalPendingForAThreadIsRefused) {
   expect_refused("pending", "signals pending for the thread and not carried: SIGUSR2");
 }
 TEST_F(Features, RobustMutexHeldByAThreadIsRefused) { expect_refused("robust", "holds a robust mutex"); }
+// Cloned by the restorer, every thread gets the main thread's nice and affinity.
+TEST_F(Features, ThreadWithItsOwnNiceIsRefused) { expect_refused("nice", "its scheduling (nice="); }
+TEST_F(Features, ThreadWithItsOwnAffinityIsRefused) { expect_refused("affinity", "its scheduling (nice="); }
 // A lock held at the snapshot records its holder's tid, which changes on restore. Without the
 // new tid there the holder could not release it (EPERM; glibc aborts for PI) nor see it as its
 // own, and the next taker would wait forever (found as a launch captured with --ready delay that
