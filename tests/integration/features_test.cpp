@@ -258,6 +258,10 @@ TEST_P(HeldLocks, ReleasedByTheRestoredHolder) {
   const auto [mode, expected] = GetParam();
   TempDir dir;
   auto rt = round_trip({PROG_thread_locks, mode}, dir);
+  // PI: each holder's owner field and futex word.
+  auto inspect = prewarm({"inspect", "--images", dir / "img"});
+  const std::string threads = mode == "loaderlock" ? "threads   2; 1 " : mode == "pi" ? "threads   4; 6 " : "threads   4; 3 ";
+  EXPECT_NE(inspect.out.find(threads + "held locks get their holder's new tid"), std::string::npos) << inspect.out;
   EXPECT_EQ(answer(rt.restored, "go"), expected);
   EXPECT_EQ(answer(rt.original, "go"), expected);
 }
