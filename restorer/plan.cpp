@@ -215,6 +215,7 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
   // The vDSO pair moves through the hop slot, so its old and new places never overlap in one
   // mremap; the image's pair must be the same size as this process's.
   std::vector<PwMove> moves;
+  moves.reserve(specials.size());
   std::vector<Interval> keep{{H, H + l.hole_len}};
   for (const auto& s : specials) moves.push_back({s.start, hop + (s.start - own_base), s.end - s.start});
   // Each of this kernel's special mappings exactly once: a second move from the hop slot, or
@@ -309,6 +310,7 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
   if (snap.main_thread().tid_cached() && !word_writable(snap.task().clear_child_tid()))
     return data_error("the main thread's clear_child_tid is not in writable memory");
   std::vector<PwTidWord> tid_words;
+  tid_words.reserve(static_cast<size_t>(snap.tid_words_size()));
   for (const auto& w : snap.tid_words()) {
     if (w.addr() % 4 != 0 || !word_writable(w.addr()) || w.mask() == 0 ||
         w.thread() > static_cast<uint32_t>(snap.threads_size()))
