@@ -57,7 +57,10 @@ FdDecision classify_fd(int fd, const std::string& target, unsigned mode) {
   if (!starts_with(target, "/")) return refuse_fd("unsupported kind of file (" + target + ")");
   if (starts_with(target, "/memfd:") && target.ends_with(" (deleted)") && (mode & S_IFMT) == S_IFREG)
     return {FdClass::kMemfd, {}};
-  if (target.size() > 10 && target.ends_with(" (deleted)")) return refuse_fd("open file was deleted");
+  if (target.size() > 10 && target.ends_with(" (deleted)")) {
+    if ((mode & S_IFMT) == S_IFREG) return {FdClass::kDeleted, {}};
+    return refuse_fd("open file was deleted");
+  }
   switch (mode & S_IFMT) {
     case S_IFREG: return {FdClass::kRegular, {}};
     case S_IFDIR: return {FdClass::kDirectory, {}};

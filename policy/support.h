@@ -44,6 +44,7 @@ enum class FdClass {
   kPipe,
   kSocket,  // only an AF_UNIX socketpair with both ends inside is carried
   kMemfd,   // an fd on a memfd (its mappings are refused by classify_mapping)
+  kDeleted, // a regular file unlinked while open (its mappings are refused by classify_mapping)
   kRefuse,
 };
 

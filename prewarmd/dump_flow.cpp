@@ -36,6 +36,7 @@ std::optional<pb::FdKind> object_kind_for(policy::FdClass c) {
     case policy::FdClass::kPipe: return pb::FD_PIPE;
     case policy::FdClass::kSocket: return pb::FD_SOCKPAIR;
     case policy::FdClass::kMemfd: return pb::FD_MEMFD;
+    case policy::FdClass::kDeleted: return pb::FD_DELETED;
     default: return std::nullopt;
   }
 }

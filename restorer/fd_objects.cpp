@@ -234,6 +234,43 @@ Result<UniqueFd> make_memfd(const pb::OpenFile& f) {
   return fd;
 }
 
+// A deleted file: made at its old path and unlinked at once, so /proc/PID/fd names it as the app
+// saw it ("PATH (deleted)"); if the name is taken now, an unnamed file (O_TMPFILE) in the same
+// directory, on the same file system. Then its bytes, mode, access mode, offset and flags.
+Result<UniqueFd> make_deleted(const pb::OpenFile& f) {
+  const auto& d = f.deleted();
+  if (xxh3_64(d.data().data(), d.data().size()) != d.data_xxh3())
+    return data_error(fd_name(f) + ": the deleted file's stored bytes do not match their checksum");
+  const std::string& path = d.path();
+  const size_t slash = path.rfind('/');
+  if (path.empty() || path[0] != '/' || slash == std::string::npos || path.find('\0') != std::string::npos)
+    return data_error(fd_name(f) + ": invalid path of a deleted file");
+  const std::string dir = slash == 0 ? "/" : path.substr(0, slash);
+  UniqueFd fd(::open(path.c_str(), O_CREAT | O_EXCL | O_NOFOLLOW | O_RDWR | O_CLOEXEC, static_cast<mode_t>(0600)));
+  if (fd.valid()) {
+    // Unlinked only if the name is still this file (the directory may be shared).
+    struct stat mine {}, there {};
+    if (::fstat(fd.get(), &mine) != 0 || ::lstat(path.c_str(), &there) != 0 || mine.st_ino != there.st_ino ||
+        mine.st_dev != there.st_dev || ::unlink(path.c_str()) != 0)
+      return errno_error("unlink the remade deleted file " + fd_name(f));
+  } else {
+    fd = UniqueFd(::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, static_cast<mode_t>(0600)));
+    if (!fd.valid()) return errno_error("make the deleted file " + fd_name(f) + " again in " + dir);
+  }
+  PW_TRY(write_whole(fd.get(), d.data(), fd_name(f)));
+  if (::fchmod(fd.get(), static_cast<mode_t>(d.mode() & 07777)) != 0) return errno_error("chmod " + fd_name(f));
+  const int acc = static_cast<int>(f.flags()) & O_ACCMODE;
+  if (acc != O_RDWR) {
+    UniqueFd other(::open(("/proc/self/fd/" + std::to_string(fd.get())).c_str(), acc | O_CLOEXEC));
+    if (!other.valid()) return errno_error("reopen " + fd_name(f));
+    fd = std::move(other);
+  }
+  if (::lseek(fd.get(), static_cast<off_t>(f.pos()), SEEK_SET) < 0) return errno_error("seek " + fd_name(f));
+  if (::fcntl(fd.get(), F_SETFL, static_cast<int>(f.flags()) & (O_APPEND | O_NONBLOCK)) != 0)
+    return errno_error("set the flags of " + fd_name(f));
+  return fd;
+}
+
 }  // namespace
 
 Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap) {
@@ -269,6 +306,10 @@ Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap)
       }
       case pb::FD_MEMFD: {
         PW_ASSIGN(out[f.description()], make_memfd(f));
+        break;
+      }
+      case pb::FD_DELETED: {
+        PW_ASSIGN(out[f.description()], make_deleted(f));
         break;
       }
       case pb::FD_LISTENER: {

@@ -706,6 +706,36 @@ Result<FdObjectScan> collect_fd_objects(pid_t pid, const std::vector<FdObjectCan
         r.set_pos(fd.pos);
         break;
       }
+      case pb::FD_DELETED: {
+        bool shared = false;
+        for (size_t k = 0; k < candidates.size(); ++k)
+          shared = shared || (candidates[k].kind == pb::FD_DELETED && desc[k] != desc[i] &&
+                              candidates[k].fd->st.st_ino == fd.st.st_ino && candidates[k].fd->st.st_dev == fd.st.st_dev);
+        if (shared) {
+          refuse(fd.fd, "deleted file open through more than one open file description");
+          continue;
+        }
+        PW_ASSIGN(UniqueFd app, get_fd(pidfd.get(), fd.fd));
+        struct stat st {};
+        if (::fstat(app.get(), &st) != 0) return errno_error("fstat deleted file");
+        if (st.st_nlink != 0) {
+          refuse(fd.fd, "deleted file still has another name (a hard link)");
+          continue;
+        }
+        if (st.st_size > static_cast<off_t>(kMaxQueuedBytes)) {
+          refuse(fd.fd, "deleted file larger than 16 MiB is not carried");
+          continue;
+        }
+        auto* d = r.mutable_deleted();
+        d->set_path(fd.target.substr(0, fd.target.size() - 10));  // " (deleted)"
+        std::string data(static_cast<size_t>(st.st_size), '\0');
+        if (!data.empty()) PW_TRY(pread_all(app.get(), data.data(), data.size(), 0));
+        d->set_mode(st.st_mode & 07777);
+        d->set_data_xxh3(xxh3_64(data.data(), data.size()));
+        d->set_data(std::move(data));
+        r.set_pos(fd.pos);
+        break;
+      }
       case pb::FD_FILE:
       default:
         return data_error("internal: fd " + std::to_string(fd.fd) + " is not a kernel object");

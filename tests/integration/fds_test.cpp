@@ -3,6 +3,8 @@
 // also compares mappings and fds. Each kind also has a case that must be refused by name.
 #include <signal.h>
 
+#include <fstream>
+#include <iterator>
 #include <stdexcept>
 
 #include "harness.h"
@@ -134,6 +136,34 @@ TEST_F(Fds, MemfdBytesOffsetModeAndSeals) {
 
 TEST_F(Fds, MappedMemfdIsRefused) {
   expect_refused({PROG_memfd, "mapped"}, "memfd mapping");
+}
+
+// A ghost file: made again at its old name and unlinked, so even /proc/PID/fd matches (layout).
+TEST_F(Fds, DeletedFileBytesOffsetAndMode) {
+  TempDir dir;
+  auto rt = round_trip({PROG_deleted_file, (dir / "scratch.db").string()}, dir);
+  EXPECT_EQ(answer(rt.restored, "go"),
+            "read=xyzabcdef same=1 pos=786 size=50000 mode=640 links=0 same_fs=1 tail=TAIL");
+  EXPECT_EQ(answer(rt.original, "go"),
+            "read=xyzabcdef same=1 pos=786 size=50000 mode=640 links=0 same_fs=1 tail=TAIL");
+}
+
+// Its name taken again by another file: an unnamed file in the same directory, with the same bytes.
+TEST_F(Fds, DeletedFileWhoseNameIsTakenAgain) {
+  TempDir dir;
+  auto [original, ready] = start_ready({PROG_deleted_file, (dir / "scratch.db").string()});
+  auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img"});
+  ASSERT_EQ(dump.code, 0) << dump.err;
+  std::ofstream(dir / "scratch.db") << "another file now";
+  Child restored = restore(dir / "img");
+  EXPECT_EQ(answer(restored, "go"), "read=xyzabcdef same=1 pos=786 size=50000 mode=640 links=0 same_fs=1 tail=TAIL");
+  std::ifstream in(dir / "scratch.db");
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "another file now");
+}
+
+TEST_F(Fds, DeletedFileWithAnotherLinkIsRefused) {
+  TempDir dir;
+  expect_refused({PROG_deleted_file, (dir / "scratch.db").string(), "linked"}, "deleted file still has another name");
 }
 
 // A real runtime: ruby 3.1 holds two eventfds at its ready point. After the restore it traps a

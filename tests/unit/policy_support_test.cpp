@@ -286,7 +286,8 @@ TEST(ClassifyFd, EveryKindOfTarget) {
       {"/dev/pts/3", S_IFCHR | 0620, FdClass::kRefuse, "character device"},
       {"/dev/nullx", S_IFCHR | 0666, FdClass::kRefuse, "character device"},
       {"/run/app.fifo", S_IFIFO | 0600, FdClass::kRefuse, "named pipe"},
-      {"/tmp/scratch (deleted)", S_IFREG | 0600, FdClass::kRefuse, "deleted"},
+      {"/tmp/scratch (deleted)", S_IFREG | 0600, FdClass::kDeleted, ""},
+      {"/tmp/fifo (deleted)", S_IFIFO | 0600, FdClass::kRefuse, "deleted"},
       {"/memfd:jit (deleted)", S_IFREG | 0777, FdClass::kMemfd, ""},
       {"/memfd:jit", S_IFREG | 0777, FdClass::kRegular, ""},  // a file of that name
       {"socket:[5550]", S_IFSOCK | 0777, FdClass::kSocket, ""},
@@ -345,7 +346,7 @@ TEST(ClassifyFd, OwnFdsAsTheKernelNamesThem) {
   EXPECT_EQ(classify_own(pr.get()), FdClass::kPipe);
   EXPECT_EQ(classify_own(ev.get()), FdClass::kEventfd);
   EXPECT_EQ(classify_own(sock.get()), FdClass::kSocket);
-  EXPECT_EQ(classify_own(deleted.get()), FdClass::kRefuse);
+  EXPECT_EQ(classify_own(deleted.get()), FdClass::kDeleted);
 }
 
 TEST(FormatOffender, MappingLineHasRangeNameFlagsAndReason) {
