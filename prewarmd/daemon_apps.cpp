@@ -146,8 +146,9 @@ Daemon::Reply Daemon::op_stats_reply(const json& req, const proto::PeerCred& cre
     for (const auto* e : store_.entries_of(name)) bytes += e->bytes;
     auto totals = history_ ? history_->totals()->get(name) : nullptr;
     TextCache::Stamp stamp{totals, std::string(policy::to_string(app.status.state)), app.status.reason, bytes, true};
+    const auto& app_ref = app;  // a structured binding, which clang's lambdas cannot capture
     const std::string& part = stats_text_.get(name, std::move(stamp), [&] {
-      return proto::json_text(app_stats(app, bytes, totals ? *totals : AppTotals{}));
+      return proto::json_text(app_stats(app_ref, bytes, totals ? *totals : AppTotals{}));
     });
     if (any) text += ',';
     any = true;

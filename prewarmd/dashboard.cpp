@@ -566,9 +566,8 @@ void Dashboard::serve() {
       if (keep && c.phase == Conn::kHead && after >= c.accepted + options_.head_deadline) {
         start_reply(c, reply_text(408, "request head not complete in time\n"));
         keep = progress_write(c);
-      } else if (keep && c.phase == Conn::kWrite && after >= c.accepted + options_.reply_deadline) {
-        keep = false;
-      } else if (keep && c.phase == Conn::kLinger && after >= c.linger_until) {
+      } else if (keep && ((c.phase == Conn::kWrite && after >= c.accepted + options_.reply_deadline) ||
+                          (c.phase == Conn::kLinger && after >= c.linger_until))) {
         keep = false;
       }
       if (!keep) {
