@@ -2,13 +2,13 @@
 // timer, mask, buffered bytes, queued messages) and flags; the blob only dup3s it into place.
 #include "restorer/fd_objects.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -17,8 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstddef>
 #include <cstring>
 #include <string>
@@ -240,10 +240,14 @@ std::string address_text(const std::string& raw) {
 }
 
 std::string socket_kind_text(const pb::SockListener& s) {
-  std::string family = s.family() == AF_INET ? "IPv4" : s.family() == AF_INET6 ? "IPv6" : s.family() == AF_UNIX ? "unix"
-                                                                                         : "family " + std::to_string(s.family());
-  std::string type = s.type() == SOCK_STREAM ? "stream" : s.type() == SOCK_DGRAM ? "datagram"
-                     : s.type() == SOCK_SEQPACKET ? "seqpacket" : "type " + std::to_string(s.type());
+  std::string family = s.family() == AF_INET    ? "IPv4"
+                       : s.family() == AF_INET6 ? "IPv6"
+                       : s.family() == AF_UNIX  ? "unix"
+                                                : "family " + std::to_string(s.family());
+  std::string type = s.type() == SOCK_STREAM      ? "stream"
+                     : s.type() == SOCK_DGRAM     ? "datagram"
+                     : s.type() == SOCK_SEQPACKET ? "seqpacket"
+                                                  : "type " + std::to_string(s.type());
   return family + " " + type + (s.listening() ? " listening" : "") + " socket on " + address_text(s.address());
 }
 
@@ -252,8 +256,10 @@ std::string socket_kind_text(const pb::SockListener& s) {
 Result<UniqueFd> take_passed(const pb::OpenFile& f, const ListenEnv& launch) {
   const uint32_t index = f.passed().index();
   const int from = 3 + static_cast<int>(index);
-  const std::string what = fd_name(f) + ", which its launch passed (LISTEN_FDS socket " + std::to_string(index + 1) + ")";
-  if (index >= launch.count) return unsupported_error(what + ": this launch passes only " + std::to_string(launch.count));
+  const std::string what =
+      fd_name(f) + ", which its launch passed (LISTEN_FDS socket " + std::to_string(index + 1) + ")";
+  if (index >= launch.count)
+    return unsupported_error(what + ": this launch passes only " + std::to_string(launch.count));
   struct stat st {};
   if (::fstat(from, &st) != 0 || !S_ISSOCK(st.st_mode))
     return unsupported_error(what + ": this launch's fd " + std::to_string(from) + " is not a socket");
@@ -302,7 +308,8 @@ std::string launch_sockets_difference(const pb::Snapshot& snap, const ListenEnv&
     return n == 0 ? std::string("none") : std::to_string(n) + (n == 1 ? " socket" : " sockets");
   };
   if (want.count() != launch.count)
-    return "the snapshot's launch passed " + count(want.count()) + " (LISTEN_FDS), this launch passes " + count(launch.count);
+    return "the snapshot's launch passed " + count(want.count()) + " (LISTEN_FDS), this launch passes " +
+           count(launch.count);
   std::vector<std::string> names(want.names().begin(), want.names().end());
   auto joined = [](const std::vector<std::string>& v) {
     std::string all;
@@ -310,7 +317,8 @@ std::string launch_sockets_difference(const pb::Snapshot& snap, const ListenEnv&
     return v.empty() ? std::string("(none)") : "'" + all + "'";
   };
   if (names != launch.names)
-    return "the snapshot's launch named its sockets " + joined(names) + " (LISTEN_FDNAMES), this launch " + joined(launch.names);
+    return "the snapshot's launch named its sockets " + joined(names) + " (LISTEN_FDNAMES), this launch " +
+           joined(launch.names);
   return {};
 }
 
@@ -336,8 +344,7 @@ Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap,
   std::map<uint32_t, UniqueFd> out;
   // The app may have parsed LISTEN_FDS already: what it holds are fd numbers, and those must
   // name sockets like its launch's, the same count, under the same names.
-  if (std::string diff = launch_sockets_difference(snap, launch); !diff.empty())
-    return unsupported_error(diff);
+  if (std::string diff = launch_sockets_difference(snap, launch); !diff.empty()) return unsupported_error(diff);
   // Pipes and socketpairs: the records that carry each end (the ones with the bytes first).
   std::map<uint32_t, const pb::OpenFile*> pipe_read, pipe_write;
   std::map<uint32_t, const pb::OpenFile*> pair_end[2];

@@ -393,9 +393,9 @@ ListenEnv parse_listen_env(const std::vector<std::string>& env, pid_t pid) {
   const std::string* lfds = nullptr;
   const std::string* lnames = nullptr;
   for (const auto& e : env) {
-    if (e.rfind("LISTEN_PID=", 0) == 0) lpid = &e;
-    else if (e.rfind("LISTEN_FDS=", 0) == 0) lfds = &e;
-    else if (e.rfind("LISTEN_FDNAMES=", 0) == 0) lnames = &e;
+    if (e.starts_with("LISTEN_PID=")) lpid = &e;
+    if (e.starts_with("LISTEN_FDS=")) lfds = &e;
+    if (e.starts_with("LISTEN_FDNAMES=")) lnames = &e;
   }
   ListenEnv out;
   uint64_t p = 0, n = 0;

@@ -94,7 +94,8 @@ Child Child::spawn(const std::vector<std::string>& argv, const std::vector<int>&
     const int high = 1000;
     for (size_t i = 0; i < pass.size(); ++i) dup2(pass[i], high + static_cast<int>(i));
     for (size_t i = 0; i < pass.size(); ++i) dup2(high + static_cast<int>(i), 3 + static_cast<int>(i));
-    close_range(3 + static_cast<unsigned>(pass.size()), ~0U, 0);  // the harness leaks fds (251, 63) that prewarm would rightly refuse
+    close_range(3 + static_cast<unsigned>(pass.size()), ~0U,
+                0);  // the harness leaks fds (251, 63) that prewarm would rightly refuse
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
     sigaction(SIGPIPE, &dfl, nullptr);

@@ -100,7 +100,8 @@ std::string ask_unix(const fs::path& path, Child& server) {
 }
 
 // The socket-activated program with `pass` at fds 3..., ready and blocked in read(0).
-std::pair<Child, std::map<std::string, std::string>> start_server(const std::string& vars, const std::vector<int>& pass) {
+std::pair<Child, std::map<std::string, std::string>> start_server(const std::string& vars,
+                                                                  const std::vector<int>& pass) {
   Child c = Child::spawn(with_listen(vars, {PROG_listen_fds}), pass);
   auto ready = c.read_line();
   if (!ready || !ready->starts_with("ready") || !wait_blocked_in_stdin_read(c.pid()))
@@ -182,10 +183,12 @@ TEST_F(ListenFds, OtherSocketsNoneOrOtherNamesAreRefused) {
       {"LISTEN_FDS=2 LISTEN_FDNAMES=web:web", {sock.get(), sock.get()}, "this launch passes 2 sockets"},
       {"LISTEN_FDS=1 LISTEN_FDNAMES=api", {sock.get()}, "named its sockets 'web' (LISTEN_FDNAMES), this launch 'api'"},
       {"LISTEN_FDS=1", {sock.get()}, "named its sockets 'web' (LISTEN_FDNAMES), this launch (none)"},
-      {"LISTEN_FDS=1 LISTEN_FDNAMES=web", {other_port.get()},
-       "on 127.0.0.1:" + std::to_string(port_of(other_port)) + "; the snapshot's: IPv4 stream listening socket on 127.0.0.1:" +
-           std::to_string(port)},
-      {"LISTEN_FDS=1 LISTEN_FDNAMES=web", {udp.get()},
+      {"LISTEN_FDS=1 LISTEN_FDNAMES=web",
+       {other_port.get()},
+       "on 127.0.0.1:" + std::to_string(port_of(other_port)) +
+           "; the snapshot's: IPv4 stream listening socket on 127.0.0.1:" + std::to_string(port)},
+      {"LISTEN_FDS=1 LISTEN_FDNAMES=web",
+       {udp.get()},
        "fd 3 is: IPv4 datagram socket on 127.0.0.1:" + std::to_string(port)},
   };
   for (const auto& c : cases) {
@@ -225,7 +228,8 @@ TEST_F(ListenFds, PassedConnectionIsRefusedAtTheDump) {
   auto [server, ready] = start_server("LISTEN_FDS=1", {conn.get()});
   auto dump = prewarm({"dump", "--pid", std::to_string(server.pid()), "--images", dir / "img"});
   EXPECT_EQ(dump.code, 3) << dump.err;
-  EXPECT_NE(dump.err.find("socket passed by the launch (LISTEN_FDS): a connected socket (Accept=yes)"), std::string::npos)
+  EXPECT_NE(dump.err.find("socket passed by the launch (LISTEN_FDS): a connected socket (Accept=yes)"),
+            std::string::npos)
       << dump.err;
   EXPECT_FALSE(fs::exists(dir / "img"));
 }

@@ -4,13 +4,13 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/timerfd.h>
 
 #include "restorer/fd_objects.h"
@@ -155,13 +155,15 @@ TEST(ListenEnv, ReadFromProc) {
 TEST(LaunchSockets, CountAndNamesMustMatch) {
   pb::Snapshot snap;
   EXPECT_EQ(launch_sockets_difference(snap, {}), "");
-  EXPECT_NE(launch_sockets_difference(snap, {1, {}}).find("the snapshot's launch passed none (LISTEN_FDS), this launch passes 1 socket"),
+  EXPECT_NE(launch_sockets_difference(snap, {1, {}})
+                .find("the snapshot's launch passed none (LISTEN_FDS), this launch passes 1 socket"),
             std::string::npos);
   snap.mutable_launch_sockets()->set_count(1);
   snap.mutable_launch_sockets()->add_names("web");
   EXPECT_EQ(launch_sockets_difference(snap, {1, {"web"}}), "");
   EXPECT_NE(launch_sockets_difference(snap, {}).find("this launch passes none"), std::string::npos);
-  EXPECT_NE(launch_sockets_difference(snap, {1, {"api"}}).find("'web' (LISTEN_FDNAMES), this launch 'api'"), std::string::npos);
+  EXPECT_NE(launch_sockets_difference(snap, {1, {"api"}}).find("'web' (LISTEN_FDNAMES), this launch 'api'"),
+            std::string::npos);
 }
 
 TEST(LaunchSockets, SocketDifferences) {
