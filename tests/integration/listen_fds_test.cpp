@@ -116,7 +116,8 @@ Child restore_with(const std::string& vars, const fs::path& images, const std::v
 
 // The socket systemd keeps across launches: the app is dumped and ended, and the next launch
 // passes the same listening socket again; the restored process answers on it at fd 3, with the
-// snapshot's token and its own pid, and keeps the O_NONBLOCK the app set.
+// snapshot's token and its own pid, and keeps the O_NONBLOCK the app set and its epoll
+// registration of fd 3.
 TEST_F(ListenFds, TcpListenerPassedAgainIsTheRestoredAppsFd3) {
   TempDir dir;
   Fd sock = tcp_listener();
@@ -132,7 +133,7 @@ TEST_F(ListenFds, TcpListenerPassedAgainIsTheRestoredAppsFd3) {
   EXPECT_EQ(ask_tcp(port_of(sock), restored),
             "token=" + ready["token"] + " pid=" + std::to_string(restored.pid()) + " fd=3");
   auto done = restored.read_line();
-  EXPECT_EQ(done.value_or(""), "served=1 nonblock=1") << restored.leftovers();
+  EXPECT_EQ(done.value_or(""), "served=1 nonblock=1 epoll=1") << restored.leftovers();
   EXPECT_EQ(restored.wait(), 0) << restored.leftovers();
 }
 
@@ -151,7 +152,7 @@ TEST_F(ListenFds, UnixListenerOfTheRestoringLaunchNotTheSnapshots) {
   Child restored = restore_with("LISTEN_FDS=1", dir / "img", {new_sock.get()});
   ASSERT_TRUE(wait_blocked_in_stdin_read(restored.pid())) << restored.leftovers();
   EXPECT_EQ(ask_unix(path, restored), "token=" + ready["token"] + " pid=" + std::to_string(restored.pid()) + " fd=3");
-  EXPECT_EQ(restored.read_line().value_or(""), "served=1 nonblock=1") << restored.leftovers();
+  EXPECT_EQ(restored.read_line().value_or(""), "served=1 nonblock=1 epoll=1") << restored.leftovers();
   EXPECT_EQ(restored.wait(), 0) << restored.leftovers();
   // The old socket got nothing: no connection is waiting on it.
   pollfd p{old_sock.get(), POLLIN, 0};
