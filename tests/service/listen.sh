@@ -78,4 +78,5 @@ echo "   fallback: $(last web fallback)"
 [ "$(last web mode)" = cold ] || fail "a launch without sockets was $(last web mode)"
 last web fallback | has "passed 1 socket (LISTEN_FDS), this launch passes none" || fail "fallback: $(last web fallback)"
 has "listen_app: expected one socket" <"$SCRATCH/launch.3.out" || fail "the cold app did not run as launched (exit $rc): $(cat "$SCRATCH/launch.3.out")"
+"$P" stats web || true
 echo "listen: PASS"

@@ -178,7 +178,7 @@ token=$(check_web "$a")
 a=$(get "$PORT"); token=$(check_web "$a")   # and it goes on serving
 IN systemctl stop prewarm@web.service
 
-step "the socket moves to another port: that launch's socket differs from the snapshot's, so it starts cold on it"
+step "the socket moves to another port: that launch's socket is not the snapshot's, so it starts cold on it; the next is restored"
 PORT2=$(free_port)
 web_socket "$PORT2"
 a=$(get "$PORT2"); echo "   answer: $a"
@@ -187,6 +187,12 @@ echo "   fallback: $(last_fallback web)"
 last_fallback web | has "127.0.0.1:$PORT2" || fail "the fallback does not name the new address: $(last_fallback web)"
 token=$(check_web "$a")
 [ "$token" != "$cold_token" ] || fail "the launch on the new socket did not start afresh: $a"
+wait_for 30 state_is web valid   # the refused image is quarantined, the cold start captured
+IN systemctl stop prewarm@web.service
+a=$(get "$PORT2"); echo "   answer: $a"
+[ "$(last_mode web)" = restored ] || fail "the launch after the capture on the new socket was $(last_mode web) ($(last_fallback web))"
+restored_token=$(check_web "$a")
+[ "$restored_token" = "$token" ] || fail "restored on the new socket with another token: $a"
 IN systemctl stop prewarm@web.service e2e-web.socket
 IN /usr/local/bin/prewarm unregister web >/dev/null
 
