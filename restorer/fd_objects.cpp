@@ -255,11 +255,11 @@ std::string socket_kind_text(const pb::SockListener& s) {
 // could have seen, as a dup (the launch's own number is closed by the blob or taken by dup3).
 Result<UniqueFd> take_passed(const pb::OpenFile& f, const ListenEnv& launch) {
   const uint32_t index = f.passed().index();
-  const int from = 3 + static_cast<int>(index);
   const std::string what =
-      fd_name(f) + ", which its launch passed (LISTEN_FDS socket " + std::to_string(index + 1) + ")";
-  if (index >= launch.count)
+      fd_name(f) + ", which its launch passed (LISTEN_FDS socket " + std::to_string(index + 1ull) + ")";
+  if (index >= launch.count)  // launch.count <= kMaxListenFds
     return unsupported_error(what + ": this launch passes only " + std::to_string(launch.count));
+  const int from = 3 + static_cast<int>(index);
   struct stat st {};
   if (::fstat(from, &st) != 0 || !S_ISSOCK(st.st_mode))
     return unsupported_error(what + ": this launch's fd " + std::to_string(from) + " is not a socket");
