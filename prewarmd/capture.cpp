@@ -116,7 +116,8 @@ void close_all_but(int keep) {
 CaptureResult capture_checked(const CaptureRequest& req, int result_fd) {
   CaptureResult r;
   // 1. The image, only of the process that became ready, complete or not at all.
-  if (!take_dump(dump_process(req.pid, req.incoming, /*kill=*/false, [&] { return verify_frozen(req); }, req.max_image_bytes), r))
+  auto verify = [&] { return verify_frozen(req); };
+  if (!take_dump(dump_process(req.pid, req.incoming, /*kill=*/false, verify, req.max_image_bytes, req.launch_sockets), r))
     return r;
   // 2. The manifest is root's: read it while still root.
   auto img = load_image(req.incoming);

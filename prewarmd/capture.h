@@ -33,6 +33,7 @@ struct CaptureRequest {
   uint64_t max_image_bytes = 0;  // what the store could still admit for this user (0: no cap)
   std::string incoming;
   policy::LaunchContext ctx;
+  std::vector<uint64_t> launch_sockets;  // inodes of the sockets the launch passed (LISTEN_FDS)
   std::vector<std::string> argv;
   std::string cwd;
   std::vector<std::string> watch;

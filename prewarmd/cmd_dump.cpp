@@ -74,7 +74,7 @@ int run_restore(const std::string& dir, bool allow_other_owner, const std::strin
     std::fprintf(stderr, "prewarm restore: %s; not restored\n", why.c_str());
   else
     std::fprintf(stderr, "prewarm restore: %s: %s; not restored\n", dir.c_str(), why.c_str());
-  return kExitError;
+  return e.unsupported ? kExitUnsupported : kExitError;
 }
 
 }  // namespace prewarm::cli

@@ -70,9 +70,12 @@ json describe(const pb::Snapshot& s, const std::string& dir) {
                     {"runs", runs[static_cast<size_t>(i)]}});
   }
   json fds = json::array();
-  for (const auto& f : s.files())
+  for (const auto& f : s.files()) {
     fds.push_back({{"fd", f.fd()}, {"path", f.path()}, {"flags", f.flags()}, {"pos", f.pos()},
                    {"cloexec", f.cloexec()}, {"kind", pb::FdKind_Name(f.kind())}});
+    if (f.kind() == pb::FD_PASSED)  // which of the launch's sockets (LISTEN_FDS) goes here
+      fds.back()["launch_socket"] = {{"index", f.passed().index()}, {"name", f.passed().name()}};
+  }
   json handlers = json::array();
   for (const auto& a : s.signals().actions())
     handlers.push_back({{"signo", a.signo()}, {"handler", hex(a.handler())}, {"flags", hex(a.flags())}});

@@ -26,6 +26,7 @@
 #include "prewarmd/registry.h"
 #include "restorer/restore.h"
 #include "snapshot/clock.h"
+#include "snapshot/fd_objects.h"
 
 extern char** environ;
 
@@ -178,6 +179,16 @@ int run_app(const std::string& ref_text) {
   for (char** e = environ; *e; ++e) env.emplace_back(*e);
   json req = {{"op", "launch"}, {"name", name}, {"env", env}, {"stdio", stdio_kinds()}, {"t0_ns", t0}};
   if (ref->owner) req["owner"] = *ref->owner;
+  // Which sockets systemd passed, by inode, so the capture knows them wherever the app moves them.
+  if (const ListenEnv listen = parse_listen_env(env, ::getpid()); listen.count != 0) {
+    json inodes = json::array();
+    for (uint32_t i = 0; i < listen.count; ++i) {
+      struct stat st {};
+      const bool sock = ::fstat(3 + static_cast<int>(i), &st) == 0 && S_ISSOCK(st.st_mode);
+      inodes.push_back(sock ? static_cast<uint64_t>(st.st_ino) : 0);
+    }
+    req["listen_inodes"] = inodes;
+  }
   std::vector<int> send_fds;
   UniqueFd notify_conn;
   if (!saved_notify.empty()) {

@@ -81,6 +81,9 @@ class Daemon {
     std::optional<ProcessIdentity> at_ready;  // who the process was when it became ready
     UniqueFd mem_at_ready;                    // its mm then: an exec since makes reads fail
     policy::LaunchContext ctx;
+    // The launcher's LISTEN_FDS sockets by inode, as it reported them: only its own capture's
+    // reading of its own fds depends on them, and a restore checks them against its launch's.
+    std::vector<uint64_t> launch_sockets;
     std::optional<policy::IdleDetector> idle;
     sd_event_source* exit_source = nullptr;
     sd_event_source* timer = nullptr;

@@ -73,6 +73,7 @@ Result<void> Daemon::start_capture(Launch& l, uint64_t waiter, unsigned delay_ms
   }
   req.incoming = c->incoming;
   req.ctx = l.ctx;
+  req.launch_sockets = l.launch_sockets;
   req.argv = cfg.argv;
   req.cwd = cfg.cwd;
   req.watch = cfg.watch;

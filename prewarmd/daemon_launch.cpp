@@ -11,6 +11,7 @@
 #include "prewarmd/log.h"
 #include "policy/launch_decision.h"
 #include "snapshot/clock.h"
+#include "snapshot/fd_objects.h"
 
 namespace prewarm {
 namespace {
@@ -92,6 +93,8 @@ Daemon::Reply Daemon::op_launch(const json& req, Connection& c) {
   l->t0_ns = req.value("t0_ns", mono_ns());
   l->wall_ms = wall_ms();
   l->ctx = launch_context(*app, req, machine_);
+  if (const auto it = req.find("listen_inodes"); it != req.end() && it->is_array() && it->size() <= kMaxListenFds)
+    for (const auto& v : *it) l->launch_sockets.push_back(v.is_number_unsigned() ? v.get<uint64_t>() : 0);
   // 2. The launch's own readiness socket, connected by the launcher: prewarmd only ever sends where
   //    the client itself could.
   if (req.contains("notify_fd")) {

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <map>
 #include <optional>
 
 #include "policy/attrs.h"
@@ -48,7 +49,7 @@ double ms_since(std::chrono::steady_clock::time_point t) {
 }  // namespace
 
 DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill, const FrozenVerifier& verify_frozen,
-                         uint64_t max_bytes) {
+                         uint64_t max_bytes, const std::vector<uint64_t>& launch_sockets) {
   DumpOutcome out;
   const auto t0 = std::chrono::steady_clock::now();
   // 1. Freeze: from here until detach the process runs no instruction.
@@ -91,8 +92,26 @@ DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill, const Fro
   std::vector<pb::OpenFile> files;
   std::vector<FdObjectCandidate> objects;
   std::vector<int> plain_fds;  // fds whose fdinfo the attribute policy reads (not kernel objects')
+  // The sockets the launch passed (LISTEN_FDS), and any dup of them, by socket inode: the next
+  // launch's own take their places at restore. Known by inode when the launcher said which it
+  // got, else the ones still at fds 3 onwards.
+  std::map<std::string, uint32_t> passed;
+  const uint32_t passed_count = state->listen.count;
+  if (!launch_sockets.empty()) {
+    for (uint32_t i = 0; i < passed_count && i < launch_sockets.size(); ++i)
+      if (launch_sockets[i] != 0) passed.emplace("socket:[" + std::to_string(launch_sockets[i]) + "]", i);
+  } else {
+    for (const auto& fd : state->fds)
+      if (fd.fd >= 3 && static_cast<uint64_t>(fd.fd) < 3ull + passed_count && fd.target.starts_with("socket:["))
+        passed.emplace(fd.target, static_cast<uint32_t>(fd.fd - 3));
+  }
   for (const auto& fd : state->fds) {
     auto d = policy::classify_fd(fd.fd, fd.target, fd.stat_ok ? fd.st.st_mode : 0);
+    if (auto p = passed.find(fd.target); p != passed.end() && d.cls == policy::FdClass::kSocket) {
+      const auto& names = state->listen.names;
+      objects.push_back({&fd, pb::FD_PASSED, p->second, p->second < names.size() ? names[p->second] : std::string()});
+      continue;
+    }
     // An fd on the process's own /proc entry is reopened for the restored process.
     auto self = d.cls == policy::FdClass::kRefuse ? std::nullopt : policy::proc_self_path(fd.target, pid);
     if (self && self->empty())

@@ -29,7 +29,10 @@ using FrozenVerifier = std::function<std::string()>;
 // `verify_frozen` (if set) runs right after the freeze, before anything of the process is read,
 // and again just before the image is published; a reason from it ends the dump (kRefused).
 // `max_bytes` (0: none) stops the write once the image's pages exceed it (kOverBudget).
+// `launch_sockets`: the inodes of the sockets the process's launch passed (LISTEN_FDS order, 0
+// for a non-socket), when the caller knows them; a passed socket is then recognised at any fd
+// number (an app may dup fd 3 elsewhere and close it), otherwise only at fds 3 onwards.
 DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill, const FrozenVerifier& verify_frozen = {},
-                         uint64_t max_bytes = 0);
+                         uint64_t max_bytes = 0, const std::vector<uint64_t>& launch_sockets = {});
 
 }  // namespace prewarm

@@ -12,7 +12,7 @@
 
 namespace prewarm {
 
-Result<AppFiles> open_app_files(const pb::Snapshot& snap) {
+Result<AppFiles> open_app_files(const pb::Snapshot& snap, const ListenEnv& launch) {
   AppFiles out;
   int base = 3;
   for (const auto& f : snap.files()) {
@@ -20,7 +20,7 @@ Result<AppFiles> open_app_files(const pb::Snapshot& snap) {
     base = std::max(base, f.fd() + 1);
   }
   std::vector<int> targets;
-  PW_ASSIGN(auto objects, create_fd_objects(snap));
+  PW_ASSIGN(auto objects, create_fd_objects(snap, launch));
   for (const auto& f : snap.files()) {
     if (f.kind() != pb::FD_FILE) {
       // One object per open file description; every fd of it is a dup, as in the app.
@@ -29,6 +29,7 @@ Result<AppFiles> open_app_files(const pb::Snapshot& snap) {
       out.fds.emplace_back(high);
       out.moves.push_back({high, f.fd(), f.cloexec() ? 1u : 0u, 0});
       targets.push_back(f.fd());
+      if (f.kind() == pb::FD_PASSED) out.passed_flags.emplace_back(high, static_cast<int>(f.flags()) & O_NONBLOCK);
       continue;
     }
     const int flags = static_cast<int>(f.flags()) & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY);

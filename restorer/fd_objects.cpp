@@ -2,7 +2,9 @@
 // timer, mask, buffered bytes, queued messages) and flags; the blob only dup3s it into place.
 #include "restorer/fd_objects.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -11,10 +13,13 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <string>
 
@@ -209,6 +214,67 @@ Result<UniqueFd> make_listener(const pb::OpenFile& f) {
   return fd;
 }
 
+// A sockaddr as people write it: 127.0.0.1:80, [::1]:80, /run/x.sock, @abstract.
+std::string address_text(const std::string& raw) {
+  sockaddr_storage a{};
+  std::memcpy(&a, raw.data(), std::min(raw.size(), sizeof a));
+  char buf[INET6_ADDRSTRLEN] = "";
+  if (a.ss_family == AF_INET && raw.size() >= sizeof(sockaddr_in)) {
+    const auto& in = reinterpret_cast<const sockaddr_in&>(a);
+    ::inet_ntop(AF_INET, &in.sin_addr, buf, sizeof buf);
+    return std::string(buf) + ":" + std::to_string(ntohs(in.sin_port));
+  }
+  if (a.ss_family == AF_INET6 && raw.size() >= sizeof(sockaddr_in6)) {
+    const auto& in6 = reinterpret_cast<const sockaddr_in6&>(a);
+    ::inet_ntop(AF_INET6, &in6.sin6_addr, buf, sizeof buf);
+    return "[" + std::string(buf) + "]:" + std::to_string(ntohs(in6.sin6_port));
+  }
+  if (a.ss_family == AF_UNIX) {
+    const size_t off = offsetof(sockaddr_un, sun_path);
+    if (raw.size() <= off) return "(unnamed unix socket)";
+    std::string path = raw.substr(off);
+    if (path[0] == '\0') return "@" + path.substr(1);
+    return path.substr(0, path.find('\0'));
+  }
+  return "(an address of family " + std::to_string(a.ss_family) + ")";
+}
+
+std::string socket_kind_text(const pb::SockListener& s) {
+  std::string family = s.family() == AF_INET    ? "IPv4"
+                       : s.family() == AF_INET6 ? "IPv6"
+                       : s.family() == AF_UNIX  ? "unix"
+                                                : "family " + std::to_string(s.family());
+  std::string type = s.type() == SOCK_STREAM      ? "stream"
+                     : s.type() == SOCK_DGRAM     ? "datagram"
+                     : s.type() == SOCK_SEQPACKET ? "seqpacket"
+                                                  : "type " + std::to_string(s.type());
+  return family + " " + type + (s.listening() ? " listening" : "") + " socket on " + address_text(s.address());
+}
+
+// This launch's socket at the snapshot's number, checked to be the same socket in all the app
+// could have seen, as a dup (the launch's own number is closed by the blob or taken by dup3).
+Result<UniqueFd> take_passed(const pb::OpenFile& f, const ListenEnv& launch) {
+  const uint32_t index = f.passed().index();
+  const std::string what =
+      fd_name(f) + ", which its launch passed (LISTEN_FDS socket " + std::to_string(index + 1ull) + ")";
+  if (index >= launch.count)  // launch.count <= kMaxListenFds
+    return unsupported_error(what + ": this launch passes only " + std::to_string(launch.count));
+  const int from = 3 + static_cast<int>(index);
+  struct stat st {};
+  if (::fstat(from, &st) != 0 || !S_ISSOCK(st.st_mode))
+    return unsupported_error(what + ": this launch's fd " + std::to_string(from) + " is not a socket");
+  pb::SockListener have;
+  PW_ASSIGN(std::string why, passed_socket_record(from, st.st_ino, have));
+  if (!why.empty()) return unsupported_error(what + ": this launch's fd " + std::to_string(from) + " is " + why);
+  if (std::string diff = passed_socket_difference(f.listener(), have); !diff.empty())
+    return unsupported_error(what + ": this launch's fd " + std::to_string(from) + " " + diff);
+  // Its O_NONBLOCK is left alone here: it belongs to the open file description, which systemd
+  // shares, so a restore refused later must not have changed it (restore.cpp sets it last).
+  UniqueFd fd(::fcntl(from, F_DUPFD_CLOEXEC, 3));
+  if (!fd.valid()) return errno_error("duplicate this launch's fd " + std::to_string(from));
+  return fd;
+}
+
 // A memfd with its bytes, mode, offset and seals (sealing last: F_SEAL_WRITE forbids the fill).
 Result<UniqueFd> make_memfd(const pb::OpenFile& f) {
   const auto& m = f.memfd();
@@ -273,8 +339,49 @@ Result<UniqueFd> make_deleted(const pb::OpenFile& f) {
 
 }  // namespace
 
-Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap) {
+std::string launch_sockets_difference(const pb::Snapshot& snap, const ListenEnv& launch) {
+  const auto& want = snap.launch_sockets();
+  auto count = [](uint32_t n) {
+    return n == 0 ? std::string("none") : std::to_string(n) + (n == 1 ? " socket" : " sockets");
+  };
+  if (want.count() != launch.count)
+    return "the snapshot's launch passed " + count(want.count()) + " (LISTEN_FDS), this launch passes " +
+           count(launch.count);
+  std::vector<std::string> names(want.names().begin(), want.names().end());
+  auto joined = [](const std::vector<std::string>& v) {
+    std::string all;
+    for (const auto& n : v) all += (all.empty() ? "" : ":") + n;
+    return v.empty() ? std::string("(none)") : "'" + all + "'";
+  };
+  if (names != launch.names)
+    return "the snapshot's launch named its sockets " + joined(names) + " (LISTEN_FDNAMES), this launch " +
+           joined(launch.names);
+  return {};
+}
+
+std::string passed_socket_difference(const pb::SockListener& want, const pb::SockListener& have) {
+  if (want.family() != have.family() || want.type() != have.type() || want.protocol() != have.protocol() ||
+      want.listening() != have.listening() || want.address() != have.address())
+    return "is: " + socket_kind_text(have) + "; the snapshot's: " + socket_kind_text(want);
+  if (want.backlog() != have.backlog())
+    return "has a backlog of " + std::to_string(have.backlog()) + ", the snapshot's " + std::to_string(want.backlog());
+  for (const auto& o : want.options()) {
+    const pb::SockOption* mine = nullptr;
+    for (const auto& h : have.options())
+      if (h.level() == o.level() && h.name() == o.name()) mine = &h;
+    if (mine == nullptr || mine->value() != o.value())
+      return "has socket option " + std::to_string(o.level()) + "/" + std::to_string(o.name()) + " set to " +
+             (mine ? std::to_string(mine->value()) : std::string("nothing")) + ", the snapshot's " +
+             std::to_string(o.value()) + " (the app may have set it)";
+  }
+  return {};
+}
+
+Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap, const ListenEnv& launch) {
   std::map<uint32_t, UniqueFd> out;
+  // The app may have parsed LISTEN_FDS already: what it holds are fd numbers, and those must
+  // name sockets like its launch's, the same count, under the same names.
+  if (std::string diff = launch_sockets_difference(snap, launch); !diff.empty()) return unsupported_error(diff);
   // Pipes and socketpairs: the records that carry each end (the ones with the bytes first).
   std::map<uint32_t, const pb::OpenFile*> pipe_read, pipe_write;
   std::map<uint32_t, const pb::OpenFile*> pair_end[2];
@@ -314,6 +421,10 @@ Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap)
       }
       case pb::FD_LISTENER: {
         PW_ASSIGN(out[f.description()], make_listener(f));
+        break;
+      }
+      case pb::FD_PASSED: {
+        PW_ASSIGN(out[f.description()], take_passed(f, launch));
         break;
       }
       case pb::FD_EPOLL: {

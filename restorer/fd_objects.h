@@ -1,6 +1,7 @@
 // The restore side of kernel-object fds: each eventfd, epoll, timerfd, signalfd, pipe and
 // socketpair of the image created anew in the launcher with its state, before the point of no
 // return. Epoll registrations need the targets at their final numbers, so the blob adds them.
+// Sockets the snapshot's launch passed (LISTEN_FDS) are this launch's own, checked to match.
 #pragma once
 
 #include <cstdint>
@@ -9,14 +10,24 @@
 #include <vector>
 
 #include "restorer/blob/plan_abi.h"
+#include "snapshot/fd_objects.h"
 #include "snapshot/result.h"
 #include "snapshot/snapshot.pb.h"
 #include "snapshot/unique_fd.h"
 
 namespace prewarm {
 
-// One object per open file description of the image (OpenFile.description), keyed by it.
-Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap);
+// One object per open file description of the image (OpenFile.description), keyed by it. A
+// socket the snapshot's launch passed (FD_PASSED) is a dup of this launch's own at the same
+// number (`launch`: this process's LISTEN_FDS); a launch that passes other sockets is refused
+// (Error.unsupported), naming the difference.
+Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap, const ListenEnv& launch);
+
+// Why this launch's sockets cannot stand in for the snapshot's launch's ("" if they can): their
+// count and names (LISTEN_FDS, LISTEN_FDNAMES). Exposed for unit tests, as is the next.
+std::string launch_sockets_difference(const pb::Snapshot& snap, const ListenEnv& launch);
+// Why socket `have` (this launch's) is not `want` (the snapshot's), "" if it is.
+std::string passed_socket_difference(const pb::SockListener& want, const pb::SockListener& have);
 
 // Every epoll registration of the image, tried first on a scratch epoll with the launcher's fds
 // (`launcher_fd` maps an app fd number to the launcher's fd that will become it; -1: none) so

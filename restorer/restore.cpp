@@ -29,6 +29,8 @@
 #include "snapshot/image.h"
 #include "snapshot/proc_state.h"
 
+extern char** environ;
+
 namespace prewarm {
 namespace {
 
@@ -97,7 +99,11 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
   auto files = open_mapped_files(snap);
   if (!files) return files.error();
 
-  auto app_files = open_app_files(snap);
+  // The sockets this launch passed (systemd's LISTEN_FDS for this very process) take the places
+  // of the ones the snapshot's launch passed.
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+  auto app_files = open_app_files(snap, parse_listen_env(env, ::getpid()));
   if (!app_files) return app_files.error();
   if (auto l = take_app_locks(snap.task().attrs(), app_files->moves); !l) return l.error();
 
@@ -230,6 +236,10 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
   // With every signal blocked: no_new_privs and itimers (a SIGALRM now waits for the app's mask),
   // and the --on-restore signal, pending when the app resumes, so its handler runs first.
   apply_final_attrs(snap.task().attrs());
+  for (const auto& [fd, nonblock] : app_files->passed_flags) {  // F_SETFL on a socket cannot fail
+    const int fl = ::fcntl(fd, F_GETFL);
+    if (fl >= 0) (void)::fcntl(fd, F_SETFL, (fl & ~O_NONBLOCK) | nonblock);
+  }
   if (options.on_restore_signal != 0)
     ::syscall(SYS_tgkill, ::getpid(), ::gettid(), options.on_restore_signal);
   hole->release();

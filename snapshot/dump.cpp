@@ -275,6 +275,7 @@ Result<ProcessState> collect_state(FrozenProcess& proc) {
   PW_ASSIGN(s.exe_path, read_exe_path(s.pid));
   if (::stat(s.exe_path.c_str(), &s.exe_st) != 0) return errno_error("stat " + s.exe_path);
   PW_ASSIGN(s.fds, read_fds(s.pid));
+  PW_ASSIGN(s.listen, read_listen_env(s.pid));
   PW_ASSIGN(UniqueFd mem, open_fd("/proc/" + std::to_string(s.pid) + "/mem", O_RDWR));
   for (pid_t tid : proc.tids()) {
     PW_ASSIGN(ThreadInfo t, collect_thread(proc, tid, mem.get(), s.vmas));
@@ -338,6 +339,10 @@ Result<DumpStats> write_image(const ProcessState& state,
   sig->set_altstack_flags(state.altstack_flags);
   *snap.mutable_task() = state.task;
   for (const auto& f : files) *snap.add_files() = f;
+  if (state.listen.count != 0) {
+    snap.mutable_launch_sockets()->set_count(state.listen.count);
+    for (const auto& n : state.listen.names) snap.mutable_launch_sockets()->add_names(n);
+  }
   if (!state.thread_infos.empty()) snap.mutable_main_thread()->set_tid_cached(state.thread_infos[0].tid_cached);
   for (size_t i = 1; i < state.thread_infos.size(); ++i) fill_thread(snap.add_threads(), state.thread_infos[i]);
 

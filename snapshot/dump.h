@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "snapshot/fd_objects.h"
 #include "snapshot/proc_attrs.h"
 #include "snapshot/proc_fds.h"
 #include "snapshot/proc_maps.h"
@@ -42,6 +43,7 @@ struct ProcessState {
   uint64_t altstack_sp = 0, altstack_size = 0;  // the main thread's
   int altstack_flags = 0;
   std::vector<FdInfo> fds;
+  ListenEnv listen;  // the sockets its launch passed (LISTEN_FDS), from its exec-time environment
   ProcAttrs attrs;  // classified by policy/attrs.h; the carried ones go into task.attrs
 };
 

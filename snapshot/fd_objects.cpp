@@ -197,6 +197,69 @@ constexpr OptionName kListenerOptions[] = {
     {IPPROTO_TCP, TCP_KEEPINTVL, false}, {IPPROTO_TCP, TCP_KEEPCNT, false},   {IPPROTO_TCP, TCP_FASTOPEN, false},
 };
 
+// The options of kListenerOptions that apply to a socket of `domain` (TCP ones only for TCP).
+Result<void> read_socket_options(int sock, int domain, bool tcp, pb::SockListener& out) {
+  const bool inet = domain == AF_INET || domain == AF_INET6;
+  for (const auto& o : kListenerOptions) {
+    if (o.level == IPPROTO_TCP && !tcp) continue;
+    if (o.ipv6_only && domain != AF_INET6) continue;
+    if (!inet && o.level != SOL_SOCKET) continue;
+    if (o.name == SO_PASSCRED && o.level == SOL_SOCKET && domain != AF_UNIX) continue;  // unix only
+    int v = 0;
+    socklen_t l = sizeof v;
+    if (::getsockopt(sock, o.level, o.name, &v, &l) != 0) return errno_error("getsockopt " + std::to_string(o.name));
+    auto* opt = out.add_options();
+    opt->set_level(o.level);
+    opt->set_name(o.name);
+    opt->set_value(v);
+  }
+  return ok();
+}
+
+}  // namespace
+
+// Connections waiting to be accepted are the socket's, not the app's: the next launch's socket
+// has its own, so they are no reason to refuse.
+Result<std::string> passed_socket_record(int sock, uint64_t inode, pb::SockListener& out) {
+  int domain = 0, type = 0, protocol = 0, listening = 0;
+  socklen_t l = sizeof domain;
+  if (::getsockopt(sock, SOL_SOCKET, SO_DOMAIN, &domain, &l) != 0) return errno_error("SO_DOMAIN");
+  l = sizeof type;
+  if (::getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &l) != 0) return errno_error("SO_TYPE");
+  l = sizeof protocol;
+  if (::getsockopt(sock, SOL_SOCKET, SO_PROTOCOL, &protocol, &l) != 0) return errno_error("SO_PROTOCOL");
+  l = sizeof listening;
+  if (::getsockopt(sock, SOL_SOCKET, SO_ACCEPTCONN, &listening, &l) != 0) return errno_error("SO_ACCEPTCONN");
+  sockaddr_storage addr{}, peer{};
+  socklen_t alen = sizeof addr, plen = sizeof peer;
+  if (::getsockname(sock, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) return errno_error("getsockname");
+  // systemd's Accept=yes passes one connection: the next launch's is another peer's.
+  if (::getpeername(sock, reinterpret_cast<sockaddr*>(&peer), &plen) == 0)
+    return std::string("a connected socket (Accept=yes) is another connection at each launch");
+  const bool inet = domain == AF_INET || domain == AF_INET6;
+  const bool tcp = inet && type == SOCK_STREAM && protocol == IPPROTO_TCP;
+  uint32_t backlog = 0;
+  if (listening && tcp) {
+    auto q = inet_queues(domain, protocol, inode);
+    if (!q) return "its backlog cannot be read (" + q.error().describe() + ")";
+    backlog = q->second;
+  } else if (listening && domain == AF_UNIX) {
+    auto d = unix_diag(inode);
+    if (!d) return "its backlog cannot be read (" + d.error().describe() + ")";
+    backlog = d->wqueue;
+  }
+  out.set_family(domain);
+  out.set_type(type);
+  out.set_protocol(protocol);
+  out.set_address(std::string(reinterpret_cast<const char*>(&addr), alen));
+  out.set_listening(listening != 0);
+  out.set_backlog(static_cast<int32_t>(backlog));
+  PW_TRY(read_socket_options(sock, domain, tcp, out));
+  return std::string();
+}
+
+namespace {
+
 // A listening or bound socket recreated at its address: "" and `out` filled, or why not.
 Result<std::string> listener_record(int sock, int domain, int type, uint64_t inode, pb::SockListener& out) {
   int protocol = 0, listening = 0;
@@ -250,19 +313,7 @@ Result<std::string> listener_record(int sock, int domain, int type, uint64_t ino
   out.set_address(std::string(reinterpret_cast<const char*>(&addr), alen));
   out.set_listening(listening != 0);
   out.set_backlog(static_cast<int32_t>(backlog));
-  for (const auto& o : kListenerOptions) {
-    if (o.level == IPPROTO_TCP && !tcp) continue;
-    if (o.ipv6_only && domain != AF_INET6) continue;
-    if (domain == AF_UNIX && o.level != SOL_SOCKET) continue;
-    if (o.name == SO_PASSCRED && o.level == SOL_SOCKET && domain != AF_UNIX) continue;  // unix only
-    int v = 0;
-    l = sizeof v;
-    if (::getsockopt(sock, o.level, o.name, &v, &l) != 0) return errno_error("getsockopt " + std::to_string(o.name));
-    auto* opt = out.add_options();
-    opt->set_level(o.level);
-    opt->set_name(o.name);
-    opt->set_value(v);
-  }
+  PW_TRY(read_socket_options(sock, domain, tcp, out));
   return std::string();
 }
 
@@ -335,6 +386,48 @@ uint64_t sock_queue_hash(const google::protobuf::RepeatedPtrField<pb::SockMessag
   std::string all;
   for (const auto& m : q) all += std::to_string(m.data().size()) + ":" + m.data();
   return xxh3_64(all.data(), all.size());
+}
+
+ListenEnv parse_listen_env(const std::vector<std::string>& env, pid_t pid) {
+  const std::string* lpid = nullptr;
+  const std::string* lfds = nullptr;
+  const std::string* lnames = nullptr;
+  for (const auto& e : env) {
+    if (e.starts_with("LISTEN_PID=")) lpid = &e;
+    if (e.starts_with("LISTEN_FDS=")) lfds = &e;
+    if (e.starts_with("LISTEN_FDNAMES=")) lnames = &e;
+  }
+  ListenEnv out;
+  uint64_t p = 0, n = 0;
+  auto number = [](const std::string& v, uint64_t& x) {
+    return !v.empty() && v.find_first_not_of("0123456789") == std::string::npos && parse_u64(v, 10, x);
+  };
+  if (lpid == nullptr || lfds == nullptr || !number(lpid->substr(11), p) || !number(lfds->substr(11), n) ||
+      p != static_cast<uint64_t>(pid) || n == 0 || n > kMaxListenFds)
+    return out;
+  out.count = static_cast<uint32_t>(n);
+  if (lnames != nullptr) {
+    std::string all = lnames->substr(15);
+    for (size_t from = 0;;) {
+      size_t colon = all.find(':', from);
+      out.names.push_back(all.substr(from, colon == std::string::npos ? std::string::npos : colon - from));
+      if (colon == std::string::npos) break;
+      from = colon + 1;
+    }
+  }
+  return out;
+}
+
+Result<ListenEnv> read_listen_env(pid_t pid) {
+  PW_ASSIGN(std::string text, read_file("/proc/" + std::to_string(pid) + "/environ"));
+  std::vector<std::string> env;
+  for (size_t from = 0; from < text.size();) {
+    size_t nul = text.find('\0', from);
+    if (nul == std::string::npos) nul = text.size();
+    env.push_back(text.substr(from, nul - from));
+    from = nul + 1;
+  }
+  return parse_listen_env(env, pid);
 }
 
 Result<pb::FdEventfd> parse_eventfd_fdinfo(const std::string& text) {
@@ -668,6 +761,17 @@ Result<FdObjectScan> collect_fd_objects(pid_t pid, const std::vector<FdObjectCan
           for (auto& m : queue) s->add_queued()->set_data(std::move(m));
           s->set_queued_xxh3(sock_queue_hash(s->queued()));
         }
+        break;
+      }
+      case pb::FD_PASSED: {
+        PW_ASSIGN(UniqueFd app, get_fd(pidfd.get(), fd.fd));
+        PW_ASSIGN(std::string why, passed_socket_record(app.get(), bracket_inode(fd.target), *r.mutable_listener()));
+        if (!why.empty()) {
+          refuse(fd.fd, "socket passed by the launch (LISTEN_FDS): " + why);
+          continue;
+        }
+        r.mutable_passed()->set_index(candidates[i].passed_index);
+        r.mutable_passed()->set_name(candidates[i].passed_name);
         break;
       }
       case pb::FD_MEMFD: {

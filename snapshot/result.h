@@ -12,6 +12,7 @@ namespace prewarm {
 struct Error {
   int code = EINVAL;  // positive errno
   std::string message;
+  bool unsupported = false;  // not a failure: this launch cannot take the image (exit 3)
 
   // "what failed: strerror" — the message names the object, the caller adds what to do next.
   std::string describe() const {
@@ -25,6 +26,8 @@ inline Error make_error(int code, std::string message) { return Error{code, std:
 inline Error errno_error(std::string message) { return Error{errno, std::move(message)}; }
 // For failures that have no errno (bad data, policy): code is the category, message says it all.
 inline Error data_error(std::string message) { return Error{0, std::move(message)}; }
+// A restore this launch must refuse (it would run with state the launch does not give), by name.
+inline Error unsupported_error(std::string message) { return Error{0, std::move(message), true}; }
 
 template <typename T>
 class [[nodiscard]] Result {

@@ -73,7 +73,9 @@ void Fd::reset() {
   fd_ = -1;
 }
 
-Child Child::spawn(const std::vector<std::string>& argv) {
+Child Child::spawn(const std::vector<std::string>& argv) { return spawn(argv, {}); }
+
+Child Child::spawn(const std::vector<std::string>& argv, const std::vector<int>& pass) {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -88,7 +90,12 @@ Child Child::spawn(const std::vector<std::string>& argv) {
     dup2(in_r.get(), 0);
     dup2(out_w.get(), 1);
     dup2(err_w.get(), 2);
-    close_range(3, ~0U, 0);  // the harness leaks fds (251, 63) that prewarm would rightly refuse
+    // Out of the way first, so that passing fd 4 as 3 and 3 as 4 works too.
+    const int high = 1000;
+    for (size_t i = 0; i < pass.size(); ++i) dup2(pass[i], high + static_cast<int>(i));
+    for (size_t i = 0; i < pass.size(); ++i) dup2(high + static_cast<int>(i), 3 + static_cast<int>(i));
+    close_range(3 + static_cast<unsigned>(pass.size()), ~0U,
+                0);  // the harness leaks fds (251, 63) that prewarm would rightly refuse
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
     sigaction(SIGPIPE, &dfl, nullptr);

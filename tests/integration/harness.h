@@ -43,6 +43,9 @@ struct RunResult {
 class Child {
  public:
   static Child spawn(const std::vector<std::string>& argv);
+  // The same with `pass` (fds of the caller) open in the child as fds 3, 4, ... (a launch's
+  // sockets, as systemd passes them).
+  static Child spawn(const std::vector<std::string>& argv, const std::vector<int>& pass);
   Child(Child&& o) noexcept;
   ~Child();
 

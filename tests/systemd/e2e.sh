@@ -2,7 +2,9 @@
 # End to end with a real systemd (PID 1 of a pid+mount namespace on an overlay of /): install,
 # socket-activate prewarmd, launch a python3+sympy+numpy app through prewarm@.service cold, then
 # restored (MainPID is the restored app and answers), survive prewarmd restarts, go cold again
-# after an upgrade of the app's executable, and never snapshot an app with a perf_event mapping.
+# after an upgrade of the app's executable, never snapshot an app with a perf_event mapping, and
+# restore a socket-activated HTTP server (a .socket unit for prewarm@web) on the socket systemd
+# passes to the restoring launch, or start it cold when that socket is not the snapshot's.
 # Usage: e2e.sh BUILD_DIR SOURCE_DIR
 . "$(dirname "$0")/../lib/prelude.sh"
 BUILD=$(realpath "$1")
@@ -136,6 +138,63 @@ IN systemctl start prewarm@nobody:uapp.service
 [ "$(IN stat -c %U "/proc/$(main_pid nobody:uapp)")" = nobody ] || fail "the user's restored app does not run as nobody"
 IN systemctl stop prewarm@nobody:uapp.service
 NB /usr/local/bin/prewarm unregister uapp >/dev/null
+
+step "a socket-activated HTTP server (a .socket unit for prewarm@web): cold, then restored on systemd's socket"
+cp "$SRC/tests/apps/listen_app.py" "$ROOT/opt/e2e/"
+# The namespace shares the machine's network: a port free now, on loopback only.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+web_socket() {  # PORT: (re)writes and starts e2e-web.socket, which activates prewarm@web.service
+  printf '[Socket]\nListenStream=127.0.0.1:%s\nFileDescriptorName=web\nService=prewarm@web.service\n' "$1" \
+    > "$ROOT/etc/systemd/system/e2e-web.socket"
+  IN systemctl daemon-reload
+  IN systemctl restart e2e-web.socket
+}
+get() { IN python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$1/', timeout=30).read().decode().strip())"; }
+last_fallback() { json stats "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)['apps'][0]['recent'][-1]['fallback'])"; }
+# The answer's fd 3 must be a socket systemd (PID 1 there) holds itself, and MainPID must answer.
+check_web() {  # ANSWER: prints the token
+  local a=$1 pid ino
+  pid=$(main_pid web)
+  case "$a" in "token="*" pid=$pid fd3=socket:["*"]") ;; *) fail "wrong answer from prewarm@web (MainPID $pid): $a" ;; esac
+  ino=${a##*fd3=}
+  IN sh -c "ls -l /proc/1/fd | grep -qF '$ino'" || fail "fd 3 of the app ($ino) is not a socket systemd holds"
+  a=${a#token=}
+  echo "${a%% *}"
+}
+IN sh -c 'cd /opt/e2e && /usr/local/bin/prewarm register web --ready idle:300 -- /usr/bin/python3 /opt/e2e/listen_app.py' >/dev/null
+PORT=$(free_port)
+web_socket "$PORT"
+[ "$(IN systemctl is-active prewarm@web.service)" = inactive ] || fail "prewarm@web started before any connection"
+a=$(get "$PORT"); echo "   cold answer: $a"
+[ "$(last_mode web)" = cold ] || fail "the first socket-activated launch was not cold"
+cold_token=$(check_web "$a")
+wait_for 30 state_is web valid
+IN systemctl stop prewarm@web.service   # the socket stays; the next connection starts it again
+[ "$(IN systemctl is-active e2e-web.socket)" = active ] || fail "e2e-web.socket is not listening"
+a=$(get "$PORT"); echo "   restored answer: $a"
+[ "$(last_mode web)" = restored ] || fail "the second socket-activated launch was $(last_mode web) ($(last_fallback web))"
+token=$(check_web "$a")
+[ "$token" = "$cold_token" ] || fail "the restored server's token is not the snapshot's: $a"
+a=$(get "$PORT"); token=$(check_web "$a")   # and it goes on serving
+IN systemctl stop prewarm@web.service
+
+step "the socket moves to another port: that launch's socket is not the snapshot's, so it starts cold on it; the next is restored"
+PORT2=$(free_port)
+web_socket "$PORT2"
+a=$(get "$PORT2"); echo "   answer: $a"
+[ "$(last_mode web)" = cold ] || fail "a launch passing a socket on another address was $(last_mode web)"
+echo "   fallback: $(last_fallback web)"
+last_fallback web | has "127.0.0.1:$PORT2" || fail "the fallback does not name the new address: $(last_fallback web)"
+token=$(check_web "$a")
+[ "$token" != "$cold_token" ] || fail "the launch on the new socket did not start afresh: $a"
+wait_for 30 state_is web valid   # the refused image is quarantined, the cold start captured
+IN systemctl stop prewarm@web.service
+a=$(get "$PORT2"); echo "   answer: $a"
+[ "$(last_mode web)" = restored ] || fail "the launch after the capture on the new socket was $(last_mode web) ($(last_fallback web))"
+restored_token=$(check_web "$a")
+[ "$restored_token" = "$token" ] || fail "restored on the new socket with another token: $a"
+IN systemctl stop prewarm@web.service e2e-web.socket
+IN /usr/local/bin/prewarm unregister web >/dev/null
 
 step "another user sees none of root's apps and cannot launch them"
 [ "$(IN setpriv --reuid=65534 --regid=65534 --clear-groups /usr/local/bin/prewarm list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["apps"]))')" = 0 ] \

@@ -2,12 +2,15 @@
 // objects, and the restore side's objects read back the same way (a round trip without a dump).
 #include "snapshot/fd_objects.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/timerfd.h>
 
 #include "restorer/fd_objects.h"
@@ -112,7 +115,7 @@ TEST(CreateFdObjects, ReadBackThroughFdinfo) {
   t->set_value_sec(50);
   t->set_interval_sec(3);
   t->set_ticks(4);
-  auto objects = create_fd_objects(snap);
+  auto objects = create_fd_objects(snap, {});
   ASSERT_TRUE(objects.ok()) << objects.error().describe();
   auto e = parse_eventfd_fdinfo(fdinfo(objects->at(1).get()));
   if (e.ok()) {
@@ -126,6 +129,76 @@ TEST(CreateFdObjects, ReadBackThroughFdinfo) {
   EXPECT_LE(back->value_sec(), 50u);
   EXPECT_GT(back->value_sec(), 3u);  // armed at now + 50 s, not at 50 s after boot
   EXPECT_EQ(back->interval_sec(), 3u);
+}
+
+// systemd's protocol: the variables count only for the process LISTEN_PID names.
+TEST(ListenEnv, ParsedOnlyForTheNamedProcess) {
+  auto l = parse_listen_env({"PATH=/bin", "LISTEN_PID=42", "LISTEN_FDS=2", "LISTEN_FDNAMES=web:"}, 42);
+  EXPECT_EQ(l.count, 2u);
+  EXPECT_EQ(l.names, (std::vector<std::string>{"web", ""}));
+  EXPECT_EQ(parse_listen_env({"LISTEN_PID=42", "LISTEN_FDS=2"}, 43).count, 0u);
+  EXPECT_EQ(parse_listen_env({"LISTEN_FDS=2"}, 42).count, 0u);
+  EXPECT_EQ(parse_listen_env({"LISTEN_PID=42", "LISTEN_FDS=0"}, 42).count, 0u);
+  EXPECT_EQ(parse_listen_env({"LISTEN_PID=42", "LISTEN_FDS=-1"}, 42).count, 0u);
+  EXPECT_EQ(parse_listen_env({"LISTEN_PID=42", "LISTEN_FDS=2x"}, 42).count, 0u);
+  EXPECT_EQ(parse_listen_env({"LISTEN_PID=42", "LISTEN_FDS=100000"}, 42).count, 0u);
+  EXPECT_TRUE(parse_listen_env({"LISTEN_PID=42", "LISTEN_FDS=1"}, 42).names.empty());
+}
+
+// This process's own environment, as /proc/self/environ has it: no LISTEN_PID for it.
+TEST(ListenEnv, ReadFromProc) {
+  auto l = read_listen_env(::getpid());
+  ASSERT_TRUE(l.ok()) << l.error().describe();
+  EXPECT_EQ(l->count, 0u);
+}
+
+TEST(LaunchSockets, CountAndNamesMustMatch) {
+  pb::Snapshot snap;
+  EXPECT_EQ(launch_sockets_difference(snap, {}), "");
+  EXPECT_NE(launch_sockets_difference(snap, {1, {}})
+                .find("the snapshot's launch passed none (LISTEN_FDS), this launch passes 1 socket"),
+            std::string::npos);
+  snap.mutable_launch_sockets()->set_count(1);
+  snap.mutable_launch_sockets()->add_names("web");
+  EXPECT_EQ(launch_sockets_difference(snap, {1, {"web"}}), "");
+  EXPECT_NE(launch_sockets_difference(snap, {}).find("this launch passes none"), std::string::npos);
+  EXPECT_NE(launch_sockets_difference(snap, {1, {"api"}}).find("'web' (LISTEN_FDNAMES), this launch 'api'"),
+            std::string::npos);
+}
+
+TEST(LaunchSockets, SocketDifferences) {
+  pb::SockListener want;
+  want.set_family(AF_INET);
+  want.set_type(SOCK_STREAM);
+  want.set_protocol(IPPROTO_TCP);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(8080);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  want.set_address(std::string(reinterpret_cast<const char*>(&a), sizeof a));
+  want.set_listening(true);
+  want.set_backlog(128);
+  auto* o = want.add_options();
+  o->set_level(SOL_SOCKET);
+  o->set_name(SO_REUSEADDR);
+  o->set_value(1);
+  pb::SockListener have = want;
+  EXPECT_EQ(passed_socket_difference(want, have), "");
+  have.set_backlog(5);
+  EXPECT_EQ(passed_socket_difference(want, have), "has a backlog of 5, the snapshot's 128");
+  have = want;
+  have.mutable_options(0)->set_value(0);
+  EXPECT_NE(passed_socket_difference(want, have).find("set to 0, the snapshot's 1"), std::string::npos);
+  have = want;
+  a.sin_port = htons(8081);
+  have.set_address(std::string(reinterpret_cast<const char*>(&a), sizeof a));
+  EXPECT_EQ(passed_socket_difference(want, have),
+            "is: IPv4 stream listening socket on 127.0.0.1:8081; the snapshot's: IPv4 stream listening socket on "
+            "127.0.0.1:8080");
+  have = want;
+  have.set_type(SOCK_DGRAM);
+  have.set_listening(false);
+  EXPECT_NE(passed_socket_difference(want, have).find("is: IPv4 datagram socket on"), std::string::npos);
 }
 
 }  // namespace
