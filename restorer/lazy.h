@@ -1,0 +1,43 @@
+// Lazy restore with userfaultfd, the launcher's half: whether it can be used here, which
+// mappings it serves, and the page server's region (restorer/blob/lazy_server.h is the rest).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "restorer/blob/plan_abi.h"
+#include "snapshot/result.h"
+#include "snapshot/snapshot.pb.h"
+#include "snapshot/unique_fd.h"
+
+namespace prewarm {
+
+// A userfaultfd for this process's mm that serves kernel-mode faults too (never
+// UFFD_USER_MODE_ONLY: a read(2) into a missing page would fail with EFAULT), O_NONBLOCK, with the
+// mm events the server handles (REMAP, REMOVE, UNMAP). `given`: one opened earlier (by a root
+// launcher before it dropped to the app's user), or -1 to make one: userfaultfd(2), else
+// /dev/userfaultfd. The error says why lazy restore is not possible here.
+Result<UniqueFd> open_lazy_uffd(int given = -1);
+
+// What the lazy restore serves and what is left to staging. Lazy: private anonymous mappings
+// with stored pages, not stacks (MAP_GROWSDOWN), each run at most kMaxLazyRun.
+struct LazySetup {
+  pb::Snapshot eager_view;           // the image without the lazy mappings' runs: what the plan stages
+  std::vector<int> lazy_runs;        // indexes into the image's page_runs, in pages.img order
+  std::vector<PwRange> ranges;       // the lazy mappings
+  std::vector<uint32_t> dontfork;    // parallel to ranges: the app had MADV_DONTFORK there
+  uint64_t pages = 0;                // pages served lazily
+  uint64_t region_len = 0;           // the server's region
+  uint64_t max_run = 0;
+};
+inline constexpr uint64_t kMaxLazyRun = 16ull << 20;
+
+// Empty `lazy_runs` when nothing in the image would be served lazily.
+LazySetup plan_lazy(const pb::Snapshot& snap);
+
+// Maps the server's region at `region` and writes its header and tables.
+Result<void> write_lazy_region(const pb::Snapshot& snap, const LazySetup& s, uint64_t region, int uffd,
+                               int pages_fd, bool trace);
+
+}  // namespace prewarm
