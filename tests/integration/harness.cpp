@@ -202,6 +202,9 @@ std::pair<Child, std::map<std::string, std::string>> start_pattern(const std::fi
 }
 
 Child restore(const std::filesystem::path& images) {
+  // PREWARM_TEST_LAZY=1: every round trip restores lazily (restorer/lazy.h).
+  if (const char* lazy = std::getenv("PREWARM_TEST_LAZY"); lazy && *lazy == '1')
+    return Child::spawn({PREWARM_BIN, "restore", "--lazy", "--images", images.string()});
   return Child::spawn({PREWARM_BIN, "restore", "--images", images.string()});
 }
 

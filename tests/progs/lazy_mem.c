@@ -6,6 +6,7 @@
  *   dontneed  MADV_DONTNEED on 1 MiB: zeros there, the pattern elsewhere
  *   remap     mremap of 8 MiB to a new place, munmap + fresh mmap of 1 MiB, mprotect of 1 MiB
  *   fork      a child checks every byte; the parent reports how it ended
+ *   touch     only the first page (for bench/lazy.py)
  * and then answers "ok ..." or "FAIL ...". */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -168,6 +169,9 @@ int main(int argc, char** argv) {
     CHECK(mprotect((char*)mem + off3, 1u << 20, PROT_READ | PROT_WRITE) == 0);
     if (!check_all()) return 1;
     say("ok remap");
+  } else if (strcmp(line, "touch") == 0) { /* bench/lazy.py: an app that needs little to answer */
+    if (first_bad(mem, 1, 0, kPage / 8) != (size_t)-1) return say("FAIL first page"), 1;
+    say("ok touch");
   } else if (strcmp(line, "fork") == 0) {
     pid_t c = fork();
     CHECK(c >= 0);
