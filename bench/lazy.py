@@ -78,13 +78,18 @@ def main():
                 lazy.append(t)
                 m = re.search(r"prewarm lazy: every page in after ([\d.]+) ms: (\d+) faults \((\d+) zero\), "
                               r"(\d+) pages filled on a fault, (\d+) in the background", err)
-                if not m:
-                    raise RuntimeError("no page server summary (eager fallback?): " + err)
-                traces.append(m.groups())
+                if "lazy restore unavailable" in err:
+                    raise RuntimeError("lazy restore fell back to eager: " + err)
+                if m:  # else the app answered and exited before every page was in
+                    traces.append(m.groups())
             e, l = statistics.median(eager) * 1e3, statistics.median(lazy) * 1e3
-            mid = sorted(traces, key=lambda g: float(g[0]))[len(traces) // 2]
-            print("| %s | %.1f ms | %.1f ms | %.2fx | %s faults (%s zero), %s / %s pages; all in after %s ms |"
-                  % (name, e, l, e / l, mid[1], mid[2], mid[3], mid[4], mid[0]))
+            if traces:
+                mid = sorted(traces, key=lambda g: float(g[0]))[len(traces) // 2]
+                server = "%s faults (%s zero), %s / %s pages; all in after %s ms (%d of %d runs)" % (
+                    mid[1], mid[2], mid[3], mid[4], mid[0], len(traces), args.runs)
+            else:
+                server = "the app exited before every page was in (every run)"
+            print("| %s | %.1f ms | %.1f ms | %.2fx | %s |" % (name, e, l, e / l, server))
             sys.stdout.flush()
 
 
