@@ -37,9 +37,8 @@ Result<UniqueFd> open_lazy_uffd(int given) {
       const int first = errno;
       UniqueFd dev(::open("/dev/userfaultfd", O_RDWR | O_CLOEXEC));
       if (!dev.valid())
-        return make_error(first, std::string("userfaultfd(2) refused (") + std::strerror(first) +
-                                     ", vm.unprivileged_userfaultfd=0?) and /dev/userfaultfd: " +
-                                     std::strerror(errno));
+        return make_error(first, std::string("/dev/userfaultfd: ") + std::strerror(errno) +
+                                     "; userfaultfd(2) (vm.unprivileged_userfaultfd=0?)");
       fd.reset(::ioctl(dev.get(), USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK));
       if (!fd.valid()) return errno_error("USERFAULTFD_IOC_NEW");
     }
