@@ -231,7 +231,7 @@ int run_app(const std::string& ref_text, bool lazy) {
   // now, for this process's mm, it keeps working after the drop.
   int lazy_uffd = -1;
   if (lazy && p.mode == "restore" && ::geteuid() == 0) {
-    auto u = open_lazy_uffd();
+    auto u = create_full_uffd();
     if (u) lazy_uffd = u->release();
   }
   if (!become_app_user(p, name)) return kExitError;

@@ -28,20 +28,26 @@ bool lazy_eligible(const pb::Mapping& m) {
 
 }  // namespace
 
+Result<UniqueFd> create_full_uffd() {
+  UniqueFd fd(static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK)));
+  if (fd.valid()) return fd;
+  if (errno == ENOSYS) return errno_error("userfaultfd (kernel without CONFIG_USERFAULTFD)");
+  const int first = errno;
+  UniqueFd dev(::open("/dev/userfaultfd", O_RDWR | O_CLOEXEC));
+  if (!dev.valid())
+    return make_error(first, std::string("/dev/userfaultfd: ") + std::strerror(errno) +
+                                 "; userfaultfd(2) (vm.unprivileged_userfaultfd=0?)");
+  fd.reset(::ioctl(dev.get(), USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK));
+  if (!fd.valid()) return errno_error("USERFAULTFD_IOC_NEW");
+  return fd;
+}
+
 Result<UniqueFd> open_lazy_uffd(int given) {
   UniqueFd fd(given);
   if (!fd.valid()) {
-    fd.reset(static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK)));
-    if (!fd.valid() && errno == ENOSYS) return errno_error("userfaultfd (kernel without CONFIG_USERFAULTFD)");
-    if (!fd.valid()) {
-      const int first = errno;
-      UniqueFd dev(::open("/dev/userfaultfd", O_RDWR | O_CLOEXEC));
-      if (!dev.valid())
-        return make_error(first, std::string("/dev/userfaultfd: ") + std::strerror(errno) +
-                                     "; userfaultfd(2) (vm.unprivileged_userfaultfd=0?)");
-      fd.reset(::ioctl(dev.get(), USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK));
-      if (!fd.valid()) return errno_error("USERFAULTFD_IOC_NEW");
-    }
+    auto made = create_full_uffd();
+    if (!made) return made.error();
+    fd = std::move(*made);
   }
   // A handed-in fd must be non-blocking too: the server polls it between runs.
   int fl = ::fcntl(fd.get(), F_GETFL);

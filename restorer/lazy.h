@@ -19,6 +19,9 @@ namespace prewarm {
 // launcher before it dropped to the app's user), or -1 to make one: userfaultfd(2), else
 // /dev/userfaultfd. The error says why lazy restore is not possible here.
 Result<UniqueFd> open_lazy_uffd(int given = -1);
+// Only the first step of that: a userfaultfd not yet set up (UFFDIO_API works once per fd), for
+// a launcher to make while it still has the privilege and pass as `given` later.
+Result<UniqueFd> create_full_uffd();
 
 // What the lazy restore serves and what is left to staging. Lazy: private anonymous mappings
 // with stored pages, not stacks (MAP_GROWSDOWN), each run at most kMaxLazyRun.

@@ -251,11 +251,14 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
     return errno_error("mprotect the restorer");
 
   // 8b. The lazy page server's region: its tables, buffer and stack (it outlives the plan).
-  if (uffd.valid())
-    if (auto r = write_lazy_region(snap, lazy, in.lazy_region, uffd.get(), img->pages.get(),
-                                   std::getenv("PREWARM_TRACE") != nullptr);
-        !r)
+  if (uffd.valid()) {
+    const bool trace = std::getenv("PREWARM_TRACE") != nullptr;
+    if (auto r = write_lazy_region(snap, lazy, in.lazy_region, uffd.get(), img->pages.get(), trace); !r)
       return r.error();
+    if (trace)
+      std::fprintf(stderr, "prewarm restore: lazy: %lu pages of %zu mappings left to the page server\n",
+                   static_cast<unsigned long>(lazy.pages), lazy.ranges.size());
+  }
 
   clock.mark("plan/blob");
   // 9. Last steps that change this process, then the point of no return.
