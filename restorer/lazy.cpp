@@ -112,7 +112,7 @@ LazySetup plan_lazy(const pb::Snapshot& snap) {
 }
 
 Result<void> write_lazy_region(const pb::Snapshot& snap, const LazySetup& s, uint64_t region, int uffd,
-                               int pages_fd, bool trace) {
+                               int pages_fd, int notify_fd, bool trace) {
   void* p = ::mmap(reinterpret_cast<void*>(region), s.region_len, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return errno_error("map the lazy page server's region");
@@ -131,6 +131,7 @@ Result<void> write_lazy_region(const pb::Snapshot& snap, const LazySetup& s, uin
   h->stack_top = region + s.region_len;
   h->uffd = uffd;
   h->pages_fd = pages_fd;
+  h->notify_fd = notify_fd;
   h->trace = trace ? 1 : 0;
   h->pending = s.pages;
   auto* run = reinterpret_cast<PwLazyRun*>(base + h->runs_off);

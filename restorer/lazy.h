@@ -39,8 +39,9 @@ inline constexpr uint64_t kMaxLazyRun = 16ull << 20;
 // Empty `lazy_runs` when nothing in the image would be served lazily.
 LazySetup plan_lazy(const pb::Snapshot& snap);
 
-// Maps the server's region at `region` and writes its header and tables.
+// Maps the server's region at `region` and writes its header and tables. `notify_fd`: the
+// readiness socket (-1: none), which the server tells if it has to kill the app.
 Result<void> write_lazy_region(const pb::Snapshot& snap, const LazySetup& s, uint64_t region, int uffd,
-                               int pages_fd, bool trace);
+                               int pages_fd, int notify_fd, bool trace);
 
 }  // namespace prewarm

@@ -253,7 +253,7 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
   // 8b. The lazy page server's region: its tables, buffer and stack (it outlives the plan).
   if (uffd.valid()) {
     const bool trace = std::getenv("PREWARM_TRACE") != nullptr;
-    if (auto r = write_lazy_region(snap, lazy, in.lazy_region, uffd.get(), img->pages.get(), trace); !r)
+    if (auto r = write_lazy_region(snap, lazy, in.lazy_region, uffd.get(), img->pages.get(), notify.get(), trace); !r)
       return r.error();
     if (trace)
       std::fprintf(stderr, "prewarm restore: lazy: %lu pages of %zu mappings left to the page server\n",

@@ -62,7 +62,21 @@ void append_hex(char* msg, unsigned long& n, unsigned long cap, uint64_t v) {
 
 // "prewarm lazy restore: <what> (errno N) at 0x...: the app is killed ..." on stderr, then the
 // whole thread group ends: the app never runs on with a page it should have and does not.
-[[noreturn]] void kill_app(const char* what, long err, uint64_t addr) {
+// With a readiness socket, prewarmd is told first (PREWARM_LAZY_FAILED=), so that it drops the
+// image and the next launch is cold; the kill waits a moment for it to read that.
+[[noreturn]] void kill_app(int notify_fd, const char* what, long err, uint64_t addr) {
+  if (notify_fd >= 0) {
+    char note[160];
+    unsigned long k = 0;
+    append(note, k, sizeof note - 1, "PREWARM_LAZY_FAILED=");
+    append(note, k, sizeof note - 1, what);
+    note[k++] = '\n';
+    (void)pw_sys::write(notify_fd, note, k);
+    struct {
+      long sec, nsec;
+    } pause{0, 100000000};
+    (void)pw_sys::syscall6(35 /* nanosleep */, reinterpret_cast<long>(&pause), 0, 0, 0, 0, 0);
+  }
   char msg[256];
   unsigned long n = 0;
   append(msg, n, sizeof msg, "prewarm lazy restore: ");
@@ -86,6 +100,7 @@ struct Server {
   uint64_t* bits;
   char* buf;
 
+  [[noreturn]] void fail(const char* what, long err, uint64_t addr) const { kill_app(h->notify_fd, what, err, addr); }
   bool pending_bit(uint64_t b) const { return (bits[b / 64] >> (b % 64)) & 1; }
   // Clears the bits of `pages` pages of `seg` from `page` on; counts what was still pending.
   void clear(const PwLazySeg& s, uint64_t page, uint64_t pages) {
@@ -107,7 +122,7 @@ struct Server {
     for (uint32_t i = 0; i < h->segs_count; ++i) {
       PwLazySeg& s = segs[i];
       if (!(s.addr < a && a < s.addr + s.len)) continue;
-      if (h->segs_count == h->segs_cap) kill_app("too many mremap/munmap splits of lazily restored memory", 0, a);
+      if (h->segs_count == h->segs_cap) fail("too many mremap/munmap splits of lazily restored memory", 0, a);
       PwLazySeg& t = segs[h->segs_count++];
       t = s;
       t.addr = a;
@@ -156,11 +171,11 @@ struct Server {
       long n = pw_sys::syscall6(kPread, h->pages_fd, reinterpret_cast<long>(buf + got), static_cast<long>(r.len - got),
                                 static_cast<long>(r.file_offset + got), 0, 0);
       if (n == -kEIntr) continue;
-      if (n < 0) kill_app("reading pages.img failed", n, r.addr);
-      if (n == 0) kill_app("pages.img ended early (truncated since the restore began)", 0, r.addr);
+      if (n < 0) fail("reading pages.img failed", n, r.addr);
+      if (n == 0) fail("pages.img ended early (truncated since the restore began)", 0, r.addr);
       got += static_cast<uint64_t>(n);
     }
-    if (XXH3_64bits(buf, r.len) != r.xxh3) kill_app("pages.img is corrupted: checksum mismatch in the run", 0, r.addr);
+    if (XXH3_64bits(buf, r.len) != r.xxh3) fail("pages.img is corrupted: checksum mismatch in the run", 0, r.addr);
     for (uint32_t i = 0; i < h->segs_count; ++i) {
       PwLazySeg& s = segs[i];
       if (s.kind != PW_SEG_PIECE || s.run != ri || s.len == 0) continue;
@@ -195,7 +210,7 @@ struct Server {
           clear(s, p, 1);  // no mapping of ours there any more (or no mm: the app is exiting)
           ++p;
         } else {
-          kill_app("UFFDIO_COPY failed", rc, c.dst);
+          fail("UFFDIO_COPY failed", rc, c.dst);
         }
       }
     }
@@ -219,7 +234,7 @@ struct Server {
     z.range = {page, kPage};
     long rc = ioctl(h->uffd, UFFDIO_ZEROPAGE, &z);
     if (rc == -kEAgain) return --h->faults, false;
-    if (rc < 0 && rc != -kEExist && rc != -kENoent && rc != -kESrch) kill_app("UFFDIO_ZEROPAGE failed", rc, page);
+    if (rc < 0 && rc != -kEExist && rc != -kENoent && rc != -kESrch) fail("UFFDIO_ZEROPAGE failed", rc, page);
     uffdio_range w{page, kPage};
     (void)ioctl(h->uffd, UFFDIO_WAKE, &w);
     ++h->zero_faults;
@@ -256,17 +271,17 @@ uint64_t now_ns() {
 
 // Closes every fd of the server's own table but the ones it needs (it got a copy of the
 // launcher's table at the clone: app files, the readiness socket, stdio).
-void keep_only(int a, int b, int c) {
-  int k[3] = {a, b, c};
-  for (int i = 0; i < 3; ++i)
-    for (int j = i + 1; j < 3; ++j)
+void keep_only(int a, int b, int c, int d) {
+  int k[4] = {a, b, c, d < 0 ? c : d};
+  for (int i = 0; i < 4; ++i)
+    for (int j = i + 1; j < 4; ++j)
       if (k[j] < k[i]) {
         int t = k[i];
         k[i] = k[j];
         k[j] = t;
       }
   long lo = 0;
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < 4; ++i) {
     if (k[i] > lo) (void)pw_sys::close_range(static_cast<unsigned>(lo), static_cast<unsigned>(k[i] - 1));
     lo = k[i] + 1;
   }
@@ -295,7 +310,7 @@ void keep_only(int a, int b, int c) {
 
 extern "C" [[noreturn]] __attribute__((used)) void lazy_server_main(PwLazyHeader* h) {
   const uint64_t t0 = now_ns();
-  keep_only(h->uffd, h->pages_fd, 2);
+  keep_only(h->uffd, h->pages_fd, 2, h->notify_fd);
   (void)pw_sys::prctl(15 /* PR_SET_NAME */, reinterpret_cast<long>("prewarm-lazy"), 0, 0);
   Server s{h, in_region<PwLazyRun>(h, h->runs_off), in_region<PwLazySeg>(h, h->segs_off),
            in_region<uint64_t>(h, h->bitmap_off), in_region<char>(h, h->buf_off)};
@@ -311,7 +326,7 @@ extern "C" [[noreturn]] __attribute__((used)) void lazy_server_main(PwLazyHeader
       long n = pw_sys::syscall6(kRead, h->uffd, reinterpret_cast<long>(msgs), sizeof msgs, 0, 0, 0);
       if (n == -kEAgain) break;
       if (n == -kEIntr) continue;
-      if (n < 0 || n % sizeof(uffd_msg)) kill_app("reading the userfaultfd failed", n, 0);
+      if (n < 0 || n % sizeof(uffd_msg)) s.fail("reading the userfaultfd failed", n, 0);
       for (long i = 0; i < n / static_cast<long>(sizeof(uffd_msg)); ++i) {
         const uffd_msg& m = msgs[i];
         if (m.event == UFFD_EVENT_PAGEFAULT) {
@@ -323,7 +338,7 @@ extern "C" [[noreturn]] __attribute__((used)) void lazy_server_main(PwLazyHeader
         } else if (m.event == UFFD_EVENT_REMAP) {
           s.on_remap(m.arg.remap.from, m.arg.remap.to, m.arg.remap.len);
         } else {
-          kill_app("unexpected userfaultfd event", m.event, 0);
+          s.fail("unexpected userfaultfd event", m.event, 0);
         }
       }
       more = ndeferred + 16 <= kDeferCap;
@@ -350,6 +365,7 @@ extern "C" [[noreturn]] __attribute__((used)) void lazy_server_main(PwLazyHeader
   }
   (void)close_fd(h->uffd);
   (void)close_fd(h->pages_fd);
+  if (h->notify_fd >= 0) (void)close_fd(h->notify_fd);
   if (h->trace) trace_line(h, now_ns() - t0);
   (void)close_fd(2);
   leave(reinterpret_cast<uint64_t>(h), h->region_len);
@@ -359,18 +375,18 @@ extern "C" [[noreturn]] __attribute__((used)) void lazy_server_main(PwLazyHeader
 // memory: registers the lazy ranges and starts the server on its own stack.
 void start(PwPlan* plan) {
   auto* h = reinterpret_cast<PwLazyHeader*>(plan->lazy_region);
-  if (h->magic != PW_LAZY_MAGIC) kill_app("lazy region check failed", -22, plan->lazy_region);
+  if (h->magic != PW_LAZY_MAGIC) kill_app(-1, "lazy region check failed", -22, plan->lazy_region);
   const auto* ranges = reinterpret_cast<const PwRange*>(reinterpret_cast<uint64_t>(plan) + plan->lazy_ranges_off);
   for (uint32_t i = 0; i < plan->lazy_ranges_count; ++i) {
     long rc = pw_sys::madvise(ranges[i].start, ranges[i].len, kMadvDontfork);
-    if (rc < 0) kill_app("MADV_DONTFORK of a lazy mapping failed", rc, ranges[i].start);
+    if (rc < 0) kill_app(-1, "MADV_DONTFORK of a lazy mapping failed", rc, ranges[i].start);
     uffdio_register reg{};
     reg.range = {ranges[i].start, ranges[i].len};
     reg.mode = UFFDIO_REGISTER_MODE_MISSING;
     rc = ioctl(plan->lazy_uffd, UFFDIO_REGISTER, &reg);
-    if (rc < 0) kill_app("UFFDIO_REGISTER of a lazy mapping failed", rc, ranges[i].start);
+    if (rc < 0) kill_app(-1, "UFFDIO_REGISTER of a lazy mapping failed", rc, ranges[i].start);
     const uint64_t need = (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE) | (1ull << _UFFDIO_WAKE);
-    if ((reg.ioctls & need) != need) kill_app("the userfaultfd cannot fill a lazy mapping", 0, ranges[i].start);
+    if ((reg.ioctls & need) != need) kill_app(-1, "the userfaultfd cannot fill a lazy mapping", 0, ranges[i].start);
   }
   uint64_t* sp = reinterpret_cast<uint64_t*>(h->stack_top) - 2;
   sp[0] = reinterpret_cast<uint64_t>(h);
@@ -386,7 +402,7 @@ void start(PwPlan* plan) {
       : "=a"(ret)
       : "a"(kClone), "D"(kServerCloneFlags), "S"(sp), "d"(0L)
       : "rcx", "r11", "r10", "r8", "memory");
-  if (ret < 0) kill_app("starting the page server failed", ret, 0);
+  if (ret < 0) kill_app(-1, "starting the page server failed", ret, 0);
 }
 
 }  // namespace pw_lazy

@@ -256,6 +256,8 @@ struct PwLazyHeader {
   int32_t uffd;
   int32_t pages_fd;
   uint64_t faults, zero_faults, fault_pages, background_pages;  // counters for the trace line
+  int32_t notify_fd;     // the readiness socket (-1: none): told why, if the server kills the app
+  uint32_t pad;
 };
 /* ---- end lazy ---- */
 
@@ -269,6 +271,6 @@ static_assert(offsetof(PwPlan, mm) % 8 == 0, "aligned mm map");
 static_assert(sizeof(PwThread) == 120, "PwThread layout");
 static_assert(offsetof(PwPlan, threads_ready) % 4 == 0 && offsetof(PwPlan, threads_gate) % 4 == 0,
               "futex words are 32-bit aligned");
-static_assert(sizeof(PwLazyRun) == 48 && sizeof(PwLazySeg) == 40 && sizeof(PwLazyHeader) == 128, "lazy layouts");
+static_assert(sizeof(PwLazyRun) == 48 && sizeof(PwLazySeg) == 40 && sizeof(PwLazyHeader) == 136, "lazy layouts");
 static_assert(offsetof(PwPlan, lazy_ranges_off) % 8 == 0, "aligned lazy fields");
 #endif
