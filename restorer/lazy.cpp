@@ -76,24 +76,33 @@ Result<UniqueFd> open_lazy_uffd(int given) {
   return fd;
 }
 
-LazySetup plan_lazy(const pb::Snapshot& snap) {
+LazySetup plan_lazy(const pb::Snapshot& snap, const std::vector<uint32_t>& working_set) {
   LazySetup s;
   s.eager_view = snap;
   s.eager_view.clear_page_runs();
+  std::vector<bool> first(static_cast<size_t>(snap.page_runs_size()), false);
+  for (uint32_t i : working_set)
+    if (i < first.size()) first[i] = true;
+  std::vector<int> rest;
   int ri = 0;
   for (const auto& m : snap.mappings()) {
-    const int first = ri;
+    const int from = ri;
     uint64_t longest = 0;
     while (ri < snap.page_runs_size() && snap.page_runs(ri).addr() < m.end())
       longest = std::max(longest, snap.page_runs(ri).len()), ++ri;
-    const bool lazy = ri > first && lazy_eligible(m) && longest <= kMaxLazyRun;
-    for (int i = first; i < ri; ++i) {
+    const bool lazy = ri > from && lazy_eligible(m) && longest <= kMaxLazyRun;
+    for (int i = from; i < ri; ++i) {
       if (!lazy) {
         *s.eager_view.add_page_runs() = snap.page_runs(i);
         continue;
       }
-      s.lazy_runs.push_back(i);
-      s.pages += snap.page_runs(i).len() / kPage;
+      // The server fills its runs in this order: the working set first, as one batch.
+      const uint64_t pages = snap.page_runs(i).len() / kPage;
+      if (first[static_cast<size_t>(i)])
+        s.lazy_runs.push_back(i), s.prefetched_pages += pages;
+      else
+        rest.push_back(i);
+      s.pages += pages;
     }
     if (lazy) {
       s.ranges.push_back({m.start(), m.end() - m.start()});
@@ -101,6 +110,7 @@ LazySetup plan_lazy(const pb::Snapshot& snap) {
       s.max_run = std::max(s.max_run, longest);
     }
   }
+  s.lazy_runs.insert(s.lazy_runs.end(), rest.begin(), rest.end());
   if (s.lazy_runs.empty()) return s;
   const uint64_t runs = s.lazy_runs.size(), segs = runs + s.ranges.size() + kSpareSegs;
   uint64_t off = align_up(sizeof(PwLazyHeader), 64);
@@ -111,8 +121,46 @@ LazySetup plan_lazy(const pb::Snapshot& snap) {
   return s;
 }
 
+namespace {
+constexpr uint64_t kWorkingSetMagic = 0x3173777772777270ull;  // "prwrwws1"
+}
+
+std::vector<uint32_t> read_working_set(int fd, const pb::Snapshot& snap) {
+  std::vector<uint32_t> out;
+  uint64_t head[2] = {};
+  if (::pread(fd, head, sizeof head, 0) != static_cast<ssize_t>(sizeof head) || head[0] != kWorkingSetMagic ||
+      head[1] != snap.pages_img_size())
+    return out;
+  std::vector<uint32_t> buf(4096);
+  for (off_t off = sizeof head;;) {
+    ssize_t n = ::pread(fd, buf.data(), buf.size() * 4, off);
+    if (n <= 0) break;
+    for (ssize_t i = 0; i < n / 4; ++i)
+      if (buf[static_cast<size_t>(i)] < static_cast<uint32_t>(snap.page_runs_size())) out.push_back(buf[static_cast<size_t>(i)]);
+    off += n / 4 * 4;
+    if (n % 4) break;
+    if (out.size() > static_cast<size_t>(snap.page_runs_size()) * 4) break;  // a file that only grows
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+Result<void> restart_working_set(int fd, const pb::Snapshot& snap, const std::vector<uint32_t>& runs) {
+  if (::ftruncate(fd, 0) != 0) return errno_error("truncate the working set file");
+  const uint64_t head[2] = {kWorkingSetMagic, snap.pages_img_size()};
+  std::string bytes(reinterpret_cast<const char*>(head), sizeof head);
+  bytes.append(reinterpret_cast<const char*>(runs.data()), runs.size() * 4);
+  if (::pwrite(fd, bytes.data(), bytes.size(), 0) != static_cast<ssize_t>(bytes.size()))
+    return errno_error("write the working set file");
+  // The server appends: O_APPEND, so its records never land over these.
+  int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_APPEND) != 0) return errno_error("working set file flags");
+  return ok();
+}
+
 Result<void> write_lazy_region(const pb::Snapshot& snap, const LazySetup& s, uint64_t region, int uffd,
-                               int pages_fd, int notify_fd, bool trace) {
+                               int pages_fd, int notify_fd, int ws_fd, bool trace) {
   void* p = ::mmap(reinterpret_cast<void*>(region), s.region_len, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return errno_error("map the lazy page server's region");
@@ -132,6 +180,7 @@ Result<void> write_lazy_region(const pb::Snapshot& snap, const LazySetup& s, uin
   h->uffd = uffd;
   h->pages_fd = pages_fd;
   h->notify_fd = notify_fd;
+  h->ws_fd = ws_fd;
   h->trace = trace ? 1 : 0;
   h->pending = s.pages;
   auto* run = reinterpret_cast<PwLazyRun*>(base + h->runs_off);
@@ -142,7 +191,8 @@ Result<void> write_lazy_region(const pb::Snapshot& snap, const LazySetup& s, uin
   for (uint64_t i = 0; i < runs; ++i) {
     const auto& r = snap.page_runs(s.lazy_runs[i]);
     const uint64_t pages = r.len() / kPage;
-    run[i] = PwLazyRun{r.addr(), r.file_offset(), r.len(), r.xxh3(), bit, static_cast<uint32_t>(pages), 0};
+    run[i] = PwLazyRun{r.addr(), r.file_offset(), r.len(), r.xxh3(), bit, static_cast<uint32_t>(pages),
+                       static_cast<uint32_t>(s.lazy_runs[i])};
     seg[nseg++] = PwLazySeg{r.addr(), r.len(), 0, PW_SEG_PIECE, static_cast<uint32_t>(i), 0, 0};
     for (uint64_t k = 0; k < pages; ++k, ++bit) bits[bit / 64] |= 1ull << (bit % 64);
   }

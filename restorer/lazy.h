@@ -27,21 +27,33 @@ Result<UniqueFd> create_full_uffd();
 // with stored pages, not stacks (MAP_GROWSDOWN), each run at most kMaxLazyRun.
 struct LazySetup {
   pb::Snapshot eager_view;           // the image without the lazy mappings' runs: what the plan stages
-  std::vector<int> lazy_runs;        // indexes into the image's page_runs, in pages.img order
+  std::vector<int> lazy_runs;        // indexes into the image's page_runs: working set, then pages.img order
   std::vector<PwRange> ranges;       // the lazy mappings
   std::vector<uint32_t> dontfork;    // parallel to ranges: the app had MADV_DONTFORK there
   uint64_t pages = 0;                // pages served lazily
+  uint64_t prefetched_pages = 0;     // of those, in the working set
   uint64_t region_len = 0;           // the server's region
   uint64_t max_run = 0;
 };
 inline constexpr uint64_t kMaxLazyRun = 16ull << 20;
 
-// Empty `lazy_runs` when nothing in the image would be served lazily.
-LazySetup plan_lazy(const pb::Snapshot& snap);
+// Empty `lazy_runs` when nothing in the image would be served lazily. Runs in `working_set`
+// (indexes into page_runs) come first in `lazy_runs`: the server fills them before the rest.
+// (Not staged: a staged mapping's first touches may fill whole huge pages with zeros, which a
+// registration afterwards would take for the app's own pages.)
+LazySetup plan_lazy(const pb::Snapshot& snap, const std::vector<uint32_t>& working_set = {});
+
+// The working set file beside an image (`prewarm restore --lazy --images DIR`: DIR/workingset):
+// a 16-byte header (magic, the pages.img size), then the page_runs index of each run a lazy
+// launch faulted on, 4 bytes each, appended by the page server. Indexes out of range, a torn last
+// record or another image's header read as nothing: the file only orders work.
+std::vector<uint32_t> read_working_set(int fd, const pb::Snapshot& snap);
+// Starts the file again with `runs` (what this launch prefetches): later faults add to it.
+Result<void> restart_working_set(int fd, const pb::Snapshot& snap, const std::vector<uint32_t>& runs);
 
 // Maps the server's region at `region` and writes its header and tables. `notify_fd`: the
 // readiness socket (-1: none), which the server tells if it has to kill the app.
 Result<void> write_lazy_region(const pb::Snapshot& snap, const LazySetup& s, uint64_t region, int uffd,
-                               int pages_fd, int notify_fd, bool trace);
+                               int pages_fd, int notify_fd, int ws_fd, bool trace);
 
 }  // namespace prewarm

@@ -116,10 +116,12 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
 
   // 3b. Lazy restore: a userfaultfd that serves every kind of fault, and the mappings it serves
   //     (the plan and staging see the image without their runs); else eager, saying why.
-  UniqueFd uffd;
+  UniqueFd uffd, ws_fd(options.working_set_fd);
   LazySetup lazy;
+  std::vector<uint32_t> working_set;
   if (options.lazy) {
-    lazy = plan_lazy(snap);
+    if (ws_fd.valid()) working_set = read_working_set(ws_fd.get(), snap);
+    lazy = plan_lazy(snap, working_set);
     if (lazy.lazy_runs.empty()) {
       if (options.lazy_uffd >= 0) ::close(options.lazy_uffd);
       if (options.note) options.note("lazy restore: no private anonymous pages to serve; restoring eagerly");
@@ -132,6 +134,7 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
   } else if (options.lazy_uffd >= 0) {
     ::close(options.lazy_uffd);
   }
+  if (!uffd.valid()) ws_fd.reset();
   const pb::Snapshot& plan_snap = uffd.valid() ? lazy.eager_view : snap;
 
   clock.mark("check/open");
@@ -253,11 +256,18 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
   // 8b. The lazy page server's region: its tables, buffer and stack (it outlives the plan).
   if (uffd.valid()) {
     const bool trace = std::getenv("PREWARM_TRACE") != nullptr;
-    if (auto r = write_lazy_region(snap, lazy, in.lazy_region, uffd.get(), img->pages.get(), notify.get(), trace); !r)
+    // The working set is an optimisation: a file that cannot be rewritten is just not kept.
+    if (ws_fd.valid() && !restart_working_set(ws_fd.get(), snap, working_set)) ws_fd.reset();
+    if (auto r = write_lazy_region(snap, lazy, in.lazy_region, uffd.get(), img->pages.get(), notify.get(),
+                                   ws_fd.valid() ? ws_fd.get() : -1, trace);
+        !r)
       return r.error();
     if (trace)
-      std::fprintf(stderr, "prewarm restore: lazy: %lu pages of %zu mappings left to the page server\n",
-                   static_cast<unsigned long>(lazy.pages), lazy.ranges.size());
+      std::fprintf(stderr,
+                   "prewarm restore: lazy: %lu pages of %zu mappings left to the page server, %lu of them "
+                   "its working set, first\n",
+                   static_cast<unsigned long>(lazy.pages), lazy.ranges.size(),
+                   static_cast<unsigned long>(lazy.prefetched_pages));
   }
 
   clock.mark("plan/blob");
@@ -276,6 +286,7 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
   (void)img->pages.release();
   (void)notify.release();
   (void)uffd.release();
+  (void)ws_fd.release();
   jump_to_blob(H, plan_addr, plan_addr + plan_len);
 }
 

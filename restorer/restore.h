@@ -25,6 +25,9 @@ struct RestoreOptions {
   // gets the reason. `lazy_uffd`: one the caller opened (e.g. before dropping root), consumed.
   bool lazy = false;
   int lazy_uffd = -1;
+  // The image's working set file (restorer/lazy.h), read and written: its runs are read before
+  // the app resumes, the runs this launch faults on are added. -1: none. Consumed.
+  int working_set_fd = -1;
   std::function<void(const std::string&)> note;
 };
 

@@ -167,6 +167,8 @@ struct Server {
   bool fill_run(uint32_t ri, bool on_fault) {
     PwLazyRun& r = runs[ri];
     if (r.pending == 0) return true;
+    // The working set: runs the app needed before the server got to them (4 bytes: one write).
+    if (on_fault && h->ws_fd >= 0) (void)pw_sys::write(h->ws_fd, &r.image_index, sizeof r.image_index);
     for (uint64_t got = 0; got < r.len;) {
       long n = pw_sys::syscall6(kPread, h->pages_fd, reinterpret_cast<long>(buf + got), static_cast<long>(r.len - got),
                                 static_cast<long>(r.file_offset + got), 0, 0);
@@ -271,17 +273,17 @@ uint64_t now_ns() {
 
 // Closes every fd of the server's own table but the ones it needs (it got a copy of the
 // launcher's table at the clone: app files, the readiness socket, stdio).
-void keep_only(int a, int b, int c, int d) {
-  int k[4] = {a, b, c, d < 0 ? c : d};
-  for (int i = 0; i < 4; ++i)
-    for (int j = i + 1; j < 4; ++j)
+void keep_only(int a, int b, int c, int d, int e) {
+  int k[5] = {a, b, c, d < 0 ? c : d, e < 0 ? c : e};
+  for (int i = 0; i < 5; ++i)
+    for (int j = i + 1; j < 5; ++j)
       if (k[j] < k[i]) {
         int t = k[i];
         k[i] = k[j];
         k[j] = t;
       }
   long lo = 0;
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < 5; ++i) {
     if (k[i] > lo) (void)pw_sys::close_range(static_cast<unsigned>(lo), static_cast<unsigned>(k[i] - 1));
     lo = k[i] + 1;
   }
@@ -310,7 +312,7 @@ void keep_only(int a, int b, int c, int d) {
 
 extern "C" [[noreturn]] __attribute__((used)) void lazy_server_main(PwLazyHeader* h) {
   const uint64_t t0 = now_ns();
-  keep_only(h->uffd, h->pages_fd, 2, h->notify_fd);
+  keep_only(h->uffd, h->pages_fd, 2, h->notify_fd, h->ws_fd);
   (void)pw_sys::prctl(15 /* PR_SET_NAME */, reinterpret_cast<long>("prewarm-lazy"), 0, 0);
   Server s{h, in_region<PwLazyRun>(h, h->runs_off), in_region<PwLazySeg>(h, h->segs_off),
            in_region<uint64_t>(h, h->bitmap_off), in_region<char>(h, h->buf_off)};
@@ -366,6 +368,7 @@ extern "C" [[noreturn]] __attribute__((used)) void lazy_server_main(PwLazyHeader
   (void)close_fd(h->uffd);
   (void)close_fd(h->pages_fd);
   if (h->notify_fd >= 0) (void)close_fd(h->notify_fd);
+  if (h->ws_fd >= 0) (void)close_fd(h->ws_fd);
   if (h->trace) trace_line(h, now_ns() - t0);
   (void)close_fd(2);
   leave(reinterpret_cast<uint64_t>(h), h->region_len);

@@ -215,6 +215,8 @@ struct PwPlan {
 // A segment is a piece of a run at its current address (mremap moves and splits them) or a
 // registered mapping, MADV_DOFORK'ed again at the end unless the app had it DONTFORK: while
 // pages are missing, a fork's child gets no copy of these mappings (it would read zeros there).
+// The runs come in the order the server fills them: the working set (runs earlier launches
+// faulted on) first, then pages.img order.
 #define PW_LAZY_MAGIC 0x797a616c72777270ull /* "prwrlazy" */
 #define PW_SEG_PIECE 1u
 #define PW_SEG_REGION 2u
@@ -226,7 +228,7 @@ struct PwLazyRun {
   uint64_t xxh3;
   uint64_t first_bit;    // its first page's bit in the pending bitmap
   uint32_t pending;      // its pages still to fill
-  uint32_t pad;
+  uint32_t image_index;  // in the image's page_runs: what the working set records
 };
 
 struct PwLazySeg {
@@ -257,7 +259,7 @@ struct PwLazyHeader {
   int32_t pages_fd;
   uint64_t faults, zero_faults, fault_pages, background_pages;  // counters for the trace line
   int32_t notify_fd;     // the readiness socket (-1: none): told why, if the server kills the app
-  uint32_t pad;
+  int32_t ws_fd;         // the working set file (-1: none): each run filled on a fault, appended
 };
 /* ---- end lazy ---- */
 

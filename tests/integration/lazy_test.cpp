@@ -207,6 +207,29 @@ TEST_F(Lazy, CorruptedPageKillsApp) {
   EXPECT_NE(rest.find("pages.img is corrupted: checksum mismatch"), std::string::npos) << rest;
 }
 
+// The runs a lazy launch faults on are kept beside the image (DIR/workingset) and filled first
+// by the next one; every byte is still right.
+TEST_F(Lazy, WorkingSetRecordedThenFirst) {
+  TempDir dir;
+  auto [original, ready] = start_ready({PROG_lazy_mem, "64"});
+  ASSERT_EQ(prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img"}).code, 0);
+  auto launch = [&](const std::string& what) {
+    Child c = Child::spawn({PREWARM_BIN, "restore", "--lazy", "--images", (dir / "img").string()});
+    EXPECT_TRUE(wait_blocked_in_stdin_read(c.pid())) << c.leftovers();
+    c.write(what + "\n");
+    EXPECT_EQ(c.read_line().value_or(""), "ok " + what) << c.leftovers();
+    EXPECT_EQ(c.wait(), 0);
+    return c.leftovers();
+  };
+  const std::string first = launch("touch");
+  EXPECT_NE(first.find(", 0 of them its working set"), std::string::npos) << first;
+  ASSERT_TRUE(fs::exists(dir / "img" / "workingset"));
+  EXPECT_GT(fs::file_size(dir / "img" / "workingset"), 16u) << "no run recorded";
+  const std::string second = launch("check");
+  EXPECT_EQ(second.find(", 0 of them its working set"), std::string::npos) << second;
+  EXPECT_NE(second.find("of them its working set, first"), std::string::npos) << second;
+}
+
 // A truncated pages.img is refused before the point of no return, lazily or not.
 TEST_F(Lazy, TruncatedImageRefused) {
   TempDir dir;
