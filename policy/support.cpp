@@ -118,13 +118,9 @@ std::vector<Offender> check_threads(const std::vector<ThreadInfo>& threads, uint
     if (i > 0 && t.credentials != threads[0].credentials)
       add(name, "its credentials, capabilities or seccomp filters differ from the main thread's; a restore "
                 "gives every thread the launcher's one set");
-    if (!t.owned_locks.empty()) {
-      char at[32];
-      std::snprintf(at, sizeof at, "0x%lx", static_cast<unsigned long>(t.owned_locks[0]));
-      add(name, std::string("holds a glibc lock at ") + at +
-                    " (the dynamic loader's, or libc's) that records its tid, which changes on restore: the "
-                    "restored thread would wait on it forever");
-    }
+    if (i > 0 && t.scheduling != threads[0].scheduling)
+      add(name, "its scheduling (" + t.scheduling + ") differs from the main thread's (" + threads[0].scheduling +
+                    "); a restore gives every thread the main thread's");
     if (!t.rseq_unreadable.empty())
       add(name, "its rseq registration cannot be read (" + t.rseq_unreadable +
                     "; Linux 5.13+ has it), so a restore would lose it");

@@ -76,6 +76,19 @@ json describe(const pb::Snapshot& s, const std::string& dir) {
   json handlers = json::array();
   for (const auto& a : s.signals().actions())
     handlers.push_back({{"signo", a.signo()}, {"handler", hex(a.handler())}, {"flags", hex(a.flags())}});
+  // The main thread first (its state is the process's), then the others in /proc/PID/task order.
+  json threads = json::array();
+  threads.push_back({{"tid", s.process().pid()},
+                     {"comm", s.process().comm()},
+                     {"syscall", pb::SyscallState::Action_Name(s.regs().syscall().action())},
+                     {"syscall_nr", s.regs().syscall().nr()},
+                     {"blocked", hex(s.signals().blocked())}});
+  for (const auto& th : s.threads())
+    threads.push_back({{"tid", th.tid()},
+                       {"comm", th.comm()},
+                       {"syscall", pb::SyscallState::Action_Name(th.regs().syscall().action())},
+                       {"syscall_nr", th.regs().syscall().nr()},
+                       {"blocked", hex(th.blocked())}});
   const auto& t = s.task();
   return {{"images", dir},
           {"format_version", s.format_version()},
@@ -93,6 +106,8 @@ json describe(const pb::Snapshot& s, const std::string& dir) {
           {"page_run_sizes_in_pages", run_sizes},
           {"mappings", maps},
           {"files", fds},
+          {"threads", threads},
+          {"tid_words", s.tid_words_size()},
           {"signals",
            {{"blocked", hex(s.signals().blocked())},
             {"ignored", hex(s.signals().ignored())},
@@ -130,6 +145,11 @@ int run_inspect(const std::string& dir, bool as_json) {
               img->snap.task().cwd().c_str());
   std::printf("  signals   %zu handlers, blocked %s\n", d["signals"]["handlers"].size(),
               d["signals"]["blocked"].get<std::string>().c_str());
+  std::printf("  threads   %zu; %d held locks get their holder's new tid\n", d["threads"].size(),
+              img->snap.tid_words_size());
+  for (const auto& t : d["threads"])
+    std::printf("    %-8d %-16s %s (nr %ld)\n", t["tid"].get<int>(), t["comm"].get<std::string>().c_str(),
+                t["syscall"].get<std::string>().c_str(), static_cast<long>(t["syscall_nr"].get<int64_t>()));
   std::printf("  mappings  %d\n", img->snap.mappings_size());
   std::printf("    %-25s %-4s %-11s %10s %10s  %s\n", "range", "perm", "kind", "size", "stored", "name");
   for (const auto& m : d["mappings"])

@@ -87,7 +87,7 @@ Result<HoleLayout> layout_hole(const pb::Snapshot& snap, const SpecialMappings& 
                             snap.mm().auxv().size() + message_size + 256 + frame_size +
                             fd_entries * std::max({sizeof(PwFdMove), sizeof(PwRange), sizeof(PwEpollAdd)}) + 64 * 2;
   // Each thread: its PwThread, and its frame (as build_sigframe sizes it) with alignment.
-  uint64_t threads_bytes = 64;
+  uint64_t threads_bytes = 64 + static_cast<uint64_t>(snap.tid_words_size()) * sizeof(PwTidWord);
   for (const auto& t : snap.threads()) {
     if (t.regs().xsave().size() > (1u << 20)) return data_error("image has an implausible XSAVE area");
     threads_bytes += sizeof(PwThread) + 512 + t.regs().xsave().size() + 64 * 2;
@@ -326,6 +326,13 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
   }
   if (snap.main_thread().tid_cached() && !word_writable(snap.task().clear_child_tid()))
     return data_error("the main thread's clear_child_tid is not in writable memory");
+  std::vector<PwTidWord> tid_words;
+  for (const auto& w : snap.tid_words()) {
+    if (w.addr() % 4 != 0 || !word_writable(w.addr()) || w.mask() == 0 ||
+        w.thread() > static_cast<uint32_t>(snap.threads_size()))
+      return data_error("image has a tid word outside writable memory or of no thread");
+    tid_words.push_back(PwTidWord{w.addr(), w.mask(), w.thread()});
+  }
 
   PlanBuffer pb;
   const uint64_t moves_off = pb.append(moves.data(), moves.size());
@@ -347,6 +354,7 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
   const uint64_t epoll_off = pb.append(in.epoll_adds.data(), in.epoll_adds.size());
   const uint64_t lazy_ranges_off = pb.append(in.lazy_ranges.data(), in.lazy_ranges.size());
   const uint64_t threads_off = pb.append(threads.data(), threads.size());
+  const uint64_t tid_words_off = pb.append(tid_words.data(), tid_words.size());
   for (size_t i = 0; i < threads.size(); ++i) {
     const uint64_t off = pb.append(in.thread_frames[i].bytes.data(), in.thread_frames[i].bytes.size());
     std::memcpy(pb.buf.data() + threads_off + i * sizeof(PwThread) + offsetof(PwThread, frame_off), &off, sizeof off);
@@ -411,6 +419,8 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
   p.threads_off = threads_off;
   p.threads_count = static_cast<uint32_t>(threads.size());
   p.main_tid_cached = snap.main_thread().tid_cached() ? 1 : 0;
+  p.tid_words_off = tid_words_off;
+  p.tid_words_count = static_cast<uint32_t>(tid_words.size());
   std::strncpy(p.main_comm, snap.process().comm().c_str(), sizeof p.main_comm - 1);
   p.lazy_uffd = in.lazy_uffd;
   p.lazy_ranges_off = lazy_ranges_off;

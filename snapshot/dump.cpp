@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/ptrace.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -91,8 +92,8 @@ Result<void> read_remote(pid_t pid, int mem_fd, const std::vector<Chunk>& chunks
 
 class PageCollector {
  public:
-  PageCollector(pid_t pid, int mem_fd, ImageWriter& w, pb::Snapshot& snap, DumpStats& stats)
-      : pid_(pid), mem_fd_(mem_fd), writer_(w), snap_(snap), stats_(stats), buf_(kBatchBytes) {}
+  PageCollector(pid_t pid, int mem_fd, ImageWriter& w, pb::Snapshot& snap, DumpStats& stats, TidWordFinder& tids)
+      : pid_(pid), mem_fd_(mem_fd), writer_(w), snap_(snap), stats_(stats), tids_(tids), buf_(kBatchBytes) {}
 
   Result<void> add(Chunk c) {
     if (pending_bytes_ + c.len > kBatchBytes || pending_.size() == kMaxIov) PW_TRY(flush());
@@ -135,6 +136,7 @@ class PageCollector {
   Result<void> store(uint64_t addr, const char* data, uint64_t len) {
     stats_.pages_stored += len / kPageSize;
     stats_.bytes_stored += len;
+    tids_.scan(addr, data, len);  // a held lock is written memory, so in a stored page
     return writer_.append_run(snap_, addr, data, len);
   }
 
@@ -143,6 +145,7 @@ class PageCollector {
   ImageWriter& writer_;
   pb::Snapshot& snap_;
   DumpStats& stats_;
+  TidWordFinder& tids_;
   std::vector<char> buf_;
   std::vector<Chunk> pending_;
   size_t pending_bytes_ = 0;
@@ -277,7 +280,6 @@ Result<ProcessState> collect_state(FrozenProcess& proc) {
     PW_ASSIGN(ThreadInfo t, collect_thread(proc, tid, mem.get(), s.vmas));
     s.thread_infos.push_back(std::move(t));
   }
-  PW_TRY(find_owned_locks(mem.get(), s.vmas, s.thread_infos));
   s.cpu = s.thread_infos.at(0).cpu;
   PW_TRY(collect_task_state(proc, mem.get(), s));
   PW_ASSIGN(s.attrs, collect_attrs(proc, mem.get(), s.vmas, s.fds));
@@ -349,7 +351,8 @@ Result<DumpStats> write_image(const ProcessState& state,
   stats.page_finder = page_finder_name(page_finder(pagemap.get()));
   PW_ASSIGN(UniqueFd mem, open_fd("/proc/" + std::to_string(pid) + "/mem", O_RDONLY));
   PW_ASSIGN(ImageWriter writer, ImageWriter::create(dir));
-  PageCollector collector(pid, mem.get(), writer, snap, stats);
+  TidWordFinder tids(state.thread_infos, state.vmas);
+  PageCollector collector(pid, mem.get(), writer, snap, stats, tids);
 
   for (size_t i = 0; i < state.vmas.size(); ++i) {
     if (!kinds[i]) continue;
@@ -401,6 +404,15 @@ Result<DumpStats> write_image(const ProcessState& state,
     }
   }
   PW_TRY(collector.flush());
+  for (const TidWord& w : tids.words()) {
+    // Only where the restored app can write: a lock the app made read-only is not released.
+    auto v = std::find_if(state.vmas.begin(), state.vmas.end(), [&](const Vma& m) { return m.start <= w.addr && w.addr < m.end; });
+    if (v == state.vmas.end() || !(v->prot & PROT_WRITE) || v->shared) continue;
+    auto* out = snap.add_tid_words();
+    out->set_addr(w.addr);
+    out->set_mask(w.mask);
+    out->set_thread(w.thread);
+  }
   if (before_publish) PW_TRY(before_publish());
   PW_TRY(writer.commit(snap));
   return stats;

@@ -15,7 +15,7 @@
 
 namespace prewarm {
 
-inline constexpr uint32_t kFormatVersion = 2;  // 2: threads (a reader of 1 would drop them)
+inline constexpr uint32_t kFormatVersion = 3;  // 2: threads (a reader of 1 would drop them); 3: tid words
 inline constexpr uint64_t kPageSize = 4096;
 inline constexpr const char* kManifestName = "snapshot.pb";
 inline constexpr const char* kPagesName = "pages.img";

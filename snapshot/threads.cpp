@@ -8,6 +8,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 
@@ -58,6 +59,19 @@ std::string credential_lines(const std::string& status_text) {
   return out;
 }
 
+std::string scheduling_summary(const std::string& stat_text, const std::string& status_text) {
+  // Fields after the command name (which may hold spaces and parentheses), numbered from 3.
+  std::vector<std::string> f;
+  std::istringstream in(stat_text.substr(std::min(stat_text.size(), stat_text.rfind(')') + 1)));
+  for (std::string w; in >> w;) f.push_back(w);
+  auto field = [&](size_t n) { return n >= 3 && n - 3 < f.size() ? f[n - 3] : std::string("?"); };
+  std::string cpus = "?";
+  std::istringstream st(status_text);
+  for (std::string line; std::getline(st, line);)
+    if (line.starts_with("Cpus_allowed_list:")) cpus = line.substr(line.find_first_not_of(" \t", 18));
+  return "nice=" + field(19) + " policy=" + field(41) + " rtprio=" + field(40) + " cpus=" + cpus;
+}
+
 Result<ThreadInfo> collect_thread(FrozenProcess& proc, pid_t tid, int mem_fd, const std::vector<Vma>& vmas) {
   ThreadInfo t;
   t.tid = tid;
@@ -67,6 +81,8 @@ Result<ThreadInfo> collect_thread(FrozenProcess& proc, pid_t tid, int mem_fd, co
   t.blocked = st.sig_blocked;
   t.pending = st.sig_pending;
   t.credentials = credential_lines(status_text);
+  PW_ASSIGN(std::string stat_text, read_file(dir + "stat"));
+  t.scheduling = scheduling_summary(stat_text, status_text);
   PW_ASSIGN(t.comm, read_file(dir + "comm"));
   if (!t.comm.empty() && t.comm.back() == '\n') t.comm.pop_back();
   PW_ASSIGN(t.cpu, proc.read_cpu_state(tid));
@@ -113,34 +129,113 @@ Result<ThreadInfo> collect_thread(FrozenProcess& proc, pid_t tid, int mem_fd, co
   return t;
 }
 
-Result<void> find_owned_locks(int mem_fd, const std::vector<Vma>& vmas, std::vector<ThreadInfo>& threads) {
+namespace {
+// struct __pthread_mutex_s (x86-64): int __lock, unsigned __count, int __owner, unsigned __nusers,
+// int __kind. struct __pthread_rwlock_arch_t: unsigned __readers, __writers, __wrphase_futex,
+// __writers_futex, __pad3, __pad4; int __cur_writer, __shared; signed char __rwelision, __pad1[7];
+// unsigned long __pad2; unsigned __flags. Both 8-byte aligned.
+constexpr size_t kMutexBytes = 20, kRwlockBytes = 52, kLongest = kRwlockBytes;
+constexpr int32_t kMutexKindBits = 0x3 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100 | 0x200;
+constexpr int32_t kRobust = 0x10, kPrioInherit = 0x20, kPrioProtect = 0x40;
+constexpr uint32_t kFutexTidMask = 0x3fffffff;
+constexpr uint32_t kRwlockWrLocked = 2, kWritersFutexLocked = 1;
+}  // namespace
+
+TidWordFinder::TidWordFinder(const std::vector<ThreadInfo>& threads, const std::vector<Vma>& vmas) : threads_(threads) {
   auto is_glibc_data = [](const Vma& v) {
     const std::string base = v.name.substr(v.name.rfind('/') + 1);
     return (v.prot & PROT_WRITE) && !v.shared && (base.starts_with("ld-linux") || base.starts_with("libc.so"));
   };
   for (size_t i = 0; i < vmas.size(); ++i) {
-    const bool data = is_glibc_data(vmas[i]);
-    const bool bss = !data && i > 0 && is_glibc_data(vmas[i - 1]) && vmas[i].name.empty() &&
-                     vmas[i].start == vmas[i - 1].end && (vmas[i].prot & PROT_WRITE);
-    if ((!data && !bss) || vmas[i].size() > (64u << 20)) continue;
-    std::string bytes(vmas[i].size(), '\0');
-    PW_TRY(pread_all(mem_fd, bytes.data(), bytes.size(), static_cast<off_t>(vmas[i].start)));
-    // struct __pthread_mutex_s: int __lock, unsigned __count, int __owner, unsigned __nusers,
-    // int __kind; 8-byte aligned. A held one has __nusers >= 1 and a kind glibc can make.
-    constexpr int32_t kKindBits = 0x3 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100 | 0x200;
-    for (size_t off = 0; off + 20 <= bytes.size(); off += 8) {
-      int32_t m[5];
-      std::memcpy(m, bytes.data() + off, sizeof m);
-      const int32_t lock = m[0], owner = m[2], nusers = m[3], kind = m[4];
-      if (lock == 0 || owner <= 0 || nusers < 1 || nusers > 0xffff || (kind & ~kKindBits) != 0) continue;
-      for (auto& t : threads) {
-        const uint64_t at = vmas[i].start + off;
-        // The tid glibc caches in the thread's own struct pthread is not a lock.
-        if (owner == t.tid && at + 8 != t.clear_child_tid) t.owned_locks.push_back(at);
+    const bool bss = i > 0 && is_glibc_data(vmas[i - 1]) && vmas[i].name.empty() && vmas[i].start == vmas[i - 1].end &&
+                     (vmas[i].prot & PROT_WRITE);
+    if (is_glibc_data(vmas[i]) || bss) glibc_data_.emplace_back(vmas[i].start, vmas[i].end);
+  }
+  uint32_t lo = ~0u, hi = 0;
+  for (const auto& t : threads) lo = std::min(lo, static_cast<uint32_t>(t.tid)), hi = std::max(hi, static_cast<uint32_t>(t.tid));
+  min_tid_ = lo;
+  tid_span_ = threads.empty() ? 0 : hi - lo;
+  if (threads.empty()) min_tid_ = 1, tid_span_ = 0;  // tid 1 is never a thread of an app dumped
+}
+
+bool TidWordFinder::in_glibc_data(uint64_t at) const {
+  return std::any_of(glibc_data_.begin(), glibc_data_.end(), [&](const auto& r) { return r.first <= at && at < r.second; });
+}
+
+// The thread whose tid this is; a word inside the thread's own struct pthread (its tid cache,
+// rewritten on its own) is not a lock.
+int TidWordFinder::thread_of(int32_t tid, uint64_t at) const {
+  for (size_t i = 0; i < threads_.size(); ++i)
+    if (threads_[i].tid == tid) return at + 8 == threads_[i].clear_child_tid ? -1 : static_cast<int>(i);
+  return -1;
+}
+
+void TidWordFinder::scan(uint64_t addr, const char* data, size_t len) {
+  if (len == 0) return;
+  if (!tail_.empty() && tail_end_ == addr) {
+    std::string joined = tail_;
+    joined.append(data, std::min(len, kLongest));
+    // Only the locks that cross into the new bytes: the others were seen already.
+    scan_window(addr - tail_.size(), joined.data(), tail_.size(), joined.size(), tail_.size());
+  }
+  scan_window(addr, data, len, len, 0);
+  const size_t keep = std::min(len, kLongest);
+  tail_.assign(data + len - keep, keep);
+  tail_end_ = addr + len;
+}
+
+// Looks for locks at 8-aligned addresses that start in the first `starts` bytes of data (which is
+// at base), lie whole within its `len` bytes and end past `min_end`.
+void TidWordFinder::scan_window(uint64_t base, const char* data, size_t starts, size_t len, size_t min_end) {
+  for (size_t off = (8 - base % 8) % 8; off < starts && off + kMutexBytes <= len; off += 8) {
+    const uint64_t at = base + off;
+    // Both layouts hold a tid of this process at +8 or +24: almost all memory fails this test.
+    uint32_t owner_word, writer_word = 0;
+    std::memcpy(&owner_word, data + off + 8, sizeof owner_word);
+    const bool may_rwlock = off + kRwlockBytes <= len;
+    if (may_rwlock) std::memcpy(&writer_word, data + off + 24, sizeof writer_word);
+    if (owner_word - min_tid_ > tid_span_ && writer_word - min_tid_ > tid_span_) continue;
+    uint32_t first_word;
+    std::memcpy(&first_word, data + off, sizeof first_word);
+    int32_t m[5];
+    std::memcpy(m, data + off, sizeof m);
+    const int32_t lock = m[0], count = m[1], owner = m[2], nusers = m[3], kind = m[4];
+    if (lock != 0 && owner > 0 && nusers >= 1 && nusers <= 0xffff && (kind & ~kMutexKindBits) == 0) {
+      // Only kinds whose owner glibc checks: a normal or adaptive mutex's __owner is never read
+      // (the restored holder releases it as it is), so it is left alone. A PI or robust one's futex
+      // word is the holder's tid (with waiter bits): two fields agree. A PP one's has the ceiling
+      // above bit 19. A recursive one counts its holds in __count, an error-checking one has
+      // none; their shape alone is weak (the JVM keeps per-thread records of it, and rewriting
+      // those crashed it), so they count only in ld.so's and libc's own data.
+      const int32_t type = kind & 3;
+      const bool tid_word = kind & (kPrioInherit | kRobust);
+      bool held;
+      if (tid_word)
+        held = (static_cast<uint32_t>(lock) & kFutexTidMask) == static_cast<uint32_t>(owner);
+      else if (kind & kPrioProtect)
+        held = (lock & 3) != 0 && (type == 1 || type == 2);
+      else
+        held = (lock == 1 || lock == 2) && (kind & 0x300) == 0 &&
+               ((type == 1 && count >= 1) || (type == 2 && count == 0)) && in_glibc_data(at);
+      const int t = held && off + kMutexBytes > min_end ? thread_of(owner, at) : -1;
+      if (t >= 0) {
+        words_.push_back({at + 8, 0xffffffffu, static_cast<uint32_t>(t)});
+        if (tid_word) words_.push_back({at, kFutexTidMask, static_cast<uint32_t>(t)});
+        continue;
       }
     }
+    if (!may_rwlock || !(first_word & kRwlockWrLocked)) continue;
+    uint32_t r[8];
+    std::memcpy(r, data + off, sizeof r);
+    uint64_t pad2;
+    std::memcpy(&pad2, data + off + 40, sizeof pad2);
+    uint32_t flags;
+    std::memcpy(&flags, data + off + 48, sizeof flags);
+    const bool write_held = (r[0] & kRwlockWrLocked) && (r[3] & kWritersFutexLocked) && r[4] == 0 && r[5] == 0 &&
+                            r[7] <= 1 && pad2 == 0 && flags <= 2;
+    const int t = write_held && off + kRwlockBytes > min_end ? thread_of(static_cast<int32_t>(r[6]), at) : -1;
+    if (t >= 0) words_.push_back({at + 24, 0xffffffffu, static_cast<uint32_t>(t)});
   }
-  return ok();
 }
 
 }  // namespace prewarm

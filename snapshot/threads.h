@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "snapshot/proc_maps.h"
@@ -21,6 +22,7 @@ struct ThreadInfo {
   CpuState cpu;
   uint64_t blocked = 0, pending = 0;  // SigBlk, SigPnd (this thread's own queue)
   std::string credentials;            // status lines that must equal the main thread's
+  std::string scheduling;             // nice, policy, rt priority and CPU affinity: the same
   uint64_t altstack_sp = 0, altstack_size = 0;
   int altstack_flags = 0;
   uint64_t rseq_area = 0;
@@ -31,20 +33,51 @@ struct ThreadInfo {
   std::vector<uint64_t> robust_held;  // robust mutexes this thread holds (list entries)
   bool robust_op_pending = false;     // caught between taking or releasing one
   std::string rseq_unreadable;        // why its rseq registration could not be read ("" if read)
-  std::vector<uint64_t> owned_locks;  // glibc locks in ld.so's or libc's data that name its tid
 };
 
-// glibc's locks of pthread_mutex_t layout record their owner's tid (__owner, at +8; __lock at 0
-// is non-zero while held), the dynamic loader's recursive dl_load_lock and dl_load_write_lock
-// among them. One held at the snapshot names the old tid: the restored thread, which has a new
-// tid, could neither release it nor take it again, and would wait on itself forever. Marks each
-// thread's such locks in the writable data of ld.so and libc (and the bss right after).
-Result<void> find_owned_locks(int mem_fd, const std::vector<Vma>& vmas, std::vector<ThreadInfo>& threads);
+// A 32-bit word of the app's memory that holds a thread's tid: after a restore, the bits in
+// `mask` get that thread's new tid.
+struct TidWord {
+  uint64_t addr = 0;
+  uint32_t mask = 0;
+  uint32_t thread = 0;  // index into the threads (0: the main thread)
+};
+
+// glibc's held locks record their holder's tid: a pthread_mutex_t's __owner (and, for PI and
+// robust ones, the futex word itself), a pthread_rwlock_t's __cur_writer; the dynamic loader's
+// recursive locks are mutexes. Recursive and error-checking mutexes are looked for only in ld.so's
+// and libc's data, the others everywhere. Restored with the old tid, the holder could not release its lock
+// (EPERM, or an abort for PI) nor see it as its own, and the next taker would wait forever. Fed
+// the pages a dump stores, in address order, this finds every such held lock by its layout and
+// which thread holds it, so the restore can write the new tids before any app code runs.
+class TidWordFinder {
+ public:
+  TidWordFinder(const std::vector<ThreadInfo>& threads, const std::vector<Vma>& vmas);
+  // Bytes at addr; a call that starts where the last one ended continues it (a lock may span).
+  void scan(uint64_t addr, const char* data, size_t len);
+  const std::vector<TidWord>& words() const { return words_; }
+
+ private:
+  void scan_window(uint64_t base, const char* data, size_t starts, size_t len, size_t min_end);
+  int thread_of(int32_t tid, uint64_t at) const;
+  bool in_glibc_data(uint64_t at) const;
+  const std::vector<ThreadInfo>& threads_;
+  std::vector<TidWord> words_;
+  uint32_t min_tid_ = 0, tid_span_ = 0;  // the threads' tids lie in [min, min + span]
+  std::vector<std::pair<uint64_t, uint64_t>> glibc_data_;  // ld.so's and libc's writable data and bss
+  uint64_t tail_end_ = 0;
+  std::string tail_;  // the last bytes of the previous call, for a lock across the boundary
+};
 
 // The lines of /proc/PID/task/TID/status that are per-thread credentials and must be the same
 // in every thread for the launcher's single set to carry them: Uid, Gid, Groups, Cap*,
 // NoNewPrivs, Seccomp, Seccomp_filters.
 std::string credential_lines(const std::string& status_text);
+
+// What of /proc/PID/task/TID/{stat,status} is per-thread scheduling that the restored thread
+// would not have unless it is the main thread's too (the launcher sets one set, for the main
+// thread): "nice=N policy=N rtprio=N cpus=LIST".
+std::string scheduling_summary(const std::string& stat_text, const std::string& status_text);
 
 // Reads one held thread's state; runs a few injected syscalls in it (its registers are put
 // back). `mem_fd` is /proc/PID/mem opened read-write.

@@ -26,7 +26,7 @@
 #endif
 
 #define PW_PLAN_MAGIC 0x6e6c706d72777270ull /* "prwrmpln" */
-#define PW_PLAN_VERSION 5u
+#define PW_PLAN_VERSION 6u
 #define PW_RESTORER_EXIT_CODE 125 /* the blob failed past the point of no return */
 
 enum PwOpKind : uint32_t {
@@ -126,6 +126,14 @@ struct PwThread {
   uint32_t pad;
   char comm[16];        // PR_SET_NAME; NUL-terminated
 };
+
+// A word of app memory that held thread `thread`'s tid (0: the main thread, i + 1: PwThread i):
+// that thread writes its new tid into the bits of mask before reaching the gate.
+struct PwTidWord {
+  uint64_t addr;
+  uint32_t mask;
+  uint32_t thread;
+};
 /* ---- end threads ---- */
 
 struct PwPlan {
@@ -191,6 +199,9 @@ struct PwPlan {
   char main_comm[16];        // PR_SET_NAME for the main thread; "" leaves it
   uint32_t threads_ready;    // futex: threads set up and at the gate (written by the threads)
   uint32_t threads_gate;     // futex the threads wait on; never written, woken after the unmap
+  uint64_t tid_words_off;    // PwTidWord[]
+  uint32_t tid_words_count;
+  uint32_t pad_tid_words;
   /* ---- end threads ---- */
 
   /* ---- lazy ---- */
@@ -271,6 +282,8 @@ static_assert(sizeof(PwMmMap) == 104, "struct prctl_mm_map is 104 bytes");
 static_assert(sizeof(PwKSigaction) == 32, "kernel sigaction layout");
 static_assert(offsetof(PwPlan, mm) % 8 == 0, "aligned mm map");
 static_assert(sizeof(PwThread) == 120, "PwThread layout");
+static_assert(sizeof(PwTidWord) == 16, "PwTidWord layout");
+static_assert(offsetof(PwPlan, tid_words_off) % 8 == 0, "aligned tid words offset");
 static_assert(offsetof(PwPlan, threads_ready) % 4 == 0 && offsetof(PwPlan, threads_gate) % 4 == 0,
               "futex words are 32-bit aligned");
 static_assert(sizeof(PwLazyRun) == 48 && sizeof(PwLazySeg) == 40 && sizeof(PwLazyHeader) == 136, "lazy layouts");

@@ -145,8 +145,9 @@ void apply_advice(const PwVmaOp& op) {
 }
 
 // Per-thread kernel state that lives in the app's memory or the task: rseq, robust futexes,
-// the tid cleared at exit (and glibc's cached tid there), the name. The same for every thread.
-void set_thread_state(uint64_t rseq_area, uint32_t rseq_size, uint32_t rseq_signature, uint64_t robust_list,
+// the tid cleared at exit (and glibc's cached tid there), the name. The same for every thread;
+// returns the thread's (new) tid.
+long set_thread_state(uint64_t rseq_area, uint32_t rseq_size, uint32_t rseq_signature, uint64_t robust_list,
                       uint64_t robust_list_len, uint64_t clear_child_tid, uint32_t tid_cached, const char* comm) {
   long rc;
   if (rseq_size != 0) {
@@ -165,6 +166,17 @@ void set_thread_state(uint64_t rseq_area, uint32_t rseq_size, uint32_t rseq_sign
     rc = pw_sys::prctl(kPrSetName, reinterpret_cast<long>(comm), 0, 0);
     if (rc < 0) die("prctl(PR_SET_NAME)", rc, 0);
   }
+  return tid;
+}
+
+// The held locks that name thread `index` (0: main) get its new tid, before any app code runs.
+void write_tid_words(const PwPlan* plan, uint32_t index, long tid) {
+  const PwTidWord* words = at<PwTidWord>(plan, plan->tid_words_off);
+  for (uint32_t i = 0; i < plan->tid_words_count; ++i) {
+    if (words[i].thread != index) continue;
+    auto* w = reinterpret_cast<volatile uint32_t*>(words[i].addr);
+    *w = (*w & ~words[i].mask) | (static_cast<uint32_t>(tid) & words[i].mask);
+  }
 }
 
 // Where a cloned thread starts, on its own blob stack.
@@ -174,8 +186,9 @@ extern "C" [[noreturn]] __attribute__((used)) void restorer_thread(PwPlan* plan,
     long rc = pw_sys::arch_prctl(kArchSetGs, t.gs_base);
     if (rc < 0) die("arch_prctl(ARCH_SET_GS) in a thread", rc, t.gs_base);
   }
-  set_thread_state(t.rseq_area, t.rseq_size, t.rseq_signature, t.robust_list, t.robust_list_len,
-                   t.clear_child_tid, t.tid_cached, t.comm);
+  const long tid = set_thread_state(t.rseq_area, t.rseq_size, t.rseq_signature, t.robust_list, t.robust_list_len,
+                                    t.clear_child_tid, t.tid_cached, t.comm);
+  write_tid_words(plan, static_cast<uint32_t>(index + 1), tid);
   park(&plan->threads_ready, &plan->threads_gate, t.final_sp);
 }
 
@@ -278,8 +291,10 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
   // 7. Per-task kernel state that lives in the app's memory: rseq, robust futexes, the tid
   //    cleared at exit (and cached there), the name. The launcher's rseq registration was
   //    dropped before the handoff.
-  set_thread_state(plan->rseq_size ? plan->rseq_area : 0, plan->rseq_size, plan->rseq_signature, plan->robust_list,
-                   plan->robust_list_len, plan->clear_child_tid, plan->main_tid_cached, plan->main_comm);
+  const long main_tid =
+      set_thread_state(plan->rseq_size ? plan->rseq_area : 0, plan->rseq_size, plan->rseq_signature, plan->robust_list,
+                       plan->robust_list_len, plan->clear_child_tid, plan->main_tid_cached, plan->main_comm);
+  write_tid_words(plan, 0, main_tid);
 
   // 8. Descriptors: the app's files to their numbers, then everything else of the launcher
   //    (image, mapped files, exe) closed; 0, 1, 2 stay the launcher's own.

@@ -137,6 +137,8 @@ struct Refusal {
   const char* mode;
   const char* named;  // what stderr must name
 };
+// Names the case in ctest's test names, which would otherwise carry the pointers' bytes.
+void PrintTo(const Refusal& r, std::ostream* os) { *os << r.mode; }
 
 class AttrsRefused : public Attrs, public ::testing::WithParamInterface<Refusal> {};
 

@@ -242,9 +242,35 @@ TEST_F(Features, SignalPendingForAThreadIsRefused) {
   expect_refused("pending", "signals pending for the thread and not carried: SIGUSR2");
 }
 TEST_F(Features, RobustMutexHeldByAThreadIsRefused) { expect_refused("robust", "holds a robust mutex"); }
-// Restored, it would hang: the loader's lock names the old tid (found as a launch captured
-// at an arbitrary moment, with --ready delay, that stopped in python's exit).
-TEST_F(Features, LoaderLockHeldByAThreadIsRefused) { expect_refused("loaderlock", "holds a glibc lock at 0x"); }
+// Cloned by the restorer, every thread gets the main thread's nice and affinity.
+TEST_F(Features, ThreadWithItsOwnNiceIsRefused) { expect_refused("nice", "its scheduling (nice="); }
+TEST_F(Features, ThreadWithItsOwnAffinityIsRefused) { expect_refused("affinity", "its scheduling (nice="); }
+// A lock held at the snapshot records its holder's tid, which changes on restore. Without the
+// new tid there the holder could not release it (EPERM; glibc aborts for PI) nor see it as its
+// own, and the next taker would wait forever (found as a launch captured with --ready delay that
+// stopped in python's exit, holding the dynamic loader's lock). Restored, each holder releases its
+// own and the main thread takes each; the original, thawed after its dump, does the same.
+// Answer: per holder, its own retake / its release / the main thread's take.
+using Lock = std::pair<std::string, std::string>;  // mode, answer
+class HeldLocks : public Features, public ::testing::WithParamInterface<Lock> {};
+
+TEST_P(HeldLocks, ReleasedByTheRestoredHolder) {
+  const auto [mode, expected] = GetParam();
+  TempDir dir;
+  auto rt = round_trip({PROG_thread_locks, mode}, dir);
+  // PI: each holder's owner field and futex word.
+  auto inspect = prewarm({"inspect", "--images", dir / "img"});
+  const std::string threads = mode == "loaderlock" ? "threads   2; 1 " : mode == "pi" ? "threads   4; 6 " : "threads   4; 3 ";
+  EXPECT_NE(inspect.out.find(threads + "held locks get their holder's new tid"), std::string::npos) << inspect.out;
+  EXPECT_EQ(answer(rt.restored, "go"), expected);
+  EXPECT_EQ(answer(rt.original, "go"), expected);
+}
+
+INSTANTIATE_TEST_SUITE_P(Each, HeldLocks,
+                         ::testing::Values(Lock{"pi", "answer 0/0/0 0/0/0 0/0/0"},
+                                           Lock{"rwlock", "answer EDEADLK/0/0 EDEADLK/0/0 EDEADLK/0/0"},
+                                           Lock{"loaderlock", "answer 0/0/0"}),
+                         [](const auto& info) { return info.param.first; });
 
 // "START-END perms offset name" lines, with touching anonymous ones of equal perms made one.
 std::vector<std::string> merge_adjacent_anon(const std::vector<std::string>& lines) {

@@ -1,14 +1,15 @@
 /* A thread with state a restore cannot carry (argv[1]): "creds", its own effective uid (a raw
  * setresuid, which glibc would otherwise apply to every thread); "pending", a blocked signal
- * pending for it; "robust", a robust mutex it holds; "loaderlock", parked inside a
- * dl_iterate_phdr callback, so holding the dynamic loader's lock, which records its tid. The dump must refuse with exit 3 naming
- * the thread, and the process must go on. */
+ * pending for it; "robust", a robust mutex it holds; "nice", a nice value of its own; "affinity",
+ * a CPU affinity of its own. The dump must refuse with exit 3 naming the thread, and the process
+ * must go on. */
 #define _GNU_SOURCE
-#include <link.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 
 #include "prog.h"
@@ -16,13 +17,6 @@
 static const char* mode;
 static pthread_mutex_t robust;
 static volatile int parked;
-
-static int park_in_callback(struct dl_phdr_info* info, size_t size, void* data) {
-  (void)info, (void)size, (void)data;
-  parked = 1;
-  for (;;) pause();
-  return 0;
-}
 
 static void* odd_thread(void* arg) {
   (void)arg;
@@ -37,8 +31,13 @@ static void* odd_thread(void* arg) {
     pthread_kill(pthread_self(), SIGUSR2);
   } else if (strcmp(mode, "robust") == 0) {
     if (pthread_mutex_lock(&robust) != 0) return NULL;
-  } else if (strcmp(mode, "loaderlock") == 0) {
-    dl_iterate_phdr(park_in_callback, NULL);
+  } else if (strcmp(mode, "nice") == 0) {
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), getpriority(PRIO_PROCESS, 0) + 3) != 0) return NULL;
+  } else if (strcmp(mode, "affinity") == 0) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    if (pthread_setaffinity_np(pthread_self(), sizeof one, &one) != 0) return NULL;
   }
   parked = 1;
   for (;;) pause();
@@ -48,6 +47,11 @@ int main(int argc, char** argv) {
   mode = argc > 1 ? argv[1] : "";
   if (strcmp(mode, "creds") == 0 && geteuid() != 0) {
     say("skip: a thread of its own uid needs root");
+    return 0;
+  }
+  cpu_set_t all;
+  if (strcmp(mode, "affinity") == 0 && (sched_getaffinity(0, sizeof all, &all) != 0 || CPU_COUNT(&all) < 2)) {
+    say("skip: a thread affinity of its own needs two CPUs to choose from");
     return 0;
   }
   pthread_mutexattr_t attr;

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Multi-threaded runtimes through prewarmd: node (libuv, its worker threads) and an OpenJDK
+# program (JIT, GC and a thread pool). Each is registered, launched cold and captured, then
+# launched again and restored, with the cold launch's answer (tests/apps/runtime_app.js,
+# tests/apps/RuntimeApp.java).
+# Usage: runtimes.sh BIN_DIR SOURCE_DIR JAVA_CLASS_DIR
+. "$(dirname "$0")/../lib/prelude.sh"
+BIN=$(realpath "$1")
+SRC=$(realpath "$2")
+CLASSES=${3:-}
+[ "$(id -u)" -eq 0 ] || skip "needs root (prewarmd ptraces the app)"
+[ -x /usr/bin/node ] || skip "no /usr/bin/node (.ci/install-deps installs nodejs)"
+. "$(dirname "$0")/../lib/daemon.sh"
+start_daemon
+cleanup end_daemon
+
+# launch APP N: one launch given "N" on stdin once it settled; prints its answer line.
+launch() {
+  local before
+  before=$(launch_count "$1")
+  (feed "$1" "$before" "$2") | "$P" run "$1" 2>>"$SCRATCH/run.err" | grep '^answer=' || true
+}
+
+# cold_then_restored APP EXPECTED: the first launch is cold and captured, the second restored.
+cold_then_restored() {
+  local a
+  a=$(launch "$1" 12345)
+  [ "$a" = "$2" ] || fail "$1 cold answer: '$a' $(tail -5 "$SCRATCH/run.err")"
+  [ "$(last "$1" mode)" = cold ] || fail "$1: first launch not cold"
+  wait_for 90 state_is "$1" valid || fail "$1 not captured: $(field "$1" state) $(field "$1" reason) $(tail -5 "$SCRATCH/prewarmd.log")"
+  a=$(launch "$1" 12345)
+  [ "$a" = "$2" ] || fail "$1 restored answer: '$a' $(tail -5 "$SCRATCH/run.err")"
+  [ "$(last "$1" mode)" = restored ] || fail "$1: second launch not restored: $(last "$1" mode) $(last "$1" fallback_reason 2>/dev/null)"
+}
+
+step "node: cold and captured, then restored"
+# Its interval timer keeps it from ever being idle: a fixed delay after its start.
+"$P" register node-app --ready delay:2000 -- /usr/bin/node "$SRC/tests/apps/runtime_app.js" >/dev/null
+cold_then_restored node-app "answer=8cb2 gz=true ticking=true"
+
+if [ -n "$CLASSES" ] && [ -f "$CLASSES/RuntimeApp.class" ]; then
+  step "OpenJDK: cold and captured, then restored"
+  "$P" register jvm-app --ready delay:3000 -- /usr/bin/java -XX:-UsePerfData -cp "$CLASSES" RuntimeApp >/dev/null
+  cold_then_restored jvm-app "answer=8cb2 threads=true"
+else
+  echo "no compiled RuntimeApp (no JDK at build time): the OpenJDK step is not run"
+fi
+"$P" list
+echo "runtimes: PASS"
