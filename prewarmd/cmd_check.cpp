@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "prewarmd/protocol.h"
+#include "restorer/lazy.h"
 #include "snapshot/cpu_compat.h"
 #include "snapshot/pagemap_fallback.h"
 #include "snapshot/present_pages.h"
@@ -200,6 +201,10 @@ Check check_userfaultfd() {
   if (full.valid() || dev.valid()) {
     c.status = "ok";
     c.detail = full.valid() ? "userfaultfd(2) serves kernel-mode faults too" : "/dev/userfaultfd (USERFAULTFD_IOC_NEW)";
+    // What `restore --lazy` needs on top: the mm events and filling anonymous memory.
+    auto lazy = open_lazy_uffd();
+    c.value["lazy_restore"] = static_cast<bool>(lazy);
+    c.detail += lazy ? "; restore --lazy works" : "; restore --lazy is eager here: " + lazy.error().describe();
     return c;
   }
   c.status = "missing";

@@ -37,8 +37,13 @@ int run_dump(pid_t pid, const std::string& dir, bool kill_after) {
   return kExitOk;
 }
 
-int run_restore(const std::string& dir, bool allow_other_owner, const std::string& on_restore) {
+int run_restore(const std::string& dir, bool allow_other_owner, const std::string& on_restore, bool lazy) {
   RestoreOptions options;
+  options.lazy = lazy;
+  // Lazy restores keep the image's working set beside it, where its owner can write.
+  if (lazy)
+    options.working_set_fd = ::open((dir + "/workingset").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  options.note = [&](const std::string& what) { std::fprintf(stderr, "prewarm restore: %s: %s\n", dir.c_str(), what.c_str()); };
   if (!on_restore.empty() && (options.on_restore_signal = policy::signal_number(on_restore)) == 0) {
     std::fprintf(stderr, "prewarm restore: --on-restore %s is not a signal an app can catch (e.g. SIGUSR1)\n",
                  on_restore.c_str());

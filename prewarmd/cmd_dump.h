@@ -14,6 +14,7 @@ inline constexpr int kExitUnsupported = 3;
 
 int run_dump(pid_t pid, const std::string& images_dir, bool kill_after);
 // `on_restore`: a signal name or number delivered to the app once restored ("" for none).
-int run_restore(const std::string& images_dir, bool allow_other_owner, const std::string& on_restore = {});
+int run_restore(const std::string& images_dir, bool allow_other_owner, const std::string& on_restore = {},
+                bool lazy = false);
 
 }  // namespace prewarm::cli

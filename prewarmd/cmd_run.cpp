@@ -24,6 +24,7 @@
 #include "prewarmd/cmd_service.h"
 #include "prewarmd/protocol.h"
 #include "prewarmd/registry.h"
+#include "restorer/lazy.h"
 #include "restorer/restore.h"
 #include "snapshot/clock.h"
 #include "snapshot/fd_objects.h"
@@ -160,7 +161,7 @@ bool plan_from_copy(const AppRef& ref, LaunchPlan& p) {
 
 }  // namespace
 
-int run_app(const std::string& ref_text) {
+int run_app(const std::string& ref_text, bool lazy) {
   const int64_t t0 = mono_ns();
   const std::string dir = proto::runtime_dir();
   const char* systemd_notify = std::getenv("NOTIFY_SOCKET");
@@ -237,12 +238,23 @@ int run_app(const std::string& ref_text) {
     return kExitError;
   }
   if (::geteuid() == 0 && p.uid != 0) shed_root_fds(p);
+  // A userfaultfd that serves kernel-mode faults needs privilege the app's user may lack: made
+  // now, for this process's mm, it keeps working after the drop.
+  int lazy_uffd = -1;
+  if (lazy && p.mode == "restore" && ::geteuid() == 0) {
+    auto u = create_full_uffd();
+    if (u) lazy_uffd = u->release();
+  }
   if (!become_app_user(p, name)) return kExitError;
 
   // 2. Restore: from here until the point of no return every failure falls back to step 3.
   if (p.mode == "restore" && p.manifest.valid() && p.pages.valid()) {
     RestoreOptions opts;
     opts.on_restore_signal = p.on_restore;
+    opts.lazy = lazy;
+    opts.lazy_uffd = lazy_uffd;
+    lazy_uffd = -1;
+    opts.note = [&](const std::string& what) { std::fprintf(stderr, "prewarm run %s: %s\n", name.c_str(), what.c_str()); };
     auto notify = proto::connect_unix(p.notify_socket, SOCK_DGRAM);
     if (notify) {
       opts.notify_fd = notify->get();
@@ -255,6 +267,7 @@ int run_app(const std::string& ref_text) {
   }
   p.manifest.reset();
   p.pages.reset();
+  if (lazy_uffd >= 0) ::close(lazy_uffd);
   // 3. Cold start: exec the command; prewarmd captures it once it is ready.
   exec_cold(name, p, systemd_notify ? saved_notify.c_str() : nullptr);
 }

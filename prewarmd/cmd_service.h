@@ -27,6 +27,6 @@ int run_invalidate(const std::string& name, bool all, bool json);
 // history_limit > 0: one page of NAME's launches, newest first, before launch id `before` (0: newest).
 int run_stats(const std::string& name, bool json, unsigned recent, unsigned history_limit = 0, int64_t before = 0);
 // Becomes the app (restored or exec'ed); returns only if even a cold start is impossible.
-int run_app(const std::string& name);
+int run_app(const std::string& name, bool lazy = false);
 
 }  // namespace prewarm::cli

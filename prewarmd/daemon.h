@@ -146,6 +146,8 @@ class Daemon {
   // daemon_launch.cpp
   Reply op_launch(const proto::json& req, Connection& c);
   proto::json op_fallback(const proto::json& req, const proto::PeerCred& cred);
+  // A lazily restored launch's page server found its image bad and killed the app.
+  void on_lazy_failure(Launch& l, const std::string& reason);
   App* launchable_app(const proto::json& req, const proto::PeerCred& cred, proto::json& error);
   void on_ready(Launch& l, int64_t ready_ns, const char* how, const std::optional<RestoreReport>& report = std::nullopt);
   void watch_readiness(Launch& l, const policy::ReadyMode& mode, int64_t start_ns);

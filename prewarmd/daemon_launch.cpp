@@ -213,6 +213,19 @@ json Daemon::op_fallback(const json& req, const proto::PeerCred& cred) {
   return {{"ok", true}};
 }
 
+void Daemon::on_lazy_failure(Launch& l, const std::string& reason) {
+  if (l.restored_key.empty()) return;
+  store_.quarantine(l.restored_key);
+  l.restored_key.clear();
+  auto app = registry_.apps.find(l.app);
+  if (app != registry_.apps.end())
+    set_status(l.app, {policy::AppEvent::kRestoreRefused, "lazy restore: " + reason, !store_.entries_of(l.app).empty()});
+  log_event(LOG_ERR, l.app + ": lazy restore killed the app (" + reason + "); image quarantined, the next launch is cold",
+            {{"PREWARM_APP", l.app}, {"PREWARM_FALLBACK", reason}});
+  rebuild_watches();
+  save();
+}
+
 void Daemon::on_ready(Launch& l, int64_t ready_ns, const char* how, const std::optional<RestoreReport>& report) {
   if (l.ready) return;
   l.ready = true;

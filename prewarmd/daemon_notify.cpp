@@ -38,6 +38,17 @@ int Daemon::on_notify(sd_event_source*, int fd, uint32_t, void* userdata) {
     }
     if (!uc) continue;
     const std::string message(buf, static_cast<size_t>(n));
+    // A lazy restore's page server found the image bad past the point of no return and is
+    // killing the app (restorer/blob/lazy_server.h): the image goes, the next launch is cold.
+    // Sent by the app's own process as it dies, so it may be gone by now.
+    if (const size_t at = message.find("PREWARM_LAZY_FAILED="); at != std::string::npos) {
+      for (auto& [id, l] : self->launches_)
+        if (l->pid == uc->pid && l->mode == policy::LaunchMode::kRestored) {
+          self->on_lazy_failure(*l, message.substr(at + 20, message.find('\n', at) - at - 20));
+          break;
+        }
+      continue;
+    }
     for (auto& [id, l] : self->launches_) {
       if (l->pid != uc->pid || !proto::process_alive(l->pidfd.get())) continue;
       self->forward_notify(*l, without_prewarm_fields(message));

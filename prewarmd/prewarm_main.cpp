@@ -31,6 +31,10 @@ int main(int argc, char** argv) {
       "restore", "Turn this process into the snapshotted one (same pid, this process's stdio)");
   restore->add_option("--images", images, "image directory written by `prewarm dump`")->required();
   bool allow_other_owner = false;
+  bool lazy = false;
+  restore->add_flag("--lazy", lazy,
+                    "fill anonymous memory on demand (userfaultfd) while the app runs, instead of before; "
+                    "eager when this process cannot have a userfaultfd that serves every fault");
   restore->add_flag("--allow-other-owner", allow_other_owner,
                     "restore an image whose files another user owns (it then runs with your credentials)");
   std::string on_restore;
@@ -59,6 +63,7 @@ int main(int argc, char** argv) {
   std::string name;
   auto* run = app.add_subcommand("run", "Launch an app: restore its snapshot if valid, else start it cold (and capture it)");
   run->add_option("name", name, "registered app: NAME (yours), or USER/NAME for another user's (root only)")->required();
+  run->add_flag("--lazy", lazy, "restore lazily (as `prewarm restore --lazy`) when restored");
   run->footer("This process becomes the app (same pid, same stdio): restored, or exec'ed cold. prewarmd is "
               "waited for at most 1 s; without an answer the app starts cold. Root runs another user's app only "
               "when it names the owner (USER/NAME), and hands it no descriptors but stdio.");
@@ -109,10 +114,10 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   if (dump->parsed()) return run_dump(pid, images, kill_after);
-  if (restore->parsed()) return run_restore(images, allow_other_owner, on_restore);
+  if (restore->parsed()) return run_restore(images, allow_other_owner, on_restore, lazy);
   if (inspect->parsed()) return run_inspect(images, json);
   if (regc->parsed()) return run_register(reg, json);
-  if (run->parsed()) return run_app(name);
+  if (run->parsed()) return run_app(name, lazy);
   if (list->parsed()) return run_list(json);
   if (snap->parsed()) return run_snapshot(name, json);
   if (inval->parsed()) return run_invalidate(name, all, json);

@@ -83,7 +83,7 @@ Result<HoleLayout> layout_hole(const pb::Snapshot& snap, const SpecialMappings& 
   l.blob_len = page_up(blob_size);
   // The readiness message gets its phase fields (under 256 bytes) after this estimate.
   const uint64_t estimate = sizeof(PwPlan) + 64 * 8 + 16 * sizeof(PwMove) + 16 * sizeof(PwRange) +
-                            static_cast<uint64_t>(snap.mappings_size()) * sizeof(PwVmaOp) +
+                            static_cast<uint64_t>(snap.mappings_size()) * (sizeof(PwVmaOp) + sizeof(PwRange)) +
                             snap.mm().auxv().size() + message_size + 256 + frame_size +
                             fd_entries * std::max({sizeof(PwFdMove), sizeof(PwRange), sizeof(PwEpollAdd)}) + 64 * 2;
   // Each thread: its PwThread, and its frame (as build_sigframe sizes it) with alignment.
@@ -232,6 +232,24 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
     keep.push_back({m.start(), m.end()});
   }
   if (seen.size() != specials.size()) return data_error("the image lacks one of this kernel's vDSO mappings");
+  // ---- lazy ---- the server's region survives the launcher's unmap; it and the ranges must be
+  // where the blob can register them (mappings it maps empty) without touching anything else.
+  if (in.lazy_uffd >= 0) {
+    const uint64_t R = in.lazy_region, RL = in.lazy_region_len;
+    if (R % kPage || RL % kPage || RL == 0 || R < H + l.hole_len || R > kTaskSize || RL > kTaskSize - R)
+      return data_error("internal: lazy region outside the address space");
+    for (const auto& m : snap.mappings())
+      if (m.start() < R + RL && R < m.end()) return data_error("internal: the lazy region overlaps mapping " + hex(m.start()));
+    for (const auto& r : in.lazy_ranges) {
+      auto it = std::find_if(snap.mappings().begin(), snap.mappings().end(), [&](const pb::Mapping& m) {
+        return m.start() == r.start && m.end() - m.start() == r.len;
+      });
+      if (it == snap.mappings().end() || it->kind() != pb::Mapping::ANON || it->shared() ||
+          l.runs[static_cast<size_t>(it - snap.mappings().begin())].staged())
+        return data_error("internal: lazy range " + hex(r.start) + " is not an empty private anonymous mapping");
+    }
+    keep.push_back({R, R + RL});
+  }
   std::sort(keep.begin(), keep.end(), [](auto& a, auto& b) { return a.start < b.start; });
   std::vector<PwRange> unmap;
   uint64_t prev = 0;
@@ -336,6 +354,7 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
       return data_error("image has an epoll registration of an fd it does not have");
   }
   const uint64_t epoll_off = pb.append(in.epoll_adds.data(), in.epoll_adds.size());
+  const uint64_t lazy_ranges_off = pb.append(in.lazy_ranges.data(), in.lazy_ranges.size());
   const uint64_t threads_off = pb.append(threads.data(), threads.size());
   const uint64_t tid_words_off = pb.append(tid_words.data(), tid_words.size());
   for (size_t i = 0; i < threads.size(); ++i) {
@@ -405,6 +424,10 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
   p.tid_words_off = tid_words_off;
   p.tid_words_count = static_cast<uint32_t>(tid_words.size());
   std::strncpy(p.main_comm, snap.process().comm().c_str(), sizeof p.main_comm - 1);
+  p.lazy_uffd = in.lazy_uffd;
+  p.lazy_ranges_off = lazy_ranges_off;
+  p.lazy_ranges_count = in.lazy_uffd >= 0 ? static_cast<uint32_t>(in.lazy_ranges.size()) : 0;
+  p.lazy_region = in.lazy_uffd >= 0 ? in.lazy_region : 0;
   std::memcpy(pb.buf.data(), &p, sizeof p);
   return std::move(pb.buf);
 }

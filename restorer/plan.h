@@ -67,6 +67,11 @@ struct PlanInputs {
   std::vector<PwEpollAdd> epoll_adds;  // each epfd and fd one of fd_moves' targets (fd: or stdio)
   uint64_t mmap_min_addr = 65536;
   std::vector<SigframeLayout> thread_frames;  // parallel to snap.threads()
+  // ---- lazy ---- (restorer/lazy.h): the uffd, the server's region (kept when the launcher is
+  // unmapped) and the mappings the blob registers; they must be ones it maps empty.
+  int lazy_uffd = -1;
+  uint64_t lazy_region = 0, lazy_region_len = 0;
+  std::vector<PwRange> lazy_ranges;
 };
 
 // Builds the plan (a PwPlan header followed by its arrays), checking everything the blob would

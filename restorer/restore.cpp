@@ -21,6 +21,7 @@
 #include "restorer/app_files.h"
 #include "restorer/compat_check.h"
 #include "restorer/handoff.h"
+#include "restorer/lazy.h"
 #include "restorer/plan.h"
 #include "restorer/sigframe.h"
 #include "restorer/staging.h"
@@ -119,6 +120,29 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
     app_files->close = punch_fd(app_files->close, high);
   }
 
+  // 3b. Lazy restore: a userfaultfd that serves every kind of fault, and the mappings it serves
+  //     (the plan and staging see the image without their runs); else eager, saying why.
+  UniqueFd uffd, ws_fd(options.working_set_fd);
+  LazySetup lazy;
+  std::vector<uint32_t> working_set;
+  if (options.lazy) {
+    if (ws_fd.valid()) working_set = read_working_set(ws_fd.get(), snap);
+    lazy = plan_lazy(snap, working_set);
+    if (lazy.lazy_runs.empty()) {
+      if (options.lazy_uffd >= 0) ::close(options.lazy_uffd);
+      if (options.note) options.note("lazy restore: no private anonymous pages to serve; restoring eagerly");
+    } else if (auto u = open_lazy_uffd(options.lazy_uffd); !u) {
+      if (options.note) options.note("lazy restore unavailable (" + u.error().describe() + "); restoring eagerly");
+      lazy = LazySetup{};
+    } else {
+      uffd = std::move(*u);
+    }
+  } else if (options.lazy_uffd >= 0) {
+    ::close(options.lazy_uffd);
+  }
+  if (!uffd.valid()) ws_fd.reset();
+  const pb::Snapshot& plan_snap = uffd.valid() ? lazy.eager_view : snap;
+
   clock.mark("check/open");
   // 4. The frame rt_sigreturn resumes the app from, and the size of the hole: blob, plan, blob
   //    stack, vDSO hop slot, staged mappings.
@@ -131,18 +155,18 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
     thread_frames.push_back(std::move(*f));
   }
   const std::string_view blob = restorer_blob();
-  auto layout = layout_hole(snap, *own, blob.size(), frame->bytes.size(), options.notify_message.size(),
+  auto layout = layout_hole(plan_snap, *own, blob.size(), frame->bytes.size(), options.notify_message.size(),
                             app_files->moves.size() + app_files->close.size() + app_files->epoll.size());
   if (!layout) return layout.error();
   std::vector<Interval> taken;
   for (const auto& m : snap.mappings()) taken.push_back({m.start(), m.end()});
-  auto hole = reserve_hole(taken, layout->hole_len);
+  auto hole = reserve_hole(taken, layout->hole_len + (uffd.valid() ? lazy.region_len : 0));
   if (!hole) return hole.error();
   const uint64_t H = reinterpret_cast<uint64_t>(hole->get());
   const auto& runs = layout->runs;
   uint64_t min_addr = 65536;
   if (auto t = read_file("/proc/sys/vm/mmap_min_addr")) min_addr = std::stoull(*t);
-  PlanInputs in{.snap = snap,
+  PlanInputs in{.snap = plan_snap,
                 .layout = *layout,
                 .hole = H,
                 .own = *own,
@@ -161,6 +185,12 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
                 .epoll_adds = app_files->epoll,
                 .mmap_min_addr = min_addr,
                 .thread_frames = thread_frames};
+  if (uffd.valid()) {
+    in.lazy_uffd = uffd.get();
+    in.lazy_region = H + layout->hole_len;
+    in.lazy_region_len = lazy.region_len;
+    in.lazy_ranges = lazy.ranges;
+  }
   // Built once now so a hostile image is refused before any page is read; again once the
   // readiness message has its phase times.
   if (auto early = build_plan(in); !early) return early.error();
@@ -187,7 +217,7 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
       size_t i = staged[k];
       const auto& m = snap.mappings(static_cast<int>(i));
       int fd = m.kind() == pb::Mapping::FILE ? files->by_path.at(m.name()).get() : -1;
-      PW_TRY(stage_mapping(snap, m, runs[i].first, runs[i].last, H + layout->slot_off[i],
+      PW_TRY(stage_mapping(plan_snap, m, runs[i].first, runs[i].last, H + layout->slot_off[i],
                            img->pages.get(), fd, stats));
     }
     return ok();
@@ -229,6 +259,23 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
   if (::mprotect(reinterpret_cast<void*>(H), blob_len, PROT_READ | PROT_EXEC) != 0)
     return errno_error("mprotect the restorer");
 
+  // 8b. The lazy page server's region: its tables, buffer and stack (it outlives the plan).
+  if (uffd.valid()) {
+    const bool trace = std::getenv("PREWARM_TRACE") != nullptr;
+    // The working set is an optimisation: a file that cannot be rewritten is just not kept.
+    if (ws_fd.valid() && !restart_working_set(ws_fd.get(), snap, working_set)) ws_fd.reset();
+    if (auto r = write_lazy_region(snap, lazy, in.lazy_region, uffd.get(), img->pages.get(), notify.get(),
+                                   ws_fd.valid() ? ws_fd.get() : -1, trace);
+        !r)
+      return r.error();
+    if (trace)
+      std::fprintf(stderr,
+                   "prewarm restore: lazy: %lu pages of %zu mappings left to the page server, %lu of them "
+                   "its working set, first\n",
+                   static_cast<unsigned long>(lazy.pages), lazy.ranges.size(),
+                   static_cast<unsigned long>(lazy.prefetched_pages));
+  }
+
   clock.mark("plan/blob");
   // 9. Last steps that change this process, then the point of no return.
   if (auto r = drop_own_rseq(); !r) return r.error();
@@ -248,6 +295,8 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
   (void)files->exe.release();
   (void)img->pages.release();
   (void)notify.release();
+  (void)uffd.release();
+  (void)ws_fd.release();
   jump_to_blob(H, plan_addr, plan_addr + plan_len);
 }
 

@@ -1,6 +1,7 @@
 // `prewarm restore`: turn the calling process into the snapshotted one.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "snapshot/result.h"
@@ -18,6 +19,16 @@ struct RestoreOptions {
   // 0 for none. The app must catch it; a syscall it was blocked in returns EINTR when the
   // handler lacks SA_RESTART, as the kernel does for a signal that interrupts it.
   int on_restore_signal = 0;
+  // ---- lazy ---- Lazy restore (restorer/lazy.h): private anonymous pages are filled on demand
+  // and in the background by a server thread of the app instead of read before it resumes.
+  // Without a userfaultfd that can serve kernel-mode faults the restore is eager and `note`
+  // gets the reason. `lazy_uffd`: one the caller opened (e.g. before dropping root), consumed.
+  bool lazy = false;
+  int lazy_uffd = -1;
+  // The image's working set file (restorer/lazy.h), read and written: its runs are read before
+  // the app resumes, the runs this launch faults on are added. -1: none. Consumed.
+  int working_set_fd = -1;
+  std::function<void(const std::string&)> note;
 };
 
 // Validates and stages everything, then hands over to the restorer blob. Returns only on a

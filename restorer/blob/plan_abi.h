@@ -26,7 +26,7 @@
 #endif
 
 #define PW_PLAN_MAGIC 0x6e6c706d72777270ull /* "prwrmpln" */
-#define PW_PLAN_VERSION 5u
+#define PW_PLAN_VERSION 6u
 #define PW_RESTORER_EXIT_CODE 125 /* the blob failed past the point of no return */
 
 enum PwOpKind : uint32_t {
@@ -203,9 +203,76 @@ struct PwPlan {
   uint32_t tid_words_count;
   uint32_t pad_tid_words;
   /* ---- end threads ---- */
+
+  /* ---- lazy ---- */
+  int32_t lazy_uffd;          // -1: eager restore (the other lazy fields are unused)
+  uint32_t lazy_ranges_count;
+  uint64_t lazy_ranges_off;   // PwRange[]: mapped empty, MADV_DONTFORK'ed and registered by the blob
+  uint64_t lazy_region;       // the server's PwLazyHeader (outside self_start/len: it outlives the plan)
+  /* ---- end lazy ---- */
 };
 
 #define PW_STAMP_DIGITS 20
+
+/* ---- lazy ---- */
+// Lazy restore: private anonymous mappings with stored pages are mapped empty and registered
+// with a userfaultfd (missing mode); a server thread of the app, cloned by the blob without
+// CLONE_FILES (the uffd and pages.img live only in its fd table), fills faulting runs first and
+// every other run in the background, each verified (XXH3) before any of its pages goes in, then
+// closes the uffd, unmaps its region and exits. Its region, laid out by the launcher:
+//
+//   PwLazyHeader | PwLazyRun[runs_count] | PwLazySeg[segs_cap] | pending bitmap | buffer | stack
+//
+// A segment is a piece of a run at its current address (mremap moves and splits them) or a
+// registered mapping, MADV_DOFORK'ed again at the end unless the app had it DONTFORK: while
+// pages are missing, a fork's child gets no copy of these mappings (it would read zeros there).
+// The runs come in the order the server fills them: the working set (runs earlier launches
+// faulted on) first, then pages.img order.
+#define PW_LAZY_MAGIC 0x797a616c72777270ull /* "prwrlazy" */
+#define PW_SEG_PIECE 1u
+#define PW_SEG_REGION 2u
+
+struct PwLazyRun {
+  uint64_t addr;         // at the snapshot, for messages
+  uint64_t file_offset;  // in pages.img
+  uint64_t len;
+  uint64_t xxh3;
+  uint64_t first_bit;    // its first page's bit in the pending bitmap
+  uint32_t pending;      // its pages still to fill
+  uint32_t image_index;  // in the image's page_runs: what the working set records
+};
+
+struct PwLazySeg {
+  uint64_t addr;
+  uint64_t len;          // 0: gone (unmapped)
+  uint64_t run_off;      // PIECE: offset of addr within its run
+  uint32_t kind;
+  uint32_t run;          // PIECE: index into the runs
+  uint32_t keep_dontfork;  // REGION: the app had MADV_DONTFORK there
+  uint32_t pad;
+};
+
+struct PwLazyHeader {
+  uint64_t magic;
+  uint64_t region_len;
+  uint64_t runs_off;
+  uint32_t runs_count;
+  uint32_t segs_count;
+  uint64_t segs_off;
+  uint32_t segs_cap;
+  uint32_t trace;        // a summary line on stderr when done (PREWARM_TRACE)
+  uint64_t bitmap_off;
+  uint64_t pending;      // pages still to fill, all runs
+  uint64_t buf_off;
+  uint64_t buf_len;      // at least the longest run
+  uint64_t stack_top;
+  int32_t uffd;
+  int32_t pages_fd;
+  uint64_t faults, zero_faults, fault_pages, background_pages;  // counters for the trace line
+  int32_t notify_fd;     // the readiness socket (-1: none): told why, if the server kills the app
+  int32_t ws_fd;         // the working set file (-1: none): each run filled on a fault, appended
+};
+/* ---- end lazy ---- */
 
 #ifdef __cplusplus
 static_assert(sizeof(PwVmaOp) == 56, "PwVmaOp layout");
@@ -219,4 +286,6 @@ static_assert(sizeof(PwTidWord) == 16, "PwTidWord layout");
 static_assert(offsetof(PwPlan, tid_words_off) % 8 == 0, "aligned tid words offset");
 static_assert(offsetof(PwPlan, threads_ready) % 4 == 0 && offsetof(PwPlan, threads_gate) % 4 == 0,
               "futex words are 32-bit aligned");
+static_assert(sizeof(PwLazyRun) == 48 && sizeof(PwLazySeg) == 40 && sizeof(PwLazyHeader) == 136, "lazy layouts");
+static_assert(offsetof(PwPlan, lazy_ranges_off) % 8 == 0, "aligned lazy fields");
 #endif

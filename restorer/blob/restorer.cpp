@@ -4,6 +4,7 @@
 // launcher: the launcher's code is gone, so any error prints a message and ends the process.
 #include "plan_abi.h"
 #include "syscalls.h"
+#include "lazy_server.h"  // the lazy restore's page server (section 3b)
 
 namespace {
 
@@ -259,6 +260,12 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
   }
 
   stamp(plan, plan->notify_mapped_off);
+
+  /* ---- lazy ---- */
+  // 3b. Lazy restore: the lazy mappings are in place but empty. Register them and start the page
+  //     server before anything touches them (the frames, tids and rseq areas below may be there).
+  if (plan->lazy_uffd >= 0) pw_lazy::start(plan);
+  /* ---- end lazy ---- */
 
   // 4. mm fields: brk, arg/env ranges, auxv, exe file.
   long rc = pw_sys::prctl(kPrSetMm, kPrSetMmMap, reinterpret_cast<long>(&plan->mm),

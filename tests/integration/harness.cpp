@@ -209,7 +209,26 @@ std::pair<Child, std::map<std::string, std::string>> start_pattern(const std::fi
 }
 
 Child restore(const std::filesystem::path& images) {
+  // PREWARM_TEST_LAZY=1: every round trip restores lazily (restorer/lazy.h).
+  if (const char* lazy = std::getenv("PREWARM_TEST_LAZY"); lazy && *lazy == '1')
+    return Child::spawn({PREWARM_BIN, "restore", "--lazy", "--images", images.string()});
   return Child::spawn({PREWARM_BIN, "restore", "--images", images.string()});
+}
+
+// Under PREWARM_TEST_LAZY the page server's thread and region remain until every page is in;
+// the comparisons that follow are of the app itself, so they wait for it to go.
+static bool lazy_server_gone(pid_t pid, Clock::time_point deadline) {
+  if (const char* lazy = std::getenv("PREWARM_TEST_LAZY"); !lazy || *lazy != '1') return true;
+  const std::string task = "/proc/" + std::to_string(pid) + "/task";
+  for (;;) {
+    bool found = false;
+    std::error_code ec;
+    for (const auto& t : std::filesystem::directory_iterator(task, ec))
+      found = found || read_text(t.path() / "comm") == "prewarm-lazy\n";
+    if (!found) return true;
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(2ms);
+  }
 }
 
 bool wait_blocked_in_stdin_read(pid_t pid, std::chrono::milliseconds timeout) {
@@ -217,7 +236,7 @@ bool wait_blocked_in_stdin_read(pid_t pid, std::chrono::milliseconds timeout) {
   const std::string path = "/proc/" + std::to_string(pid) + "/syscall";
   do {
     // "0 0x0 ..." is read(2) on fd 0; a running task shows "running".
-    if (read_text(path).starts_with("0 0x0 ")) return true;
+    if (read_text(path).starts_with("0 0x0 ")) return lazy_server_gone(pid, deadline);
     std::this_thread::sleep_for(5ms);
   } while (Clock::now() < deadline);
   return false;
