@@ -238,10 +238,12 @@ int run_app(const std::string& ref_text, bool lazy) {
     return kExitError;
   }
   if (::geteuid() == 0 && p.uid != 0) shed_root_fds(p);
-  // A userfaultfd that serves kernel-mode faults needs privilege the app's user may lack: made
-  // now, for this process's mm, it keeps working after the drop.
+  // A userfaultfd that serves kernel-mode faults needs privilege: made now, for this process's mm,
+  // it keeps working after the drop. Only for root's own apps: handed to another user's app, it
+  // would give that user what vm.unprivileged_userfaultfd=0 withholds (the app can take it from
+  // its page server with pidfd_getfd), so theirs restore lazily only if they could make one.
   int lazy_uffd = -1;
-  if (lazy && p.mode == "restore" && ::geteuid() == 0) {
+  if (lazy && p.mode == "restore" && ::geteuid() == 0 && p.uid == 0) {
     auto u = create_full_uffd();
     if (u) lazy_uffd = u->release();
   }
