@@ -275,6 +275,21 @@ Result<UniqueFd> take_passed(const pb::OpenFile& f, const ListenEnv& launch) {
   return fd;
 }
 
+// A file made read-write and filled, given the app's access mode (it may have reopened it read- or
+// write-only through /proc), offset and flags.
+Result<void> as_the_app_had_it(UniqueFd& fd, const pb::OpenFile& f) {
+  const int acc = static_cast<int>(f.flags()) & O_ACCMODE;
+  if (acc != O_RDWR) {
+    UniqueFd other(::open(("/proc/self/fd/" + std::to_string(fd.get())).c_str(), acc | O_CLOEXEC));
+    if (!other.valid()) return errno_error("reopen " + fd_name(f));
+    fd = std::move(other);
+  }
+  if (::lseek(fd.get(), static_cast<off_t>(f.pos()), SEEK_SET) < 0) return errno_error("seek " + fd_name(f));
+  if (::fcntl(fd.get(), F_SETFL, static_cast<int>(f.flags()) & (O_APPEND | O_NONBLOCK)) != 0)
+    return errno_error("set the flags of " + fd_name(f));
+  return ok();
+}
+
 // A memfd with its bytes, mode, offset and seals (sealing last: F_SEAL_WRITE forbids the fill).
 Result<UniqueFd> make_memfd(const pb::OpenFile& f) {
   const auto& m = f.memfd();
@@ -286,15 +301,7 @@ Result<UniqueFd> make_memfd(const pb::OpenFile& f) {
   if (!fd.valid()) return errno_error("memfd_create for " + fd_name(f));
   PW_TRY(write_whole(fd.get(), m.data(), fd_name(f)));
   if (::fchmod(fd.get(), static_cast<mode_t>(m.mode() & 07777)) != 0) return errno_error("chmod " + fd_name(f));
-  const int acc = static_cast<int>(f.flags()) & O_ACCMODE;
-  if (acc != O_RDWR) {  // the app's fd was reopened read- or write-only (through /proc)
-    UniqueFd other(::open(("/proc/self/fd/" + std::to_string(fd.get())).c_str(), acc | O_CLOEXEC));
-    if (!other.valid()) return errno_error("reopen " + fd_name(f));
-    fd = std::move(other);
-  }
-  if (::lseek(fd.get(), static_cast<off_t>(f.pos()), SEEK_SET) < 0) return errno_error("seek " + fd_name(f));
-  if (::fcntl(fd.get(), F_SETFL, static_cast<int>(f.flags()) & (O_APPEND | O_NONBLOCK)) != 0)
-    return errno_error("set the flags of " + fd_name(f));
+  PW_TRY(as_the_app_had_it(fd, f));
   if (m.seals() != 0 && ::fcntl(fd.get(), F_ADD_SEALS, static_cast<int>(m.seals())) != 0)
     return errno_error("seal " + fd_name(f));
   return fd;
@@ -325,15 +332,7 @@ Result<UniqueFd> make_deleted(const pb::OpenFile& f) {
   }
   PW_TRY(write_whole(fd.get(), d.data(), fd_name(f)));
   if (::fchmod(fd.get(), static_cast<mode_t>(d.mode() & 07777)) != 0) return errno_error("chmod " + fd_name(f));
-  const int acc = static_cast<int>(f.flags()) & O_ACCMODE;
-  if (acc != O_RDWR) {
-    UniqueFd other(::open(("/proc/self/fd/" + std::to_string(fd.get())).c_str(), acc | O_CLOEXEC));
-    if (!other.valid()) return errno_error("reopen " + fd_name(f));
-    fd = std::move(other);
-  }
-  if (::lseek(fd.get(), static_cast<off_t>(f.pos()), SEEK_SET) < 0) return errno_error("seek " + fd_name(f));
-  if (::fcntl(fd.get(), F_SETFL, static_cast<int>(f.flags()) & (O_APPEND | O_NONBLOCK)) != 0)
-    return errno_error("set the flags of " + fd_name(f));
+  PW_TRY(as_the_app_had_it(fd, f));
   return fd;
 }
 

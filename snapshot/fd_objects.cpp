@@ -550,6 +550,19 @@ Result<FdObjectScan> collect_fd_objects(pid_t pid, const std::vector<FdObjectCan
     }
     auto info = read_file(base + std::to_string(fd.fd));
     if (!info) return info.error();
+    // A file open through two descriptions (reopened via /proc) would become two files.
+    auto in_other_description = [&](pb::FdKind kind) {
+      for (size_t k = 0; k < candidates.size(); ++k)
+        if (candidates[k].kind == kind && desc[k] != desc[i] && candidates[k].fd->st.st_ino == fd.st.st_ino &&
+            candidates[k].fd->st.st_dev == fd.st.st_dev)
+          return true;
+      return false;
+    };
+    auto whole = [](int file, const struct stat& st) -> Result<std::string> {
+      std::string data(static_cast<size_t>(st.st_size), '\0');
+      if (!data.empty()) PW_TRY(pread_all(file, data.data(), data.size(), 0));
+      return data;
+    };
     switch (candidates[i].kind) {
       case pb::FD_EVENTFD: {
         auto e = parse_eventfd_fdinfo(*info);
@@ -775,12 +788,7 @@ Result<FdObjectScan> collect_fd_objects(pid_t pid, const std::vector<FdObjectCan
         break;
       }
       case pb::FD_MEMFD: {
-        // One memfd open through two descriptions (reopened via /proc) would become two files.
-        bool shared = false;
-        for (size_t k = 0; k < candidates.size(); ++k)
-          shared = shared || (candidates[k].kind == pb::FD_MEMFD && desc[k] != desc[i] &&
-                              candidates[k].fd->st.st_ino == fd.st.st_ino && candidates[k].fd->st.st_dev == fd.st.st_dev);
-        if (shared) {
+        if (in_other_description(pb::FD_MEMFD)) {
           refuse(fd.fd, "memfd open through more than one open file description");
           continue;
         }
@@ -799,8 +807,7 @@ Result<FdObjectScan> collect_fd_objects(pid_t pid, const std::vector<FdObjectCan
         auto* m = r.mutable_memfd();
         // "/memfd:NAME (deleted)"
         m->set_name(fd.target.substr(7, fd.target.size() - 7 - 10));
-        std::string data(static_cast<size_t>(st.st_size), '\0');
-        if (!data.empty()) PW_TRY(pread_all(app.get(), data.data(), data.size(), 0));
+        PW_ASSIGN(std::string data, whole(app.get(), st));
         int seals = ::fcntl(app.get(), F_GET_SEALS);
         if (seals < 0) return errno_error("F_GET_SEALS of fd " + std::to_string(fd.fd));
         m->set_seals(static_cast<uint32_t>(seals));
@@ -811,11 +818,7 @@ Result<FdObjectScan> collect_fd_objects(pid_t pid, const std::vector<FdObjectCan
         break;
       }
       case pb::FD_DELETED: {
-        bool shared = false;
-        for (size_t k = 0; k < candidates.size(); ++k)
-          shared = shared || (candidates[k].kind == pb::FD_DELETED && desc[k] != desc[i] &&
-                              candidates[k].fd->st.st_ino == fd.st.st_ino && candidates[k].fd->st.st_dev == fd.st.st_dev);
-        if (shared) {
+        if (in_other_description(pb::FD_DELETED)) {
           refuse(fd.fd, "deleted file open through more than one open file description");
           continue;
         }
@@ -832,8 +835,7 @@ Result<FdObjectScan> collect_fd_objects(pid_t pid, const std::vector<FdObjectCan
         }
         auto* d = r.mutable_deleted();
         d->set_path(fd.target.substr(0, fd.target.size() - 10));  // " (deleted)"
-        std::string data(static_cast<size_t>(st.st_size), '\0');
-        if (!data.empty()) PW_TRY(pread_all(app.get(), data.data(), data.size(), 0));
+        PW_ASSIGN(std::string data, whole(app.get(), st));
         d->set_mode(st.st_mode & 07777);
         d->set_data_xxh3(xxh3_64(data.data(), data.size()));
         d->set_data(std::move(data));
