@@ -78,6 +78,11 @@ DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill, const Fro
   }
   // 3. Policy: every offender is reported at once, and the process is left running.
   std::vector<policy::Offender> offenders = policy::check_threads(state->thread_infos, state->status.shd_pending);
+  if (auto go = exe_is_go(pid); go && *go)
+    offenders.push_back({0, 0, state->exe_path, {},
+                         "a Go program: its runtime keeps each thread's id to signal it for goroutine preemption, "
+                         "and after a restore those signals would reach no thread (a busy goroutine could then never "
+                         "be stopped for garbage collection)"});
   std::vector<std::optional<pb::Mapping::Kind>> kinds;
   for (size_t i = 0; i < state->vmas.size(); ++i) {
     const Vma& v = state->vmas[i];

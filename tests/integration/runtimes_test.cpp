@@ -74,6 +74,25 @@ TEST(Runtimes, OpenJdk) {
   restored_with_the_same_answer({JAVA_EXECUTABLE, "-XX:-UsePerfData", "-cp", JAVA_APP_DIR, "RuntimeApp"}, "12345\n");
 }
 
+// The Go runtime caches each thread's id (m.procid) and preempts goroutines with tgkill on it:
+// restored, those signals reach no thread (seen: ESRCH for each), so the dump is refused by name,
+// the process goes on, and it answers as it would have.
+TEST(Runtimes, GoIsRefusedByName) {
+  if (std::string(GO_APP).empty()) GTEST_SKIP() << "no Go toolchain at build time (.ci/install-deps installs golang-go)";
+  TempDir dir;
+  Child original = Child::spawn({GO_APP});
+  auto ready = original.read_line(60s);
+  ASSERT_TRUE(ready && ready->starts_with("ready")) << original.leftovers();
+  auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img"});
+  EXPECT_EQ(dump.code, 3) << dump.err;
+  EXPECT_NE(dump.err.find(std::string(GO_APP) + ": a Go program: its runtime keeps each thread's id"), std::string::npos)
+      << dump.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "img"));
+  RunResult cold = original.communicate("123\n", 60s);
+  EXPECT_EQ(cold.code, 0) << cold.err;
+  EXPECT_EQ(cold.out, "answer=40bd spun=128 threads=2\n");
+}
+
 TEST(Runtimes, Emacs) {
   if (::access("/usr/bin/emacs", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/emacs (.ci/install-deps installs emacs-nox)";
   restored_with_the_same_answer({"/usr/bin/emacs", "--batch", "-Q", "-l", EMACS_APP_EL}, "123\n");
