@@ -53,6 +53,19 @@ static void on_usr1(int sig) {
 
 static int rt_signal(int i) { return SIGRTMIN + 2 + i % 8; }
 
+/* futex(&go_word, FUTEX_WAIT_PRIVATE, 0) until go_word is set, in asm so that no call clobbers the
+ * vector registers loaded around it. */
+#define FUTEX_WAIT_FOR_GO          \
+  "1:\n\t"                         \
+  "mov $202, %%eax\n\t"            \
+  "mov %[addr], %%rdi\n\t"         \
+  "mov $128, %%esi\n\t"            \
+  "xor %%edx, %%edx\n\t"           \
+  "xor %%r10d, %%r10d\n\t"         \
+  "syscall\n\t"                    \
+  "cmpl $0, (%[addr])\n\t"         \
+  "je 1b\n\t"
+
 /* Blocked in a raw futex wait with xmm (and ymm) registers loaded; true if they are kept. */
 static int futex_wait_holding_vectors(int i) {
   uint8_t want[64], got[64];
@@ -62,15 +75,7 @@ static int futex_wait_holding_vectors(int i) {
     __asm__ volatile(
         "movdqu 0(%[w]), %%xmm3\n\t"
         "vmovdqu 16(%[w]), %%ymm9\n\t"
-        "1:\n\t"
-        "mov $202, %%eax\n\t"
-        "mov %[addr], %%rdi\n\t"
-        "mov $128, %%esi\n\t"
-        "xor %%edx, %%edx\n\t"
-        "xor %%r10d, %%r10d\n\t"
-        "syscall\n\t"
-        "cmpl $0, (%[addr])\n\t"
-        "je 1b\n\t"
+        FUTEX_WAIT_FOR_GO
         "movdqu %%xmm3, 0(%[g])\n\t"
         "vmovdqu %%ymm9, 16(%[g])\n\t"
         "vzeroupper\n\t"
@@ -81,15 +86,7 @@ static int futex_wait_holding_vectors(int i) {
   }
   __asm__ volatile(
       "movdqu 0(%[w]), %%xmm3\n\t"
-      "1:\n\t"
-      "mov $202, %%eax\n\t"
-      "mov %[addr], %%rdi\n\t"
-      "mov $128, %%esi\n\t"
-      "xor %%edx, %%edx\n\t"
-      "xor %%r10d, %%r10d\n\t"
-      "syscall\n\t"
-      "cmpl $0, (%[addr])\n\t"
-      "je 1b\n\t"
+      FUTEX_WAIT_FOR_GO
       "movdqu %%xmm3, 0(%[g])\n\t"
       :
       : [w] "r"(want), [g] "r"(got), [addr] "r"(&go_word)
