@@ -291,7 +291,7 @@ def main():
                     for _ in range(50):
                         sleepers.append(subprocess.Popen([prewarm, "run", "s"], env=env, stdin=subprocess.DEVNULL,
                                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-                    for _ in range(200):
+                    for _ in range(1200):  # a minute: 50 process starts on a loaded 2-core machine
                         r, _ = control(sock, {"op": "list"})
                         if r["launches_in_flight"] >= 50:
                             break

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What prewarm's binaries are linked with: mimalloc is malloc for every library in both (on
-# purpose, not by link order luck), and prewarmd, a root daemon that ptraces apps, pulls in no TLS
+# purpose, not by link order luck), the CLI's C++ libraries are archives (its start-up is every
+# launch's), and prewarmd, a root daemon that ptraces apps, pulls in no TLS
 # library nor brotli (its HTTP server is its own).
 # Usage: linkage.sh BIN_DIR SOURCE_DIR
 . "$(dirname "$0")/../lib/prelude.sh"
@@ -17,6 +18,12 @@ for exe in prewarm prewarmd; do
   done
   readelf -d "$BIN/$exe" | has 'NEEDED.*libmimalloc' || fail "$exe does not link libmimalloc"
 done
+
+step "prewarm links its C++ libraries in (it starts every launch), prewarmd links them shared"
+needed() { readelf -d "$BIN/$1" | sed -n 's/.*NEEDED.*\[\(.*\)\]/\1/p'; }
+extra=$(needed prewarm | grep -v -x -e 'libc\.so\.6' -e 'libmimalloc\.so\.2' -e 'ld-linux-x86-64\.so\.2' || true)
+[ -z "$extra" ] || fail "prewarm needs shared libraries besides libc and mimalloc: $extra"
+needed prewarmd | has -x 'libprotobuf\.so\..*' || fail "prewarmd does not link the shared libprotobuf: $(needed prewarmd)"
 
 step "prewarmd names its allocator at start-up"
 mkdir -p "$SCRATCH/run" "$SCRATCH/state"
