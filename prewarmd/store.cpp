@@ -217,8 +217,23 @@ bool remove_tree(const std::string& path) {
 
 std::vector<std::string> ImageStore::take_warnings() { return std::exchange(warnings_, {}); }
 
+void ImageStore::put(StoreEntry e) {
+  if (auto it = entries_.find(e.key); it != entries_.end()) by_app_.erase({it->second.app, it->first});
+  by_app_.insert({e.app, e.key});
+  std::string key = e.key;
+  entries_[std::move(key)] = std::move(e);
+}
+
+void ImageStore::drop(const std::string& key) {
+  if (auto it = entries_.find(key); it != entries_.end()) {
+    by_app_.erase({it->second.app, key});
+    entries_.erase(it);
+  }
+}
+
 Result<void> ImageStore::open() {
   entries_.clear();
+  by_app_.clear();
   // The state directory's own path is the administrator's; from its last component on, nothing
   // is followed.
   if (::mkdir(root_.c_str(), 0700) != 0 && errno != EEXIST) return errno_error("create " + root_);
@@ -270,7 +285,7 @@ Result<void> ImageStore::open() {
       quarantine(n);
       continue;
     }
-    entries_[n] = std::move(*e);
+    put(std::move(*e));
   }
   return ok();
 }
@@ -384,18 +399,18 @@ Result<void> ImageStore::publish(const std::string& incoming, StoreEntry e) {
   }
   ::fsync(store_fd_.get());
   e.bytes = dir_bytes(d.get());
-  entries_[e.key] = std::move(e);
+  put(std::move(e));
   return ok();
 }
 
 void ImageStore::remove(const std::string& key) {
-  entries_.erase(key);
+  drop(key);
   if (!is_plain_name(key)) return;
   if (int e = remove_at(store_fd_.get(), key, 0); e != 0) warn("store/" + key + ": cannot remove it: " + std::strerror(e));
 }
 
 void ImageStore::quarantine(const std::string& key) {
-  entries_.erase(key);
+  drop(key);
   if (!is_plain_name(key)) return;
   const std::string aside = key + "-" + std::to_string(wall_ms());
   if (::renameat2(store_fd_.get(), key.c_str(), quarantine_fd_.get(), aside.c_str(), RENAME_NOREPLACE) != 0 &&
@@ -449,8 +464,8 @@ std::vector<StoreEntry> ImageStore::evict(uint64_t budget, const std::string& ke
 
 std::vector<const StoreEntry*> ImageStore::entries_of(const std::string& app) const {
   std::vector<const StoreEntry*> out;
-  for (const auto& [k, e] : entries_)
-    if (e.app == app) out.push_back(&e);
+  for (auto it = by_app_.lower_bound({app, ""}); it != by_app_.end() && it->first == app; ++it)
+    out.push_back(&entries_.at(it->second));
   return out;
 }
 

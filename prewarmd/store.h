@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,7 @@ class ImageStore {
   std::vector<StoreEntry> evict(uint64_t budget, const std::string& keep);
 
   const std::map<std::string, StoreEntry>& entries() const { return entries_; }
+  // In key order; costs the app's own images, not the store's (list and stats ask for every app).
   std::vector<const StoreEntry*> entries_of(const std::string& app) const;
 
   // What the store refused, removed or could not do since the last call, one human-readable
@@ -82,11 +84,14 @@ class ImageStore {
  private:
   void warn(std::string message) { warnings_.push_back(std::move(message)); }
   Result<StoreEntry> load_entry(const std::string& key);
+  void put(StoreEntry e);  // entries_ and by_app_ change only together, here and in drop()
+  void drop(const std::string& key);
   void prune_quarantine();
 
   std::string root_;
   UniqueFd root_fd_, store_fd_, incoming_fd_, quarantine_fd_;  // O_DIRECTORY|O_NOFOLLOW, from open()
   std::map<std::string, StoreEntry> entries_;
+  std::set<std::pair<std::string, std::string>> by_app_;  // (app, key) of every entry
   std::vector<std::string> warnings_;
 };
 

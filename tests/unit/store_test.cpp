@@ -548,6 +548,24 @@ TEST_F(StoreTest, EntriesOfSelectsByApp) {
   EXPECT_EQ(store.entries_of("web")[0]->key, key_n(2));
   EXPECT_TRUE(store.entries_of("cal").empty());
   EXPECT_TRUE(store.entries_of("").empty());
+
+  // The per-app index follows every change: a key published again for another app, a removal, a
+  // quarantine, and a store opened again from disk.
+  publish(store, key_n(3), "web", 4096);
+  ASSERT_EQ(store.entries_of("calc").size(), 1u);
+  EXPECT_EQ(store.entries_of("calc")[0]->key, key_n(1));
+  ASSERT_EQ(store.entries_of("web").size(), 2u);
+  EXPECT_EQ(store.entries_of("web")[1]->key, key_n(3));
+  store.remove(key_n(2));
+  store.quarantine(key_n(1));
+  EXPECT_TRUE(store.entries_of("calc").empty());
+  ASSERT_EQ(store.entries_of("web").size(), 1u);
+  EXPECT_EQ(store.entries_of("web")[0]->app, "web");
+  ImageStore again(state_);
+  ASSERT_TRUE(again.open().ok());
+  ASSERT_EQ(again.entries_of("web").size(), 1u);
+  EXPECT_EQ(again.entries_of("web")[0]->key, key_n(3));
+  EXPECT_TRUE(again.entries_of("calc").empty());
 }
 
 // ---- nothing planted in the state directory is followed, opened or trusted ----------------------
