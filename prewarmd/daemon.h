@@ -138,7 +138,7 @@ class Daemon {
   // daemon_apps.cpp
   proto::json op_register(const proto::json& req, const proto::PeerCred& cred);
   proto::json op_unregister(const proto::json& req, const proto::PeerCred& cred);
-  proto::json op_list(const proto::PeerCred& cred);
+  Reply op_list_reply(const proto::PeerCred& cred);
   Reply op_stats_reply(const proto::json& req, const proto::PeerCred& cred);
   proto::json op_invalidate(const proto::json& req, const proto::PeerCred& cred);
   void set_status(const std::string& app, const policy::AppEvent& e);
@@ -212,6 +212,7 @@ class Daemon {
   uint64_t next_launch_ = 1, next_connection_ = 1;
   uint64_t refused_connections_ = 0;
   TextCache stats_text_;  // serialized app_stats per app, for `stats` (daemon_apps.cpp)
+  TextCache list_text_;   // serialized list entries per app, for `list`
 };
 
 }  // namespace prewarm

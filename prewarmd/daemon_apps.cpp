@@ -55,6 +55,7 @@ json Daemon::op_register(const json& req, const proto::PeerCred& cred) {
   }
   App& app = registry_.apps[c.name];
   app.config = c;
+  app.generation = App::next_generation();
   app.status = policy::transition(app.status, {policy::AppEvent::kRegistered});
   save();
   rebuild_watches();
@@ -82,32 +83,45 @@ json Daemon::op_unregister(const json& req, const proto::PeerCred& cred) {
   return {{"ok", true}};
 }
 
-json Daemon::op_list(const proto::PeerCred& cred) {
-  json apps = json::array();
+// Like stats: each app's entry is serialized once per change of what it shows (list_text_), so a
+// list of every app costs about a concatenation per app on the loop.
+Daemon::Reply Daemon::op_list_reply(const proto::PeerCred& cred) {
+  std::string text = R"({"ok":true,"apps":[)";
+  bool any = false;
   for (const auto& [name, app] : registry_.apps) {
     if (cred.uid != 0 && cred.uid != app.config.uid) continue;
     uint64_t bytes = 0;
-    auto entries = store_.entries_of(name);
+    const auto entries = store_.entries_of(name);
     for (const auto* e : entries) bytes += e->bytes;
-    const auto totals = history_ ? history_->totals()->get(name) : nullptr;
-    apps.push_back({{"name", name},
-                    {"uid", app.config.uid},
-                    {"state", captures_.count(name) ? std::string("capturing") : std::string(policy::to_string(app.status.state))},
-                    {"reason", app.status.reason},
-                    {"images", entries.size()},
-                    {"image_bytes", bytes},
-                    {"ready", policy::to_string(app.config.ready)},
-                    {"argv", app.config.argv},
-                    {"cold", totals ? totals->cold.launches : 0},
-                    {"restored", totals ? totals->restored.launches : 0}});
+    auto totals = history_ ? history_->totals()->get(name) : nullptr;
+    std::string state = captures_.count(name) ? std::string("capturing") : std::string(policy::to_string(app.status.state));
+    TextCache::Stamp stamp{totals, state, app.status.reason, bytes, true, entries.size(), app.generation};
+    const auto& app_ref = app;  // a structured binding, which clang's lambdas cannot capture
+    const std::string& part = list_text_.get(name, std::move(stamp), [&] {
+      return proto::json_text(json{{"name", app_ref.config.name},
+                                   {"uid", app_ref.config.uid},
+                                   {"state", state},
+                                   {"reason", app_ref.status.reason},
+                                   {"images", entries.size()},
+                                   {"image_bytes", bytes},
+                                   {"ready", policy::to_string(app_ref.config.ready)},
+                                   {"argv", app_ref.config.argv},
+                                   {"cold", totals ? totals->cold.launches : 0},
+                                   {"restored", totals ? totals->restored.launches : 0}});
+    });
+    if (any) text += ',';
+    any = true;
+    text += part;
   }
+  if (cred.uid == 0 || list_text_.size() > 2 * registry_.apps.size() + 64) list_text_.sweep();
   unsigned in_flight = 0;
   for (const auto& [id, l] : launches_) in_flight += cred.uid == 0 || l->uid == cred.uid;
-  return {{"ok", true},
-          {"apps", apps},
-          {"launches_in_flight", in_flight},
-          {"store_bytes", store_.total_bytes()},
-          {"store_budget", opts_.limits.store_budget}};
+  text += "],\"launches_in_flight\":" + std::to_string(in_flight) +
+          ",\"store_bytes\":" + std::to_string(store_.total_bytes()) +
+          ",\"store_budget\":" + std::to_string(opts_.limits.store_budget) + "}";
+  Reply r;
+  r.text = proto::JsonText{std::move(text)};
+  return r;
 }
 
 // Totals come from memory, and each app's part of the reply is serialized once per change of what

@@ -184,7 +184,7 @@ Daemon::Reply Daemon::handle(const json& req, Connection& c) {
   if (op == "ping") return {{{"ok", true}, {"pid", ::getpid()}}};
   if (op == "register") return {op_register(req, cred)};
   if (op == "unregister") return {op_unregister(req, cred)};
-  if (op == "list") return {op_list(cred)};
+  if (op == "list") return op_list_reply(cred);
   if (op == "launch") return op_launch(req, c);
   if (op == "fallback") return {op_fallback(req, cred)};
   if (op == "invalidate") return {op_invalidate(req, cred)};

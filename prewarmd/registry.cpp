@@ -1,5 +1,6 @@
 #include "prewarmd/registry.h"
 
+#include <atomic>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,6 +26,11 @@ std::string dirname_of(const std::string& p) {
 }
 
 }  // namespace
+
+uint64_t App::next_generation() {
+  static std::atomic<uint64_t> next{1};
+  return next++;
+}
 
 bool valid_app_name(const std::string& name) {
   if (name.empty() || name.size() > 64 || name[0] == '.' || name[0] == '-') return false;

@@ -32,6 +32,10 @@ using AppStatus = policy::AppStatus;
 struct App {
   AppConfig config;
   AppStatus status;
+  // Unique to this configuration: new for each App and set anew at a re-registration, so that
+  // answers cached per app know their configuration is the one they were built from.
+  uint64_t generation = next_generation();
+  static uint64_t next_generation();
 };
 
 bool valid_app_name(const std::string& name);

@@ -119,6 +119,7 @@ class PartCache {
     std::string state, reason;
     uint64_t image_bytes = 0;
     bool details = true;
+    uint64_t images = 0, generation = 0;  // what `list` also shows: image count, App::generation
     bool operator==(const Stamp&) const = default;
   };
   template <typename Build>
