@@ -78,6 +78,7 @@ struct DashboardOptions {
 
 class Dashboard {
  public:
+  static constexpr int kServeNice = 10;  // the serving thread's nice, above the daemon's
   Dashboard(std::string history_path, std::shared_ptr<const TotalsBoard> totals, DashboardOptions options = {});
   ~Dashboard();
   Dashboard(const Dashboard&) = delete;
