@@ -88,6 +88,19 @@ assert len(first) == 2 and len(second) == 2, (first, second)
 ids = first + second
 assert ids == sorted(ids, reverse=True) and len(set(ids)) == 4, ids
 EOF
+step "list serves each app's entry from a cache: a re-registration and a new launch show at once"
+# u is never launched: before and after its re-registration its state, reason, counts and images
+# are alike, so only its configuration tells the two entries apart.
+"$P" register u --ready delay:1 -- /bin/echo first >/dev/null
+"$P" list --json >/dev/null  # every entry cached
+"$P" register u --ready delay:2 -- /bin/echo again >/dev/null
+[ "$(field u argv)" = "['/bin/echo', 'again']" ] || fail "list shows the old command after re-registration: $(field u argv)"
+[ "$(field u ready)" = delay:2 ] || fail "list shows the old --ready after re-registration: $(field u ready)"
+before=$(field t cold)
+"$P" run t >/dev/null 2>&1
+cold_above() { [ "$(field t cold)" -gt "$1" ]; }
+wait_for 10 cold_above "$before"
+
 rc=0; "$P" stats --history >/dev/null 2>&1 || rc=$?
 [ "$rc" = 2 ] || fail "--history without a NAME: exit $rc, not 2 (usage)"
 echo "scale: ok"
