@@ -141,7 +141,10 @@ def test_env(suid):
 
 def start(static, name, suid, timeout):
     cleanup_files(static, name)
-    r = subprocess.run(["make", "--no-print-directory", "-C", static, name + ".pid"], env=test_env(suid),
+    # Its own mount namespace: suid tests mount (zdtm runs them in a namespace flavor); their
+    # mounts must not reach the host's, and go away with the test.
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private",
+                        "make", "--no-print-directory", "-C", static, name + ".pid"], env=test_env(suid),
                        capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0:
         return None, (r.stdout + r.stderr).strip().splitlines()[-3:]
