@@ -141,6 +141,10 @@ def test_env(suid):
 
 def start(static, name, suid, timeout):
     cleanup_files(static, name)
+    # zdtm.py's `make NAME.cleanout` before each test: a NAME.test file left by an earlier run
+    # (file_append keeps its file) would change what the test sees and fail it.
+    subprocess.run(["make", "--no-print-directory", "-C", static, name + ".cleanout"],
+                   capture_output=True, timeout=timeout)
     # Its own mount namespace: suid tests mount (zdtm runs them in a namespace flavor); their
     # mounts must not reach the host's, and go away with the test.
     r = subprocess.run(["unshare", "--mount", "--propagation", "private",
