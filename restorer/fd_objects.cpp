@@ -208,8 +208,15 @@ Result<UniqueFd> make_listener(const pb::OpenFile& f) {
   }
   sockaddr_storage addr{};
   std::memcpy(&addr, l.address().data(), l.address().size());
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), static_cast<socklen_t>(l.address().size())) != 0)
-    return errno_error("bind " + fd_name(f) + " to its address again");
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), static_cast<socklen_t>(l.address().size())) != 0) {
+    // The app may have bound with IP_FREEBIND and cleared it after: bind so, then clear it.
+    const bool inet = l.family() == AF_INET || l.family() == AF_INET6;
+    int on = 1, off = 0;
+    if (errno != EADDRNOTAVAIL || !inet || ::setsockopt(fd.get(), IPPROTO_IP, IP_FREEBIND, &on, sizeof on) != 0 ||
+        ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), static_cast<socklen_t>(l.address().size())) != 0 ||
+        ::setsockopt(fd.get(), IPPROTO_IP, IP_FREEBIND, &off, sizeof off) != 0)
+      return errno_error("bind " + fd_name(f) + " to its address again");
+  }
   if (l.listening() && ::listen(fd.get(), l.backlog()) != 0) return errno_error("listen on " + fd_name(f));
   PW_TRY(set_nonblock(fd.get(), f));
   return fd;

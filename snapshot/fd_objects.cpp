@@ -231,6 +231,8 @@ constexpr OptionName kListenerOptions[] = {
     {SOL_SOCKET, SO_PASSCRED, false},  {SOL_SOCKET, SO_PRIORITY, false},  {IPPROTO_IPV6, IPV6_V6ONLY, true},
     {IPPROTO_TCP, TCP_NODELAY, false}, {IPPROTO_TCP, TCP_DEFER_ACCEPT, false}, {IPPROTO_TCP, TCP_KEEPIDLE, false},
     {IPPROTO_TCP, TCP_KEEPINTVL, false}, {IPPROTO_TCP, TCP_KEEPCNT, false},   {IPPROTO_TCP, TCP_FASTOPEN, false},
+    // Before bind: an address not on this host binds only with it (SOL_IP on AF_INET6 too).
+    {IPPROTO_IP, IP_FREEBIND, false},
 };
 
 // The options of kListenerOptions that apply to a socket of `domain` (TCP ones only for TCP).

@@ -2,6 +2,7 @@
 // state, is dumped and restored, and reports how the object behaves afterwards; every round trip
 // also compares mappings and fds. Each kind also has a case that must be refused by name.
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -191,6 +192,27 @@ TEST_F(Fds, SharedAnonymousFdKeepsItsFlags) {
   TempDir dir;
   auto rt = round_trip({PROG_ghost_sparse, "-", "shmem"}, dir);
   EXPECT_EQ(answer(rt.restored, "go"), "flags_same=1 flags=402 read=hello");
+}
+
+// zdtm sk-freebind: a socket bound with IP_FREEBIND to an address not on this host binds again,
+// and the option is as the app left it (kept, or cleared after the bind).
+TEST_F(Fds, FreebindSocketKeepsOptionAndAddress) {
+  if (int s = ::socket(AF_INET6, SOCK_DGRAM, 0); s < 0) GTEST_SKIP() << "no IPv6 here"; else ::close(s);
+  for (const char* how : {"keep", "clear"}) {
+    TempDir dir;
+    // The original holds the address: dumped with --kill, as the listeners are.
+    auto [original, ready] = start_ready({PROG_sock_freebind, how});
+    const auto before = layout(original.pid());
+    auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img", "--kill"});
+    ASSERT_EQ(dump.code, 0) << dump.err;
+    original.wait();
+    Child restored = restore(dir / "img");
+    ASSERT_TRUE(wait_blocked_in_stdin_read(restored.pid())) << restored.leftovers();
+    EXPECT_EQ(layout_diff(before, layout(restored.pid())), "");
+    EXPECT_EQ(answer(restored, "go"), std::string("freebind=") + (how[0] == 'k' ? "1" : "0") +
+                                             " bound=2001:db8::ff00:42:8329:47211")
+        << how;
+  }
 }
 
 // A real runtime: ruby 3.1 holds two eventfds at its ready point. After the restore it traps a
