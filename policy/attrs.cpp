@@ -184,6 +184,10 @@ AttrVerdict check_attrs(const ProcAttrs& a, const std::vector<int>& plain_fds) {
       v.match_keys.push_back("stat:" + std::to_string(field));
     }
   }
+  for (int c : a.children)
+    off.push_back(named("child process " + std::to_string(c),
+                        "child processes (zombies too) are not carried: the restored process would have none "
+                        "(its wait() gives ECHILD)"));
   for (const auto& t : a.timers)
     if (!t.carried) off.push_back(named("POSIX timer " + std::to_string(t.id),
                         "timer_create timer (clock " + t.clock + ", notify " + t.notify + ") is not carried"));

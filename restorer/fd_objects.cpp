@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -207,8 +208,15 @@ Result<UniqueFd> make_listener(const pb::OpenFile& f) {
   }
   sockaddr_storage addr{};
   std::memcpy(&addr, l.address().data(), l.address().size());
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), static_cast<socklen_t>(l.address().size())) != 0)
-    return errno_error("bind " + fd_name(f) + " to its address again");
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), static_cast<socklen_t>(l.address().size())) != 0) {
+    // The app may have bound with IP_FREEBIND and cleared it after: bind so, then clear it.
+    const bool inet = l.family() == AF_INET || l.family() == AF_INET6;
+    int on = 1, off = 0;
+    if (errno != EADDRNOTAVAIL || !inet || ::setsockopt(fd.get(), IPPROTO_IP, IP_FREEBIND, &on, sizeof on) != 0 ||
+        ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), static_cast<socklen_t>(l.address().size())) != 0 ||
+        ::setsockopt(fd.get(), IPPROTO_IP, IP_FREEBIND, &off, sizeof off) != 0)
+      return errno_error("bind " + fd_name(f) + " to its address again");
+  }
   if (l.listening() && ::listen(fd.get(), l.backlog()) != 0) return errno_error("listen on " + fd_name(f));
   PW_TRY(set_nonblock(fd.get(), f));
   return fd;
@@ -277,9 +285,11 @@ Result<UniqueFd> take_passed(const pb::OpenFile& f, const ListenEnv& launch) {
 
 // A file made read-write and filled, given the app's access mode (it may have reopened it read- or
 // write-only through /proc), offset and flags.
-Result<void> as_the_app_had_it(UniqueFd& fd, const pb::OpenFile& f) {
+// reopen: a file made with O_TMPFILE keeps __O_TMPFILE in its F_GETFL flags, which the app's
+// description had not; a reopen through /proc gives a plain description of the same file.
+Result<void> as_the_app_had_it(UniqueFd& fd, const pb::OpenFile& f, bool reopen = false) {
   const int acc = static_cast<int>(f.flags()) & O_ACCMODE;
-  if (acc != O_RDWR) {
+  if (acc != O_RDWR || reopen) {
     UniqueFd other(::open(("/proc/self/fd/" + std::to_string(fd.get())).c_str(), acc | O_CLOEXEC));
     if (!other.valid()) return errno_error("reopen " + fd_name(f));
     fd = std::move(other);
@@ -307,6 +317,21 @@ Result<UniqueFd> make_memfd(const pb::OpenFile& f) {
   return fd;
 }
 
+// A shared anonymous mapping's file, as an app opens it through /proc/self/map_files (its name
+// "/dev/zero (deleted)"), made the same way so it is the same kind of file; empty. Invalid if
+// this process may not open map_files (CAP_SYS_ADMIN): the caller then makes an unnamed file.
+UniqueFd shared_anon_file() {
+  void* m = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return UniqueFd();
+  const auto at = reinterpret_cast<unsigned long>(m);
+  char mf[80];
+  std::snprintf(mf, sizeof mf, "/proc/self/map_files/%lx-%lx", at, at + 4096);
+  UniqueFd fd(::open(mf, O_RDWR | O_CLOEXEC));
+  ::munmap(m, 4096);
+  if (fd.valid() && ::ftruncate(fd.get(), 0) != 0) return UniqueFd();
+  return fd;
+}
+
 // A deleted file: made at its old path and unlinked at once, so /proc/PID/fd names it as the app
 // saw it ("PATH (deleted)"); if the name is taken now, an unnamed file (O_TMPFILE) in the same
 // directory, on the same file system. Then its bytes, mode, access mode, offset and flags.
@@ -319,8 +344,11 @@ Result<UniqueFd> make_deleted(const pb::OpenFile& f) {
   if (path.empty() || path[0] != '/' || slash == std::string::npos || path.find('\0') != std::string::npos)
     return data_error(fd_name(f) + ": invalid path of a deleted file");
   const std::string dir = slash == 0 ? "/" : path.substr(0, slash);
-  UniqueFd fd(::open(path.c_str(), O_CREAT | O_EXCL | O_NOFOLLOW | O_RDWR | O_CLOEXEC, static_cast<mode_t>(0600)));
+  bool tmpfile = false;
+  UniqueFd fd = path == "/dev/zero" ? shared_anon_file() : UniqueFd();
   if (fd.valid()) {
+    // The kernel's own "/dev/zero" shmem file, nothing to unlink.
+  } else if (fd = UniqueFd(::open(path.c_str(), O_CREAT | O_EXCL | O_NOFOLLOW | O_RDWR | O_CLOEXEC, 0600)); fd.valid()) {
     // Unlinked only if the name is still this file (the directory may be shared).
     struct stat mine {}, there {};
     if (::fstat(fd.get(), &mine) != 0 || ::lstat(path.c_str(), &there) != 0 || mine.st_ino != there.st_ino ||
@@ -329,10 +357,36 @@ Result<UniqueFd> make_deleted(const pb::OpenFile& f) {
   } else {
     fd = UniqueFd(::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, static_cast<mode_t>(0600)));
     if (!fd.valid()) return errno_error("make the deleted file " + fd_name(f) + " again in " + dir);
+    tmpfile = true;
   }
-  PW_TRY(write_whole(fd.get(), d.data(), fd_name(f)));
+  if (d.sparse()) {
+    // Each data extent at its offset, then the length: what lies between stays a hole.
+    uint64_t used = 0;
+    for (const auto& e : d.extents()) {
+      if (e.length() > d.data().size() - used || e.offset() + e.length() > d.size() || e.offset() + e.length() < e.offset())
+        return data_error(fd_name(f) + ": a data extent of the deleted file is out of range");
+      for (uint64_t done = 0; done < e.length();) {
+        ssize_t n = ::pwrite(fd.get(), d.data().data() + used + done, e.length() - done,
+                             static_cast<off_t>(e.offset() + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return errno_error("put back the bytes of " + fd_name(f));
+        done += static_cast<uint64_t>(n);
+      }
+      used += e.length();
+    }
+    if (used != d.data().size()) return data_error(fd_name(f) + ": the deleted file's extents do not cover its bytes");
+    if (::ftruncate(fd.get(), static_cast<off_t>(d.size())) != 0) return errno_error("set the size of " + fd_name(f));
+  } else {
+    PW_TRY(write_whole(fd.get(), d.data(), fd_name(f)));
+  }
   if (::fchmod(fd.get(), static_cast<mode_t>(d.mode() & 07777)) != 0) return errno_error("chmod " + fd_name(f));
-  PW_TRY(as_the_app_had_it(fd, f));
+  PW_TRY(as_the_app_had_it(fd, f, tmpfile));
+  if (d.has_times()) {
+    // Last: every write above moved the mtime.
+    auto ts = [](int64_t ns) { return timespec{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)}; };
+    const timespec times[2] = {ts(d.atime_ns()), ts(d.mtime_ns())};
+    if (::futimens(fd.get(), times) != 0) return errno_error("set the times of " + fd_name(f));
+  }
   return fd;
 }
 

@@ -268,7 +268,7 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
     op.len = m.end() - m.start();
     op.prot = m.prot();
     op.flags = static_cast<uint32_t>(mmap_flags_for(m));
-    op.advice = advice_for(m);
+    op.advice = advice_for(m, snap.task().attrs().thp_disable());  // no THP the app turned off
     op.fd = -1;
     if (l.runs[i].staged()) {
       op.kind = PW_OP_MOVE_STAGED;

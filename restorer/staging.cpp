@@ -44,12 +44,12 @@ int mmap_flags_for(const pb::Mapping& m) {
   return flags;
 }
 
-uint32_t advice_for(const pb::Mapping& m) {
+uint32_t advice_for(const pb::Mapping& m, bool app_thp_disabled) {
   uint32_t a = 0;
   if (has_vm_flag(m, "nh"))
     a |= PW_ADVISE_NOHUGEPAGE;
   else if (has_vm_flag(m, "hg") ||
-           (m.kind() == pb::Mapping::ANON && !m.shared() && m.end() - m.start() >= kAlign))
+           (!app_thp_disabled && m.kind() == pb::Mapping::ANON && !m.shared() && m.end() - m.start() >= kAlign))
     a |= PW_ADVISE_HUGEPAGE;
   if (has_vm_flag(m, "dc")) a |= PW_ADVISE_DONTFORK;
   if (has_vm_flag(m, "wf")) a |= PW_ADVISE_WIPEONFORK;
@@ -103,7 +103,7 @@ Result<void> stage_mapping(const pb::Snapshot& snap, const pb::Mapping& m, int f
                -1, 0);
   if (p == MAP_FAILED) return errno_error("stage mapping " + m.name() + " at " + hex(m.start()));
   // Before the first touch, so the fill below already gets huge pages.
-  PW_TRY(apply_advice(p, len, advice_for(m)));
+  PW_TRY(apply_advice(p, len, advice_for(m, snap.task().attrs().thp_disable())));
   // Runs of one mapping are contiguous in pages.img: read them one run at a time and check each
   // while it is still in cache.
   for (int i = first_run; i < last_run; ++i) {

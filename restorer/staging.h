@@ -36,8 +36,9 @@ bool has_vm_flag(const pb::Mapping& m, const char* flag);
 
 // madvise state to re-create (PW_ADVISE_* bits). Large private anonymous mappings also get
 // transparent huge pages: refilling them costs one fault per 2 MiB instead of per 4 KiB, which
-// on these VMs is most of the restore time (the VMA then carries VmFlags `hg`).
-uint32_t advice_for(const pb::Mapping& m);
+// on these VMs is most of the restore time (the VMA then carries VmFlags `hg`). Not when the app
+// turned THP off (PR_SET_THP_DISABLE): it would run on huge pages it refused.
+uint32_t advice_for(const pb::Mapping& m, bool app_thp_disabled = false);
 Result<void> apply_advice(void* addr, uint64_t len, uint32_t advice);
 
 }  // namespace prewarm

@@ -73,6 +73,42 @@ Result<UniqueFd> get_fd(int pidfd, int fd) {
   return UniqueFd(got);
 }
 
+// A deleted file's data extents (SEEK_DATA/SEEK_HOLE) and their bytes; the holes between them
+// are not stored and come back as holes. A file system without SEEK_DATA reports one extent.
+Result<std::string> data_extents(int file, const struct stat& st, pb::FdDeleted& d, std::string& why) {
+  constexpr size_t kMaxExtents = 65536;
+  std::string data;
+  d.set_sparse(true);
+  d.set_size(static_cast<uint64_t>(st.st_size));
+  off_t at = 0;
+  while (at < st.st_size) {
+    off_t start = ::lseek(file, at, SEEK_DATA);
+    if (start < 0 && errno == ENXIO) break;  // only a hole is left
+    if (start < 0) return errno_error("SEEK_DATA in a deleted file");
+    off_t end = ::lseek(file, start, SEEK_HOLE);
+    if (end < 0) return errno_error("SEEK_HOLE in a deleted file");
+    end = std::min(end, st.st_size);
+    if (end <= start) break;
+    const size_t len = static_cast<size_t>(end - start);
+    if (data.size() + len > kMaxQueuedBytes) {
+      why = "deleted file with more than 16 MiB of data is not carried";
+      return data;
+    }
+    if (d.extents_size() >= static_cast<int>(kMaxExtents)) {
+      why = "deleted file with more than 65536 data extents is not carried";
+      return data;
+    }
+    auto* e = d.add_extents();
+    e->set_offset(static_cast<uint64_t>(start));
+    e->set_length(len);
+    const size_t was = data.size();
+    data.resize(was + len);
+    PW_TRY(pread_all(file, data.data() + was, len, start));
+    at = end;
+  }
+  return data;
+}
+
 // Inode from "pipe:[N]" / "socket:[N]".
 uint64_t bracket_inode(const std::string& target) {
   size_t b = target.find('[');
@@ -195,6 +231,8 @@ constexpr OptionName kListenerOptions[] = {
     {SOL_SOCKET, SO_PASSCRED, false},  {SOL_SOCKET, SO_PRIORITY, false},  {IPPROTO_IPV6, IPV6_V6ONLY, true},
     {IPPROTO_TCP, TCP_NODELAY, false}, {IPPROTO_TCP, TCP_DEFER_ACCEPT, false}, {IPPROTO_TCP, TCP_KEEPIDLE, false},
     {IPPROTO_TCP, TCP_KEEPINTVL, false}, {IPPROTO_TCP, TCP_KEEPCNT, false},   {IPPROTO_TCP, TCP_FASTOPEN, false},
+    // Before bind: an address not on this host binds only with it (SOL_IP on AF_INET6 too).
+    {IPPROTO_IP, IP_FREEBIND, false},
 };
 
 // The options of kListenerOptions that apply to a socket of `domain` (TCP ones only for TCP).
@@ -829,14 +867,24 @@ Result<FdObjectScan> collect_fd_objects(pid_t pid, const std::vector<FdObjectCan
           refuse(fd.fd, "deleted file still has another name (a hard link)");
           continue;
         }
-        if (st.st_size > static_cast<off_t>(kMaxQueuedBytes)) {
-          refuse(fd.fd, "deleted file larger than 16 MiB is not carried");
-          continue;
-        }
         auto* d = r.mutable_deleted();
         d->set_path(fd.target.substr(0, fd.target.size() - 10));  // " (deleted)"
-        PW_ASSIGN(std::string data, whole(app.get(), st));
+        // Read through a read-only reopen of the same file: the app's description may be
+        // write-only (pread: EBADF), and O_NOATIME keeps the atime we record.
+        const std::string self = "/proc/self/fd/" + std::to_string(app.get());
+        UniqueFd rd(::open(self.c_str(), O_RDONLY | O_NOATIME | O_CLOEXEC));
+        if (!rd.valid()) rd = UniqueFd(::open(self.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!rd.valid()) return errno_error("reopen deleted file of fd " + std::to_string(fd.fd) + " to read it");
+        std::string why;
+        PW_ASSIGN(std::string data, data_extents(rd.get(), st, *d, why));
+        if (!why.empty()) {
+          refuse(fd.fd, why);
+          continue;
+        }
         d->set_mode(st.st_mode & 07777);
+        d->set_has_times(true);
+        d->set_atime_ns(static_cast<int64_t>(st.st_atim.tv_sec) * 1000000000 + st.st_atim.tv_nsec);
+        d->set_mtime_ns(static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec);
         d->set_data_xxh3(xxh3_64(data.data(), data.size()));
         d->set_data(std::move(data));
         r.set_pos(fd.pos);

@@ -211,6 +211,17 @@ Result<void> collect_injected(FrozenProcess& proc, int mem_fd, const std::vector
   return ok();
 }
 
+// Every thread's children file: a child belongs to the thread that forked it.
+Result<std::vector<int>> read_children(pid_t pid, const std::vector<pid_t>& tids) {
+  std::vector<int> out;
+  for (pid_t tid : tids) {
+    PW_ASSIGN(std::string text, read_file(proc_file(pid, "task/" + std::to_string(tid) + "/children")));
+    std::istringstream in(text);
+    for (int c; in >> c;) out.push_back(c);
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<ProcAttrs> collect_attrs(FrozenProcess& proc, int mem_fd, const std::vector<Vma>& vmas,
@@ -232,6 +243,7 @@ Result<ProcAttrs> collect_attrs(FrozenProcess& proc, int mem_fd, const std::vect
     PW_ASSIGN(std::string info, read_file(proc_file(pid, "fdinfo/" + std::to_string(f.fd))));
     parse_fdinfo_attrs(f.fd, info, a);
   }
+  PW_ASSIGN(a.children, read_children(pid, proc.tids()));
   PW_TRY(collect_injected(proc, mem_fd, vmas, a));
   return a;
 }

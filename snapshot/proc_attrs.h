@@ -80,6 +80,8 @@ struct ProcAttrs {
   std::vector<std::pair<int, std::string>> fdinfo_keys;
   std::vector<ItimerValue> itimers;
   PrctlState prctl;
+  // /proc/PID/task/*/children: the process's children, zombies too. A restore makes none.
+  std::vector<int> children;
 };
 
 // Parsers of the files' text (unit tested).

@@ -164,7 +164,9 @@ INSTANTIATE_TEST_SUITE_P(
                       Refusal{"posix_timer", "POSIX timer 0: timer_create timer (clock -"},
                       Refusal{"pending_signal", "status SigPnd"},
                       Refusal{"madv_random", "madvise(MADV_RANDOM)"},
-                      Refusal{"dumpable", "PR_GET_DUMPABLE"}),
+                      Refusal{"dumpable", "PR_GET_DUMPABLE"},
+                      Refusal{"child", "child process "},
+                      Refusal{"zombie", "child process "}),
     [](const auto& info) { return std::string(info.param.mode); });
 
 // A field that is neither carried nor the launch's own must match: here CPU affinity.

@@ -2,6 +2,8 @@
 // state, is dumped and restored, and reports how the object behaves afterwards; every round trip
 // also compares mappings and fds. Each kind also has a case that must be refused by name.
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <iterator>
@@ -164,6 +166,53 @@ TEST_F(Fds, DeletedFileWhoseNameIsTakenAgain) {
 TEST_F(Fds, DeletedFileWithAnotherLinkIsRefused) {
   TempDir dir;
   expect_refused({PROG_deleted_file, (dir / "scratch.db").string(), "linked"}, "deleted file still has another name");
+}
+
+// zdtm ghost_holes*/file_attr: the holes stay holes (only data extents are stored) and the
+// times are the app's, not the restore's. The file system's own hole handling is probed first.
+TEST_F(Fds, DeletedSparseFileKeepsItsHolesAndTimes) {
+  TempDir dir;
+  auto rt = round_trip({PROG_ghost_sparse, (dir / "sparse.db").string(), "sparse"}, dir);
+  if (rt.ready["hole0"] != "0") GTEST_SKIP() << "this file system reports no holes (SEEK_HOLE at 0: " << rt.ready["hole0"] << ")";
+  EXPECT_EQ(answer(rt.restored, "go"), "size=24576 hole0=0 data=4096 hole1=8192 data3=12288 hole4=16384 blocks=" +
+                                           rt.ready["blocks"] + " same=1 atime=1000000.250 mtime=2000000.500");
+}
+
+// zdtm unlink_fstat01: the app can only write its ghost file; the dump reads it another way.
+TEST_F(Fds, DeletedWriteOnlyFile) {
+  TempDir dir;
+  auto rt = round_trip({PROG_ghost_sparse, (dir / "w.log").string(), "wronly"}, dir);
+  EXPECT_EQ(answer(rt.restored, "go"), "size=7 acc=1 links=0");
+}
+
+// zdtm shmemfd: a shmem fd from /proc/self/map_files (named "/dev/zero (deleted)"), remade as
+// an unnamed file: no __O_TMPFILE in its flags.
+TEST_F(Fds, SharedAnonymousFdKeepsItsFlags) {
+  if (::geteuid() != 0) GTEST_SKIP() << "/proc/self/map_files needs CAP_SYS_ADMIN";
+  TempDir dir;
+  auto rt = round_trip({PROG_ghost_sparse, "-", "shmem"}, dir);
+  EXPECT_EQ(answer(rt.restored, "go"), "flags_same=1 flags=402 read=hello");
+}
+
+// zdtm sk-freebind: a socket bound with IP_FREEBIND to an address not on this host binds again,
+// and the option is as the app left it (kept, or cleared after the bind).
+TEST_F(Fds, FreebindSocketKeepsOptionAndAddress) {
+  if (int s = ::socket(AF_INET6, SOCK_DGRAM, 0); s < 0) GTEST_SKIP() << "no IPv6 here"; else ::close(s);
+  for (const char* how : {"keep", "clear"}) {
+    TempDir dir;
+    // The original holds the address: dumped with --kill, as the listeners are.
+    auto [original, ready] = start_ready({PROG_sock_freebind, how});
+    const auto before = layout(original.pid());
+    auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img", "--kill"});
+    ASSERT_EQ(dump.code, 0) << dump.err;
+    original.wait();
+    Child restored = restore(dir / "img");
+    ASSERT_TRUE(wait_blocked_in_stdin_read(restored.pid())) << restored.leftovers();
+    EXPECT_EQ(layout_diff(before, layout(restored.pid())), "");
+    EXPECT_EQ(answer(restored, "go"), std::string("freebind=") + (how[0] == 'k' ? "1" : "0") +
+                                             " bound=2001:db8::ff00:42:8329:47211")
+        << how;
+  }
 }
 
 // A real runtime: ruby 3.1 holds two eventfds at its ready point. After the restore it traps a

@@ -35,6 +35,18 @@ TEST_F(Features, Sigaltstack) {
             "usr1_runs=1 usr1_on_altstack=1 usr2_pending=1 usr2_blocked=1 altstack_kept=1");
 }
 
+// zdtm thp_disable: an app that turned THP off gets no MADV_HUGEPAGE on its large anonymous
+// mappings from the restore (VmFlags: neither hg nor nh, as it had them).
+TEST_F(Features, ThpDisabledAppGetsNoHugePageAdvice) {
+  std::ifstream thp("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string mode((std::istreambuf_iterator<char>(thp)), {});
+  if (mode.empty() || mode.find("[never]") != std::string::npos) GTEST_SKIP() << "no THP on this kernel";
+  TempDir dir;
+  auto rt = round_trip({PROG_thp_disable}, dir);
+  ASSERT_EQ(rt.ready["advice"], "0");
+  EXPECT_EQ(answer(rt.restored, "go"), "thp_disable=1 advice=0 byte=7");
+}
+
 TEST_F(Features, XmmYmmRegisters) {
   if (!__builtin_cpu_supports("avx")) GTEST_SKIP() << "this CPU has no AVX (ymm registers)";
   TempDir dir;

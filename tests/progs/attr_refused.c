@@ -7,6 +7,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "prog.h"
@@ -18,6 +19,7 @@ int main(int argc, char** argv) {
   int fd = open(file, O_RDWR | O_CREAT, 0600);
   CHECK(fd >= 0);
   static char page[4096] __attribute__((aligned(4096)));
+  pid_t kid = 0;
   if (strcmp(mode, "mlock") == 0) {
     page[0] = 1;
     CHECK(mlock(page, sizeof page) == 0);
@@ -51,6 +53,19 @@ int main(int argc, char** argv) {
   } else if (strcmp(mode, "madv_random") == 0) {
     char* m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     CHECK(m != MAP_FAILED && madvise(m, 8192, MADV_RANDOM) == 0);
+  } else if (strcmp(mode, "child") == 0 || strcmp(mode, "zombie") == 0) {
+    /* A restore has no children: wait() would give ECHILD (zdtm's wait00, zombie00). */
+    const int zombie = strcmp(mode, "zombie") == 0;
+    kid = fork();
+    CHECK(kid >= 0);
+    if (kid == 0) {
+      if (!zombie) pause();
+      _exit(0);
+    }
+    if (zombie) {
+      siginfo_t si;
+      CHECK(waitid(P_PID, kid, &si, WEXITED | WNOWAIT) == 0);  /* exited, not reaped */
+    }
   } else if (strcmp(mode, "dumpable") == 0) {
     CHECK(prctl(PR_SET_DUMPABLE, 0) == 0);
   } else {
@@ -60,5 +75,9 @@ int main(int argc, char** argv) {
   char line[64];
   read_line(line, sizeof line);
   say("not restored");
+  if (kid > 0) {
+    kill(kid, SIGKILL);
+    CHECK(waitpid(kid, NULL, 0) == kid);
+  }
   return 0;
 }

@@ -69,12 +69,13 @@ TEST(PolicyAttrs, NonDefaultValuesAreRefused) {
   a.prctl.dumpable = 0;
   a.prctl.mlock_future = true;
   a.prctl.membarrier = -22;
+  a.children = {4242};
   auto v = check_attrs(a, {});
   const std::string all = all_reasons(v);
   for (const char* named : {"status SigPnd", "status VmPin", "status x86_Thread_features", "POSIX timer 0",
-                            "PR_GET_DUMPABLE", "mlockall(MCL_FUTURE)", "membarrier"})
+                            "PR_GET_DUMPABLE", "mlockall(MCL_FUTURE)", "membarrier", "child process 4242"})
     EXPECT_NE(all.find(named), std::string::npos) << named << " not in:\n" << all;
-  EXPECT_EQ(v.offenders.size(), 7u) << all;
+  EXPECT_EQ(v.offenders.size(), 8u) << all;
 }
 
 TEST(PolicyAttrs, LocksAndLeasesOnFilesAreRefused) {
