@@ -10,59 +10,27 @@ PREWARM_TRACE lines give the page server's counts: faults, pages filled on a fau
 background (when the server was done before the app exited).
 Usage: bench/lazy.py [--build build] [--runs 11] [--mib 256]   (root: lazy needs a full userfaultfd)
 """
-import argparse
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PYTHON = "/usr/bin/python3"
+from benchlib import CALC, launch, parser, prewarm_cli, snapshot
 
 
-def launch(cmd, stdin_text, env):
-    """Seconds from spawn to the first line starting with 'answer' (or 'ok'), and stderr."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    p.stdin.write(stdin_text.encode())
-    p.stdin.close()
-    for line in p.stdout:
-        if line.startswith(b"answer") or line.startswith(b"ok"):
-            elapsed = time.perf_counter() - t0
-            break
-    else:
-        p.wait()
-        raise RuntimeError("%s gave no answer: %s" % (cmd, p.stderr.read().decode()))
-    p.stdout.read()
-    err = p.stderr.read().decode()
-    if p.wait() != 0:
-        raise RuntimeError("%s exited with %d: %s" % (cmd, p.returncode, err))
-    return elapsed, err
-
-
-def snapshot(prewarm, cmd, images):
-    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    if not p.stdout.readline().startswith(b"ready"):
-        raise RuntimeError("%s did not become ready" % cmd)
-    r = subprocess.run([prewarm, "dump", "--pid", str(p.pid), "--images", images, "--kill"],
-                       capture_output=True, text=True)
-    p.wait()
-    if r.returncode != 0:
-        raise RuntimeError("dump failed: " + r.stderr)
+def run(cmd, stdin_text, env):
+    # lazy_mem answers "ok"
+    return launch(cmd, stdin_text, env, answers=(b"answer", b"ok"))
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
-    ap.add_argument("--runs", type=int, default=11)
+    ap = parser(__doc__)
     ap.add_argument("--mib", type=int, default=256)
     args = ap.parse_args()
-    prewarm = os.path.join(args.build, "prewarmd", "prewarm")
+    prewarm = prewarm_cli(args.build)
     lazy_mem = os.path.join(args.build, "tests", "progs", "prog_lazy_mem")
-    apps = [("python3+sympy+numpy", [PYTHON, os.path.join(HERE, "progs", "calc.py")], "360\n"),
+    apps = [("python3+sympy+numpy", CALC, "360\n"),
             # 'touch' answers after checking one page: an app whose answer needs little of its memory.
             ("lazy_mem %d MiB, touches little" % args.mib, [lazy_mem, str(args.mib)], "touch\n")]
     env = dict(os.environ, PREWARM_TRACE="1")
@@ -74,16 +42,16 @@ def main():
             images = os.path.join(tmp, re.sub(r"\W+", "_", name))
             snapshot(prewarm, cmd, images)
             ws_file = os.path.join(images, "workingset")
-            launch([prewarm, "restore", "--lazy", "--images", images], stdin_text, env)  # records the working set
+            run([prewarm, "restore", "--lazy", "--images", images], stdin_text, env)  # records the working set
             kept = open(ws_file, "rb").read()
             eager, lazy, lazy_ws, traces = [], [], [], []
             for _ in range(args.runs):
-                eager.append(launch([prewarm, "restore", "--images", images], stdin_text, env)[0])
+                eager.append(run([prewarm, "restore", "--images", images], stdin_text, env)[0])
                 with open(ws_file, "wb") as f:  # as recorded by the first lazy launch
                     f.write(kept)
-                lazy_ws.append(launch([prewarm, "restore", "--lazy", "--images", images], stdin_text, env)[0])
+                lazy_ws.append(run([prewarm, "restore", "--lazy", "--images", images], stdin_text, env)[0])
                 os.unlink(ws_file)  # lazy without a working set: in pages.img order
-                t, err = launch([prewarm, "restore", "--lazy", "--images", images], stdin_text, env)
+                t, err = run([prewarm, "restore", "--lazy", "--images", images], stdin_text, env)
                 lazy.append(t)
                 m = re.search(r"prewarm lazy: every page in after ([\d.]+) ms: (\d+) faults \((\d+) zero\), "
                               r"(\d+) pages filled on a fault, (\d+) in the background", err)

@@ -5,7 +5,6 @@ Everything is measured side by side in one run (runs interleaved), and reported 
 ratios: these machines are shared and noisy, so absolute numbers move between runs, ratios less.
 Usage: bench/run.py [--build build] [--runs 11] [--json]
 """
-import argparse
 import json
 import os
 import shutil
@@ -15,45 +14,15 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PYTHON = "/usr/bin/python3"  # Debian's, where python3-sympy and python3-numpy are installed
+from benchlib import CALC, launch, parser, prewarm_cli, snapshot
+
 # The same app multi-threaded: numpy on OpenBLAS's pthreads build (libopenblas0-pthread), loaded
 # for this process only; the system's BLAS stays as it is.
 OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread"
 
 
-def time_to_answer(cmd, stdin_text, env=None):
-    """Seconds from spawn until the process prints a line starting with 'answer'."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, env=env)
-    p.stdin.write(stdin_text.encode())
-    p.stdin.close()
-    for line in p.stdout:
-        if line.startswith(b"answer"):
-            elapsed = time.perf_counter() - t0
-            break
-    else:
-        p.wait()
-        raise RuntimeError("%s gave no answer: %s" % (cmd, p.stderr.read().decode()))
-    p.stdout.read()
-    if p.wait() != 0:
-        raise RuntimeError("%s exited with %d: %s" % (cmd, p.returncode, p.stderr.read().decode()))
-    return elapsed
-
-
-def snapshot(prewarm, cmd, images):
-    """Starts cmd, waits for its ready line, dumps it with --kill."""
-    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    line = p.stdout.readline()
-    if not line.startswith(b"ready"):
-        raise RuntimeError("%s did not become ready" % cmd)
-    r = subprocess.run([prewarm, "dump", "--pid", str(p.pid), "--images", images, "--kill"],
-                       capture_output=True, text=True)
-    p.wait()
-    if r.returncode != 0:
-        raise RuntimeError("dump failed: " + r.stderr)
-    return r.stderr.strip()
+def time_to_answer(cmd, stdin_text):
+    return launch(cmd, stdin_text)[0]
 
 
 def timed(cmd):
@@ -63,15 +32,13 @@ def timed(cmd):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
-    ap.add_argument("--runs", type=int, default=11)
+    ap = parser(__doc__)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    prewarm = os.path.join(args.build, "prewarmd", "prewarm")
+    prewarm = prewarm_cli(args.build)
     anon64 = os.path.join(args.build, "bench", "bench_anon64")
     floor = os.path.join(args.build, "bench", "bench_copy_floor")
-    calc = [PYTHON, os.path.join(HERE, "progs", "calc.py")]
+    calc = CALC
     calc_mt = (["/usr/bin/env", "LD_LIBRARY_PATH=" + OPENBLAS, "OPENBLAS_NUM_THREADS=2"] + calc
                if os.path.exists(os.path.join(OPENBLAS, "libblas.so.3")) else None)
     work = tempfile.mkdtemp(prefix="prewarm-bench-")

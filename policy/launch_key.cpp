@@ -98,13 +98,4 @@ std::string snapshot_key(const LaunchContext& ctx, std::vector<FileRecord> files
   return h.hex();
 }
 
-std::string file_change(const FileRecord& rec, const StatNow& now) {
-  if (!now.exists) return "missing";
-  if (now.dev != rec.dev || now.ino != rec.ino) return "replaced (new inode)";
-  if (now.size != rec.size) return "size changed";
-  if (now.mtime_ns != rec.mtime_ns) return "modified (mtime)";
-  if (now.ctime_ns != rec.ctime_ns) return "changed (ctime)";
-  return "";
-}
-
 }  // namespace prewarm::policy

@@ -7,16 +7,9 @@
 #include <string>
 #include <vector>
 
-namespace prewarm::policy {
+#include "snapshot/file_identity.h"
 
-// A file the snapshot depends on, as seen at capture. The content hash goes into the key; the
-// stat fields are the cheap check at every launch.
-struct FileRecord {
-  std::string path;
-  uint64_t dev = 0, ino = 0, size = 0;
-  int64_t mtime_ns = 0, ctime_ns = 0;
-  std::string content_hash;  // XXH3-128, 32 hex digits
-};
+namespace prewarm::policy {
 
 // Everything about a launch, other than files, that the restored app would otherwise get wrong.
 struct LaunchContext {
@@ -42,16 +35,8 @@ std::string stdio_kind(uint32_t st_mode, bool is_tty);
 // A 128-bit hash as 32 lowercase hex digits, high half first: the form of keys and content hashes.
 std::string hash_hex(uint64_t high, uint64_t low);
 
-// XXH3-128 over the context and the files' content hashes, as 32 hex digits.
+// XXH3-128 over the context and the files' content hashes (snapshot/file_identity.h's FileRecord:
+// its identity is the cheap check at every launch, not part of the key), as 32 hex digits.
 std::string snapshot_key(const LaunchContext& ctx, std::vector<FileRecord> files);
-
-struct StatNow {
-  bool exists = false;
-  uint64_t dev = 0, ino = 0, size = 0;
-  int64_t mtime_ns = 0, ctime_ns = 0;
-};
-
-// "" when the file looks unchanged, else why not ("missing", "replaced (inode)", "size", ...).
-std::string file_change(const FileRecord& rec, const StatNow& now);
 
 }  // namespace prewarm::policy

@@ -25,9 +25,7 @@ std::string result_path(const std::string& incoming) { return incoming + ".resul
 
 json to_json(const CaptureResult& r) {
   json files = json::array();
-  for (const auto& f : r.files)
-    files.push_back({{"path", f.path}, {"dev", f.dev}, {"ino", f.ino}, {"size", f.size},
-                     {"mtime_ns", f.mtime_ns}, {"ctime_ns", f.ctime_ns}, {"hash", f.content_hash}});
+  for (const auto& f : r.files) files.push_back(to_json(f));
   return {{"status", r.status}, {"message", r.message}, {"key", r.key}, {"files", files}, {"freeze_ms", r.freeze_ms}};
 }
 
@@ -179,10 +177,7 @@ CaptureResult read_capture_result(const std::string& incoming) {
     r.message = j.value("message", "");
     r.key = j.value("key", "");
     r.freeze_ms = j.value("freeze_ms", 0.0);
-    for (const auto& f : j.at("files"))
-      r.files.push_back({f.at("path").get<std::string>(), f.at("dev").get<uint64_t>(), f.at("ino").get<uint64_t>(),
-                         f.at("size").get<uint64_t>(), f.at("mtime_ns").get<int64_t>(), f.at("ctime_ns").get<int64_t>(),
-                         f.at("hash").get<std::string>()});
+    for (const auto& f : j.at("files")) r.files.push_back(file_record_from_json(f));
   } catch (const json::exception& e) {
     r = CaptureResult{};
     r.message = std::string("garbled capture result: ") + e.what();

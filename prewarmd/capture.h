@@ -16,7 +16,7 @@ struct CaptureResult {
   std::string status = "failed";  // "ok", "unsupported", "refused", "rejected" (over budget), "failed"
   std::string message;
   std::string key;
-  std::vector<policy::FileRecord> files;
+  std::vector<FileRecord> files;
   double freeze_ms = 0;
 };
 

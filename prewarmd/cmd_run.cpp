@@ -260,7 +260,7 @@ int run_app(const std::string& ref_text, bool lazy) {
     auto notify = proto::connect_unix(p.notify_socket, SOCK_DGRAM);
     if (notify) {
       opts.notify_fd = notify->get();
-      opts.notify_message = "READY=1\nPREWARM_LAUNCH=" + std::to_string(p.launch) + "\n";
+      opts.notify_message = "READY=1\n";  // prewarmd knows the launch by the sender's pid
     }
     Error e = restore_in_place(std::move(p.manifest), std::move(p.pages), opts);
     const std::string why = e.describe();

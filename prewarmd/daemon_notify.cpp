@@ -11,6 +11,7 @@
 #include "prewarmd/daemon.h"
 #include "prewarmd/log.h"
 #include "snapshot/clock.h"
+#include "snapshot/ready_message.h"
 
 namespace prewarm {
 
@@ -41,19 +42,18 @@ int Daemon::on_notify(sd_event_source*, int fd, uint32_t, void* userdata) {
     // A lazy restore's page server found the image bad past the point of no return and is
     // killing the app (restorer/blob/lazy_server.h): the image goes, the next launch is cold.
     // Sent by the app's own process as it dies, so it may be gone by now.
-    if (const size_t at = message.find("PREWARM_LAZY_FAILED="); at != std::string::npos) {
+    if (auto failure = ready_message::lazy_failure(message)) {
       for (auto& [id, l] : self->launches_)
         if (l->pid == uc->pid && l->mode == policy::LaunchMode::kRestored) {
-          self->on_lazy_failure(*l, message.substr(at + 20, message.find('\n', at) - at - 20));
+          self->on_lazy_failure(*l, *failure);
           break;
         }
       continue;
     }
     for (auto& [id, l] : self->launches_) {
       if (l->pid != uc->pid || !proto::process_alive(l->pidfd.get())) continue;
-      self->forward_notify(*l, without_prewarm_fields(message));
-      bool ready = ("\n" + message + "\n").find("\nREADY=1\n") != std::string::npos;
-      if (!ready) break;
+      self->forward_notify(*l, ready_message::without_prewarm_fields(message));
+      if (!ready_message::is_ready(message)) break;
       // A restored app's READY=1 comes from the restorer, with the restore's phase times.
       const int64_t now = mono_ns();
       auto report = l->mode == policy::LaunchMode::kRestored ? parse_restore_report(message, l->t0_ns, now) : std::nullopt;

@@ -29,6 +29,7 @@
 #include "prewarmd/protocol.h"
 #include "prewarmd/stats.h"
 #include "prewarmd/web_assets.h"
+#include "snapshot/sock_diag.h"
 
 namespace prewarm {
 namespace {
@@ -266,30 +267,18 @@ std::optional<uid_t> peer_uid(int fd) {
 
   // The peer's socket has our remote end as its local one. For v4-mapped addresses on an IPv6
   // socket the kernel looks the pair up among IPv4 sockets itself.
-  struct {
-    nlmsghdr nlh;
-    inet_diag_req_v2 req;
-  } msg{};
-  msg.nlh.nlmsg_len = sizeof msg;
-  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-  msg.nlh.nlmsg_flags = NLM_F_REQUEST;
-  msg.nlh.nlmsg_seq = 1;
-  msg.req.sdiag_family = static_cast<uint8_t>(local->family);
-  msg.req.sdiag_protocol = IPPROTO_TCP;
-  msg.req.idiag_states = ~0u;
-  msg.req.id.idiag_sport = peer->port;
-  msg.req.id.idiag_dport = local->port;
-  fill_diag_addr(msg.req.id.idiag_src, *peer);
-  fill_diag_addr(msg.req.id.idiag_dst, *local);
-  msg.req.id.idiag_cookie[0] = msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
-
-  UniqueFd nl(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_SOCK_DIAG));
-  if (!nl.valid()) return std::nullopt;
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  if (::sendto(nl.get(), &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) !=
-      static_cast<ssize_t>(sizeof msg))
-    return std::nullopt;
+  inet_diag_req_v2 req{};
+  req.sdiag_family = static_cast<uint8_t>(local->family);
+  req.sdiag_protocol = IPPROTO_TCP;
+  req.idiag_states = ~0u;
+  req.id.idiag_sport = peer->port;
+  req.id.idiag_dport = local->port;
+  fill_diag_addr(req.id.idiag_src, *peer);
+  fill_diag_addr(req.id.idiag_dst, *local);
+  req.id.idiag_cookie[0] = req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+  auto sent = sock_diag_send(req, 0, SOCK_NONBLOCK);
+  if (!sent) return std::nullopt;
+  const UniqueFd nl = std::move(*sent);
   // The kernel answers an exact lookup within sendto; the poll only guards against surprises.
   pollfd p{nl.get(), POLLIN, 0};
   if (::poll(&p, 1, 100) != 1) return std::nullopt;

@@ -11,34 +11,14 @@
 #include "snapshot/unique_fd.h"
 
 namespace prewarm {
-namespace {
-
-policy::StatNow from_stat(const struct stat& st) {
-  return {true,
-          static_cast<uint64_t>(st.st_dev),
-          static_cast<uint64_t>(st.st_ino),
-          static_cast<uint64_t>(st.st_size),
-          st.st_mtim.tv_sec * 1'000'000'000ll + st.st_mtim.tv_nsec,
-          st.st_ctim.tv_sec * 1'000'000'000ll + st.st_ctim.tv_nsec};
-}
-
-}  // namespace
-
-policy::StatNow stat_now(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return {};
-  return from_stat(st);
-}
-
-Result<policy::FileRecord> record_file(const std::string& path) {
+Result<FileRecord> record_file(const std::string& path) {
   // O_NONBLOCK: a --watch path may be a FIFO or a device, whose open would otherwise wait.
   PW_ASSIGN(auto fd, open_fd(path, O_RDONLY | O_NONBLOCK | O_NOCTTY));
   struct stat before {};
   if (::fstat(fd.get(), &before) != 0) return errno_error("stat " + path);
-  policy::FileRecord rec;
+  FileRecord rec;
   rec.path = path;
-  auto s = from_stat(before);
-  rec.dev = s.dev, rec.ino = s.ino, rec.size = s.size, rec.mtime_ns = s.mtime_ns, rec.ctime_ns = s.ctime_ns;
+  rec.id = FileIdentity::of(before);
   std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> h(XXH3_createState(), XXH3_freeState);
   XXH3_128bits_reset(h.get());
   if (S_ISREG(before.st_mode)) {
@@ -56,7 +36,7 @@ Result<policy::FileRecord> record_file(const std::string& path) {
   }
   struct stat after {};
   if (::fstat(fd.get(), &after) != 0) return errno_error("stat " + path);
-  if (from_stat(after).mtime_ns != s.mtime_ns || after.st_size != before.st_size)
+  if (changed(rec.id, FileIdentity::of(after)))
     return data_error(path + " changed while it was being hashed");
   XXH128_hash_t d = XXH3_128bits_digest(h.get());
   rec.content_hash = policy::hash_hex(d.high64, d.low64);
@@ -84,10 +64,11 @@ std::vector<std::string> dependency_paths(const pb::Snapshot& snap, const std::v
   return out;
 }
 
-std::string first_change(const std::vector<policy::FileRecord>& files) {
+std::string first_change(const std::vector<FileRecord>& files) {
   for (const auto& f : files) {
-    std::string why = policy::file_change(f, stat_now(f.path));
-    if (!why.empty()) return f.path + ": " + why;
+    auto now = identity_of_path(f.path);
+    if (!now) return f.path + ": missing";
+    if (auto why = changed(f.id, *now)) return f.path + ": " + std::string(*why);
   }
   return "";
 }

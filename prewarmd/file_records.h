@@ -11,12 +11,9 @@
 
 namespace prewarm {
 
-// stat(2) of `path` as plain data for policy::file_change (exists=false if it cannot be stat'ed).
-policy::StatNow stat_now(const std::string& path);
-
 // Stat and XXH3-128 of the file's content, read with the caller's permissions (the capture
 // calls it as the app's user). Fails if the file changes while being read.
-Result<policy::FileRecord> record_file(const std::string& path);
+Result<FileRecord> record_file(const std::string& path);
 
 // The executable, every mapped file and open regular file of the image, every argv entry that
 // names a regular file (relative ones against `cwd`), and the --watch paths; sorted, unique.
@@ -25,6 +22,6 @@ std::vector<std::string> dependency_paths(const pb::Snapshot& snap, const std::v
                                           const std::vector<std::string>& watch);
 
 // The first recorded file that changed, as "PATH: why"; "" if none.
-std::string first_change(const std::vector<policy::FileRecord>& files);
+std::string first_change(const std::vector<FileRecord>& files);
 
 }  // namespace prewarm

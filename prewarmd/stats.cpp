@@ -1,8 +1,9 @@
 #include "prewarmd/stats.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
+
+#include "snapshot/ready_message.h"
 
 namespace prewarm {
 
@@ -271,60 +272,15 @@ nlohmann::json to_json(const SnapshotRow& r) {
           {"frozen_ms", r.frozen_ms}, {"image_bytes", r.image_bytes}, {"error", text_or_null(r.error)}};
 }
 
-namespace {
-
-struct Line {
-  std::string_view text;  // without its '\n'
-  bool terminated;        // a '\n' followed it
-};
-
-// The lines of a notify message (newline-separated assignments).
-std::vector<Line> lines_of(std::string_view message) {
-  std::vector<Line> out;
-  size_t pos = 0;
-  while (pos < message.size()) {
-    size_t end = message.find('\n', pos);
-    if (end == std::string_view::npos) end = message.size();
-    out.push_back({message.substr(pos, end - pos), end < message.size()});
-    pos = end + 1;
-  }
-  return out;
-}
-
-// The value of KEY=<decimal> on its own line of `message`, if there is exactly such a line.
-std::optional<int64_t> field(std::string_view message, std::string_view key) {
-  for (const Line& l : lines_of(message)) {
-    std::string_view line = l.text;
-    if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == '=') {
-      std::string_view v = line.substr(key.size() + 1);
-      int64_t out = 0;
-      auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
-      if (ec != std::errc() || p != v.data() + v.size()) return std::nullopt;
-      return out;
-    }
-  }
-  return std::nullopt;
-}
-
-}  // namespace
-
 std::optional<RestoreReport> parse_restore_report(std::string_view message, int64_t t0_ns, int64_t now_ns) {
-  auto validated = field(message, "PREWARM_VALIDATED_NS"), read = field(message, "PREWARM_READ_NS");
-  auto mapped = field(message, "PREWARM_MAPPED_NS"), resumed = field(message, "PREWARM_RESUMED_NS");
-  auto bytes = field(message, "PREWARM_BYTES_READ");
-  if (!validated || !read || !mapped || !resumed || !bytes || *bytes < 0) return std::nullopt;
-  // One clock, read in this order: anything else is a forged or damaged message.
-  if (!(t0_ns <= *validated && *validated <= *read && *read <= *mapped && *mapped <= *resumed && *resumed <= now_ns))
-    return std::nullopt;
+  auto s = ready_message::parse(message);
+  // Stamps from before the launch or after now are a forged or damaged message.
+  if (!s || s->validated_ns < t0_ns || s->resumed_ns > now_ns) return std::nullopt;
   auto ms = [](int64_t a, int64_t b) { return static_cast<double>(b - a) / 1e6; };
-  return RestoreReport{*resumed, {ms(t0_ns, *validated), ms(*validated, *read), ms(*read, *mapped), ms(*mapped, *resumed)}, *bytes};
-}
-
-std::string without_prewarm_fields(std::string_view message) {
-  std::string out;
-  for (const Line& l : lines_of(message))
-    if (l.text.substr(0, 8) != "PREWARM_") out.append(l.text).append(l.terminated ? "\n" : "");
-  return out;
+  return RestoreReport{s->resumed_ns,
+                       {ms(t0_ns, s->validated_ns), ms(s->validated_ns, s->read_ns), ms(s->read_ns, s->mapped_ns),
+                        ms(s->mapped_ns, s->resumed_ns)},
+                       s->bytes_read};
 }
 
 }  // namespace prewarm

@@ -161,16 +161,13 @@ nlohmann::json to_json(const SnapshotRow& r);
 double quantile(std::vector<double> v, double q);
 
 // What the launcher and the restorer blob wrote into the readiness message of a restore
-// (PREWARM_VALIDATED_NS, _READ_NS, _MAPPED_NS, _RESUMED_NS, _BYTES_READ): the phases from the
-// launch's start `t0_ns`. Missing, malformed or out of order (not within [t0_ns, now_ns]): none.
+// (snapshot/ready_message.h): the phases from the launch's start `t0_ns`. Missing, malformed or
+// out of order (not within [t0_ns, now_ns]): none.
 struct RestoreReport {
   int64_t resumed_ns = 0;
   RestorePhases phases;
   int64_t bytes_read = 0;
 };
 std::optional<RestoreReport> parse_restore_report(std::string_view message, int64_t t0_ns, int64_t now_ns);
-
-// `message` without its PREWARM_* lines: what goes on to systemd.
-std::string without_prewarm_fields(std::string_view message);
 
 }  // namespace prewarm

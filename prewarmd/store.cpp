@@ -170,12 +170,6 @@ Result<void> write_meta_at(int dirfd, const std::string& text) {
   return ok();
 }
 
-json to_json(const policy::FileRecord& f) {
-  return {{"path", f.path},         {"dev", f.dev},           {"ino", f.ino},
-          {"size", f.size},         {"mtime_ns", f.mtime_ns}, {"ctime_ns", f.ctime_ns},
-          {"hash", f.content_hash}};
-}
-
 Result<StoreEntry> parse_meta(const std::string& text) {
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return data_error("meta.json is not valid JSON");
@@ -190,17 +184,7 @@ Result<StoreEntry> parse_meta(const std::string& text) {
     e.created_ms = j.value("created_ms", 0ll);
     e.capture_ms = j.value("capture_ms", 0.0);
     e.freeze_ms = j.value("freeze_ms", 0.0);
-    for (const auto& f : j.at("files")) {
-      policy::FileRecord r;
-      r.path = f.at("path").get<std::string>();
-      r.dev = f.at("dev").get<uint64_t>();
-      r.ino = f.at("ino").get<uint64_t>();
-      r.size = f.at("size").get<uint64_t>();
-      r.mtime_ns = f.at("mtime_ns").get<int64_t>();
-      r.ctime_ns = f.at("ctime_ns").get<int64_t>();
-      r.content_hash = f.at("hash").get<std::string>();
-      e.files.push_back(std::move(r));
-    }
+    for (const auto& f : j.at("files")) e.files.push_back(file_record_from_json(f));
     return e;
   } catch (const json::exception& ex) {
     return data_error(std::string("meta.json: ") + ex.what());

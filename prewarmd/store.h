@@ -30,7 +30,7 @@ struct StoreEntry {
   std::string app;
   uid_t uid = 0;
   gid_t gid = 0;
-  std::vector<policy::FileRecord> files;
+  std::vector<FileRecord> files;
   uint64_t bytes = 0;
   int64_t created_ms = 0;
   int64_t last_used_ms = 0;  // the image directory's mtime, touched at every restore

@@ -7,8 +7,8 @@
 
 #include <algorithm>
 
-#include "restorer/compat_check.h"
 #include "restorer/fd_objects.h"
+#include "snapshot/file_identity.h"
 
 namespace prewarm {
 
@@ -46,11 +46,11 @@ Result<AppFiles> open_app_files(const pb::Snapshot& snap, const ListenEnv& launc
     } else if (f.char_device()) {
       if (!S_ISCHR(st.st_mode)) why = "no longer a character device";
     } else if (f.directory()) {
-      if (st.st_dev != f.file().dev() || st.st_ino != f.file().inode()) why = "replaced";
+      if (!same_inode(from_proto(f.file()), FileIdentity::of(st))) why = "replaced";
     } else {
-      why = file_change(f.file(), st);
+      why = changed(from_proto(f.file()), FileIdentity::of(st)).value_or("");
     }
-    if (!why.empty()) return data_error(f.path() + " (the app's fd " + std::to_string(f.fd()) + ") changed since the snapshot (" + why + ")");
+    if (!why.empty()) return data_error(f.path() + " (the app's fd " + std::to_string(f.fd()) + ") changed since the snapshot: " + why);
     if (!(flags & O_PATH) && !f.char_device() &&
         ::lseek(fd->get(), static_cast<off_t>(f.pos()), SEEK_SET) < 0)
       return errno_error("seek " + f.path());

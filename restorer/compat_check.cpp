@@ -4,14 +4,9 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-namespace prewarm {
+#include "snapshot/file_identity.h"
 
-std::string file_change(const pb::FileId& id, const struct stat& st) {
-  if (st.st_dev != id.dev() || st.st_ino != id.inode()) return "replaced (different inode)";
-  if (static_cast<uint64_t>(st.st_size) != id.size()) return "size changed";
-  if (st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec != id.mtime_ns()) return "mtime changed";
-  return {};
-}
+namespace prewarm {
 
 Result<SpecialMappings> check_machine_compat(const pb::Snapshot& snap) {
   const auto& c = snap.compat();
@@ -59,10 +54,9 @@ Result<OpenedFiles> open_mapped_files(const pb::Snapshot& snap) {
       -> Result<UniqueFd> {
     auto fd = open_fd(path, flags);
     if (!fd) return make_error(fd.error().code, path + " cannot be opened");
-    struct stat st {};
-    if (::fstat(fd->get(), &st) != 0) return errno_error("stat " + path);
-    if (std::string why = file_change(id, st); !why.empty())
-      return data_error(path + " changed since the snapshot (" + why + ")");
+    PW_ASSIGN(FileIdentity now, identity_of_fd(fd->get()));
+    if (auto why = changed(from_proto(id), now))
+      return data_error(path + " changed since the snapshot: " + std::string(*why));
     return fd;
   };
   PW_ASSIGN(out.exe, open_checked(snap.process().exe_path(), snap.process().exe(), O_RDONLY));

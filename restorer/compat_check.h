@@ -30,7 +30,4 @@ struct OpenedFiles {
 // Opens the executable and every mapped file, refusing any that changed since the snapshot.
 Result<OpenedFiles> open_mapped_files(const pb::Snapshot& snap);
 
-// Returns empty when `st` is the file recorded in `id`, else which property differs.
-std::string file_change(const pb::FileId& id, const struct stat& st);
-
 }  // namespace prewarm

@@ -26,8 +26,7 @@ bool is_special(const pb::Mapping& m) {
          m.kind() == pb::Mapping::VVAR_VCLOCK;
 }
 
-constexpr const char* kMappedField = "PREWARM_MAPPED_NS=";
-constexpr const char* kResumedField = "PREWARM_RESUMED_NS=";
+static_assert(PW_STAMP_DIGITS == ready_message::kStampDigits, "the blob stamps the message's slots");
 
 struct Special {
   pb::Mapping::Kind kind;
@@ -133,13 +132,6 @@ std::vector<uint64_t> hole_candidates(const std::vector<Interval>& taken, uint64
     }
   }
   return out;
-}
-
-std::string readiness_message(const std::string& base, int64_t validated_ns, int64_t read_ns, uint64_t bytes) {
-  const std::string slot(PW_STAMP_DIGITS, '0');
-  return base + "PREWARM_VALIDATED_NS=" + std::to_string(validated_ns) + "\nPREWARM_READ_NS=" +
-         std::to_string(read_ns) + "\nPREWARM_BYTES_READ=" + std::to_string(bytes) + "\n" + kMappedField +
-         slot + "\n" + kResumedField + slot + "\n";
 }
 
 Result<void> check_mm_map(const PwMmMap& mm, uint64_t mmap_min_addr, uint64_t rlimit_data) {
@@ -288,9 +280,8 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
   if (auxv.empty() || auxv.size() > kMaxAuxvBytes || auxv.size() % 16)
     return data_error("image has an invalid auxiliary vector");
   const std::string message = in.notify_fd >= 0 ? in.message : std::string();
-  const size_t mapped_at = message.rfind(kMappedField), resumed_at = message.rfind(kResumedField);
-  if (in.notify_fd >= 0 && (message.size() > kMaxMessageBytes + 256 || mapped_at == std::string::npos ||
-                            resumed_at == std::string::npos))
+  const auto slots = ready_message::find_slots(message);
+  if (in.notify_fd >= 0 && (message.size() > kMaxMessageBytes + 256 || !slots))
     return data_error("invalid readiness message");
 
   // The other threads: each checked as the main thread is (its frame, TLS, registrations).
@@ -412,8 +403,8 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
   p.notify_fd = in.notify_fd;
   p.notify_len = static_cast<uint32_t>(message.size());
   if (in.notify_fd >= 0) {
-    p.notify_mapped_off = static_cast<uint32_t>(mapped_at + std::strlen(kMappedField));
-    p.notify_resumed_off = static_cast<uint32_t>(resumed_at + std::strlen(kResumedField));
+    p.notify_mapped_off = static_cast<uint32_t>(slots->mapped);
+    p.notify_resumed_off = static_cast<uint32_t>(slots->resumed);
   }
   p.notify_off = notify_off;
   p.epoll_off = epoll_off;

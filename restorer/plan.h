@@ -11,6 +11,7 @@
 #include "restorer/sigframe.h"
 #include "restorer/staging.h"
 #include "snapshot/cpu_compat.h"
+#include "snapshot/ready_message.h"
 #include "snapshot/result.h"
 #include "snapshot/snapshot.pb.h"
 
@@ -47,11 +48,6 @@ Result<HoleLayout> layout_hole(const pb::Snapshot& snap, const SpecialMappings& 
 // that is free in this process.
 std::vector<uint64_t> hole_candidates(const std::vector<Interval>& taken, uint64_t size);
 
-// The readiness message: `base`, then the launcher's phase times, then two fixed-width slots the
-// blob overwrites with its own clock readings.
-std::string readiness_message(const std::string& base, int64_t validated_ns, int64_t read_ns,
-                              uint64_t bytes);
-
 struct PlanInputs {
   const pb::Snapshot& snap;
   const HoleLayout& layout;
@@ -61,7 +57,7 @@ struct PlanInputs {
   std::function<int(const std::string&)> file_fd;  // the open fd of a mapped file
   int exe_fd = -1;                                 // -1: leave /proc/PID/exe alone
   int notify_fd = -1;
-  std::string message;  // from readiness_message(); ignored without notify_fd
+  std::string message;  // from ready_message::encode(); ignored without notify_fd
   std::vector<PwFdMove> fd_moves;
   std::vector<PwRange> fd_close;
   std::vector<PwEpollAdd> epoll_adds;  // each epfd and fd one of fd_moves' targets (fd: or stdio)

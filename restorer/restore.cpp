@@ -179,7 +179,7 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
                 // it the link keeps pointing at prewarm, which nothing in the app depends on.
                 .exe_fd = has_capability(kCapCheckpointRestore) || has_capability(kCapSysAdmin) ? files->exe.get() : -1,
                 .notify_fd = notify.get(),
-                .message = readiness_message(options.notify_message, 0, 0, 0),
+                .message = ready_message::encode(options.notify_message, 0, 0, 0),
                 .fd_moves = app_files->moves,
                 .fd_close = app_files->close,
                 .epoll_adds = app_files->epoll,
@@ -236,7 +236,7 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
   clock.mark("read pages");
   const int64_t read_ns = mono_ns();
   // 6. The plan.
-  in.message = readiness_message(options.notify_message, validated_ns, read_ns, bytes_read.load());
+  in.message = ready_message::encode(options.notify_message, validated_ns, read_ns, bytes_read.load());
   auto plan = build_plan(in);
   if (!plan) return plan.error();
   const PwPlan& p = *reinterpret_cast<const PwPlan*>(plan->data());

@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "snapshot/cpu_compat.h"
+#include "snapshot/file_identity.h"
 #include "snapshot/image.h"
 #include "snapshot/inject_syscall.h"
 #include "snapshot/present_pages.h"
@@ -30,14 +31,6 @@ namespace {
 constexpr uint64_t kMaxRun = 1ull << 20;       // checksum granularity: verify while in cache
 constexpr uint64_t kBatchBytes = 8ull << 20;    // one process_vm_readv moves up to this much
 constexpr size_t kMaxIov = 1024;                // IOV_MAX
-
-void fill_file_id(pb::FileId* id, const struct stat& st) {
-  id->set_dev(st.st_dev);
-  id->set_inode(st.st_ino);
-  id->set_size(static_cast<uint64_t>(st.st_size));
-  id->set_mtime_ns(st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec);
-  id->set_ctime_ns(st.st_ctim.tv_sec * 1000000000ll + st.st_ctim.tv_nsec);
-}
 
 void fill_regs(pb::Registers* r, const user_regs_struct& g) {
   r->set_r15(g.r15); r->set_r14(g.r14); r->set_r13(g.r13); r->set_r12(g.r12);
@@ -252,7 +245,7 @@ pb::OpenFile open_file_record(const FdInfo& fd, bool directory, bool char_device
   f.set_flags(fd.flags & ~static_cast<uint32_t>(O_CLOEXEC));
   f.set_cloexec(fd.flags & O_CLOEXEC);
   f.set_pos(fd.pos);
-  fill_file_id(f.mutable_file(), fd.st);
+  to_proto(FileIdentity::of(fd.st), f.mutable_file());
   f.set_directory(directory);
   f.set_char_device(char_device);
   return f;
@@ -299,7 +292,7 @@ Result<DumpStats> write_image(const ProcessState& state,
   p->set_pid(pid);
   p->set_comm(state.status.name);
   p->set_exe_path(state.exe_path);
-  fill_file_id(p->mutable_exe(), state.exe_st);
+  to_proto(FileIdentity::of(state.exe_st), p->mutable_exe());
   timespec now{};
   ::clock_gettime(CLOCK_REALTIME, &now);
   p->set_dump_time_ns(now.tv_sec * 1000000000ll + now.tv_nsec);
@@ -379,7 +372,7 @@ Result<DumpStats> write_image(const ProcessState& state,
 
     switch (kind) {
       case pb::Mapping::FILE:
-        fill_file_id(m->mutable_file(), state.vma_files[i].st);
+        to_proto(FileIdentity::of(state.vma_files[i].st), m->mutable_file());
         if (v.shared) continue;  // the file is the image
         break;
       case pb::Mapping::VDSO: {

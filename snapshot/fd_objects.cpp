@@ -31,6 +31,7 @@
 #include <sstream>
 
 #include "snapshot/image.h"
+#include "snapshot/sock_diag.h"
 #include "snapshot/unique_fd.h"
 
 namespace prewarm {
@@ -128,24 +129,13 @@ struct UnixDiag {
 
 // One AF_UNIX socket by inode, through NETLINK_SOCK_DIAG (the kernel's only way to name a peer).
 Result<UnixDiag> unix_diag(uint64_t inode) {
-  UniqueFd nl(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
-  if (!nl.valid()) return errno_error("open NETLINK_SOCK_DIAG");
-  struct {
-    nlmsghdr nh;
-    unix_diag_req req;
-  } msg{};
-  msg.nh.nlmsg_len = sizeof msg;
-  msg.nh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-  msg.nh.nlmsg_flags = NLM_F_REQUEST;
-  msg.req.sdiag_family = AF_UNIX;
-  msg.req.udiag_states = ~0u;
-  msg.req.udiag_ino = static_cast<uint32_t>(inode);
-  msg.req.udiag_show = UDIAG_SHOW_PEER | UDIAG_SHOW_NAME | UDIAG_SHOW_RQLEN;
-  msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0u;  // INET_DIAG_NOCOOKIE
-  sockaddr_nl to{};
-  to.nl_family = AF_NETLINK;
-  if (::sendto(nl.get(), &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0)
-    return errno_error("sock_diag request");
+  unix_diag_req req{};
+  req.sdiag_family = AF_UNIX;
+  req.udiag_states = ~0u;
+  req.udiag_ino = static_cast<uint32_t>(inode);
+  req.udiag_show = UDIAG_SHOW_PEER | UDIAG_SHOW_NAME | UDIAG_SHOW_RQLEN;
+  req.udiag_cookie[0] = req.udiag_cookie[1] = ~0u;  // INET_DIAG_NOCOOKIE
+  PW_ASSIGN(UniqueFd nl, sock_diag_send(req));
   alignas(nlmsghdr) char buf[8192];
   ssize_t n = ::recv(nl.get(), buf, sizeof buf, 0);
   if (n < 0) return errno_error("sock_diag reply");
@@ -186,22 +176,11 @@ Result<UnixDiag> unix_diag(uint64_t inode) {
 // A TCP or UDP socket's queue lengths by inode (for a listener: pending connections and the
 // backlog), from an inet_diag dump of its family and protocol.
 Result<std::pair<uint32_t, uint32_t>> inet_queues(int family, int protocol, uint64_t inode) {
-  UniqueFd nl(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
-  if (!nl.valid()) return errno_error("open NETLINK_SOCK_DIAG");
-  struct {
-    nlmsghdr nh;
-    inet_diag_req_v2 req;
-  } msg{};
-  msg.nh.nlmsg_len = sizeof msg;
-  msg.nh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-  msg.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  msg.req.sdiag_family = static_cast<uint8_t>(family);
-  msg.req.sdiag_protocol = static_cast<uint8_t>(protocol);
-  msg.req.idiag_states = ~0u;
-  sockaddr_nl to{};
-  to.nl_family = AF_NETLINK;
-  if (::sendto(nl.get(), &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0)
-    return errno_error("inet_diag request");
+  inet_diag_req_v2 req{};
+  req.sdiag_family = static_cast<uint8_t>(family);
+  req.sdiag_protocol = static_cast<uint8_t>(protocol);
+  req.idiag_states = ~0u;
+  PW_ASSIGN(UniqueFd nl, sock_diag_send(req, NLM_F_DUMP));
   alignas(nlmsghdr) static thread_local char buf[32768];
   for (;;) {
     ssize_t got = ::recv(nl.get(), buf, sizeof buf, 0);

@@ -180,7 +180,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 .file_fd = [](const std::string& path) { return 100 + static_cast<int>(path.size() % 50); },
                 .exe_fd = 99,
                 .notify_fd = 98,
-                .message = readiness_message(base, 1, 2, 3),
+                .message = ready_message::encode(base, 1, 2, 3),
                 .fd_moves = fd_moves,
                 .fd_close = fd_close,
                 .mmap_min_addr = min_addr,

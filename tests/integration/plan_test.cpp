@@ -58,7 +58,7 @@ class Plan : public DumpTest {
                   .frame = *frame,
                   .file_fd = [](const std::string&) { return 10; },
                   .notify_fd = 11,
-                  .message = readiness_message("READY=1\n", 1, 2, 3),
+                  .message = ready_message::encode("READY=1\n", 1, 2, 3),
                   .fd_moves = fd_moves,
                   .fd_close = fd_close,
                   .epoll_adds = epoll_adds,

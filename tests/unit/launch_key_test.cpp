@@ -94,11 +94,11 @@ LaunchContext base_context() {
 std::vector<FileRecord> base_files() {
   FileRecord exe;
   exe.path = "/usr/bin/calc";
-  exe.dev = 2049, exe.ino = 100, exe.size = 4096, exe.mtime_ns = 1, exe.ctime_ns = 2;
+  exe.id = {2049, 100, 4096, 1, 2};
   exe.content_hash = "00112233445566778899aabbccddeeff";
   FileRecord lib;
   lib.path = "/usr/lib/libfoo.so.1";
-  lib.dev = 2049, lib.ino = 200, lib.size = 8192, lib.mtime_ns = 3, lib.ctime_ns = 4;
+  lib.id = {2049, 200, 8192, 3, 4};
   lib.content_hash = "ffeeddccbbaa99887766554433221100";
   return {exe, lib};
 }
@@ -163,11 +163,11 @@ TEST(SnapshotKey, ChangesWithEverySingleInput) {
   }
 }
 
-// The per-launch stat fields are checked at launch by file_change(); only path and content
+// The per-launch stat fields are checked at launch by changed() (snapshot/file_identity.h); only path and content
 // are part of the key, so a `touch` or a copy to another inode still finds the image.
 TEST(SnapshotKey, IgnoresFileStatFields) {
   auto files = base_files();
-  files[0].dev = 1, files[0].ino = 2, files[0].size = 3, files[0].mtime_ns = 4, files[0].ctime_ns = 5;
+  files[0].id = {1, 2, 3, 4, 5};
   EXPECT_EQ(snapshot_key(base_context(), files), snapshot_key(base_context(), base_files()));
 }
 
@@ -221,64 +221,6 @@ TEST(SnapshotKey, FieldBoundariesMatter) {
   f1.path = "/a", f1.content_hash = "bc";
   f2.path = "/ab", f2.content_hash = "c";
   EXPECT_NE(snapshot_key(base_context(), {f1}), snapshot_key(base_context(), {f2}));
-}
-
-StatNow stat_of(const FileRecord& r) {
-  StatNow s;
-  s.exists = true;
-  s.dev = r.dev, s.ino = r.ino, s.size = r.size, s.mtime_ns = r.mtime_ns, s.ctime_ns = r.ctime_ns;
-  return s;
-}
-
-TEST(FileChange, UnchangedIsEmpty) {
-  const auto rec = base_files()[0];
-  EXPECT_EQ(file_change(rec, stat_of(rec)), "");
-}
-
-TEST(FileChange, NamesEachReason) {
-  const auto rec = base_files()[0];
-  StatNow s;  // exists = false
-  EXPECT_EQ(file_change(rec, s), "missing");
-
-  s = stat_of(rec);
-  s.ino += 1;
-  EXPECT_NE(file_change(rec, s).find("inode"), std::string::npos) << file_change(rec, s);
-  s = stat_of(rec);
-  s.dev += 1;  // same inode number on another filesystem is another file
-  EXPECT_NE(file_change(rec, s).find("inode"), std::string::npos) << file_change(rec, s);
-
-  s = stat_of(rec);
-  s.size += 1;
-  EXPECT_NE(file_change(rec, s).find("size"), std::string::npos) << file_change(rec, s);
-
-  s = stat_of(rec);
-  s.mtime_ns += 1;
-  EXPECT_NE(file_change(rec, s).find("mtime"), std::string::npos) << file_change(rec, s);
-
-  s = stat_of(rec);
-  s.ctime_ns += 1;
-  EXPECT_NE(file_change(rec, s).find("ctime"), std::string::npos) << file_change(rec, s);
-}
-
-// When several things changed, the reason given is the most telling one.
-TEST(FileChange, MostSpecificReasonFirst) {
-  const auto rec = base_files()[0];
-  StatNow s = stat_of(rec);
-  s.exists = false;
-  s.ino += 1;
-  EXPECT_EQ(file_change(rec, s), "missing");
-
-  s = stat_of(rec);
-  s.ino += 1, s.size += 1, s.mtime_ns += 1, s.ctime_ns += 1;
-  EXPECT_NE(file_change(rec, s).find("inode"), std::string::npos) << file_change(rec, s);
-
-  s = stat_of(rec);
-  s.size += 1, s.mtime_ns += 1, s.ctime_ns += 1;
-  EXPECT_NE(file_change(rec, s).find("size"), std::string::npos) << file_change(rec, s);
-
-  s = stat_of(rec);
-  s.mtime_ns += 1, s.ctime_ns += 1;
-  EXPECT_NE(file_change(rec, s).find("mtime"), std::string::npos) << file_change(rec, s);
 }
 
 }  // namespace

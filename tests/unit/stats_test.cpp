@@ -408,7 +408,7 @@ struct Fields {
 // The message as the restorer blob leaves it (its stamps fixed-width), an empty value meaning
 // "leave the line out".
 std::string report(const Fields& f) {
-  std::string m = "READY=1\nPREWARM_LAUNCH=3\n";
+  std::string m = "READY=1\n";
   auto line = [&](const char* key, const std::string& v) {
     if (!v.empty()) m += std::string(key) + "=" + v + "\n";
   };
@@ -515,22 +515,6 @@ TEST(RestoreReport, StampsOutsideTheLaunchAreNoReport) {
   Fields f;
   f.validated = "0";
   EXPECT_FALSE(parse_restore_report(report(f), kT0, kNow).has_value()) << "a stamp of 0";
-}
-
-TEST(WithoutPrewarmFields, DropsExactlyThePrewarmLines) {
-  const std::string m = report(Fields{});
-  EXPECT_EQ(without_prewarm_fields(m), "READY=1\n");
-  EXPECT_EQ(without_prewarm_fields("READY=1\nPREWARM_LAUNCH=3\nSTATUS=serving on :8080\nPREWARM_READ_NS=5\n"
-                                   "MAINPID=77\n"),
-            "READY=1\nSTATUS=serving on :8080\nMAINPID=77\n");
-}
-
-TEST(WithoutPrewarmFields, KeepsEverythingElseVerbatim) {
-  for (const std::string m : {"READY=1", "READY=1\n", "STATUS=PREWARM_X=1 is only text\nREADY=1\n",
-                              "X_PREWARM_Y=1\nprewarm_lower=2\n", "READY=1\n\nSTATUS=two newlines\n", ""})
-    EXPECT_EQ(without_prewarm_fields(m), m);
-  EXPECT_EQ(without_prewarm_fields("PREWARM_LAUNCH=3\nREADY=1"), "READY=1");
-  EXPECT_EQ(without_prewarm_fields("PREWARM_LAUNCH=3\n"), "");
 }
 
 }  // namespace

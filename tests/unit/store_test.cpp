@@ -120,12 +120,12 @@ class StoreTest : public ::testing::Test {
     e.app = app;
     e.uid = ::geteuid();
     e.gid = ::getegid();
-    policy::FileRecord exe;
+    FileRecord exe;
     exe.path = "/usr/bin/" + app;
-    exe.dev = 2049, exe.ino = 1234567, exe.size = 99999, exe.mtime_ns = 1700000000123456789;
-    exe.ctime_ns = 1700000000987654321, exe.content_hash = "00112233445566778899aabbccddeeff";
-    policy::FileRecord lib = exe;
-    lib.path = "/usr/lib/libfoo.so.1", lib.ino = 7, lib.size = 1, lib.mtime_ns = -1, lib.ctime_ns = 0;
+    exe.id = {2049, 1234567, 99999, 1700000000123456789, 1700000000987654321};
+    exe.content_hash = "00112233445566778899aabbccddeeff";
+    FileRecord lib = exe;
+    lib.path = "/usr/lib/libfoo.so.1", lib.id.ino = 7, lib.id.size = 1, lib.id.mtime_ns = -1, lib.id.ctime_ns = 0;
     lib.content_hash = "ffeeddccbbaa99887766554433221100";
     e.files = {exe, lib};
     e.capture_ms = 12.5;
@@ -307,11 +307,11 @@ TEST_F(StoreTest, ReopenLoadsPublishedImages) {
   ASSERT_EQ(e.files.size(), want.files.size());
   for (size_t i = 0; i < want.files.size(); ++i) {
     EXPECT_EQ(e.files[i].path, want.files[i].path);
-    EXPECT_EQ(e.files[i].dev, want.files[i].dev);
-    EXPECT_EQ(e.files[i].ino, want.files[i].ino);
-    EXPECT_EQ(e.files[i].size, want.files[i].size);
-    EXPECT_EQ(e.files[i].mtime_ns, want.files[i].mtime_ns);
-    EXPECT_EQ(e.files[i].ctime_ns, want.files[i].ctime_ns);
+    EXPECT_EQ(e.files[i].id.dev, want.files[i].id.dev);
+    EXPECT_EQ(e.files[i].id.ino, want.files[i].id.ino);
+    EXPECT_EQ(e.files[i].id.size, want.files[i].id.size);
+    EXPECT_EQ(e.files[i].id.mtime_ns, want.files[i].id.mtime_ns);
+    EXPECT_EQ(e.files[i].id.ctime_ns, want.files[i].id.ctime_ns);
     EXPECT_EQ(e.files[i].content_hash, want.files[i].content_hash);
   }
   EXPECT_EQ(store.entries().at(k2).app, "web");
