@@ -148,6 +148,7 @@ class Daemon {
   proto::json op_fallback(const proto::json& req, const proto::PeerCred& cred);
   // A lazily restored launch's page server found its image bad and killed the app.
   void on_lazy_failure(Launch& l, const std::string& reason);
+  void on_restore_died(Launch& l);
   App* launchable_app(const proto::json& req, const proto::PeerCred& cred, proto::json& error);
   void on_ready(Launch& l, int64_t ready_ns, const char* how, const std::optional<RestoreReport>& report = std::nullopt);
   void watch_readiness(Launch& l, const policy::ReadyMode& mode, int64_t start_ns);
@@ -159,6 +160,7 @@ class Daemon {
 
   // daemon_notify.cpp
   static int on_notify(sd_event_source*, int fd, uint32_t, void* self);
+  uint64_t exiting_launch_ = 0;  // a launch whose process exited: on_notify reads its last messages
   std::string accept_notify_socket(int fd) const;
   void forward_notify(Launch& l, const std::string& message);
 

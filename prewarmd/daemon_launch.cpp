@@ -292,12 +292,36 @@ int Daemon::on_launch_timer(sd_event_source* s, uint64_t, void* userdata) {
 
 int Daemon::on_launch_exit(sd_event_source* s, int, uint32_t, void* userdata) {
   auto* self = static_cast<Daemon*>(userdata);
-  for (auto& [id, l] : self->launches_)
-    if (l->exit_source == s) {
-      self->end_launch(id);
-      break;
-    }
+  Launch* l = nullptr;
+  for (auto& [id, launch] : self->launches_)
+    if (launch->exit_source == s) l = launch.get();
+  if (!l) return 0;
+  if (l->mode == policy::LaunchMode::kRestored && !l->ready && !l->restored_key.empty()) {
+    // The restorer's READY=1 may still be queued behind the exit: read what is there first.
+    self->exiting_launch_ = l->id;
+    on_notify(nullptr, self->notify_.get(), 0, self);
+    self->exiting_launch_ = 0;
+    if (!l->ready) self->on_restore_died(*l);
+  }
+  self->end_launch(l->id);
   return 0;
+}
+
+// The launch took an image and never fell back (a refusal before the point of no return is a
+// fallback), yet its process is gone before the restorer reported it in place: the restore failed
+// past that point (the blob exits 125 naming why on the app's stderr) or the process was killed
+// during it. The image goes, so the next launch is cold, not the same failure again.
+void Daemon::on_restore_died(Launch& l) {
+  const std::string reason = "the restored process " + std::to_string(l.pid) +
+                             " exited before the restore reported it in place (past the point of no return)";
+  store_.quarantine(l.restored_key);
+  l.restored_key.clear();
+  if (registry_.apps.count(l.app))
+    set_status(l.app, {policy::AppEvent::kRestoreRefused, reason, !store_.entries_of(l.app).empty()});
+  log_event(LOG_ERR, l.app + ": " + reason + "; image quarantined, the next launch is cold",
+            {{"PREWARM_APP", l.app}, {"PREWARM_FALLBACK", reason}});
+  rebuild_watches();
+  save();
 }
 
 void Daemon::end_launch(uint64_t id) {

@@ -51,7 +51,8 @@ int Daemon::on_notify(sd_event_source*, int fd, uint32_t, void* userdata) {
       continue;
     }
     for (auto& [id, l] : self->launches_) {
-      if (l->pid != uc->pid || !proto::process_alive(l->pidfd.get())) continue;
+      // A launch that exited is read only for what it sent before (see on_launch_exit).
+      if (l->pid != uc->pid || (l->id != self->exiting_launch_ && !proto::process_alive(l->pidfd.get()))) continue;
       self->forward_notify(*l, ready_message::without_prewarm_fields(message));
       if (!ready_message::is_ready(message)) break;
       // A restored app's READY=1 comes from the restorer, with the restore's phase times.

@@ -137,6 +137,60 @@ done
 [ "$(cat "$img/pages.img" "$img/snapshot.pb" | md5sum)" = "$sum_before" ] || fail "the image changed under load"
 [ "$(field calc restored)" -ge 50 ] || fail "only $(field calc restored) of the launches were restored"
 
+step "a launch that took an image and died before the restore was in place: the image goes, the next launch is cold"
+# The launcher's own request, caught by a stand-in for prewarmd (the launcher then starts cold),
+# is sent again by a process that takes the image and exits: to prewarmd that is a restore that
+# failed past the point of no return (the blob exits 125) or was killed during it.
+mkdir -p "$SCRATCH/fake"
+/usr/bin/python3 - "$SCRATCH/fake/control.sock" "$SCRATCH/request.json" <<'EOF' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(1)
+s.settimeout(30)
+c, _ = s.accept()
+data = b""
+while not data.endswith(b"\n"):
+    data += c.recv(1 << 16)
+open(sys.argv[2], "wb").write(data)
+EOF
+fake=$!
+cleanup "kill $fake 2>/dev/null"
+wait_for 10 test -S "$SCRATCH/fake/control.sock"
+echo 7 | PREWARM_RUNTIME_DIR="$SCRATCH/fake" "$P" run calc >"$SCRATCH/fake.out" 2>"$SCRATCH/fake.err" || true
+wait "$fake" || fail "the stand-in caught no request: $(cat "$SCRATCH/fake.err")"
+img=$(ls -d "$PREWARM_STATE_DIR"/store/*)
+/usr/bin/python3 - "$PREWARM_RUNTIME_DIR/control.sock" "$SCRATCH/request.json" "$SCRATCH/fake" "$PREWARM_RUNTIME_DIR" <<'EOF' ||
+import array, json, socket, sys
+sock, path, fake, real = sys.argv[1:5]
+req = json.loads(open(path).read())
+req["env"] = [e.replace("PREWARM_RUNTIME_DIR=" + fake, "PREWARM_RUNTIME_DIR=" + real) for e in req["env"]]
+req.pop("t0_ns", None)
+s = socket.socket(socket.AF_UNIX)
+s.connect(sock)
+s.sendall(json.dumps(req).encode() + b"\n")
+data, fds = b"", []
+while not data.endswith(b"\n"):
+    msg, anc, _, _ = s.recvmsg(1 << 16, socket.CMSG_SPACE(16 * 4))
+    if not msg:
+        break
+    data += msg
+    for level, kind, body in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds += array.array("i", body[: len(body) - len(body) % 4])
+reply = json.loads(data)
+assert reply.get("mode") == "restore" and len(fds) == 2, reply
+EOF
+  fail "the replayed launch was not handed the image"
+died() { has "exited before the restore reported it in place" "$SCRATCH/prewarmd.log"; }
+wait_for 10 died
+gone() { ! [ -e "$img" ]; }
+wait_for 10 gone
+[ "$(field calc images)" = 0 ] || fail "calc still lists $(field calc images) images"
+a=$(run_calc calc 360) || fail "the launch after the dead restore did not answer"
+[ "$(last calc mode)" = cold ] || fail "the launch after the dead restore was $(last calc mode), not cold"
+[ "${a#answer pid=* }" != "$a" ] || fail "unexpected answer: $a"
+
 step "50 concurrent launches of 5 different apps, cold and captured"
 for a in 1 2 3 4 5; do "$P" register "app$a" --ready notify -- /usr/bin/python3 calc.py >/dev/null; done
 pids=()
