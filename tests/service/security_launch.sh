@@ -244,7 +244,9 @@ if want 3; then
   # the same: the removal itself must not follow what it finds inside an image. The race is
   # won only sometimes: up to three rounds, each with a fresh image.
   for round in 1 2 3; do
-    if [ "$round" -gt 1 ]; then
+    # B's replayed launch above took the image and exited without a restore: prewarmd took that
+    # for a restore that died and quarantined the image, so round 1 may need a fresh one too.
+    if [ "$round" -gt 1 ] || ! [ -d "$img" ]; then
       launch_b img "$SCRATCH/i3/img.out"
       wait_for 30 state_is img valid
       end_bg "$LAUNCH"
@@ -263,6 +265,13 @@ if want 3; then
       echo "   round $round: B planted symlinks inside its image directory"
     else
       echo "   round $round: B could not plant ($(cat "$BD/race.out")); root plants them"
+      wait "$racer" 2>/dev/null || true
+      if ! [ -d "$img" ]; then  # B's racer took the image and exited: quarantined (see above)
+        launch_b img "$SCRATCH/i3/img.out"
+        wait_for 30 state_is img valid
+        end_bg "$LAUNCH"
+        img=$(image_of img)
+      fi
       "$PY" "$TOOLS" race "$victim" "$SCRATCH/i3/race.stop" "$SCRATCH/i3/race.started" --dir "$img" >"$SCRATCH/i3/race.out" 2>&1 &
       racer=$!
       bg "$racer"
