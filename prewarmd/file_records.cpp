@@ -50,8 +50,11 @@ std::vector<std::string> dependency_paths(const pb::Snapshot& snap, const std::v
   if (!snap.process().exe_path().empty()) out.push_back(snap.process().exe_path());
   for (const auto& m : snap.mappings())
     if (m.kind() == pb::Mapping::FILE) out.push_back(m.name());
-  for (const auto& f : snap.files())  // kernel objects (pipes, eventfds, ...) have no file to record
-    if (f.kind() == pb::FD_FILE && !f.directory() && !f.char_device()) out.push_back(f.path());
+  // Kernel objects (pipes, eventfds, ...) have no file to record, nor has the app's own /proc
+  // entry: prewarmd's stat of /proc/self is its own, so recording it made every image stale.
+  for (const auto& f : snap.files())
+    if (f.kind() == pb::FD_FILE && !f.directory() && !f.char_device() && !is_own_proc_path(f.path()))
+      out.push_back(f.path());
   for (const auto& a : argv) {
     if (a.empty() || a.size() > 4096) continue;
     std::string p = a[0] == '/' ? a : cwd + "/" + a;

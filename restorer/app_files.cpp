@@ -38,10 +38,7 @@ Result<AppFiles> open_app_files(const pb::Snapshot& snap, const ListenEnv& launc
     struct stat st {};
     if (::fstat(fd->get(), &st) != 0) return errno_error("stat " + f.path());
     std::string why;
-    // The app's own /proc entry, recorded as /proc/self (policy/attrs.h): a new inode every time.
-    const bool own_proc = f.path().starts_with("/proc/self/") || f.path().starts_with("/proc/thread-self/") ||
-                          f.path() == "/proc/self" || f.path() == "/proc/thread-self";
-    if (own_proc) {
+    if (is_own_proc_path(f.path())) {
       // nothing to compare: the restored process's entry, not the snapshotted one's
     } else if (f.char_device()) {
       if (!S_ISCHR(st.st_mode)) why = "no longer a character device";

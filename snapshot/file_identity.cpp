@@ -25,6 +25,12 @@ Result<FileIdentity> identity_of_path(const std::string& path) {
   return FileIdentity::of(st);
 }
 
+bool is_own_proc_path(std::string_view path) {
+  for (std::string_view own : {"/proc/self", "/proc/thread-self"})
+    if (path == own || (path.starts_with(own) && path.size() > own.size() && path[own.size()] == '/')) return true;
+  return false;
+}
+
 std::optional<std::string_view> changed(const FileIdentity& was, const FileIdentity& now) {
   if (!same_inode(was, now)) return "replaced (new inode)";
   if (now.size != was.size) return "size changed";

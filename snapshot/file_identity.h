@@ -40,6 +40,11 @@ std::optional<std::string_view> changed(const FileIdentity& was, const FileIdent
 // size and times) may change under a snapshot without making it wrong.
 inline bool same_inode(const FileIdentity& a, const FileIdentity& b) { return a.dev == b.dev && a.ino == b.ino; }
 
+// The restored process's own /proc entry, as the dump records it ("/proc/self/...",
+// "/proc/thread-self/...": policy::proc_self_path): each process has its own, with its own inode,
+// so there is no identity to record or compare, only the path to reopen.
+bool is_own_proc_path(std::string_view path);
+
 // The image's form (snapshot.proto's FileId).
 void to_proto(const FileIdentity& id, pb::FileId* out);
 FileIdentity from_proto(const pb::FileId& id);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A real runtime with kernel-object fds through prewarmd: ruby 3.1 holds two eventfds at its
 # ready point. Cold launch and capture, then a restored launch that traps a signal, runs a thread
-# and passes a result through a queue (tests/progs/ruby_app.rb).
+# and passes a result through a queue (tests/progs/ruby_app.rb); a python app holding its own
+# /proc/self/stat open, restored with that fd on the restored process.
 # Usage: fds.sh BIN_DIR SOURCE_DIR
 . "$(dirname "$0")/../lib/prelude.sh"
 BIN=$(realpath "$1")
@@ -32,4 +33,27 @@ a=$(ruby_run 2)
 [ "$(last rb mode)" = restored ] || fail "second launch not restored: $(last rb mode)"
 "$P" inspect --images "$(ls -d "$PREWARM_STATE_DIR"/store/*/)" --json | has FD_EVENTFD || fail "no eventfd in the image"
 "$P" stats rb || true
+step "an app holding its own /proc entry open: captured, then restored with the fd on the restored process"
+# The dump records the fd as /proc/self/stat; prewarmd's own stat of that path is prewarmd's, so
+# it must not be one of the files whose change makes the image stale.
+cat >"$SCRATCH/proc_app.py" <<'EOF'
+import os, sys
+f = open("/proc/self/stat")
+line = sys.stdin.readline().strip()
+f.seek(0)
+print("input=%s fd_pid_is_mine=%s" % (line, int(f.read().split()[0]) == os.getpid()), flush=True)
+EOF
+"$P" register procself --ready delay:300 -- /usr/bin/python3 "$SCRATCH/proc_app.py" >/dev/null
+proc_run() {
+  local before
+  before=$(launch_count procself)
+  (feed procself "$before" "$1") | "$P" run procself 2>>"$SCRATCH/run.err" | grep '^input=' || true
+}
+a=$(proc_run 1)
+[ "$a" = "input=1 fd_pid_is_mine=True" ] || fail "cold answer: $a $(cat "$SCRATCH/run.err")"
+wait_for 60 state_is procself valid || fail "not captured: $(field procself state) $(field procself reason)"
+a=$(proc_run 2)
+[ "$(last procself mode)" = restored ] ||
+  fail "second launch not restored: $(last procself mode) $(grep procself "$SCRATCH/prewarmd.log" | tail -3)"
+[ "$a" = "input=2 fd_pid_is_mine=True" ] || fail "restored answer: $a $(cat "$SCRATCH/run.err")"
 echo "fds: PASS"

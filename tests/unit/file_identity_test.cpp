@@ -199,3 +199,12 @@ TEST_F(FileIdentityOnDisk, RestoreRefusesAnExecutableWhoseCtimeMoved) {
 
 }  // namespace
 }  // namespace prewarm
+
+TEST(OwnProcPath, IsTheRestoredProcessesOwnEntryOnly) {
+  using prewarm::is_own_proc_path;
+  for (const char* own : {"/proc/self", "/proc/self/stat", "/proc/self/fd/3", "/proc/thread-self", "/proc/thread-self/comm"})
+    EXPECT_TRUE(is_own_proc_path(own)) << own;
+  for (const char* other : {"/proc/selfish", "/proc/self-ish/stat", "/proc/1/stat", "/proc/stat", "/proc", "/proc/", "/home/proc/self",
+                            "proc/self/stat", "", "/proc/thread-selfie"})
+    EXPECT_FALSE(is_own_proc_path(other)) << other;
+}
