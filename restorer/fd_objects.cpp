@@ -22,7 +22,9 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <string>
+#include <string_view>
 
 #include "snapshot/fd_objects.h"
 #include "snapshot/image.h"
@@ -103,10 +105,12 @@ Result<UniqueFd> make_signalfd(const pb::OpenFile& f) {
   return fd;
 }
 
-Result<void> write_whole(int fd, const std::string& data, const std::string& what) {
+// At the fd's offset, or at `at` (pwrite) when it is not negative.
+Result<void> write_whole(int fd, std::string_view data, const std::string& what, off_t at = -1) {
   size_t done = 0;
   while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    ssize_t n = at < 0 ? ::write(fd, data.data() + done, data.size() - done)
+                       : ::pwrite(fd, data.data() + done, data.size() - done, at + static_cast<off_t>(done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return errno_error("put back the bytes of " + what);
     done += static_cast<size_t>(n);
@@ -363,15 +367,11 @@ Result<UniqueFd> make_deleted(const pb::OpenFile& f) {
     // Each data extent at its offset, then the length: what lies between stays a hole.
     uint64_t used = 0;
     for (const auto& e : d.extents()) {
-      if (e.length() > d.data().size() - used || e.offset() + e.length() > d.size() || e.offset() + e.length() < e.offset())
+      if (e.length() > d.data().size() - used || e.offset() + e.length() > d.size() || e.offset() + e.length() < e.offset() ||
+          d.size() > static_cast<uint64_t>(std::numeric_limits<off_t>::max()))
         return data_error(fd_name(f) + ": a data extent of the deleted file is out of range");
-      for (uint64_t done = 0; done < e.length();) {
-        ssize_t n = ::pwrite(fd.get(), d.data().data() + used + done, e.length() - done,
-                             static_cast<off_t>(e.offset() + done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return errno_error("put back the bytes of " + fd_name(f));
-        done += static_cast<uint64_t>(n);
-      }
+      PW_TRY(write_whole(fd.get(), std::string_view(d.data()).substr(used, e.length()), fd_name(f),
+                         static_cast<off_t>(e.offset())));
       used += e.length();
     }
     if (used != d.data().size()) return data_error(fd_name(f) + ": the deleted file's extents do not cover its bytes");
