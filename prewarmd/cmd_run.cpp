@@ -2,7 +2,6 @@
 // snapshot for exactly this launch, otherwise exec'ed cold (and captured by prewarmd once ready).
 // Any failure before the point of no return ends in a cold start, never in a failed launch, and
 // prewarmd is waited for at most about a second.
-#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -27,6 +26,7 @@
 #include "restorer/lazy.h"
 #include "restorer/restore.h"
 #include "snapshot/clock.h"
+#include "snapshot/dir_entries.h"
 #include "snapshot/fd_objects.h"
 
 extern char** environ;
@@ -108,17 +108,10 @@ bool become_app_user(const LaunchPlan& p, const std::string& name) {
 // sockets, no other descriptors.
 void shed_root_fds(const LaunchPlan& p) {
   for (const char* v : {"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"}) ::unsetenv(v);
-  std::vector<int> close;
-  if (DIR* d = ::opendir("/proc/self/fd")) {
-    const int own = ::dirfd(d);
-    while (dirent* e = ::readdir(d)) {
-      const int fd = std::atoi(e->d_name);
-      if (e->d_name[0] == '.' || fd < 3 || fd == own || fd == p.manifest.get() || fd == p.pages.get()) continue;
-      close.push_back(fd);
-    }
-    ::closedir(d);
-  }
-  for (int fd : close) ::close(fd);
+  // The list includes the descriptor that read it, closed by now: closing it again is harmless.
+  if (auto fds = dir_numbers("/proc/self/fd"))
+    for (int fd : *fds)
+      if (fd >= 3 && fd != p.manifest.get() && fd != p.pages.get()) ::close(fd);
 }
 
 // Without prewarmd the app's copy of its registration (STATE/apps, readable by its user) still

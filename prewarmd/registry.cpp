@@ -5,13 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <dirent.h>
 #include <pwd.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include "prewarmd/protocol.h"
+#include "snapshot/dir_entries.h"
 #include "snapshot/unique_fd.h"
 
 namespace prewarm {
@@ -244,17 +244,9 @@ Result<AppConfig> parse_copy(int fd, const std::string& label, uid_t want_uid, c
 // The names in a directory (by fd; the fd itself stays open).
 std::vector<std::string> names_in(int dir) {
   std::vector<std::string> out;
-  int dup = ::fcntl(dir, F_DUPFD_CLOEXEC, 3);
-  if (dup < 0) return out;
-  DIR* d = ::fdopendir(dup);
-  if (!d) {
-    ::close(dup);
-    return out;
-  }
-  ::rewinddir(d);
-  while (dirent* e = ::readdir(d))
-    if (e->d_name[0] != '.') out.emplace_back(e->d_name);
-  ::closedir(d);
+  if (auto names = dir_names_at(dir))
+    for (auto& n : *names)
+      if (n[0] != '.') out.push_back(std::move(n));
   return out;
 }
 

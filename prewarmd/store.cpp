@@ -1,7 +1,6 @@
 // The image store, kept by directory descriptors so that nothing in it is reached by a path.
 #include "prewarmd/store.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -14,8 +13,10 @@
 #include "policy/eviction.h"
 #include "prewarmd/protocol.h"
 #include "snapshot/clock.h"
+#include "snapshot/dir_entries.h"
 
 namespace prewarm {
+
 namespace {
 
 using nlohmann::json;
@@ -36,29 +37,11 @@ bool is_plain_name(const std::string& n) {
 
 std::string uid_text(uid_t uid) { return std::to_string(uid); }
 
-// The names in an open directory, sorted; the descriptor itself is left as it was.
-Result<std::vector<std::string>> list_at(int dirfd) {
-  int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return errno_error("open directory");
-  DIR* d = ::fdopendir(fd);
-  if (d == nullptr) {
-    int e = errno;
-    ::close(fd);
-    return make_error(e, "read directory");
-  }
-  std::vector<std::string> out;
-  while (dirent* e = ::readdir(d))
-    if (std::string n = e->d_name; n != "." && n != "..") out.push_back(std::move(n));
-  ::closedir(d);
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 int remove_at(int dirfd, const std::string& name, int depth);
 
 // Removes what an open directory holds (one pass; the caller retries if something reappeared).
 void clear_dir(int fd, int depth) {
-  auto names = list_at(fd);
+  auto names = dir_names_at(fd);
   if (!names) return;
   for (const auto& n : *names) (void)remove_at(fd, n, depth);
 }
@@ -97,7 +80,7 @@ int remove_at(int dirfd, const std::string& name, int depth) {
 // Bytes on disk of the regular files in an image directory.
 uint64_t dir_bytes(int dirfd) {
   uint64_t total = 0;
-  auto names = list_at(dirfd);
+  auto names = dir_names_at(dirfd);
   if (!names) return 0;
   for (const auto& n : *names) {
     struct stat st {};
@@ -236,7 +219,7 @@ Result<void> ImageStore::open() {
   }
 
   // A capture interrupted by a crash or SIGKILL left at most an unpublished directory here.
-  if (auto names = list_at(incoming_fd_.get())) {
+  if (auto names = dir_names_at(incoming_fd_.get())) {
     for (const auto& n : *names) {
       struct stat st {};
       if (::fstatat(incoming_fd_.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode) &&
@@ -246,7 +229,7 @@ Result<void> ImageStore::open() {
         warn("incoming/" + n + ": cannot remove it: " + std::strerror(e));
     }
   }
-  if (auto names = list_at(quarantine_fd_.get())) {
+  if (auto names = dir_names_at(quarantine_fd_.get())) {
     for (const auto& n : *names) {
       struct stat st {};
       if (::fstatat(quarantine_fd_.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode)) continue;
@@ -254,7 +237,7 @@ Result<void> ImageStore::open() {
       if (int e = remove_at(quarantine_fd_.get(), n, 0); e != 0) warn("quarantine/" + n + ": cannot remove it: " + std::strerror(e));
     }
   }
-  PW_ASSIGN(std::vector<std::string> names, list_at(store_fd_.get()));
+  PW_ASSIGN(std::vector<std::string> names, dir_names_at(store_fd_.get()));
   for (const auto& n : names) {
     struct stat st {};
     if (::fstatat(store_fd_.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
@@ -286,7 +269,7 @@ Result<StoreEntry> ImageStore::load_entry(const std::string& key) {
   if ((st.st_mode & 077) && ::fchmod(d->get(), 0700) != 0) return errno_error(shown + ": chmod 0700");
   const int64_t last_used = mtime_ms(st);
 
-  auto names = list_at(d->get());
+  auto names = dir_names_at(d->get());
   if (!names) return make_error(names.error().code, shown + ": cannot list it");
   bool manifest = false, pages = false, meta = false;
   uint64_t bytes = 0;
@@ -348,7 +331,7 @@ Result<void> ImageStore::publish(const std::string& incoming, StoreEntry e) {
     return data_error(incoming + " is owned by uid " + uid_text(st.st_uid) + ", not by prewarmd; not publishing it");
   // Every entry a regular file of ours, made private; the image stays the daemon's (the launcher
   // gets read-only descriptors), so the app's user can never change what root will read.
-  PW_ASSIGN(std::vector<std::string> names, list_at(d.get()));
+  PW_ASSIGN(std::vector<std::string> names, dir_names_at(d.get()));
   bool manifest = false, pages = false;
   for (const auto& n : names) {
     PW_ASSIGN(UniqueFd f, open_regular_at(d.get(), n, incoming));
@@ -411,7 +394,7 @@ void ImageStore::prune_quarantine() {
     auto dash = n.rfind('-');
     return dash == std::string::npos ? 0ll : std::atoll(n.c_str() + dash + 1);
   };
-  auto names = list_at(quarantine_fd_.get());
+  auto names = dir_names_at(quarantine_fd_.get());
   if (!names) return;
   auto& old = *names;
   std::sort(old.begin(), old.end(), [&](const std::string& a, const std::string& b) {

@@ -1,7 +1,6 @@
 // Writing and loading images.
 #include "snapshot/image.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/stat.h>
@@ -12,6 +11,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+
+#include "snapshot/dir_entries.h"
 
 namespace prewarm {
 namespace {
@@ -37,30 +38,15 @@ void remove_tree(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd >= 0) {
     UniqueFd dfd(fd);
-    int lfd = ::openat(dfd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (DIR* d = lfd >= 0 ? ::fdopendir(lfd) : nullptr) {
-      while (dirent* e = ::readdir(d)) {
-        std::string n = e->d_name;
-        if (n != "." && n != "..") ::unlinkat(dfd.get(), n.c_str(), 0);
-      }
-      ::closedir(d);
-    } else if (lfd >= 0) {
-      ::close(lfd);
-    }
+    if (auto names = dir_names_at(dfd.get()))
+      for (const auto& n : *names) ::unlinkat(dfd.get(), n.c_str(), 0);
   }
   ::rmdir(dir.c_str());
 }
 
 bool is_empty_dir(const std::string& dir) {
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return false;
-  bool empty = true;
-  while (dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") empty = false;
-  }
-  ::closedir(d);
-  return empty;
+  auto names = dir_names(dir);
+  return names && names->empty();
 }
 
 }  // namespace

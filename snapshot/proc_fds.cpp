@@ -1,13 +1,13 @@
 // Reading open descriptors of another process.
 #include "snapshot/proc_fds.h"
 
-#include <dirent.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <climits>
 #include <sstream>
 
+#include "snapshot/dir_entries.h"
 #include "snapshot/unique_fd.h"
 
 namespace prewarm {
@@ -34,13 +34,7 @@ Result<void> parse_fdinfo(const std::string& text, FdInfo& info) {
 
 Result<std::vector<FdInfo>> read_fds(pid_t pid) {
   const std::string base = "/proc/" + std::to_string(pid);
-  DIR* d = ::opendir((base + "/fd").c_str());
-  if (d == nullptr) return errno_error("open " + base + "/fd");
-  std::vector<int> fds;
-  while (dirent* e = ::readdir(d))
-    if (e->d_name[0] != '.') fds.push_back(std::atoi(e->d_name));
-  ::closedir(d);
-  std::sort(fds.begin(), fds.end());
+  PW_ASSIGN(std::vector<int> fds, dir_numbers(base + "/fd"));
   std::vector<FdInfo> out;
   for (int fd : fds) {
     FdInfo info;

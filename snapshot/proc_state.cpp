@@ -1,7 +1,6 @@
 // Readers for the small per-process /proc files.
 #include "snapshot/proc_state.h"
 
-#include <dirent.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,6 +9,7 @@
 #include <sstream>
 #include <vector>
 
+#include "snapshot/dir_entries.h"
 #include "snapshot/unique_fd.h"
 
 namespace prewarm {
@@ -120,14 +120,9 @@ Result<uint32_t> read_personality(pid_t pid) {
 }
 
 int count_threads(pid_t pid) {
-  std::string dir = proc_file(pid, "task");
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return -errno;
-  int n = 0;
-  while (dirent* e = ::readdir(d))
-    if (e->d_name[0] != '.') ++n;
-  ::closedir(d);
-  return n;
+  auto tids = dir_names(proc_file(pid, "task"));
+  if (!tids) return -tids.error().code;
+  return static_cast<int>(tids->size());
 }
 
 }  // namespace prewarm

@@ -8,7 +8,6 @@
 #include <sys/uio.h>
 #include <sys/wait.h>
 
-#include <dirent.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -16,6 +15,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <utility>
+
+#include "snapshot/dir_entries.h"
 
 namespace prewarm {
 namespace {
@@ -105,14 +106,8 @@ Result<Stopped> seize_thread(pid_t tid) {
 }
 
 Result<std::vector<pid_t>> list_tasks(pid_t pid) {
-  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return errno_error("list " + dir);
-  std::vector<pid_t> out;
-  while (dirent* e = ::readdir(d))
-    if (e->d_name[0] != '.') out.push_back(static_cast<pid_t>(std::atoi(e->d_name)));
-  ::closedir(d);
-  return out;
+  PW_ASSIGN(std::vector<int> tids, dir_numbers("/proc/" + std::to_string(pid) + "/task"));
+  return std::vector<pid_t>(tids.begin(), tids.end());
 }
 
 }  // namespace
