@@ -78,7 +78,7 @@ Daemon::~Daemon() {
   for (auto& [app, c] : captures_) sd_event_source_disable_unref(c->source);
   sd_event_source_disable_unref(accept_pause_);
   sd_event_source_disable_unref(accept_source_);
-  sd_event_source_disable_unref(inotify_source_);
+  drop_watches();
   sd_event_source_disable_unref(recheck_source_);
   sd_event_unref(event_);
 }

@@ -22,6 +22,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "policy/app_state.h"
 #include "policy/launch_key.h"
@@ -175,7 +176,8 @@ class Daemon {
   // daemon_watch.cpp
   void recheck_files();
   void rebuild_watches();
-  static int on_inotify(sd_event_source*, int fd, uint32_t, void* self);
+  void drop_watches();
+  static int on_inotify(sd_event_source*, const inotify_event* event, void* self);
   static int on_recheck(sd_event_source*, uint64_t usec, void* self);
 
   // daemon_history.cpp
@@ -197,11 +199,12 @@ class Daemon {
   DaemonOptions opts_;
   MachineCompat machine_;  // part of every snapshot key
   sd_event* event_ = nullptr;
-  UniqueFd control_, notify_, inotify_, apps_dir_;
+  UniqueFd control_, notify_, apps_dir_;
   std::string notify_path_, control_path_;
   sd_event_source* accept_source_ = nullptr;
   sd_event_source* accept_pause_ = nullptr;
-  sd_event_source* inotify_source_ = nullptr;
+  std::vector<sd_event_source*> watches_;  // sd_event_add_inotify, one per recorded file and directory
+  int watch_failures_ = 0;  // logged when it changes, not at every rebuild
   sd_event_source* recheck_source_ = nullptr;
   Registry registry_;
   ImageStore store_;

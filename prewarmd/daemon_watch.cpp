@@ -1,8 +1,8 @@
 // Invalidation on upgrade: inotify on every recorded file and its directory (package managers
 // rename a new file over the old one); any event schedules a re-check of the stat records.
 #include <sys/inotify.h>
-#include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <set>
 
@@ -12,14 +12,13 @@
 
 namespace prewarm {
 
+void Daemon::drop_watches() {
+  for (sd_event_source* w : watches_) sd_event_source_disable_unref(w);
+  watches_.clear();
+}
+
 void Daemon::rebuild_watches() {
-  sd_event_source_disable_unref(inotify_source_);
-  inotify_source_ = nullptr;
-  inotify_.reset(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
-  if (!inotify_.valid()) {
-    log_event(LOG_WARNING, std::string("inotify unavailable, files are checked only at launch: ") + std::strerror(errno));
-    return;
-  }
+  drop_watches();
   std::set<std::string> files, dirs;
   for (const auto& [k, e] : store_.entries())
     for (const auto& f : e.files) {
@@ -27,18 +26,27 @@ void Daemon::rebuild_watches() {
       auto slash = f.path.rfind('/');
       dirs.insert(slash == 0 ? "/" : f.path.substr(0, slash));
     }
-  for (const auto& f : files)
-    ::inotify_add_watch(inotify_.get(), f.c_str(), IN_ATTRIB | IN_MODIFY | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF);
-  for (const auto& d : dirs)
-    ::inotify_add_watch(inotify_.get(), d.c_str(), IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ONLYDIR);
-  sd_event_add_io(event_, &inotify_source_, inotify_.get(), EPOLLIN, on_inotify, this);
+  // sd-event shares one inotify descriptor among these sources. A path that is gone has no
+  // watch: its record already says it changed, and the launch's own check stats it anyway.
+  int failed = 0, first_error = 0;
+  auto watch = [&](const std::string& path, uint32_t mask) {
+    sd_event_source* w = nullptr;
+    const int r = sd_event_add_inotify(event_, &w, path.c_str(), mask, on_inotify, this);
+    if (r >= 0) watches_.push_back(w);
+    else if (r != -ENOENT && r != -ENOTDIR && !failed++) first_error = -r;
+  };
+  for (const auto& f : files) watch(f, IN_ATTRIB | IN_MODIFY | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF);
+  for (const auto& d : dirs) watch(d, IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ONLYDIR);
+  if (failed && failed != watch_failures_)
+    log_event(LOG_WARNING, std::to_string(failed) + " of " + std::to_string(files.size() + dirs.size()) +
+                               " recorded files and directories are not watched (" + std::strerror(first_error) +
+                               "; raise fs.inotify.max_user_watches if that is the cause): their changes are "
+                               "seen at the next launch instead");
+  watch_failures_ = failed;
 }
 
-int Daemon::on_inotify(sd_event_source*, int fd, uint32_t, void* userdata) {
+int Daemon::on_inotify(sd_event_source*, const inotify_event*, void* userdata) {
   auto* self = static_cast<Daemon*>(userdata);
-  alignas(inotify_event) char buf[16384];
-  while (::read(fd, buf, sizeof buf) > 0) {
-  }
   if (!self->recheck_source_)
     sd_event_add_time_relative(self->event_, &self->recheck_source_, CLOCK_MONOTONIC, 200'000, 10'000, on_recheck, self);
   return 0;
