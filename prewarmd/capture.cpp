@@ -17,17 +17,15 @@
 #include "snapshot/image.h"
 
 namespace prewarm {
+
+// The result file the capture child leaves for prewarmd: every field required.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CaptureResult, status, message, key, files, freeze_ms)
+
 namespace {
 
 using nlohmann::json;
 
 std::string result_path(const std::string& incoming) { return incoming + ".result.json"; }
-
-json to_json(const CaptureResult& r) {
-  json files = json::array();
-  for (const auto& f : r.files) files.push_back(to_json(f));
-  return {{"status", r.status}, {"message", r.message}, {"key", r.key}, {"files", files}, {"freeze_ms", r.freeze_ms}};
-}
 
 // Turns a dump's outcome into the result; false if the capture ends there.
 bool take_dump(const DumpOutcome& d, CaptureResult& r) {
@@ -158,7 +156,7 @@ int run_capture_child(const CaptureRequest& req) {
   auto out = open_fd(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
   if (!out) return kCaptureFailed;
   CaptureResult r = capture_checked(req, out->get());
-  const std::string text = proto::json_text(to_json(r));
+  const std::string text = proto::json_text(json(r));
   if (!write_all(out->get(), text.data(), text.size()) || ::fsync(out->get()) != 0) return kCaptureFailed;
   return exit_code(r);
 }
@@ -173,11 +171,7 @@ CaptureResult read_capture_result(const std::string& incoming) {
   }
   json j = json::parse(*text, nullptr, false);
   try {
-    r.status = j.at("status").get<std::string>();
-    r.message = j.value("message", "");
-    r.key = j.value("key", "");
-    r.freeze_ms = j.value("freeze_ms", 0.0);
-    for (const auto& f : j.at("files")) r.files.push_back(file_record_from_json(f));
+    j.get_to(r);
   } catch (const json::exception& e) {
     r = CaptureResult{};
     r.message = std::string("garbled capture result: ") + e.what();

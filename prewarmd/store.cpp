@@ -17,6 +17,10 @@
 
 namespace prewarm {
 
+// meta.json, beside its "version": every field required (each has been written since version 1).
+// bytes and last_used_ms are the directory's own (its size, its mtime), not stored.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(StoreEntry, key, app, uid, gid, files, created_ms, capture_ms, freeze_ms)
+
 namespace {
 
 using nlohmann::json;
@@ -159,16 +163,7 @@ Result<StoreEntry> parse_meta(const std::string& text) {
   if (!j.contains("version") || !j["version"].is_number_integer() || j["version"] != kMetaVersion)
     return data_error("meta.json has an unknown version");
   try {
-    StoreEntry e;
-    e.key = j.at("key").get<std::string>();
-    e.app = j.at("app").get<std::string>();
-    e.uid = j.at("uid").get<uid_t>();
-    e.gid = j.at("gid").get<gid_t>();
-    e.created_ms = j.value("created_ms", 0ll);
-    e.capture_ms = j.value("capture_ms", 0.0);
-    e.freeze_ms = j.value("freeze_ms", 0.0);
-    for (const auto& f : j.at("files")) e.files.push_back(file_record_from_json(f));
-    return e;
+    return j.get<StoreEntry>();
   } catch (const json::exception& ex) {
     return data_error(std::string("meta.json: ") + ex.what());
   }
@@ -345,11 +340,8 @@ Result<void> ImageStore::publish(const std::string& incoming, StoreEntry e) {
   if (::fchmod(d.get(), 0700) != 0) return errno_error("chmod 0700 " + incoming);
 
   e.created_ms = e.last_used_ms = wall_ms();
-  json files = json::array();
-  for (const auto& f : e.files) files.push_back(to_json(f));
-  json meta = {{"version", kMetaVersion}, {"key", e.key},   {"app", e.app},
-               {"uid", e.uid},            {"gid", e.gid},   {"created_ms", e.created_ms},
-               {"capture_ms", e.capture_ms}, {"freeze_ms", e.freeze_ms}, {"files", files}};
+  json meta = e;
+  meta["version"] = kMetaVersion;
   if (auto w = write_meta_at(d.get(), proto::json_text(meta, 1)); !w)
     return make_error(w.error().code, incoming + ": " + w.error().message);
 

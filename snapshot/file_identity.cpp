@@ -51,21 +51,19 @@ FileIdentity from_proto(const pb::FileId& id) {
   return {id.dev(), id.inode(), id.size(), id.mtime_ns(), id.ctime_ns()};
 }
 
-nlohmann::json to_json(const FileRecord& f) {
-  return {{"path", f.path},   {"dev", f.id.dev},           {"ino", f.id.ino},          {"size", f.id.size},
+void to_json(nlohmann::json& j, const FileRecord& f) {
+  j = {{"path", f.path},   {"dev", f.id.dev},           {"ino", f.id.ino},          {"size", f.id.size},
           {"mtime_ns", f.id.mtime_ns}, {"ctime_ns", f.id.ctime_ns}, {"hash", f.content_hash}};
 }
 
-FileRecord file_record_from_json(const nlohmann::json& j) {
-  FileRecord r;
-  r.path = j.at("path").get<std::string>();
-  r.id.dev = j.at("dev").get<uint64_t>();
-  r.id.ino = j.at("ino").get<uint64_t>();
-  r.id.size = j.at("size").get<uint64_t>();
-  r.id.mtime_ns = j.at("mtime_ns").get<int64_t>();
-  r.id.ctime_ns = j.at("ctime_ns").get<int64_t>();
-  r.content_hash = j.at("hash").get<std::string>();
-  return r;
+void from_json(const nlohmann::json& j, FileRecord& r) {
+  j.at("path").get_to(r.path);
+  j.at("dev").get_to(r.id.dev);
+  j.at("ino").get_to(r.id.ino);
+  j.at("size").get_to(r.id.size);
+  j.at("mtime_ns").get_to(r.id.mtime_ns);
+  j.at("ctime_ns").get_to(r.id.ctime_ns);
+  j.at("hash").get_to(r.content_hash);
 }
 
 }  // namespace prewarm

@@ -59,8 +59,9 @@ struct FileRecord {
 
 // The JSON form in meta.json and the capture result: {"path","dev","ino","size","mtime_ns",
 // "ctime_ns","hash"}, unchanged since the first store version. from_json throws
-// nlohmann::json::exception on a missing or mistyped field.
-nlohmann::json to_json(const FileRecord& f);
-FileRecord file_record_from_json(const nlohmann::json& j);
+// nlohmann::json::exception on a missing or mistyped field. In nlohmann's form, so a record in
+// another type's field list (NLOHMANN_DEFINE_TYPE_*) or a vector of them converts as it is.
+void to_json(nlohmann::json& j, const FileRecord& f);
+void from_json(const nlohmann::json& j, FileRecord& f);
 
 }  // namespace prewarm

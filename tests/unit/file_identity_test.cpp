@@ -80,7 +80,7 @@ TEST(FileIdentityForms, ProtoRoundTrip) {
 
 TEST(FileIdentityForms, JsonRoundTrip) {
   const FileRecord r{"/usr/lib/libfoo.so.1", kId, "00112233445566778899aabbccddeeff"};
-  const FileRecord back = file_record_from_json(nlohmann::json::parse(to_json(r).dump()));
+  const FileRecord back = nlohmann::json::parse(nlohmann::json(r).dump()).get<FileRecord>();
   EXPECT_EQ(back.path, r.path);
   EXPECT_EQ(back.id, r.id);
   EXPECT_EQ(back.content_hash, r.content_hash);
@@ -91,20 +91,20 @@ TEST(FileIdentityForms, ReadsTheStoredJson) {
   const auto j = nlohmann::json::parse(
       R"({"path":"/usr/bin/calc","dev":2049,"ino":1234567,"size":99999,)"
       R"("mtime_ns":1700000000123456789,"ctime_ns":-1,"hash":"ffeeddccbbaa99887766554433221100"})");
-  const FileRecord r = file_record_from_json(j);
+  const FileRecord r = j.get<FileRecord>();
   EXPECT_EQ(r.path, "/usr/bin/calc");
   EXPECT_EQ(r.id, (FileIdentity{2049, 1234567, 99999, 1700000000123456789, -1}));
   EXPECT_EQ(r.content_hash, "ffeeddccbbaa99887766554433221100");
-  EXPECT_EQ(to_json(r), j);  // and writes it the same way
+  EXPECT_EQ(nlohmann::json(r), j);  // and writes it the same way
 }
 
 TEST(FileIdentityForms, MissingOrMistypedFieldThrows) {
-  auto j = to_json(FileRecord{"/a", kId, "00"});
+  auto j = nlohmann::json(FileRecord{"/a", kId, "00"});
   j.erase("ctime_ns");
-  EXPECT_THROW(file_record_from_json(j), nlohmann::json::exception);
-  j = to_json(FileRecord{"/a", kId, "00"});
+  EXPECT_THROW(j.get<FileRecord>(), nlohmann::json::exception);
+  j = nlohmann::json(FileRecord{"/a", kId, "00"});
   j["ino"] = "seven";
-  EXPECT_THROW(file_record_from_json(j), nlohmann::json::exception);
+  EXPECT_THROW(j.get<FileRecord>(), nlohmann::json::exception);
 }
 
 class FileIdentityOnDisk : public ::testing::Test {
