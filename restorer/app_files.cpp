@@ -20,7 +20,7 @@ Result<AppFiles> open_app_files(const pb::Snapshot& snap, const ListenEnv& launc
     base = std::max(base, f.fd() + 1);
   }
   std::vector<int> targets;
-  PW_ASSIGN(auto objects, create_fd_objects(snap, launch));
+  PW_ASSIGN(auto objects, create_fd_objects(snap, launch, out.bound_paths));
   for (const auto& f : snap.files()) {
     if (f.kind() != pb::FD_FILE) {
       // One object per open file description; every fd of it is a dup, as in the app.

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "restorer/blob/plan_abi.h"
+#include "restorer/fd_objects.h"
 #include "snapshot/fd_objects.h"
 #include "snapshot/result.h"
 #include "snapshot/snapshot.pb.h"
@@ -20,6 +21,7 @@ struct AppFiles {
   // The launch's sockets (FD_PASSED) and the O_NONBLOCK the app had on them: set just before
   // the point of no return, since systemd shares their flags and a refused restore keeps them.
   std::vector<std::pair<int, int>> passed_flags;
+  std::vector<BoundSocketPath> bound_paths;  // unix listeners' socket files, gone again if refused
 };
 
 // Opens each file with its flags and offset, refusing any that changed since the snapshot, and

@@ -28,6 +28,7 @@
 
 #include "snapshot/fd_objects.h"
 #include "snapshot/image.h"
+#include "snapshot/sock_diag.h"
 
 namespace prewarm {
 namespace {
@@ -191,10 +192,46 @@ Result<void> make_sockpair(const pb::OpenFile& a, const pb::OpenFile& b, std::ma
   return ok();
 }
 
+// Binds a unix socket to the file-system name in `addr` again. The name is in use when the
+// snapshotted app (or another) still listens there, and also when only its socket file is left:
+// that one, a socket file of this user no socket is bound to, is unlinked and the bind retried.
+Result<void> bind_unix_path(int fd, const sockaddr_un& addr, socklen_t len, const pb::OpenFile& f,
+                            std::vector<BoundSocketPath>& bound) {
+  const std::string path(addr.sun_path, strnlen(addr.sun_path, len - offsetof(sockaddr_un, sun_path)));
+  if (path.empty() || path[0] != '/') return data_error(fd_name(f) + ": unix socket path is not absolute");
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), len) != 0) {
+    if (errno != EADDRINUSE) return errno_error("bind " + fd_name(f) + " to " + path + " again");
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode) || st.st_uid != ::geteuid())
+      return make_error(EADDRINUSE, "bind " + fd_name(f) + ": " + path + " is taken by a file that is not this user's socket");
+    PW_ASSIGN(bool live, unix_socket_bound_to(st.st_dev, st.st_ino));
+    if (live) return make_error(EADDRINUSE, "bind " + fd_name(f) + ": another process has a socket bound to " + path);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return errno_error("remove the stale socket file " + path);
+    if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), len) != 0)
+      return errno_error("bind " + fd_name(f) + " to " + path + " again");
+  }
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return errno_error("stat " + path + " after bind");
+  bound.emplace_back(path, st.st_dev, st.st_ino);
+  if (f.listener().has_path_mode() && ::chmod(path.c_str(), f.listener().path_mode() & 07777) != 0)
+    return errno_error("chmod " + path);
+  return ok();
+}
+
+}  // namespace
+
+BoundSocketPath::~BoundSocketPath() {
+  struct stat st {};
+  if (!path_.empty() && ::lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_)
+    ::unlink(path_.c_str());
+}
+
+namespace {
+
 // A listener at its old address. Binding fails while another process holds the address (the
 // snapshotted app itself, if it still runs): then the restore is refused, as a second cold start
 // would fail to bind too.
-Result<UniqueFd> make_listener(const pb::OpenFile& f) {
+Result<UniqueFd> make_listener(const pb::OpenFile& f, std::vector<BoundSocketPath>& bound) {
   const auto& l = f.listener();
   if (l.address().size() > sizeof(sockaddr_storage) || l.address().size() < sizeof(sa_family_t) ||
       (l.family() != AF_INET && l.family() != AF_INET6 && l.family() != AF_UNIX))
@@ -212,7 +249,11 @@ Result<UniqueFd> make_listener(const pb::OpenFile& f) {
   }
   sockaddr_storage addr{};
   std::memcpy(&addr, l.address().data(), l.address().size());
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), static_cast<socklen_t>(l.address().size())) != 0) {
+  const auto alen = static_cast<socklen_t>(l.address().size());
+  if (l.family() == AF_UNIX && alen > offsetof(sockaddr_un, sun_path) &&
+      reinterpret_cast<const sockaddr_un&>(addr).sun_path[0] != '\0') {
+    PW_TRY(bind_unix_path(fd.get(), reinterpret_cast<const sockaddr_un&>(addr), alen, f, bound));
+  } else if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), static_cast<socklen_t>(l.address().size())) != 0) {
     // The app may have bound with IP_FREEBIND and cleared it after: bind so, then clear it.
     const bool inet = l.family() == AF_INET || l.family() == AF_INET6;
     int on = 1, off = 0;
@@ -430,7 +471,8 @@ std::string passed_socket_difference(const pb::SockListener& want, const pb::Soc
   return {};
 }
 
-Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap, const ListenEnv& launch) {
+Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap, const ListenEnv& launch,
+                                                       std::vector<BoundSocketPath>& bound) {
   std::map<uint32_t, UniqueFd> out;
   // The app may have parsed LISTEN_FDS already: what it holds are fd numbers, and those must
   // name sockets like its launch's, the same count, under the same names.
@@ -473,7 +515,7 @@ Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap,
         break;
       }
       case pb::FD_LISTENER: {
-        PW_ASSIGN(out[f.description()], make_listener(f));
+        PW_ASSIGN(out[f.description()], make_listener(f, bound));
         break;
       }
       case pb::FD_PASSED: {

@@ -4,9 +4,12 @@
 // Sockets the snapshot's launch passed (LISTEN_FDS) are this launch's own, checked to match.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <string>
 #include <vector>
 
 #include "restorer/blob/plan_abi.h"
@@ -17,11 +20,35 @@
 
 namespace prewarm {
 
+// The socket file of a unix listener the restore bound to its path: unlinked again when a refused
+// restore drops it (if the path still names that file), so the cold start finds the path free.
+// release() at the point of no return: the file is then the restored app's.
+class BoundSocketPath {
+ public:
+  BoundSocketPath(std::string path, dev_t dev, ino_t ino) : path_(std::move(path)), dev_(dev), ino_(ino) {}
+  BoundSocketPath(BoundSocketPath&& o) noexcept : path_(std::move(o.path_)), dev_(o.dev_), ino_(o.ino_) {
+    o.path_.clear();
+  }
+  BoundSocketPath(const BoundSocketPath&) = delete;
+  BoundSocketPath& operator=(const BoundSocketPath&) = delete;
+  BoundSocketPath& operator=(BoundSocketPath&&) = delete;
+  ~BoundSocketPath();
+  void release() { path_.clear(); }
+
+ private:
+  std::string path_;
+  dev_t dev_;
+  ino_t ino_;
+};
+
 // One object per open file description of the image (OpenFile.description), keyed by it. A
 // socket the snapshot's launch passed (FD_PASSED) is a dup of this launch's own at the same
 // number (`launch`: this process's LISTEN_FDS); a launch that passes other sockets is refused
-// (Error.unsupported), naming the difference.
-Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap, const ListenEnv& launch);
+// (Error.unsupported), naming the difference. A unix listener bound to a path takes it again: a
+// socket file nobody listens on is replaced, one another process listens on refuses the restore
+// (a cold start would not get it either); each file bound is added to `bound`.
+Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap, const ListenEnv& launch,
+                                                       std::vector<BoundSocketPath>& bound);
 
 // Why this launch's sockets cannot stand in for the snapshot's launch's ("" if they can): their
 // count and names (LISTEN_FDS, LISTEN_FDNAMES). Exposed for unit tests, as is the next.

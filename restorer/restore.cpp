@@ -292,6 +292,7 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
   hole->release();
   for (auto& [path, fd] : files->by_path) (void)fd.release();
   for (auto& fd : app_files->fds) (void)fd.release();
+  for (auto& p : app_files->bound_paths) p.release();
   (void)files->exe.release();
   (void)img->pages.release();
   (void)notify.release();

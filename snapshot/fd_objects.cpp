@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
@@ -124,6 +125,9 @@ struct UnixDiag {
   uint8_t shutdown = 0;
   bool has_name = false;
   bool abstract_name = false;
+  std::string path;                 // a name bound in the file system ("" if abstract or none)
+  bool has_vfs = false;             // the socket file's inode, as bound (UNIX_DIAG_VFS)
+  uint32_t vfs_ino = 0, vfs_dev = 0;  // vfs_dev: the kernel's encoding, major << 20 | minor
   uint32_t rqueue = 0, wqueue = 0;  // listening: pending connections and the backlog
 };
 
@@ -133,7 +137,7 @@ Result<UnixDiag> unix_diag(uint64_t inode) {
   req.sdiag_family = AF_UNIX;
   req.udiag_states = ~0u;
   req.udiag_ino = static_cast<uint32_t>(inode);
-  req.udiag_show = UDIAG_SHOW_PEER | UDIAG_SHOW_NAME | UDIAG_SHOW_RQLEN;
+  req.udiag_show = UDIAG_SHOW_PEER | UDIAG_SHOW_NAME | UDIAG_SHOW_RQLEN | UDIAG_SHOW_VFS;
   req.udiag_cookie[0] = req.udiag_cookie[1] = ~0u;  // INET_DIAG_NOCOOKIE
   PW_ASSIGN(UniqueFd nl, sock_diag_send(req));
   alignas(nlmsghdr) char buf[8192];
@@ -159,6 +163,15 @@ Result<UnixDiag> unix_diag(uint64_t inode) {
       case UNIX_DIAG_NAME:
         out.has_name = a->nla_len > NLA_HDRLEN;
         out.abstract_name = out.has_name && payload[0] == '\0';
+        if (out.has_name && !out.abstract_name)
+          out.path.assign(payload, strnlen(payload, static_cast<size_t>(a->nla_len - NLA_HDRLEN)));
+        break;
+      case UNIX_DIAG_VFS:
+        if (a->nla_len >= NLA_HDRLEN + sizeof(unix_diag_vfs)) {
+          unix_diag_vfs v{};
+          std::memcpy(&v, payload, sizeof v);
+          out.has_vfs = true, out.vfs_ino = v.udiag_vfs_ino, out.vfs_dev = v.udiag_vfs_dev;
+        }
         break;
       case UNIX_DIAG_RQLEN: {
         unix_diag_rqlen q{};
@@ -298,7 +311,16 @@ Result<std::string> listener_record(int sock, int domain, int type, uint64_t ino
     if (!listening) return std::string("unix socket that is neither a socketpair end nor listening");
     auto d = unix_diag(inode);
     if (!d) return d.error();
-    if (!d->abstract_name) return std::string("unix socket bound to a path is not carried (only abstract names)");
+    if (!d->abstract_name) {
+      // Bound again at restore, so the name must still be this socket's file, by an absolute path.
+      if (d->path.empty() || d->path[0] != '/')
+        return std::string("unix socket bound to a relative path (the directory it is relative to is not known)");
+      struct stat st {};
+      if (::lstat(d->path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode) || !d->has_vfs || st.st_ino != d->vfs_ino ||
+          major(st.st_dev) != (d->vfs_dev >> 20) || minor(st.st_dev) != (d->vfs_dev & 0xfffff))
+        return "unix socket bound to " + d->path + ", which no longer names it (unlinked or replaced)";
+      out.set_path_mode(st.st_mode & 07777);
+    }
     pending = d->rqueue;
     backlog = d->wqueue;
   } else if (tcp || udp) {

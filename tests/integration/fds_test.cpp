@@ -1,9 +1,16 @@
 // Kernel-object fds, zdtm style: each program (tests/progs/) sets up one kind of object with some
 // state, is dumped and restored, and reports how the object behaves afterwards; every round trip
 // also compares mappings and fds. Each kind also has a case that must be refused by name.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 
 #include <fstream>
 #include <iterator>
@@ -123,6 +130,60 @@ TEST_F(Fds, ListeningSocketsAtTheirAddresses) {
   ASSERT_TRUE(wait_blocked_in_stdin_read(restored.pid())) << restored.leftovers();
   EXPECT_EQ(layout_diff(before, layout(restored.pid())), "");
   EXPECT_EQ(answer(restored, "go"), "tcp=ping udp=dgram unix=1 reuseaddr=1 nodelay=1");
+}
+
+// A unix listener bound to a path takes it again. The app's socket file outlives it (a stale file:
+// replaced); a restore refused after the bind takes its own file away again; while a restored app
+// has the path, another restore is refused by name and leaves that app's file and queue alone.
+TEST_F(Fds, UnixListenerAtAPath) {
+  TempDir dir;
+  const std::string sock = (dir / "sock").string();
+  auto [original, ready] = start_ready({PROG_listen_path, dir.path().string()});
+  const auto f = fields(ready);
+  const auto before = layout(original.pid());
+  auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img", "--kill"});
+  ASSERT_EQ(dump.code, 0) << dump.err;
+  original.wait();
+  ASSERT_TRUE(fs::is_socket(sock)) << "the app's socket file is expected to outlive it";
+
+  // Its TCP port taken: refused at the TCP bind, which comes after the unix one.
+  const int blocker = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(std::stoi(f.at("port"))));
+  ASSERT_EQ(::bind(blocker, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
+  ASSERT_EQ(::listen(blocker, 1), 0);
+  auto refused = restore(dir / "img").communicate("go\n");
+  ::close(blocker);
+  EXPECT_NE(refused.code, 0);
+  EXPECT_NE(refused.err.find("Address already in use"), std::string::npos) << refused.err;
+  EXPECT_FALSE(fs::exists(fs::symlink_status(sock))) << "the refused restore left its socket file at " << sock;
+
+  // A stale socket file at the path again (bound, then closed), as the app left one.
+  const int stale = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un u{};
+  u.sun_family = AF_UNIX;
+  std::snprintf(u.sun_path, sizeof u.sun_path, "%s", sock.c_str());
+  ASSERT_EQ(::bind(stale, reinterpret_cast<sockaddr*>(&u), sizeof u), 0) << std::strerror(errno);
+  ::close(stale);
+  Child restored = restore(dir / "img");
+  ASSERT_TRUE(wait_blocked_in_stdin_read(restored.pid())) << restored.leftovers();
+  EXPECT_EQ(layout_diff(before, layout(restored.pid())), "");
+
+  auto busy = restore(dir / "img").communicate("go\n");
+  EXPECT_NE(busy.code, 0);
+  EXPECT_NE(busy.err.find("another process has a socket bound to " + sock), std::string::npos) << busy.err;
+  EXPECT_TRUE(fs::is_socket(sock)) << "the refused restore removed the restored app's socket file";
+  // Its own connection is the first it accepts: nothing of the refused restore is queued.
+  EXPECT_EQ(answer(restored, "go"), "unix=ping mode=640");
+}
+
+TEST_F(Fds, UnixListenerAtARelativeOrUnlinkedPathIsRefused) {
+  TempDir dir;
+  expect_refused({PROG_listen_path, dir.path().string(), "relative"}, "unix socket bound to a relative path");
+  TempDir other;
+  expect_refused({PROG_listen_path, other.path().string(), "unlinked"}, "which no longer names it");
 }
 
 TEST_F(Fds, ListenerWithAPendingConnectionIsRefused) {

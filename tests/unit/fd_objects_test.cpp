@@ -115,7 +115,8 @@ TEST(CreateFdObjects, ReadBackThroughFdinfo) {
   t->set_value_sec(50);
   t->set_interval_sec(3);
   t->set_ticks(4);
-  auto objects = create_fd_objects(snap, {});
+  std::vector<BoundSocketPath> bound;
+  auto objects = create_fd_objects(snap, {}, bound);
   ASSERT_TRUE(objects.ok()) << objects.error().describe();
   auto e = parse_eventfd_fdinfo(fdinfo(objects->at(1).get()));
   if (e.ok()) {
