@@ -250,8 +250,9 @@ Result<UniqueFd> make_listener(const pb::OpenFile& f, std::vector<BoundSocketPat
   sockaddr_storage addr{};
   std::memcpy(&addr, l.address().data(), l.address().size());
   const auto alen = static_cast<socklen_t>(l.address().size());
-  if (l.family() == AF_UNIX && alen > offsetof(sockaddr_un, sun_path) &&
-      reinterpret_cast<const sockaddr_un&>(addr).sun_path[0] != '\0') {
+  if (l.family() == AF_UNIX && alen <= offsetof(sockaddr_un, sun_path)) {
+    // Never bound (a bind with no name would autobind an abstract one).
+  } else if (l.family() == AF_UNIX && reinterpret_cast<const sockaddr_un&>(addr).sun_path[0] != '\0') {
     PW_TRY(bind_unix_path(fd.get(), reinterpret_cast<const sockaddr_un&>(addr), alen, f, bound));
   } else if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), static_cast<socklen_t>(l.address().size())) != 0) {
     // The app may have bound with IP_FREEBIND and cleared it after: bind so, then clear it.

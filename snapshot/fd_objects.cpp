@@ -290,7 +290,8 @@ Result<std::string> passed_socket_record(int sock, uint64_t inode, pb::SockListe
 
 namespace {
 
-// A listening or bound socket recreated at its address: "" and `out` filled, or why not.
+// A listening or bound socket recreated at its address (or, for an unconnected unix socket that is
+// not bound, a fresh one of its type): "" and `out` filled, or why not.
 Result<std::string> listener_record(int sock, int domain, int type, uint64_t inode, pb::SockListener& out) {
   int protocol = 0, listening = 0;
   socklen_t l = sizeof protocol;
@@ -308,10 +309,14 @@ Result<std::string> listener_record(int sock, int domain, int type, uint64_t ino
   const bool udp = inet && type == SOCK_DGRAM && protocol == IPPROTO_UDP;
   uint32_t pending = 0, backlog = 0;
   if (domain == AF_UNIX) {
-    if (!listening) return std::string("unix socket that is neither a socketpair end nor listening");
     auto d = unix_diag(inode);
     if (!d) return d.error();
-    if (!d->abstract_name) {
+    // Not listening: only one that was never connected (a stream socket whose peer closed keeps
+    // the peer's inode, or its shutdown bits) and has nothing queued either way.
+    if (!listening && (d->peer != 0 || connected || d->shutdown != 0 || (type != SOCK_DGRAM && d->state != TCP_CLOSE)))
+      return std::string("unix socket that is neither a socketpair end, listening, nor unconnected");
+    if (!listening && (d->rqueue != 0 || d->wqueue != 0)) return std::string("unconnected unix socket with messages queued");
+    if (d->has_name && !d->abstract_name) {
       // Bound again at restore, so the name must still be this socket's file, by an absolute path.
       if (d->path.empty() || d->path[0] != '/')
         return std::string("unix socket bound to a relative path (the directory it is relative to is not known)");
@@ -321,8 +326,7 @@ Result<std::string> listener_record(int sock, int domain, int type, uint64_t ino
         return "unix socket bound to " + d->path + ", which no longer names it (unlinked or replaced)";
       out.set_path_mode(st.st_mode & 07777);
     }
-    pending = d->rqueue;
-    backlog = d->wqueue;
+    if (listening) pending = d->rqueue, backlog = d->wqueue;
   } else if (tcp || udp) {
     if (connected) return std::string(tcp ? "connected TCP socket (its peer is outside the process)" : "connected UDP socket");
     if (tcp && !listening) return std::string("TCP socket that is not listening");
@@ -740,12 +744,17 @@ Result<FdObjectScan> collect_fd_objects(pid_t pid, const std::vector<FdObjectCan
           refuse(fd.fd, "unix socket not visible to sock_diag (" + diag.error().describe() + ")");
           continue;
         }
-        if (diag->has_name) {
-          refuse(fd.fd, "bound unix socket is not carried");
-          continue;
+        if (diag->peer == 0) {  // never connected (or its peer is gone): made again, bound where it was
+          PW_ASSIGN(std::string why, listener_record(app.get(), domain, type, ino, *r.mutable_listener()));
+          if (!why.empty()) {
+            refuse(fd.fd, why);
+            continue;
+          }
+          r.set_kind(pb::FD_LISTENER);
+          break;
         }
-        if (diag->peer == 0) {
-          refuse(fd.fd, "unconnected unix socket is not carried");
+        if (diag->has_name) {
+          refuse(fd.fd, "bound unix socket connected to a peer is not carried");
           continue;
         }
         bool peer_inside = false;

@@ -186,6 +186,23 @@ TEST_F(Fds, UnixListenerAtARelativeOrUnlinkedPathIsRefused) {
   expect_refused({PROG_listen_path, other.path().string(), "unlinked"}, "which no longer names it");
 }
 
+// Unix sockets not connected (yet): made again of their type with their options, bound where they
+// were (a path, an abstract name) or not at all; one with a datagram queued is refused.
+TEST_F(Fds, UnconnectedUnixSockets) {
+  TempDir dir;
+  auto [original, ready] = start_ready({PROG_unix_unconnected, dir.path().string()});
+  const auto before = layout(original.pid());
+  auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img", "--kill"});
+  ASSERT_EQ(dump.code, 0) << dump.err;
+  original.wait();
+  Child restored = restore(dir / "img");
+  ASSERT_TRUE(wait_blocked_in_stdin_read(restored.pid())) << restored.leftovers();
+  EXPECT_EQ(layout_diff(before, layout(restored.pid())), "");
+  EXPECT_EQ(answer(restored, "go"), "dgram=one abstract=two passcred=1 stream=1 later=1");
+  TempDir other;
+  expect_refused({PROG_unix_unconnected, other.path().string(), "queued"}, "unconnected unix socket with messages queued");
+}
+
 TEST_F(Fds, ListenerWithAPendingConnectionIsRefused) {
   expect_refused({PROG_listen, "pending"}, "connections waiting to be accepted");
 }
