@@ -196,11 +196,11 @@ AttrVerdict check_attrs(const ProcAttrs& a, const std::vector<int>& plain_fds) {
   for (const auto& l : a.locks) {
     if (!plain(l.fd)) continue;
     // flock and OFD locks belong to the open file, which the restore reopens and locks again.
-    // POSIX locks belong to the process and go away when any fd on the file is closed (the
-    // launcher closes its own): not carried. Leases and delegations are not carried either.
-    const bool ofd_owned = (l.kind == "FLOCK" || l.kind == "OFDLCK") && l.mode == "ADVISORY" &&
-                           (l.access == "READ" || l.access == "WRITE");
-    if (l.parsed && ofd_owned) continue;
+    // POSIX locks belong to the process and go away when any fd on the file is closed: the blob
+    // takes them after the launcher's fds are closed. Leases and delegations are not carried.
+    const bool carried = (l.kind == "FLOCK" || l.kind == "OFDLCK" || l.kind == "POSIX") && l.mode == "ADVISORY" &&
+                         (l.access == "READ" || l.access == "WRITE");
+    if (l.parsed && carried) continue;
     const bool lease = l.kind == "LEASE" || l.kind == "DELEG" || l.line.find("LEASE") != std::string::npos;
     off.push_back(named("fd " + std::to_string(l.fd) + " " + (lease ? "lease" : "lock"),
                         std::string(lease ? "file lease" : "file lock") + " (" + l.line + ") is not carried"));

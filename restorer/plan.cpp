@@ -84,7 +84,8 @@ Result<HoleLayout> layout_hole(const pb::Snapshot& snap, const SpecialMappings& 
   const uint64_t estimate = sizeof(PwPlan) + 64 * 8 + 16 * sizeof(PwMove) + 16 * sizeof(PwRange) +
                             static_cast<uint64_t>(snap.mappings_size()) * (sizeof(PwVmaOp) + sizeof(PwRange)) +
                             snap.mm().auxv().size() + message_size + 256 + frame_size +
-                            fd_entries * std::max({sizeof(PwFdMove), sizeof(PwRange), sizeof(PwEpollAdd)}) + 64 * 2;
+                            fd_entries * std::max({sizeof(PwFdMove), sizeof(PwRange), sizeof(PwEpollAdd), sizeof(PwPosixLock)}) +
+                            64 * 2;
   // Each thread: its PwThread, and its frame (as build_sigframe sizes it) with alignment.
   uint64_t threads_bytes = 64 + static_cast<uint64_t>(snap.tid_words_size()) * sizeof(PwTidWord);
   for (const auto& t : snap.threads()) {
@@ -344,7 +345,11 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
     if (!placed(e.epfd) || (!placed(e.fd) && (e.fd < 0 || e.fd > 2)))
       return data_error("image has an epoll registration of an fd it does not have");
   }
+  for (const auto& l : in.posix_locks)
+    if (std::none_of(in.fd_moves.begin(), in.fd_moves.end(), [&](const PwFdMove& m) { return m.to == l.fd; }))
+      return data_error("image has a POSIX lock on an fd it does not have");
   const uint64_t epoll_off = pb.append(in.epoll_adds.data(), in.epoll_adds.size());
+  const uint64_t posix_locks_off = pb.append(in.posix_locks.data(), in.posix_locks.size());
   const uint64_t lazy_ranges_off = pb.append(in.lazy_ranges.data(), in.lazy_ranges.size());
   const uint64_t threads_off = pb.append(threads.data(), threads.size());
   const uint64_t tid_words_off = pb.append(tid_words.data(), tid_words.size());
@@ -409,6 +414,8 @@ Result<std::vector<char>> build_plan(const PlanInputs& in) {
   p.notify_off = notify_off;
   p.epoll_off = epoll_off;
   p.epoll_count = static_cast<uint32_t>(in.epoll_adds.size());
+  p.posix_locks_off = posix_locks_off;
+  p.posix_locks_count = static_cast<uint32_t>(in.posix_locks.size());
   p.threads_off = threads_off;
   p.threads_count = static_cast<uint32_t>(threads.size());
   p.main_tid_cached = snap.main_thread().tid_cached() ? 1 : 0;

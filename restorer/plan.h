@@ -61,6 +61,7 @@ struct PlanInputs {
   std::vector<PwFdMove> fd_moves;
   std::vector<PwRange> fd_close;
   std::vector<PwEpollAdd> epoll_adds;  // each epfd and fd one of fd_moves' targets (fd: or stdio)
+  std::vector<PwPosixLock> posix_locks;  // each fd one of fd_moves' targets
   uint64_t mmap_min_addr = 65536;
   std::vector<SigframeLayout> thread_frames;  // parallel to snap.threads()
   // ---- lazy ---- (restorer/lazy.h): the uffd, the server's region (kept when the launcher is

@@ -106,7 +106,8 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
   for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
   auto app_files = open_app_files(snap, parse_listen_env(env, ::getpid()));
   if (!app_files) return app_files.error();
-  if (auto l = take_app_locks(snap.task().attrs(), app_files->moves); !l) return l.error();
+  auto posix_locks = take_app_locks(snap.task().attrs(), app_files->moves);
+  if (!posix_locks) return posix_locks.error();
 
   // The readiness socket sits above every fd the app uses, and the blob must not close it early.
   UniqueFd notify;
@@ -156,7 +157,8 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
   }
   const std::string_view blob = restorer_blob();
   auto layout = layout_hole(plan_snap, *own, blob.size(), frame->bytes.size(), options.notify_message.size(),
-                            app_files->moves.size() + app_files->close.size() + app_files->epoll.size());
+                            app_files->moves.size() + app_files->close.size() + app_files->epoll.size() +
+                                posix_locks->size());
   if (!layout) return layout.error();
   std::vector<Interval> taken;
   for (const auto& m : snap.mappings()) taken.push_back({m.start(), m.end()});
@@ -183,6 +185,7 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
                 .fd_moves = app_files->moves,
                 .fd_close = app_files->close,
                 .epoll_adds = app_files->epoll,
+                .posix_locks = *posix_locks,
                 .mmap_min_addr = min_addr,
                 .thread_frames = thread_frames};
   if (uffd.valid()) {

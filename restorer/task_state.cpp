@@ -150,15 +150,31 @@ Result<void> check_attr_match(const pb::AttrState& a) {
   return ok();
 }
 
-Result<void> take_app_locks(const pb::AttrState& a, const std::vector<PwFdMove>& moves) {
+Result<std::vector<PwPosixLock>> take_app_locks(const pb::AttrState& a, const std::vector<PwFdMove>& moves) {
+  std::vector<PwPosixLock> posix;
   for (const auto& l : a.locks()) {
     int fd = -1;
     for (const auto& m : moves)
       if (m.to == l.fd()) fd = m.from;
     if (fd < 0) return data_error("the image has a lock on fd " + std::to_string(l.fd()) + ", which it does not reopen");
-    const std::string what = std::string(l.ofd() ? "OFD" : "flock") + (l.write() ? " write" : " read") +
-                             " lock on the app's fd " + std::to_string(l.fd());
+    const std::string what = std::string(l.posix() ? "POSIX" : l.ofd() ? "OFD" : "flock") +
+                             (l.write() ? " write" : " read") + " lock on the app's fd " + std::to_string(l.fd());
+    if (l.start() > static_cast<uint64_t>(INT64_MAX) || l.len() > static_cast<uint64_t>(INT64_MAX))
+      return data_error("the image has an invalid range for its " + what);
     int rc;
+    if (l.posix()) {
+      struct flock f {};
+      f.l_type = l.write() ? F_WRLCK : F_RDLCK;
+      f.l_whence = SEEK_SET;
+      f.l_start = static_cast<off_t>(l.start());
+      f.l_len = static_cast<off_t>(l.len());
+      if (::fcntl(fd, F_GETLK, &f) != 0) return errno_error("test the " + what);
+      if (f.l_type != F_UNLCK)
+        return make_error(EAGAIN, "take the " + what + " again (another process holds a conflicting lock now: pid " +
+                                      std::to_string(f.l_pid) + ")");
+      posix.push_back({l.fd(), l.write() ? 1 : 0, static_cast<int64_t>(l.start()), static_cast<int64_t>(l.len())});
+      continue;
+    }
     if (l.ofd()) {
       struct flock f {};
       f.l_type = l.write() ? F_WRLCK : F_RDLCK;
@@ -173,7 +189,7 @@ Result<void> take_app_locks(const pb::AttrState& a, const std::vector<PwFdMove>&
       return errno_error("take the " + what + " again" +
                          (errno == EAGAIN || errno == EACCES ? " (another process holds a conflicting lock now)" : ""));
   }
-  return ok();
+  return posix;
 }
 
 Result<void> check_final_attrs(const pb::AttrState& a) {

@@ -55,8 +55,10 @@ Result<void> check_final_attrs(const pb::AttrState& a);
 void apply_final_attrs(const pb::AttrState& a);
 
 // flock and OFD locks taken again on the reopened files (`moves`: launcher fd -> app fd), before
-// the point of no return. A lock another process holds now refuses the restore.
-Result<void> take_app_locks(const pb::AttrState& a, const std::vector<PwFdMove>& moves);
+// the point of no return. A lock another process holds now refuses the restore. POSIX locks are
+// the process's and go with any close of an fd on their file, which the blob does: they are only
+// tested here (F_GETLK) and returned for the blob to take once the launcher's fds are closed.
+Result<std::vector<PwPosixLock>> take_app_locks(const pb::AttrState& a, const std::vector<PwFdMove>& moves);
 
 // --on-restore: refuses a signal the app does not catch (its default action would end or stop
 // it) and rewrites the resumed registers so the syscall the app was blocked in sees the signal

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <set>
 #include <sstream>
 
 #include "snapshot/inject_syscall.h"
@@ -88,8 +89,8 @@ FdLock parse_lock_line(int fd, const std::string& line) {
   l.fd = fd;
   l.line = line;
   std::istringstream in(line);
-  std::string id, pid, dev_ino, start, end;
-  if (!(in >> id >> l.kind >> l.mode >> l.access >> pid >> dev_ino >> start >> end)) return l;
+  std::string id, pid, start, end;
+  if (!(in >> id >> l.kind >> l.mode >> l.access >> pid >> l.dev_ino >> start >> end)) return l;
   // "1: -> FLOCK ..." marks a waiter blocked on a lock: left unparsed, so it is refused.
   if (l.kind == "->") return l;
   auto num = [](const std::string& s, uint64_t& v) {
@@ -288,11 +289,16 @@ void fill_attr_state(const ProcAttrs& a, const std::vector<std::string>& match_k
     p->set_value_ns(t.value_ns);
     p->set_interval_ns(t.interval_ns);
   }
+  std::set<std::string> posix_seen;  // the process's POSIX locks show in the fdinfo of every fd on the file
   for (const auto& l : a.locks) {
-    if (!l.parsed || (l.kind != "FLOCK" && l.kind != "OFDLCK")) continue;  // refused by the policy
+    if (!l.parsed || (l.kind != "FLOCK" && l.kind != "OFDLCK" && l.kind != "POSIX")) continue;  // refused by the policy
+    if (l.kind == "POSIX" && !posix_seen.insert(l.dev_ino + " " + l.access + " " + std::to_string(l.start) + " " +
+                                                std::to_string(l.end)).second)
+      continue;
     auto* k = out->add_locks();
     k->set_fd(l.fd);
     k->set_ofd(l.kind == "OFDLCK");
+    if (l.kind == "POSIX") k->set_posix(true);
     k->set_write(l.access == "WRITE");
     k->set_start(l.start);
     k->set_len(l.end == 0 ? 0 : l.end - l.start);

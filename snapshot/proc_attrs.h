@@ -43,6 +43,7 @@ struct FdLock {
   std::string mode;    // ADVISORY, MANDATORY, ACTIVE, BREAKING, ...
   std::string access;  // READ, WRITE, UNLCK, ...
   uint64_t start = 0, end = 0;  // end 0: EOF
+  std::string dev_ino;          // "00:1a:12": the file (a POSIX lock shows on each of its fds)
   bool parsed = false;
 };
 FdLock parse_lock_line(int fd, const std::string& line);

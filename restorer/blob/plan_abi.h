@@ -101,6 +101,15 @@ struct PwEpollAdd {
   uint64_t data;
 };
 
+// fcntl(fd, F_SETLK, {write ? F_WRLCK : F_RDLCK, SEEK_SET, start, len}) once the launcher's fds
+// are closed: a POSIX lock is the process's, and any close of an fd on its file drops it.
+struct PwPosixLock {
+  int32_t fd;
+  int32_t write;
+  int64_t start;
+  int64_t len;  // 0: to the end of the file
+};
+
 #define PW_NSIG 64
 
 /* ---- threads ---- */
@@ -210,6 +219,10 @@ struct PwPlan {
   uint64_t lazy_ranges_off;   // PwRange[]: mapped empty, MADV_DONTFORK'ed and registered by the blob
   uint64_t lazy_region;       // the server's PwLazyHeader (outside self_start/len: it outlives the plan)
   /* ---- end lazy ---- */
+
+  uint64_t posix_locks_off;   // PwPosixLock[]: after the fd closes
+  uint32_t posix_locks_count;
+  uint32_t pad_posix_locks;
 };
 
 #define PW_STAMP_DIGITS 20
@@ -278,6 +291,8 @@ struct PwLazyHeader {
 static_assert(sizeof(PwVmaOp) == 56, "PwVmaOp layout");
 static_assert(sizeof(PwFdMove) == 16, "PwFdMove layout");
 static_assert(sizeof(PwEpollAdd) == 24, "PwEpollAdd layout");
+static_assert(sizeof(PwPosixLock) == 24, "PwPosixLock layout");
+static_assert(offsetof(PwPlan, posix_locks_off) % 8 == 0, "aligned POSIX locks offset");
 static_assert(sizeof(PwMmMap) == 104, "struct prctl_mm_map is 104 bytes");
 static_assert(sizeof(PwKSigaction) == 32, "kernel sigaction layout");
 static_assert(offsetof(PwPlan, mm) % 8 == 0, "aligned mm map");

@@ -14,6 +14,7 @@ constexpr int kPrSetMm = 35, kPrSetMmMap = 14;
 constexpr int kArchSetGs = 0x1001, kArchSetFs = 0x1002;
 constexpr int kSigKill = 9, kSigStop = 19;
 constexpr int kOCloexec = 02000000;
+constexpr int kFRdlck = 0, kFWrlck = 1, kFSetlk = 6;  // F_RDLCK, F_WRLCK, F_SETLK
 constexpr int kPrSetName = 15;
 constexpr int kFutexWaitPrivate = 128;
 // A thread of the app: shares everything a pthread shares; its TLS comes with the clone.
@@ -318,6 +319,19 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
     rc = pw_sys::close_range(static_cast<unsigned>(closes[i].start),
                              static_cast<unsigned>(closes[i].start + closes[i].len - 1));
     if (rc < 0) die("close_range", rc, closes[i].start);
+  }
+  // 8c. POSIX locks, which any of those closes would have dropped (tested free by the launcher).
+  const PwPosixLock* locks = at<PwPosixLock>(plan, plan->posix_locks_off);
+  for (uint32_t i = 0; i < plan->posix_locks_count; ++i) {
+    struct {
+      int16_t type, whence;
+      int32_t pad;
+      int64_t start, len;
+      int32_t pid, pad2;
+    } fl{static_cast<int16_t>(locks[i].write ? kFWrlck : kFRdlck), 0 /* SEEK_SET */, 0, locks[i].start, locks[i].len, 0, 0};
+    static_assert(sizeof fl == 32, "struct flock on x86-64");
+    rc = pw_sys::fcntl(locks[i].fd, kFSetlk, reinterpret_cast<long>(&fl));
+    if (rc < 0) die("fcntl(F_SETLK) of a POSIX lock", rc, static_cast<uint64_t>(locks[i].fd));
   }
 
   // 9. The frames rt_sigreturn restores registers, FPU/AVX state, signal mask and altstack

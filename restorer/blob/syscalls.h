@@ -20,7 +20,8 @@ inline long syscall6(long nr, long a, long b, long c, long d, long e, long f) {
 
 constexpr long kWrite = 1, kMmap = 9, kMunmap = 11, kRtSigaction = 13, kMremap = 25, kMadvise = 28,
                kPrctl = 157, kArchPrctl = 158, kSetTidAddress = 218, kClockGettime = 228, kExitGroup = 231,
-               kSetRobustList = 273, kEpollCtl = 233, kDup3 = 292, kRseq = 334, kCloseRange = 436, kFutex = 202;
+               kSetRobustList = 273, kEpollCtl = 233, kDup3 = 292, kRseq = 334, kCloseRange = 436, kFutex = 202,
+               kFcntl = 72;
 
 inline long write(int fd, const void* buf, unsigned long n) {
   return syscall6(kWrite, fd, reinterpret_cast<long>(buf), static_cast<long>(n), 0, 0, 0);
@@ -56,6 +57,7 @@ inline long epoll_ctl(int epfd, int op, int fd, const void* event) {
   return syscall6(kEpollCtl, epfd, op, fd, reinterpret_cast<long>(event), 0, 0);
 }
 inline long dup3(int from, int to, int flags) { return syscall6(kDup3, from, to, flags, 0, 0, 0); }
+inline long fcntl(int fd, int cmd, long arg) { return syscall6(kFcntl, fd, cmd, arg, 0, 0, 0); }
 inline long set_robust_list(uint64_t head, uint64_t len) {
   return syscall6(kSetRobustList, static_cast<long>(head), static_cast<long>(len), 0, 0, 0, 0);
 }

@@ -112,8 +112,9 @@ TEST_F(Attrs, ProcSelfFdIsTheRestoredProcesss) {
   EXPECT_EQ(answer(restored), "own_pid=1");
 }
 
-// flock and OFD locks: taken again on the reopened file. The original must let go first (it is
-// killed after the dump); while it still holds them, the restore is refused.
+// flock, OFD and POSIX locks: taken again on the reopened file (POSIX ones by the blob, after the
+// launcher's fds are closed). The original must let go first (it is killed after the dump);
+// while it still holds them, the restore is refused.
 class AttrsLocks : public Attrs, public ::testing::WithParamInterface<const char*> {};
 
 TEST_P(AttrsLocks, LockIsTakenAgain) {
@@ -131,7 +132,7 @@ TEST_P(AttrsLocks, LockIsTakenAgain) {
   EXPECT_EQ(answer(restored), "locked=1 conflict=1");
 }
 
-INSTANTIATE_TEST_SUITE_P(Each, AttrsLocks, ::testing::Values("flock", "ofd"));
+INSTANTIATE_TEST_SUITE_P(Each, AttrsLocks, ::testing::Values("flock", "ofd", "posix"));
 
 struct Refusal {
   const char* mode;
@@ -159,7 +160,6 @@ INSTANTIATE_TEST_SUITE_P(
     Each, AttrsRefused,
     ::testing::Values(Refusal{"mlock", "VmFlags lo: mlocked"},
                       Refusal{"mlockall", "mlockall(MCL_FUTURE|MCL_ONFAULT)"},
-                      Refusal{"posix_lock", "file lock (1: POSIX"},
                       Refusal{"lease", "file lease"},
                       Refusal{"posix_timer", "POSIX timer 0: timer_create timer (clock -"},
                       Refusal{"pending_signal", "status SigPnd"},

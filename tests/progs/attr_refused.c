@@ -27,9 +27,6 @@ int main(int argc, char** argv) {
     CHECK(mlockall(MCL_FUTURE | MCL_ONFAULT) == 0);
   } else if (strcmp(mode, "flock") == 0) {
     CHECK(flock(fd, LOCK_EX) == 0);
-  } else if (strcmp(mode, "posix_lock") == 0) {
-    struct flock l = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 10};
-    CHECK(fcntl(fd, F_SETLK, &l) == 0);
   } else if (strcmp(mode, "ofd_lock") == 0) {
     struct flock l = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
     CHECK(fcntl(fd, F_OFD_SETLK, &l) == 0);

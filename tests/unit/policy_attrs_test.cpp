@@ -80,7 +80,9 @@ TEST(PolicyAttrs, NonDefaultValuesAreRefused) {
 
 TEST(PolicyAttrs, LocksAndLeasesOnFilesAreRefused) {
   ProcAttrs a = own_attrs();
-  parse_fdinfo_attrs(3, "pos:\t0\nflags:\t02\nmnt_id:\t20\nino:\t12\nlock:\t1: POSIX  ADVISORY  WRITE 99 00:1a:12 0 9\n", a);
+  // Carried (the blob takes it): an advisory POSIX lock. Refused: a waiter on one ("->").
+  parse_fdinfo_attrs(3, "pos:\t0\nflags:\t02\nmnt_id:\t20\nino:\t12\nlock:\t1: POSIX  ADVISORY  WRITE 99 00:1a:12 0 9\n"
+                        "lock:\t1: -> POSIX  ADVISORY  WRITE 98 00:1a:12 0 9\n", a);
   parse_fdinfo_attrs(4, "pos:\t0\nflags:\t0\nmnt_id:\t20\nino:\t13\nlock:\t2: LEASE  ACTIVE    READ  99 00:1a:13 0 EOF\n", a);
   parse_fdinfo_attrs(5, "pos:\t0\nflags:\t0\nmnt_id:\t20\nino:\t14\nnewkey:\t1\n", a);
   parse_fdinfo_attrs(6, "pos:\t0\nflags:\t0\neventfd-count:\t1\n", a);  // not a plain file: not ours
@@ -89,7 +91,8 @@ TEST(PolicyAttrs, LocksAndLeasesOnFilesAreRefused) {
   parse_fdinfo_attrs(8, "pos:\t0\nflags:\t02\nlock:\t4: OFDLCK ADVISORY  READ  -1 00:1a:16 10 19\n", a);
   auto v = check_attrs(a, {3, 4, 5, 7, 8});
   const std::string all = all_reasons(v);
-  EXPECT_NE(all.find("fd 3 lock: file lock (1: POSIX"), std::string::npos) << all;
+  EXPECT_NE(all.find("fd 3 lock: file lock (1: -> POSIX"), std::string::npos) << all;
+  EXPECT_EQ(all.find("(1: POSIX"), std::string::npos) << all;
   EXPECT_NE(all.find("fd 4 lease: file lease"), std::string::npos) << all;
   EXPECT_NE(all.find("fd 5: fdinfo field newkey"), std::string::npos) << all;
   EXPECT_EQ(v.offenders.size(), 3u) << all;
