@@ -540,6 +540,8 @@ Result<FdObjectScan> collect_fd_objects(pid_t pid, const std::vector<FdObjectCan
   if (!pidfd.valid()) return errno_error("pidfd_open " + std::to_string(pid));
   const std::string base = "/proc/" + std::to_string(pid) + "/fdinfo/";
   auto refuse = [&](int fd, std::string why) { out.refused.emplace_back(fd, std::move(why)); };
+  struct stat owner {};  // /proc/PID belongs to the process's euid and egid
+  if (::stat(("/proc/" + std::to_string(pid)).c_str(), &owner) != 0) return errno_error("stat /proc/" + std::to_string(pid));
 
   // Open file descriptions: fds that are dups of one another share one (kcmp), created once.
   std::vector<uint32_t> desc(candidates.size(), 0);
@@ -771,6 +773,17 @@ Result<FdObjectScan> collect_fd_objects(pid_t pid, const std::vector<FdObjectCan
         }
         if (diag->shutdown != 0) {
           refuse(fd.fd, "half-closed socketpair (shutdown) is not carried");
+          continue;
+        }
+        // SO_PEERCRED names the socketpair's creator; the restore's is the restored process, so
+        // only a pair this process made with its present credentials reads the same afterwards.
+        ucred peer{};
+        l = sizeof peer;
+        if (::getsockopt(app.get(), SOL_SOCKET, SO_PEERCRED, &peer, &l) != 0) return errno_error("SO_PEERCRED");
+        if (peer.pid != pid || peer.uid != owner.st_uid || peer.gid != owner.st_gid) {
+          refuse(fd.fd, "socketpair made by another process or credentials (SO_PEERCRED pid " + std::to_string(peer.pid) +
+                            " uid " + std::to_string(peer.uid) + " gid " + std::to_string(peer.gid) +
+                            ") would read as the restored process's");
           continue;
         }
         bool one_desc = true;

@@ -97,6 +97,10 @@ TEST_F(Fds, SocketpairsWithQueuedMessages) {
   EXPECT_EQ(answer(rt.original, "go"), want);
 }
 
+TEST_F(Fds, SocketpairOfAnotherProcessIsRefused) {
+  expect_refused({PROG_socketpair, "child"}, "socketpair made by another process or credentials (SO_PEERCRED pid");
+}
+
 TEST_F(Fds, SocketpairWithAnFdInFlightIsRefused) {
   expect_refused({PROG_socketpair, "scm"}, "a queued message carries file descriptors (SCM_RIGHTS)");
 }

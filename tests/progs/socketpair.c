@@ -1,14 +1,23 @@
 /* Socketpair round trip: a stream pair with bytes queued both ways, a datagram pair and a
  * seqpacket pair with messages queued. After restore each end reads what it had, in order and
  * with message boundaries, and the pairs are still connected to each other.
- * With "inet", an AF_INET socket is open too: refused by name. */
+ * With "inet", an AF_INET socket is open too: refused by name. With "child", one more pair is
+ * made by a child sharing the fd table (CLONE_FILES), as zdtm's sock_peercred does: its
+ * SO_PEERCRED names the child, which a restore cannot keep, so it is refused. */
+#define _GNU_SOURCE
 #include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include "prog.h"
 
 static int pair(int type, int sv[2]) { return socketpair(AF_UNIX, type, 0, sv); }
+
+static int child_pair(void* sv) { return pair(SOCK_DGRAM, sv) ? 1 : 0; }
 
 /* Reads what is queued on fd without blocking, messages joined with '|'. */
 static void drain(int fd, char* out, size_t size) {
@@ -32,6 +41,13 @@ int main(int argc, char** argv) {
   int inet = -1;
   if (argc > 1 && strcmp(argv[1], "inet") == 0) inet = socket(AF_INET, SOCK_STREAM, 0);
   (void)inet;
+  if (argc > 1 && strcmp(argv[1], "child") == 0) {
+    static int cp[2];
+    static char stack[64 * 1024];
+    int status = -1;
+    pid_t c = clone(child_pair, stack + sizeof stack, CLONE_FILES | SIGCHLD, cp);
+    if (c < 0 || waitpid(c, &status, 0) != c || status != 0) return 1;
+  }
   if (argc > 1 && strcmp(argv[1], "scm") == 0) {  /* an fd in flight, queued on st[1] */
     char cbuf[CMSG_SPACE(sizeof(int))];
     memset(cbuf, 0, sizeof cbuf);
