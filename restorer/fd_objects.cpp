@@ -197,8 +197,26 @@ Result<void> make_sockpair(const pb::OpenFile& a, const pb::OpenFile& b, std::ma
 // that one, a socket file of this user no socket is bound to, is unlinked and the bind retried.
 Result<void> bind_unix_path(int fd, const sockaddr_un& addr, socklen_t len, const pb::OpenFile& f,
                             std::vector<BoundSocketPath>& bound) {
-  const std::string path(addr.sun_path, strnlen(addr.sun_path, len - offsetof(sockaddr_un, sun_path)));
-  if (path.empty() || path[0] != '/') return data_error(fd_name(f) + ": unix socket path is not absolute");
+  const std::string name(addr.sun_path, strnlen(addr.sun_path, len - offsetof(sockaddr_un, sun_path)));
+  if (name.empty()) return data_error(fd_name(f) + ": unix socket with an empty name");
+  // A relative name is bound from its directory (so getsockname reads the same), then the
+  // launcher's cwd is put back; every other use of the file goes by its absolute path.
+  std::string path = name;
+  UniqueFd back;
+  if (name[0] != '/') {
+    const std::string& dir = f.listener().path_dir();
+    if (dir.empty() || dir[0] != '/') return data_error(fd_name(f) + ": relative unix socket name without its directory");
+    path = dir + "/" + name;
+    back.reset(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!back.valid()) return errno_error("open the launcher's cwd");
+    if (::chdir(dir.c_str()) != 0) return errno_error("enter " + dir + " to bind " + fd_name(f));
+  }
+  struct Return {
+    int fd;
+    ~Return() {
+      if (fd >= 0) (void)::fchdir(fd);
+    }
+  } ret{back.get()};
   if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), len) != 0) {
     if (errno != EADDRINUSE) return errno_error("bind " + fd_name(f) + " to " + path + " again");
     struct stat st {};

@@ -292,7 +292,7 @@ namespace {
 
 // A listening or bound socket recreated at its address (or, for an unconnected unix socket that is
 // not bound, a fresh one of its type): "" and `out` filled, or why not.
-Result<std::string> listener_record(int sock, int domain, int type, uint64_t inode, pb::SockListener& out) {
+Result<std::string> listener_record(pid_t pid, int sock, int domain, int type, uint64_t inode, pb::SockListener& out) {
   int protocol = 0, listening = 0;
   socklen_t l = sizeof protocol;
   if (::getsockopt(sock, SOL_SOCKET, SO_PROTOCOL, &protocol, &l) != 0) return errno_error("SO_PROTOCOL");
@@ -317,13 +317,23 @@ Result<std::string> listener_record(int sock, int domain, int type, uint64_t ino
       return std::string("unix socket that is neither a socketpair end, listening, nor unconnected");
     if (!listening && (d->rqueue != 0 || d->wqueue != 0)) return std::string("unconnected unix socket with messages queued");
     if (d->has_name && !d->abstract_name) {
-      // Bound again at restore, so the name must still be this socket's file, by an absolute path.
-      if (d->path.empty() || d->path[0] != '/')
-        return std::string("unix socket bound to a relative path (the directory it is relative to is not known)");
+      // Bound again at restore, so the name must still be this socket's file. A relative name is
+      // taken to be relative to the process's cwd, as it was when bound if it names the socket
+      // there: the restore binds it from that directory, so getsockname reads the same.
+      if (d->path.empty()) return std::string("unix socket with an empty name");
+      std::string where = d->path;
+      if (d->path[0] != '/') {
+        char cwd[PATH_MAX];
+        const ssize_t n = ::readlink(("/proc/" + std::to_string(pid) + "/cwd").c_str(), cwd, sizeof cwd - 1);
+        if (n <= 0 || cwd[0] != '/') return std::string("unix socket bound to a relative path, and the cwd is unknown");
+        out.set_path_dir(std::string(cwd, static_cast<size_t>(n)));
+        where = "/proc/" + std::to_string(pid) + "/cwd/" + d->path;
+      }
       struct stat st {};
-      if (::lstat(d->path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode) || !d->has_vfs || st.st_ino != d->vfs_ino ||
+      if (::lstat(where.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode) || !d->has_vfs || st.st_ino != d->vfs_ino ||
           major(st.st_dev) != (d->vfs_dev >> 20) || minor(st.st_dev) != (d->vfs_dev & 0xfffff))
-        return "unix socket bound to " + d->path + ", which no longer names it (unlinked or replaced)";
+        return "unix socket bound to " + d->path + (d->path[0] == '/' ? "" : " (from its cwd)") +
+               ", which no longer names it (unlinked, replaced, or bound from another directory)";
       out.set_path_mode(st.st_mode & 07777);
     }
     if (listening) pending = d->rqueue, backlog = d->wqueue;
@@ -733,7 +743,7 @@ Result<FdObjectScan> collect_fd_objects(pid_t pid, const std::vector<FdObjectCan
         if (::getsockopt(app.get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &l) != 0) return errno_error("SO_ACCEPTCONN");
         const uint64_t ino = bracket_inode(fd.target);
         if (domain != AF_UNIX || listening) {
-          PW_ASSIGN(std::string why, listener_record(app.get(), domain, type, ino, *r.mutable_listener()));
+          PW_ASSIGN(std::string why, listener_record(pid, app.get(), domain, type, ino, *r.mutable_listener()));
           if (!why.empty()) {
             refuse(fd.fd, why);
             continue;
@@ -747,7 +757,7 @@ Result<FdObjectScan> collect_fd_objects(pid_t pid, const std::vector<FdObjectCan
           continue;
         }
         if (diag->peer == 0) {  // never connected (or its peer is gone): made again, bound where it was
-          PW_ASSIGN(std::string why, listener_record(app.get(), domain, type, ino, *r.mutable_listener()));
+          PW_ASSIGN(std::string why, listener_record(pid, app.get(), domain, type, ino, *r.mutable_listener()));
           if (!why.empty()) {
             refuse(fd.fd, why);
             continue;

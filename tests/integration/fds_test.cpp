@@ -180,12 +180,25 @@ TEST_F(Fds, UnixListenerAtAPath) {
   EXPECT_NE(busy.err.find("another process has a socket bound to " + sock), std::string::npos) << busy.err;
   EXPECT_TRUE(fs::is_socket(sock)) << "the refused restore removed the restored app's socket file";
   // Its own connection is the first it accepts: nothing of the refused restore is queued.
-  EXPECT_EQ(answer(restored, "go"), "unix=ping mode=640");
+  EXPECT_EQ(answer(restored, "go"), "unix=ping mode=640 name=" + sock);
 }
 
-TEST_F(Fds, UnixListenerAtARelativeOrUnlinkedPathIsRefused) {
+// Bound by a relative name from its cwd: bound from that directory again, so the name reads the
+// same. Once the cwd changed, or the file is gone, the name is not known to be the socket's.
+TEST_F(Fds, UnixListenerAtARelativePath) {
   TempDir dir;
-  expect_refused({PROG_listen_path, dir.path().string(), "relative"}, "unix socket bound to a relative path");
+  auto [original, ready] = start_ready({PROG_listen_path, dir.path().string(), "relative"});
+  auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img", "--kill"});
+  ASSERT_EQ(dump.code, 0) << dump.err;
+  original.wait();
+  Child restored = restore(dir / "img");
+  ASSERT_TRUE(wait_blocked_in_stdin_read(restored.pid())) << restored.leftovers();
+  EXPECT_EQ(answer(restored, "go"), "unix=ping mode=640 name=sock");
+}
+
+TEST_F(Fds, UnixListenerAtAMovedOrUnlinkedPathIsRefused) {
+  TempDir dir;
+  expect_refused({PROG_listen_path, dir.path().string(), "moved"}, "sock (from its cwd), which no longer names it");
   TempDir other;
   expect_refused({PROG_listen_path, other.path().string(), "unlinked"}, "which no longer names it");
 }

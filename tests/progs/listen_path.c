@@ -1,7 +1,8 @@
 /* A unix listener bound to a path, its socket file chmod'ed to 0640, then a TCP listener on
  * 127.0.0.1. After restore the program connects to its own path and reports the file's mode.
  *   listen_path DIR             DIR/sock
- *   listen_path DIR relative    bound as "sock" from cwd DIR: refused (relative path)
+ *   listen_path DIR relative    bound as "sock" from cwd DIR: getsockname says "sock" after restore
+ *   listen_path DIR moved       bound so, then cwd changed to /: refused (the name is not known)
  *   listen_path DIR unlinked    DIR/sock unlinked after bind: refused (the name is not its own) */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -20,12 +21,14 @@ int main(int argc, char** argv) {
   struct sockaddr_un n = {.sun_family = AF_UNIX};
   snprintf(n.sun_path, sizeof n.sun_path, "%s/sock", argv[1]);
   struct sockaddr_un bound = n;
-  if (strcmp(how, "relative") == 0) {
+  const int relative = strcmp(how, "relative") == 0 || strcmp(how, "moved") == 0;
+  if (relative) {
     if (chdir(argv[1])) return 1;
     snprintf(bound.sun_path, sizeof bound.sun_path, "sock");
   }
   int ux = socket(AF_UNIX, SOCK_STREAM, 0);
   if (bind(ux, (struct sockaddr*)&bound, sizeof bound) || listen(ux, 4) || chmod(n.sun_path, 0640)) return 1;
+  if (strcmp(how, "moved") == 0 && chdir("/")) return 1;
   if (strcmp(how, "unlinked") == 0 && unlink(n.sun_path)) return 1;
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   socklen_t alen = sizeof a;
@@ -35,7 +38,7 @@ int main(int argc, char** argv) {
   say("ready pid=%d port=%d", getpid(), ntohs(a.sin_port));
   char line[64];
   read_line(line, sizeof line);
-  if (*how) {
+  if (*how && strcmp(how, "relative") != 0) {
     say("not snapshotted, as it must be");
     return 0;
   }
@@ -47,6 +50,9 @@ int main(int argc, char** argv) {
   CHECK(read(s, buf, 4) == 4);
   struct stat st;
   CHECK(stat(n.sun_path, &st) == 0 && S_ISSOCK(st.st_mode));
-  say("unix=%s mode=%o", buf, (unsigned)(st.st_mode & 07777));
+  struct sockaddr_un got = {0};
+  socklen_t glen = sizeof got;
+  CHECK(getsockname(ux, (struct sockaddr*)&got, &glen) == 0);
+  say("unix=%s mode=%o name=%s", buf, (unsigned)(st.st_mode & 07777), got.sun_path);
   return 0;
 }
