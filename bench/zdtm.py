@@ -97,14 +97,14 @@ def descendants(pid):
     return out
 
 
-def kill_tree(pid, ours):
-    """SIGKILL pid and its descendants, all of them processes this script started."""
+def kill_tree(pid):
+    """SIGKILL pid and its descendants: a test's own children are processes this script started
+    too (through the test), and left alive they outlived the run (reparented to init at its end)."""
     for p in [pid] + descendants(pid):
-        if p in ours or p == pid:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     deadline = time.time() + 10
     while alive(pid) and time.time() < deadline:
         reap()
@@ -176,7 +176,7 @@ def run_control(static, name, flags, args):
         reap()
         time.sleep(0.02)
     if alive(pid):
-        kill_tree(pid, {pid})
+        kill_tree(pid)
         return "control-fail", ["no exit after SIGTERM"]
     reap()
     try:
@@ -200,9 +200,9 @@ def run_one(static, name, flags, prewarm, args):
         d = subprocess.run([prewarm, "dump", "--pid", str(pid), "--images", images + "/img"],
                            capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
-        kill_tree(pid, {pid})
+        kill_tree(pid)
         return "hang", ["prewarm dump timed out"], extra
-    kill_tree(pid, {pid})
+    kill_tree(pid)
     if d.returncode == 3:
         return "refused", [l for l in d.stderr.splitlines() if l.strip()][:6], extra
     if d.returncode != 0:
@@ -251,7 +251,7 @@ def run_one(static, name, flags, prewarm, args):
         return "silent-loss", [f"exit {rc}"] + lines[-4:], extra
     finally:
         if r.poll() is None:
-            kill_tree(r.pid, {r.pid})
+            kill_tree(r.pid)
             r.wait()
         reap()
         shutil.rmtree(images, ignore_errors=True)
@@ -290,6 +290,14 @@ def main():
                 cls, detail, extra = ctl, why, {}
         if ctl in (None, "ok"):
             cls, detail, extra = run_one(static, name, flags, prewarm, args)
+        # Whatever a test left that came to us as orphans (we are their subreaper): none of it
+        # may run into the next test, or past the end of the run.
+        for p in descendants(os.getpid()):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        reap()
         cleanup_files(static, name)
         counts[cls] = counts.get(cls, 0) + 1
         results.append({"test": name, "class": cls, "flags": flags, "detail": detail, **extra})
