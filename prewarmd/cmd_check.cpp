@@ -2,6 +2,7 @@
 #include "prewarmd/cmd_check.h"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/userfaultfd.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -26,6 +27,7 @@
 #include "snapshot/cpu_compat.h"
 #include "snapshot/pagemap_fallback.h"
 #include "snapshot/present_pages.h"
+#include "snapshot/uapi_compat.h"
 #include "snapshot/unique_fd.h"
 
 namespace prewarm::cli {
@@ -62,7 +64,6 @@ bool has_effective_cap(int cap) {
   return (eff >> cap) & 1;
 }
 
-constexpr int kCapSysAdmin = 21, kCapSysPtrace = 19, kCapCheckpointRestore = 40;
 
 Check check_pages() {
   Check c{.name = "page_scan", .needed = true};
@@ -144,7 +145,7 @@ Check check_ptrace(const TraceProbe& t) {
   Check c{.name = "ptrace", .needed = true};
   int scope = -1;  // no yama
   if (auto f = read_file("/proc/sys/kernel/yama/ptrace_scope")) scope = std::atoi(f->c_str());
-  const bool cap = has_effective_cap(kCapSysPtrace);
+  const bool cap = has_effective_cap(CAP_SYS_PTRACE);
   const int seize_errno = t.seize_errno;
   c.value = {{"yama_ptrace_scope", scope}, {"cap_sys_ptrace", cap}, {"seize_child", seize_errno == 0}};
   if (seize_errno != 0) {
@@ -173,7 +174,7 @@ Check check_mm_map() {
   Check c{.name = "pr_set_mm_map", .needed = true};
   unsigned size = 0;
   const bool ok = ::prctl(PR_SET_MM, PR_SET_MM_MAP_SIZE, &size, 0, 0) == 0;
-  const bool exe = has_effective_cap(kCapCheckpointRestore) || has_effective_cap(kCapSysAdmin);
+  const bool exe = has_effective_cap(CAP_CHECKPOINT_RESTORE) || has_effective_cap(CAP_SYS_ADMIN);
   c.value = {{"supported", ok}, {"exe_link", exe}};
   if (!ok) {
     c.status = "missing";
@@ -231,8 +232,7 @@ Check check_pidfd() {
     UniqueFd a(sv[0]), b(sv[1]);
     int fd = -1;
     socklen_t len = sizeof fd;
-    constexpr int kSoPeerPidfd = 77;  // Linux 6.5; not in Debian 12's headers
-    peer = ::getsockopt(a.get(), SOL_SOCKET, kSoPeerPidfd, &fd, &len) == 0 && fd >= 0;
+    peer = ::getsockopt(a.get(), SOL_SOCKET, SO_PEERPIDFD, &fd, &len) == 0 && fd >= 0;
     if (peer) ::close(fd);
   }
   c.value = {{"pidfd_open", pidfd.valid()}, {"so_peerpidfd", peer}};
@@ -269,9 +269,8 @@ Check check_thp() {
 
 Check check_populate_write() {
   Check c{.name = "madv_populate_write"};
-  constexpr int kMadvPopulateWrite = 23;  // Linux 5.14
   auto m = map_anonymous(4096, PROT_READ | PROT_WRITE);
-  const bool ok = m && ::madvise(m->get(), 4096, kMadvPopulateWrite) == 0;
+  const bool ok = m && ::madvise(m->get(), 4096, MADV_POPULATE_WRITE) == 0;
   c.value = ok;
   c.status = ok ? "ok" : "missing";
   c.detail = ok ? "staging memory is faulted in before the copy" : "no MADV_POPULATE_WRITE (before Linux 5.14): restores fault while copying (slower)";

@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "snapshot/uapi_compat.h"
+
 namespace prewarm::proto {
 
 std::string json_text(const json& j, int indent) {
@@ -209,9 +211,6 @@ Result<bool> MessageWriter::write_some(int sock) {
 bool process_alive(int pidfd) { return ::syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) == 0; }
 
 Result<UniqueFd> peer_pidfd(int sock, const PeerCred& cred) {
-#ifndef SO_PEERPIDFD
-#define SO_PEERPIDFD 77
-#endif
   int pidfd = -1;
   socklen_t len = sizeof pidfd;
   UniqueFd fd;

@@ -35,8 +35,6 @@ extern char** environ;
 namespace prewarm {
 namespace {
 
-constexpr int kCapSysAdmin = 21, kCapCheckpointRestore = 40;
-
 bool has_capability(int cap) {
   __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[2]{};
@@ -179,7 +177,7 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
                 },
                 // Replacing /proc/PID/exe needs CAP_CHECKPOINT_RESTORE (or CAP_SYS_ADMIN); without
                 // it the link keeps pointing at prewarm, which nothing in the app depends on.
-                .exe_fd = has_capability(kCapCheckpointRestore) || has_capability(kCapSysAdmin) ? files->exe.get() : -1,
+                .exe_fd = has_capability(CAP_CHECKPOINT_RESTORE) || has_capability(CAP_SYS_ADMIN) ? files->exe.get() : -1,
                 .notify_fd = notify.get(),
                 .message = ready_message::encode(options.notify_message, 0, 0, 0),
                 .fd_moves = app_files->moves,

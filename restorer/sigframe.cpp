@@ -3,9 +3,12 @@
 // trailing magic that make the kernel restore the full extended state, not just SSE.
 #include "restorer/sigframe.h"
 
+#include <signal.h>
+#include <ucontext.h>
+#include <asm/ucontext.h>  // after <signal.h>: it needs stack_t and struct sigcontext
+
 #include <cstddef>
 #include <cstring>
-#include <ucontext.h>
 
 namespace prewarm {
 namespace {
@@ -43,12 +46,9 @@ static_assert(offsetof(KUcontext, mcontext) == offsetof(ucontext_t, uc_mcontext)
 static_assert(offsetof(KSigcontext, rip) == REG_RIP * 8);
 static_assert(offsetof(KSigcontext, fpstate) == offsetof(mcontext_t, fpregs));
 
-constexpr uint64_t kUcFpXstate = 0x1, kUcSigcontextSs = 0x2, kUcStrictRestoreSs = 0x4;
-constexpr uint32_t kFpXstateMagic1 = 0x46505853, kFpXstateMagic2 = 0x46505845;
 constexpr size_t kSwReservedOffset = 464;  // fxregs_state.sw_reserved
-constexpr uint16_t kUserCs = 0x33, kUserDs = 0x2b;
+constexpr uint16_t kUserCs = 0x33, kUserDs = 0x2b;  // __USER_CS, __USER_DS: not in the UAPI headers
 constexpr uint64_t kRedZone = 128;
-constexpr int kSsOnstack = 1, kSsDisable = 2;
 
 struct FpxSwBytes {
   uint32_t magic1;
@@ -84,13 +84,13 @@ Result<SigframeLayout> build_sigframe(const pb::Registers& r, const SigframeSign
   out.bytes.assign(total, '\0');
 
   KRtSigframe f{};
-  f.uc.uc_flags = kUcFpXstate | kUcSigcontextSs | kUcStrictRestoreSs;
-  if (sig.altstack_sp != 0 && !(sig.altstack_flags & kSsDisable)) {
+  f.uc.uc_flags = UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS;
+  if (sig.altstack_sp != 0 && !(sig.altstack_flags & SS_DISABLE)) {
     f.uc.uc_stack.ss_sp = sig.altstack_sp;
     f.uc.uc_stack.ss_size = sig.altstack_size;
-    f.uc.uc_stack.ss_flags = sig.altstack_flags & ~kSsOnstack;  // "currently on it" is not a mode
+    f.uc.uc_stack.ss_flags = sig.altstack_flags & ~SS_ONSTACK;  // "currently on it" is not a mode
   } else {
-    f.uc.uc_stack.ss_flags = kSsDisable;
+    f.uc.uc_stack.ss_flags = SS_DISABLE;
   }
   auto& m = f.uc.mcontext;
   m.r8 = r.r8(); m.r9 = r.r9(); m.r10 = r.r10(); m.r11 = r.r11();
@@ -107,12 +107,13 @@ Result<SigframeLayout> build_sigframe(const pb::Registers& r, const SigframeSign
   char* fp = out.bytes.data() + fp_off;
   std::memcpy(fp, xsave.data(), xsave.size());
   FpxSwBytes sw{};
-  sw.magic1 = kFpXstateMagic1;
+  sw.magic1 = FP_XSTATE_MAGIC1;
   sw.extended_size = static_cast<uint32_t>(xsave.size() + sizeof(uint32_t));
   sw.xfeatures = xfeatures;
   sw.xstate_size = static_cast<uint32_t>(xsave.size());
   std::memcpy(fp + kSwReservedOffset, &sw, sizeof sw);
-  std::memcpy(fp + xsave.size(), &kFpXstateMagic2, sizeof kFpXstateMagic2);
+  const uint32_t magic2 = FP_XSTATE_MAGIC2;
+  std::memcpy(fp + xsave.size(), &magic2, sizeof magic2);
   return out;
 }
 

@@ -87,8 +87,6 @@ Result<UniqueMapping> reserve_hole(const std::vector<Interval>& taken, uint64_t 
   return make_error(ENOMEM, "no address range is free in both the launcher and the snapshot");
 }
 
-constexpr int kMadvPopulateWrite = 23;  // Linux 5.14
-
 Result<void> stage_mapping(const pb::Snapshot& snap, const pb::Mapping& m, int first_run,
                            int last_run, uint64_t slot, int pages_fd, int file_fd,
                            StagedRead& stats) {
@@ -110,7 +108,7 @@ Result<void> stage_mapping(const pb::Snapshot& snap, const pb::Mapping& m, int f
     const auto& run = snap.page_runs(i);
     char* dst = reinterpret_cast<char*>(slot + (run.addr() - m.start()));
     // Fault the pages in with one call rather than one trap per page during the copy.
-    (void)::madvise(dst, run.len(), kMadvPopulateWrite);
+    (void)::madvise(dst, run.len(), MADV_POPULATE_WRITE);
     auto r = pread_all(pages_fd, dst, run.len(), static_cast<off_t>(run.file_offset()));
     if (!r) return make_error(r.error().code, "read pages.img at offset " + std::to_string(run.file_offset()));
     if (xxh3_64(dst, run.len()) != run.xxh3())

@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "snapshot/proc_attrs.h"
+#include "snapshot/uapi_compat.h"
 
 namespace prewarm {
 namespace {
@@ -98,8 +99,7 @@ Result<void> apply_attrs(const pb::AttrState& a, std::vector<std::function<void(
   // POSIX timers with their ids (the app holds them as timer_t): created disarmed now, armed once
   // every signal is blocked (apply_final_attrs). A cold start's exec deletes them.
   if (a.posix_timers_size() > 0) {
-    constexpr int kPrTimerCreateRestoreIds = 77;
-    if (::prctl(kPrTimerCreateRestoreIds, 1, 0, 0, 0) != 0)
+    if (::prctl(PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0) != 0)
       return errno_error("recreate the app's POSIX timers with their ids (PR_TIMER_CREATE_RESTORE_IDS needs Linux 6.17)");
     for (const auto& t : a.posix_timers()) {
       sigevent ev{};
@@ -110,12 +110,12 @@ Result<void> apply_attrs(const pb::AttrState& a, std::vector<std::function<void(
       int id = t.id();
       if (::syscall(SYS_timer_create, t.clock(), &ev, &id) != 0 || id != t.id()) {
         const int e = errno;
-        ::prctl(kPrTimerCreateRestoreIds, 0, 0, 0, 0);
+        ::prctl(PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0);
         return make_error(e, "recreate the app's POSIX timer " + std::to_string(t.id()));
       }
       undo.push_back([id] { ::syscall(SYS_timer_delete, id); });
     }
-    ::prctl(kPrTimerCreateRestoreIds, 0, 0, 0, 0);
+    ::prctl(PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0);
   }
 
   // Registrations belong to the mm, which the restore keeps; a cold start's exec drops them.

@@ -280,16 +280,14 @@ Result<ProcessState> collect_state(FrozenProcess& proc) {
   return s;
 }
 
-Result<DumpStats> write_image(const ProcessState& state,
-                              const std::vector<std::optional<pb::Mapping::Kind>>& kinds,
-                              const std::vector<pb::OpenFile>& files, const std::string& dir,
-                              const std::function<Result<void>()>& before_publish, uint64_t max_bytes) {
-  DumpStats stats;
-  pb::Snapshot snap;
-  const pid_t pid = state.pid;
+namespace {
 
+// The manifest's process-wide part, from what collect_state read: identity, registers, mm,
+// signals, task state, files, threads and the machine. Reads nothing of the target.
+pb::Snapshot describe_process(const ProcessState& state, const std::vector<pb::OpenFile>& files) {
+  pb::Snapshot snap;
   auto* p = snap.mutable_process();
-  p->set_pid(pid);
+  p->set_pid(state.pid);
   p->set_comm(state.status.name);
   p->set_exe_path(state.exe_path);
   to_proto(FileIdentity::of(state.exe_st), p->mutable_exe());
@@ -314,7 +312,7 @@ Result<DumpStats> write_image(const ProcessState& state,
   mm->set_start_data(state.mm.start_data);
   mm->set_end_data(state.mm.end_data);
   mm->set_start_brk(state.mm.start_brk);
-  mm->set_brk(state.mm.start_brk);
+  mm->set_brk(state.mm.start_brk);  // the heap's end, if there is one, comes with its mapping
   mm->set_start_stack(state.mm.start_stack);
   mm->set_arg_start(state.mm.arg_start);
   mm->set_arg_end(state.mm.arg_end);
@@ -344,73 +342,114 @@ Result<DumpStats> write_image(const ProcessState& state,
   compat->set_kernel_release(mc.kernel_release);
   compat->set_xfeatures(mc.xfeatures);
   compat->set_xsave_size(mc.xsave_size);
+  return snap;
+}
 
-  PW_ASSIGN(UniqueFd pagemap, open_fd("/proc/" + std::to_string(pid) + "/pagemap", O_RDONLY));
-  stats.page_finder = page_finder_name(page_finder(pagemap.get()));
-  PW_ASSIGN(UniqueFd mem, open_fd("/proc/" + std::to_string(pid) + "/mem", O_RDONLY));
-  PW_ASSIGN(ImageWriter writer, ImageWriter::create(dir));
-  TidWordFinder tids(state.thread_infos, state.vmas);
-  PageCollector collector(pid, mem.get(), writer, snap, stats, tids);
+// Mapping i's entry in the manifest. Returns whether its pages go into pages.img: a shared file
+// mapping's data is its file, and of the vDSO pair only the hash and sizes are kept (the restore
+// checks them against the running kernel's).
+Result<bool> add_mapping(pb::Snapshot& snap, const ProcessState& state, size_t i, pb::Mapping::Kind kind,
+                         int mem_fd) {
+  const Vma& v = state.vmas[i];
+  auto* m = snap.add_mappings();
+  m->set_start(v.start);
+  m->set_end(v.end);
+  m->set_prot(static_cast<uint32_t>(v.prot));
+  m->set_shared(v.shared);
+  m->set_kind(kind);
+  m->set_name(v.name);
+  m->set_file_offset(v.offset);
+  m->set_vm_flags(v.vm_flags_text());
+  m->set_growsdown(v.has_flag("gd"));
+  m->set_may_write(v.has_flag("mw"));
+  if (v.name == "[heap]") snap.mutable_mm()->set_brk(v.end);
 
-  for (size_t i = 0; i < state.vmas.size(); ++i) {
-    if (!kinds[i]) continue;
-    const Vma& v = state.vmas[i];
-    const pb::Mapping::Kind kind = *kinds[i];
-    auto* m = snap.add_mappings();
-    m->set_start(v.start);
-    m->set_end(v.end);
-    m->set_prot(static_cast<uint32_t>(v.prot));
-    m->set_shared(v.shared);
-    m->set_kind(kind);
-    m->set_name(v.name);
-    m->set_file_offset(v.offset);
-    m->set_vm_flags(v.vm_flags_text());
-    m->set_growsdown(v.has_flag("gd"));
-    m->set_may_write(v.has_flag("mw"));
-    ++stats.mappings;
-    if (v.name == "[heap]") mm->set_brk(v.end);
-
-    switch (kind) {
-      case pb::Mapping::FILE:
-        to_proto(FileIdentity::of(state.vma_files[i].st), m->mutable_file());
-        if (v.shared) continue;  // the file is the image
-        break;
-      case pb::Mapping::VDSO: {
-        std::string text(v.size(), '\0');
-        PW_TRY(read_remote(pid, mem.get(), {Chunk{v.start, v.size(), false}}, text.data()));
-        compat->set_vdso_hash(hash128(text.data(), text.size()));
-        compat->set_vdso_size(v.size());
-        continue;
-      }
-      case pb::Mapping::VVAR:
-        compat->set_vvar_size(v.size());
-        continue;
-      case pb::Mapping::VVAR_VCLOCK:
-        compat->set_vvar_vclock_size(v.size());
-        continue;
-      default:
-        break;
+  auto* compat = snap.mutable_compat();
+  switch (kind) {
+    case pb::Mapping::FILE:
+      to_proto(FileIdentity::of(state.vma_files[i].st), m->mutable_file());
+      return !v.shared;
+    case pb::Mapping::VDSO: {
+      std::string text(v.size(), '\0');
+      PW_TRY(read_remote(state.pid, mem_fd, {Chunk{v.start, v.size(), false}}, text.data()));
+      compat->set_vdso_hash(hash128(text.data(), text.size()));
+      compat->set_vdso_size(v.size());
+      return false;
     }
-    PW_ASSIGN(auto regions, find_present_pages(pagemap.get(), v.start, v.end));
-    for (const auto& reg : regions) {
-      if (!region_is_stored(kind, reg)) continue;
-      for (uint64_t a = reg.start; a < reg.end; a += kMaxRun) {
-        PW_TRY(collector.add(Chunk{a, std::min(kMaxRun, reg.end - a), kind != pb::Mapping::FILE}));
-        if (max_bytes && stats.bytes_stored > max_bytes)
-          return make_error(EFBIG, "the image is larger than " + std::to_string(max_bytes >> 20) + " MiB");
-      }
+    case pb::Mapping::VVAR:
+      compat->set_vvar_size(v.size());
+      return false;
+    case pb::Mapping::VVAR_VCLOCK:
+      compat->set_vvar_vclock_size(v.size());
+      return false;
+    default:
+      return true;
+  }
+}
+
+// The mapping's pages that hold data, queued in chunks of at most kMaxRun (the checksum unit).
+// Stops with EFBIG as soon as the stored bytes pass `max_bytes` (0: no limit).
+Result<void> store_pages(PageCollector& collector, int pagemap_fd, const Vma& v, pb::Mapping::Kind kind,
+                         const DumpStats& stats, uint64_t max_bytes) {
+  PW_ASSIGN(auto regions, find_present_pages(pagemap_fd, v.start, v.end));
+  for (const auto& reg : regions) {
+    if (!region_is_stored(kind, reg)) continue;
+    for (uint64_t a = reg.start; a < reg.end; a += kMaxRun) {
+      PW_TRY(collector.add(Chunk{a, std::min(kMaxRun, reg.end - a), kind != pb::Mapping::FILE}));
+      if (max_bytes && stats.bytes_stored > max_bytes)
+        return make_error(EFBIG, "the image is larger than " + std::to_string(max_bytes >> 20) + " MiB");
     }
   }
-  PW_TRY(collector.flush());
-  for (const TidWord& w : tids.words()) {
-    // Only where the restored app can write: a lock the app made read-only is not released.
-    auto v = std::find_if(state.vmas.begin(), state.vmas.end(), [&](const Vma& m) { return m.start <= w.addr && w.addr < m.end; });
-    if (v == state.vmas.end() || !(v->prot & PROT_WRITE) || v->shared) continue;
+  return ok();
+}
+
+// The words of held locks that name a thread, for the restore to rewrite with the new tids.
+// Only where the restored app can write: a lock the app made read-only is not released.
+void add_tid_words(pb::Snapshot& snap, const std::vector<TidWord>& words, const std::vector<Vma>& vmas) {
+  for (const TidWord& w : words) {
+    auto v = std::find_if(vmas.begin(), vmas.end(), [&](const Vma& m) { return m.start <= w.addr && w.addr < m.end; });
+    if (v == vmas.end() || !(v->prot & PROT_WRITE) || v->shared) continue;
     auto* out = snap.add_tid_words();
     out->set_addr(w.addr);
     out->set_mask(w.mask);
     out->set_thread(w.thread);
   }
+}
+
+}  // namespace
+
+Result<DumpStats> write_image(const ProcessState& state,
+                              const std::vector<std::optional<pb::Mapping::Kind>>& kinds,
+                              const std::vector<pb::OpenFile>& files, const std::string& dir,
+                              const std::function<Result<void>()>& before_publish, uint64_t max_bytes) {
+  DumpStats stats;
+  // 1. Everything but the mappings, from the state already collected.
+  pb::Snapshot snap = describe_process(state, files);
+
+  // 2. The target's page tables and memory, and the image under a temporary name (nothing is
+  //    visible at `dir` before step 5).
+  const std::string proc = "/proc/" + std::to_string(state.pid);
+  PW_ASSIGN(UniqueFd pagemap, open_fd(proc + "/pagemap", O_RDONLY));
+  stats.page_finder = page_finder_name(page_finder(pagemap.get()));
+  PW_ASSIGN(UniqueFd mem, open_fd(proc + "/mem", O_RDONLY));
+  PW_ASSIGN(ImageWriter writer, ImageWriter::create(dir));
+  TidWordFinder tids(state.thread_infos, state.vmas);
+  PageCollector collector(state.pid, mem.get(), writer, snap, stats, tids);
+
+  // 3. Each mapping: its entry, then its pages, read in large batches, checksummed per run and
+  //    appended to pages.img in address order.
+  for (size_t i = 0; i < state.vmas.size(); ++i) {
+    if (!kinds[i]) continue;
+    ++stats.mappings;
+    PW_ASSIGN(bool has_pages, add_mapping(snap, state, i, *kinds[i], mem.get()));
+    if (has_pages) PW_TRY(store_pages(collector, pagemap.get(), state.vmas[i], *kinds[i], stats, max_bytes));
+  }
+  PW_TRY(collector.flush());
+
+  // 4. The held locks' tid words: found while the pages went by.
+  add_tid_words(snap, tids.words(), state.vmas);
+
+  // 5. The caller's last veto, then the atomic publish (fsync, then rename or RENAME_EXCHANGE).
   if (before_publish) PW_TRY(before_publish());
   PW_TRY(writer.commit(snap));
   return stats;

@@ -2,6 +2,7 @@
 #include "snapshot/pagemap_fallback.h"
 
 #include <fcntl.h>
+#include <linux/kernel-page-flags.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -21,7 +22,6 @@ constexpr uint64_t kPmPresent = 1ull << 63;
 constexpr uint64_t kPmSwap = 1ull << 62;
 constexpr uint64_t kPmFile = 1ull << 61;  // file page or shared anonymous (shmem)
 constexpr uint64_t kPfnMask = (1ull << 55) - 1;
-constexpr int kKpfZeroPage = 24;  // include/uapi/linux/kernel-page-flags.h
 constexpr uint64_t kHugePages = 512;  // a PMD of 4 KiB pages
 // 64 Ki entries (512 KiB) per pread: 256 MiB of address space, few syscalls for a 50 MiB app
 // and a bounded buffer for a 1 TiB reservation.
@@ -40,7 +40,7 @@ int kpage_is_zero(uint64_t pfn) {
   uint64_t flags = 0;
   if (!kf.ok() || !pread_all(kf->get(), &flags, sizeof flags, static_cast<off_t>(pfn * sizeof flags)).ok())
     return -1;
-  return static_cast<int>((flags >> kKpfZeroPage) & 1);
+  return static_cast<int>((flags >> KPF_ZERO_PAGE) & 1);
 }
 
 // Maps the zero page at addr on purpose: true if UFFDIO_ZEROPAGE did it.

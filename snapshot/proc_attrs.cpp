@@ -1,6 +1,7 @@
 // Readers for the process attributes the policy classifies (see proc_attrs.h).
 #include "snapshot/proc_attrs.h"
 
+#include <asm/prctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -16,15 +17,11 @@
 #include <sstream>
 
 #include "snapshot/inject_syscall.h"
+#include "snapshot/uapi_compat.h"
 #include "snapshot/unique_fd.h"
 
 namespace prewarm {
 namespace {
-
-// Newer than Debian 12's headers.
-constexpr long kPrGetMdwe = 66, kPrGetMemoryMerge = 68;
-constexpr long kArchGetCpuid = 0x1011;
-constexpr long kMembarrierGetRegistrations = 1 << 9;
 
 std::string proc_file(pid_t pid, const std::string& f) { return "/proc/" + std::to_string(pid) + "/" + f; }
 
@@ -167,10 +164,10 @@ Result<void> collect_injected(FrozenProcess& proc, int mem_fd, const std::vector
   PW_TRY(ret(PR_GET_TIMERSLACK, p.timerslack_ns));
   PW_TRY(ret(PR_GET_DUMPABLE, p.dumpable));
   PW_TRY(ret(PR_MCE_KILL_GET, p.mce_kill));
-  PW_TRY(ret(kPrGetMemoryMerge, p.memory_merge));
-  PW_TRY(ret(kPrGetMdwe, p.mdwe));
-  PW_ASSIGN(p.cpuid, inj.call(SYS_arch_prctl, kArchGetCpuid));
-  PW_ASSIGN(p.membarrier, inj.call(SYS_membarrier, kMembarrierGetRegistrations, 0, 0));
+  PW_TRY(ret(PR_GET_MEMORY_MERGE, p.memory_merge));
+  PW_TRY(ret(PR_GET_MDWE, p.mdwe));
+  PW_ASSIGN(p.cpuid, inj.call(SYS_arch_prctl, ARCH_GET_CPUID));
+  PW_ASSIGN(p.membarrier, inj.call(SYS_membarrier, MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0));
 
   for (int which : {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF}) {
     PW_ASSIGN(long rc, inj.call(SYS_getitimer, static_cast<uint64_t>(which), buf));

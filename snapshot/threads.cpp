@@ -3,6 +3,7 @@
 
 #include <elf.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -160,7 +161,6 @@ namespace {
 constexpr size_t kMutexBytes = 20, kRwlockBytes = 52, kLongest = kRwlockBytes;
 constexpr int32_t kMutexKindBits = 0x3 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100 | 0x200;
 constexpr int32_t kRobust = 0x10, kPrioInherit = 0x20, kPrioProtect = 0x40;
-constexpr uint32_t kFutexTidMask = 0x3fffffff;
 constexpr uint32_t kRwlockWrLocked = 2, kWritersFutexLocked = 1;
 }  // namespace
 
@@ -234,7 +234,7 @@ void TidWordFinder::scan_window(uint64_t base, const char* data, size_t starts, 
       const bool tid_word = kind & (kPrioInherit | kRobust);
       bool held;
       if (tid_word)
-        held = (static_cast<uint32_t>(lock) & kFutexTidMask) == static_cast<uint32_t>(owner);
+        held = (static_cast<uint32_t>(lock) & FUTEX_TID_MASK) == static_cast<uint32_t>(owner);
       else if (kind & kPrioProtect)
         held = (lock & 3) != 0 && (type == 1 || type == 2);
       else
@@ -243,7 +243,7 @@ void TidWordFinder::scan_window(uint64_t base, const char* data, size_t starts, 
       const int t = held && off + kMutexBytes > min_end ? thread_of(owner, at) : -1;
       if (t >= 0) {
         words_.push_back({at + 8, 0xffffffffu, static_cast<uint32_t>(t)});
-        if (tid_word) words_.push_back({at, kFutexTidMask, static_cast<uint32_t>(t)});
+        if (tid_word) words_.push_back({at, FUTEX_TID_MASK, static_cast<uint32_t>(t)});
         continue;
       }
     }

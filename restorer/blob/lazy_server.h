@@ -7,7 +7,13 @@
 // any error is exit_group), so nothing can unregister the ranges while pages are missing.
 #pragma once
 
+#include <linux/errno.h>
 #include <linux/ioctl.h>
+#include <linux/mman.h>
+#include <linux/poll.h>
+#include <linux/prctl.h>
+#include <linux/sched.h>
+#include <linux/time_types.h>
 #include <linux/userfaultfd.h>
 
 #define XXH_INLINE_ALL
@@ -21,22 +27,9 @@
 namespace pw_lazy {
 
 constexpr uint64_t kPage = 4096;
-constexpr long kRead = 0, kClose = 3, kPoll = 7, kIoctl = 16, kPread = 17, kClone = 56, kExit = 60;
-constexpr int kMadvDontfork = 10, kMadvDofork = 11;
-constexpr int kEAgain = 11, kENoent = 2, kEExist = 17, kEIntr = 4, kESrch = 3;
 // A thread of the app, but with a private fd table (no CLONE_FILES): an app that closes every fd
 // cannot drop the uffd. No CLONE_SETTLS: the server uses no TLS.
-constexpr long kServerCloneFlags = 0x100 /* VM */ | 0x200 /* FS */ | 0x800 /* SIGHAND */ |
-                                   0x10000 /* THREAD */ | 0x40000 /* SYSVSEM */;
-
-inline long ioctl(int fd, unsigned long req, void* arg) {
-  return pw_sys::syscall6(kIoctl, fd, static_cast<long>(req), reinterpret_cast<long>(arg), 0, 0, 0);
-}
-struct PollFd {
-  int fd;
-  short events, revents;
-};
-inline long close_fd(int fd) { return pw_sys::syscall6(kClose, fd, 0, 0, 0, 0, 0); }
+constexpr long kServerCloneFlags = CLONE_VM | CLONE_FS | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
 
 template <typename T>
 T* in_region(PwLazyHeader* h, uint64_t off) {
@@ -72,10 +65,8 @@ void append_hex(char* msg, unsigned long& n, unsigned long cap, uint64_t v) {
     append(note, k, sizeof note - 1, what);
     note[k++] = '\n';
     (void)pw_sys::write(notify_fd, note, k);
-    struct {
-      long sec, nsec;
-    } pause{0, 100000000};
-    (void)pw_sys::syscall6(35 /* nanosleep */, reinterpret_cast<long>(&pause), 0, 0, 0, 0, 0);
+    const __kernel_timespec pause{0, 100000000};
+    (void)pw_sys::nanosleep(&pause);
   }
   char msg[256];
   unsigned long n = 0;
@@ -170,9 +161,8 @@ struct Server {
     // The working set: runs the app needed before the server got to them (4 bytes: one write).
     if (on_fault && h->ws_fd >= 0) (void)pw_sys::write(h->ws_fd, &r.image_index, sizeof r.image_index);
     for (uint64_t got = 0; got < r.len;) {
-      long n = pw_sys::syscall6(kPread, h->pages_fd, reinterpret_cast<long>(buf + got), static_cast<long>(r.len - got),
-                                static_cast<long>(r.file_offset + got), 0, 0);
-      if (n == -kEIntr) continue;
+      long n = pw_sys::pread(h->pages_fd, buf + got, r.len - got, r.file_offset + got);
+      if (n == -EINTR) continue;
       if (n < 0) fail("reading pages.img failed", n, r.addr);
       if (n == 0) fail("pages.img ended early (truncated since the restore began)", 0, r.addr);
       got += static_cast<uint64_t>(n);
@@ -196,19 +186,19 @@ struct Server {
         c.dst = s.addr + p * kPage;
         c.src = reinterpret_cast<uint64_t>(buf + s.run_off + p * kPage);
         c.len = (q - p) * kPage;
-        long rc = ioctl(h->uffd, UFFDIO_COPY, &c);
+        long rc = pw_sys::ioctl(h->uffd, UFFDIO_COPY, &c);
         const uint64_t done = c.copy > 0 ? static_cast<uint64_t>(c.copy) / kPage : 0;
         clear(s, p, done);
         (on_fault ? h->fault_pages : h->background_pages) += done;
         p += done;
         if (rc == 0) continue;
-        if (rc == -kEAgain) return false;
-        if (rc == -kEExist) {
+        if (rc == -EAGAIN) return false;
+        if (rc == -EEXIST) {
           clear(s, p, 1);  // present already: the app's own write got there first
           ++p;
-        } else if (rc == -kENoent && q - p > 1) {
+        } else if (rc == -ENOENT && q - p > 1) {
           most = 1;
-        } else if (rc == -kENoent || rc == -kESrch) {
+        } else if (rc == -ENOENT || rc == -ESRCH) {
           clear(s, p, 1);  // no mapping of ours there any more (or no mm: the app is exiting)
           ++p;
         } else {
@@ -229,16 +219,16 @@ struct Server {
       if (!pending_at(s, (page - s.addr) / kPage)) break;
       if (!fill_run(s.run, true)) return --h->faults, false;
       uffdio_range w{page, kPage};
-      (void)ioctl(h->uffd, UFFDIO_WAKE, &w);  // an EEXIST page is not woken by the copy
+      (void)pw_sys::ioctl(h->uffd, UFFDIO_WAKE, &w);  // an EEXIST page is not woken by the copy
       return true;
     }
     uffdio_zeropage z{};
     z.range = {page, kPage};
-    long rc = ioctl(h->uffd, UFFDIO_ZEROPAGE, &z);
-    if (rc == -kEAgain) return --h->faults, false;
-    if (rc < 0 && rc != -kEExist && rc != -kENoent && rc != -kESrch) fail("UFFDIO_ZEROPAGE failed", rc, page);
+    long rc = pw_sys::ioctl(h->uffd, UFFDIO_ZEROPAGE, &z);
+    if (rc == -EAGAIN) return --h->faults, false;
+    if (rc < 0 && rc != -EEXIST && rc != -ENOENT && rc != -ESRCH) fail("UFFDIO_ZEROPAGE failed", rc, page);
     uffdio_range w{page, kPage};
-    (void)ioctl(h->uffd, UFFDIO_WAKE, &w);
+    (void)pw_sys::ioctl(h->uffd, UFFDIO_WAKE, &w);
     ++h->zero_faults;
     return true;
   }
@@ -264,11 +254,9 @@ void trace_line(const PwLazyHeader* h, uint64_t ns) {
 }
 
 uint64_t now_ns() {
-  struct {
-    long sec, nsec;
-  } ts{};
-  (void)pw_sys::clock_gettime(1, &ts);
-  return static_cast<uint64_t>(ts.sec) * 1000000000ull + static_cast<uint64_t>(ts.nsec);
+  __kernel_timespec ts{};
+  (void)pw_sys::clock_gettime(pw_sys::kClockMonotonic, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
 // Closes every fd of the server's own table but the ones it needs (it got a copy of the
@@ -298,14 +286,14 @@ void keep_only(int a, int b, int c, int d, int e) {
   asm volatile(
       "mov %0, %%rdi\n\t"
       "mov %1, %%rsi\n\t"
-      "mov $11, %%eax\n\t"  // munmap(region); its result cannot be acted on
+      "mov %[munmap], %%eax\n\t"  // munmap(region); its result cannot be acted on
       "syscall\n\t"
       "xor %%edi, %%edi\n\t"
-      "mov $60, %%eax\n\t"  // exit(0): this thread only
+      "mov %[exit], %%eax\n\t"  // exit(0): this thread only
       "syscall\n\t"
       "hlt\n\t"
       :
-      : "r"(start), "r"(len)
+      : "r"(start), "r"(len), [munmap] "i"(__NR_munmap), [exit] "i"(__NR_exit)
       : "rax", "rdi", "rsi", "rcx", "r11", "memory");
   __builtin_unreachable();
 }
@@ -313,7 +301,7 @@ void keep_only(int a, int b, int c, int d, int e) {
 extern "C" [[noreturn]] __attribute__((used)) void lazy_server_main(PwLazyHeader* h) {
   const uint64_t t0 = now_ns();
   keep_only(h->uffd, h->pages_fd, 2, h->notify_fd, h->ws_fd);
-  (void)pw_sys::prctl(15 /* PR_SET_NAME */, reinterpret_cast<long>("prewarm-lazy"), 0, 0);
+  (void)pw_sys::prctl(PR_SET_NAME, reinterpret_cast<long>("prewarm-lazy"), 0, 0);
   Server s{h, in_region<PwLazyRun>(h, h->runs_off), in_region<PwLazySeg>(h, h->segs_off),
            in_region<uint64_t>(h, h->bitmap_off), in_region<char>(h, h->buf_off)};
   constexpr int kDeferCap = 64;
@@ -325,9 +313,9 @@ extern "C" [[noreturn]] __attribute__((used)) void lazy_server_main(PwLazyHeader
     // 1. Everything the kernel has queued: faults and mm events.
     bool more = ndeferred < kDeferCap;
     while (more) {
-      long n = pw_sys::syscall6(kRead, h->uffd, reinterpret_cast<long>(msgs), sizeof msgs, 0, 0, 0);
-      if (n == -kEAgain) break;
-      if (n == -kEIntr) continue;
+      long n = pw_sys::read(h->uffd, msgs, sizeof msgs);
+      if (n == -EAGAIN) break;
+      if (n == -EINTR) continue;
       if (n < 0 || n % sizeof(uffd_msg)) s.fail("reading the userfaultfd failed", n, 0);
       for (long i = 0; i < n / static_cast<long>(sizeof(uffd_msg)); ++i) {
         const uffd_msg& m = msgs[i];
@@ -356,21 +344,21 @@ extern "C" [[noreturn]] __attribute__((used)) void lazy_server_main(PwLazyHeader
     if (cursor < h->runs_count) {
       (void)s.fill_run(cursor, false);
     } else if (ndeferred != 0 || h->pending != 0) {
-      PollFd p{h->uffd, 1 /* POLLIN */, 0};
-      (void)pw_sys::syscall6(kPoll, reinterpret_cast<long>(&p), 1, 1, 0, 0, 0);
+      pollfd p{h->uffd, POLLIN, 0};
+      (void)pw_sys::poll(&p, 1, 1);
     }
   }
   // Everything is in: a fork's child may have these mappings again (unless the app said not).
   for (uint32_t i = 0; i < h->segs_count; ++i) {
     const PwLazySeg& g = s.segs[i];
-    if (g.kind == PW_SEG_REGION && g.len && !g.keep_dontfork) (void)pw_sys::madvise(g.addr, g.len, kMadvDofork);
+    if (g.kind == PW_SEG_REGION && g.len && !g.keep_dontfork) (void)pw_sys::madvise(g.addr, g.len, MADV_DOFORK);
   }
-  (void)close_fd(h->uffd);
-  (void)close_fd(h->pages_fd);
-  if (h->notify_fd >= 0) (void)close_fd(h->notify_fd);
-  if (h->ws_fd >= 0) (void)close_fd(h->ws_fd);
+  (void)pw_sys::close(h->uffd);
+  (void)pw_sys::close(h->pages_fd);
+  if (h->notify_fd >= 0) (void)pw_sys::close(h->notify_fd);
+  if (h->ws_fd >= 0) (void)pw_sys::close(h->ws_fd);
   if (h->trace) trace_line(h, now_ns() - t0);
-  (void)close_fd(2);
+  (void)pw_sys::close(2);
   leave(reinterpret_cast<uint64_t>(h), h->region_len);
 }
 
@@ -378,15 +366,15 @@ extern "C" [[noreturn]] __attribute__((used)) void lazy_server_main(PwLazyHeader
 // memory: registers the lazy ranges and starts the server on its own stack.
 void start(PwPlan* plan) {
   auto* h = reinterpret_cast<PwLazyHeader*>(plan->lazy_region);
-  if (h->magic != PW_LAZY_MAGIC) kill_app(-1, "lazy region check failed", -22, plan->lazy_region);
+  if (h->magic != PW_LAZY_MAGIC) kill_app(-1, "lazy region check failed", -EINVAL, plan->lazy_region);
   const auto* ranges = reinterpret_cast<const PwRange*>(reinterpret_cast<uint64_t>(plan) + plan->lazy_ranges_off);
   for (uint32_t i = 0; i < plan->lazy_ranges_count; ++i) {
-    long rc = pw_sys::madvise(ranges[i].start, ranges[i].len, kMadvDontfork);
+    long rc = pw_sys::madvise(ranges[i].start, ranges[i].len, MADV_DONTFORK);
     if (rc < 0) kill_app(-1, "MADV_DONTFORK of a lazy mapping failed", rc, ranges[i].start);
     uffdio_register reg{};
     reg.range = {ranges[i].start, ranges[i].len};
     reg.mode = UFFDIO_REGISTER_MODE_MISSING;
-    rc = ioctl(plan->lazy_uffd, UFFDIO_REGISTER, &reg);
+    rc = pw_sys::ioctl(plan->lazy_uffd, UFFDIO_REGISTER, &reg);
     if (rc < 0) kill_app(-1, "UFFDIO_REGISTER of a lazy mapping failed", rc, ranges[i].start);
     const uint64_t need = (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE) | (1ull << _UFFDIO_WAKE);
     if ((reg.ioctls & need) != need) kill_app(-1, "the userfaultfd cannot fill a lazy mapping", 0, ranges[i].start);
@@ -403,7 +391,7 @@ void start(PwPlan* plan) {
       "hlt\n\t"
       "1:\n\t"
       : "=a"(ret)
-      : "a"(kClone), "D"(kServerCloneFlags), "S"(sp), "d"(0L)
+      : "a"(static_cast<long>(__NR_clone)), "D"(kServerCloneFlags), "S"(sp), "d"(0L)
       : "rcx", "r11", "r10", "r8", "memory");
   if (ret < 0) kill_app(-1, "starting the page server failed", ret, 0);
 }

@@ -2,24 +2,31 @@
 // validated, opened and staged everything. It tears down the launcher's address space, builds the
 // snapshot's, and resumes the app through rt_sigreturn. Nothing here can fail back into the
 // launcher: the launcher's code is gone, so any error prints a message and ends the process.
+#include <asm/fcntl.h>
+#include <asm/prctl.h>
+#include <linux/errno.h>
+#include <linux/eventpoll.h>
+#include <linux/fs.h>  // SEEK_SET
+#include <linux/futex.h>
+#include <linux/mman.h>
+#include <linux/prctl.h>
+#include <linux/sched.h>
+#include <linux/time_types.h>
+
 #include "plan_abi.h"
 #include "syscalls.h"
 #include "lazy_server.h"  // the lazy restore's page server (section 3b)
 
+// The plan's copies of kernel structures, checked against the kernel's own.
+static_assert(sizeof(PwMmMap) == sizeof(prctl_mm_map) && offsetof(PwMmMap, auxv) == offsetof(prctl_mm_map, auxv) &&
+                  offsetof(PwMmMap, exe_fd) == offsetof(prctl_mm_map, exe_fd),
+              "PwMmMap is struct prctl_mm_map");
+
 namespace {
 
-constexpr int kMapFixed = 0x10, kMapAnonymous = 0x20;
-constexpr int kMremapMaymove = 1, kMremapFixed = 2;
-constexpr int kPrSetMm = 35, kPrSetMmMap = 14;
-constexpr int kArchSetGs = 0x1001, kArchSetFs = 0x1002;
-constexpr int kSigKill = 9, kSigStop = 19;
-constexpr int kOCloexec = 02000000;
-constexpr int kFRdlck = 0, kFWrlck = 1, kFSetlk = 6;  // F_RDLCK, F_WRLCK, F_SETLK
-constexpr int kPrSetName = 15;
-constexpr int kFutexWaitPrivate = 128;
 // A thread of the app: shares everything a pthread shares; its TLS comes with the clone.
-constexpr long kCloneThreadFlags = 0x100 /* VM */ | 0x200 /* FS */ | 0x400 /* FILES */ | 0x800 /* SIGHAND */ |
-                                   0x10000 /* THREAD */ | 0x40000 /* SYSVSEM */ | 0x80000 /* SETTLS */;
+constexpr long kCloneThreadFlags =
+    CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM | CLONE_SETTLS;
 
 template <typename T>
 T* at(const PwPlan* plan, uint64_t off) {
@@ -39,11 +46,9 @@ void put_hex(char* out, uint64_t v) {
 // The monotonic clock, in decimal, into the readiness message's slot at `off` (0: no message).
 void stamp(const PwPlan* plan, uint32_t off) {
   if (plan->notify_fd < 0 || off == 0 || off + PW_STAMP_DIGITS > plan->notify_len) return;
-  struct {
-    long sec, nsec;
-  } ts{};
-  if (pw_sys::clock_gettime(1 /* CLOCK_MONOTONIC */, &ts) < 0) return;
-  uint64_t v = static_cast<uint64_t>(ts.sec) * 1000000000ull + static_cast<uint64_t>(ts.nsec);
+  __kernel_timespec ts{};
+  if (pw_sys::clock_gettime(pw_sys::kClockMonotonic, &ts) < 0) return;
+  uint64_t v = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
   char* out = at<char>(plan, plan->notify_off + off);
   for (int i = PW_STAMP_DIGITS - 1; i >= 0; --i, v /= 10) out[i] = static_cast<char>('0' + v % 10);
 }
@@ -80,8 +85,9 @@ void apply_advice(const PwVmaOp& op) {
   struct {
     uint32_t bit;
     int advice;
-  } const table[] = {{PW_ADVISE_HUGEPAGE, 14}, {PW_ADVISE_NOHUGEPAGE, 15}, {PW_ADVISE_DONTFORK, 10},
-                     {PW_ADVISE_WIPEONFORK, 18}, {PW_ADVISE_DONTDUMP, 16}};
+  } const table[] = {{PW_ADVISE_HUGEPAGE, MADV_HUGEPAGE},     {PW_ADVISE_NOHUGEPAGE, MADV_NOHUGEPAGE},
+                     {PW_ADVISE_DONTFORK, MADV_DONTFORK},     {PW_ADVISE_WIPEONFORK, MADV_WIPEONFORK},
+                     {PW_ADVISE_DONTDUMP, MADV_DONTDUMP}};
   for (const auto& t : table) {
     if (!(op.advice & t.bit)) continue;
     long rc = pw_sys::madvise(op.start, op.len, t.advice);
@@ -98,18 +104,19 @@ void apply_advice(const PwVmaOp& op) {
       "mov %0, %%rsp\n\t"
       "mov %1, %%rdi\n\t"
       "mov %2, %%rsi\n\t"
-      "mov $11, %%eax\n\t"  // munmap(self_start, self_len); its result cannot be acted on
+      "mov %[munmap], %%eax\n\t"  // munmap(self_start, self_len); its result cannot be acted on
       "syscall\n\t"
       "mov %3, %%rdi\n\t"
-      "mov $129, %%esi\n\t"  // futex(gate, FUTEX_WAKE_PRIVATE, INT_MAX)
+      "mov %[wake], %%esi\n\t"  // futex(gate, FUTEX_WAKE_PRIVATE, INT_MAX)
       "mov $0x7fffffff, %%edx\n\t"
-      "mov $202, %%eax\n\t"
+      "mov %[futex], %%eax\n\t"
       "syscall\n\t"
-      "mov $15, %%eax\n\t"  // rt_sigreturn
+      "mov %[sigreturn], %%eax\n\t"
       "syscall\n\t"
       "hlt\n\t"
       :
-      : "r"(final_sp), "r"(self_start), "r"(self_len), "r"(gate)
+      : "r"(final_sp), "r"(self_start), "r"(self_len), "r"(gate), [munmap] "i"(__NR_munmap),
+        [wake] "i"(FUTEX_WAKE_PRIVATE), [futex] "i"(__NR_futex), [sigreturn] "i"(__NR_rt_sigreturn)
       : "rax", "rdi", "rsi", "rdx", "rcx", "r11", "memory");
   __builtin_unreachable();
 }
@@ -122,25 +129,26 @@ void apply_advice(const PwVmaOp& op) {
   asm volatile(
       "lock incl (%0)\n\t"
       "mov %0, %%rdi\n\t"
-      "mov $129, %%esi\n\t"  // futex(ready, FUTEX_WAKE_PRIVATE, 1)
+      "mov %[wake], %%esi\n\t"  // futex(ready, FUTEX_WAKE_PRIVATE, 1)
       "mov $1, %%edx\n\t"
-      "mov $202, %%eax\n\t"
+      "mov %[futex], %%eax\n\t"
       "syscall\n\t"
       "mov %2, %%rsp\n\t"
       "1:\n\t"
       "mov %1, %%rdi\n\t"
-      "mov $128, %%esi\n\t"  // futex(gate, FUTEX_WAIT_PRIVATE, 0, NULL)
+      "mov %[wait], %%esi\n\t"  // futex(gate, FUTEX_WAIT_PRIVATE, 0, NULL)
       "xor %%edx, %%edx\n\t"
       "xor %%r10d, %%r10d\n\t"
-      "mov $202, %%eax\n\t"
+      "mov %[futex], %%eax\n\t"
       "syscall\n\t"
-      "cmp $-4, %%rax\n\t"  // EINTR: wait again (a stop signal); anything else is the go
+      "cmp %[eintr], %%rax\n\t"  // wait again (a stop signal); anything else is the go
       "je 1b\n\t"
-      "mov $15, %%eax\n\t"  // rt_sigreturn
+      "mov %[sigreturn], %%eax\n\t"
       "syscall\n\t"
       "hlt\n\t"
       :
-      : "r"(ready), "r"(gate), "r"(final_sp)
+      : "r"(ready), "r"(gate), "r"(final_sp), [wake] "i"(FUTEX_WAKE_PRIVATE), [wait] "i"(FUTEX_WAIT_PRIVATE),
+        [futex] "i"(__NR_futex), [eintr] "i"(-EINTR), [sigreturn] "i"(__NR_rt_sigreturn)
       : "rax", "rdi", "rsi", "rdx", "r10", "rcx", "r11", "memory");
   __builtin_unreachable();
 }
@@ -164,7 +172,7 @@ long set_thread_state(uint64_t rseq_area, uint32_t rseq_size, uint32_t rseq_sign
   // friends must name this thread, not the snapshot's.
   if (tid_cached && clear_child_tid != 0) *reinterpret_cast<volatile int32_t*>(clear_child_tid) = static_cast<int32_t>(tid);
   if (comm[0] != 0) {
-    rc = pw_sys::prctl(kPrSetName, reinterpret_cast<long>(comm), 0, 0);
+    rc = pw_sys::prctl(PR_SET_NAME, reinterpret_cast<long>(comm), 0, 0);
     if (rc < 0) die("prctl(PR_SET_NAME)", rc, 0);
   }
   return tid;
@@ -184,7 +192,7 @@ void write_tid_words(const PwPlan* plan, uint32_t index, long tid) {
 extern "C" [[noreturn]] __attribute__((used)) void restorer_thread(PwPlan* plan, uint64_t index) {
   const PwThread& t = at<PwThread>(plan, plan->threads_off)[index];
   if (t.gs_base != 0) {
-    long rc = pw_sys::arch_prctl(kArchSetGs, t.gs_base);
+    long rc = pw_sys::arch_prctl(ARCH_SET_GS, t.gs_base);
     if (rc < 0) die("arch_prctl(ARCH_SET_GS) in a thread", rc, t.gs_base);
   }
   const long tid = set_thread_state(t.rseq_area, t.rseq_size, t.rseq_signature, t.robust_list, t.robust_list_len,
@@ -213,7 +221,7 @@ long clone_thread(PwPlan* plan, uint64_t index) {
       "hlt\n\t"
       "1:\n\t"
       : "=a"(ret)
-      : "a"(56L), "D"(kCloneThreadFlags), "S"(sp), "d"(0L), "r"(r10), "r"(r8)
+      : "a"(static_cast<long>(__NR_clone)), "D"(kCloneThreadFlags), "S"(sp), "d"(0L), "r"(r10), "r"(r8)
       : "rcx", "r11", "memory");
   return ret;
 }
@@ -223,14 +231,14 @@ long clone_thread(PwPlan* plan, uint64_t index) {
 extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void restorer_entry(
     PwPlan* plan) {
   if (plan->magic != PW_PLAN_MAGIC || plan->version != PW_PLAN_VERSION)
-    die("plan check", -22, reinterpret_cast<uint64_t>(plan));
+    die("plan check", -EINVAL, reinterpret_cast<uint64_t>(plan));
 
   // 1. The vDSO pair: to the hop slot, then to the snapshot's addresses (libc holds pointers
   //    into it). The hop avoids an overlap between old and new places.
   const PwMove* moves = at<PwMove>(plan, plan->moves_off);
   for (uint32_t i = 0; i < plan->moves_count; ++i) {
     long rc = pw_sys::mremap(moves[i].from, moves[i].len, moves[i].to,
-                             kMremapMaymove | kMremapFixed);
+                             MREMAP_MAYMOVE | MREMAP_FIXED);
     if (rc < 0) die("mremap of the vDSO", rc, moves[i].to);
   }
 
@@ -247,15 +255,15 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
     const PwVmaOp& op = ops[i];
     long rc;
     if (op.kind == PW_OP_MOVE_STAGED)
-      rc = pw_sys::mremap(op.staged, op.len, op.start, kMremapMaymove | kMremapFixed);
+      rc = pw_sys::mremap(op.staged, op.len, op.start, MREMAP_MAYMOVE | MREMAP_FIXED);
     else if (op.kind == PW_OP_MAP_FILE)
       rc = pw_sys::mmap(op.start, op.len, static_cast<int>(op.prot),
-                        static_cast<int>(op.flags) | kMapFixed, op.fd, op.file_offset);
+                        static_cast<int>(op.flags) | MAP_FIXED, op.fd, op.file_offset);
     else
       rc = pw_sys::mmap(op.start, op.len, static_cast<int>(op.prot),
-                        static_cast<int>(op.flags) | kMapFixed | kMapAnonymous, -1, 0);
+                        static_cast<int>(op.flags) | MAP_FIXED | MAP_ANONYMOUS, -1, 0);
     if (rc < 0) die("mapping", rc, op.start);
-    if (static_cast<uint64_t>(rc) != op.start) die("mapping placement", -14, op.start);
+    if (static_cast<uint64_t>(rc) != op.start) die("mapping placement", -EFAULT, op.start);
     // Staged mappings got their advice in the launcher (it moves with the VMA).
     if (op.kind != PW_OP_MOVE_STAGED) apply_advice(op);
   }
@@ -269,22 +277,22 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
   /* ---- end lazy ---- */
 
   // 4. mm fields: brk, arg/env ranges, auxv, exe file.
-  long rc = pw_sys::prctl(kPrSetMm, kPrSetMmMap, reinterpret_cast<long>(&plan->mm),
+  long rc = pw_sys::prctl(PR_SET_MM, PR_SET_MM_MAP, reinterpret_cast<long>(&plan->mm),
                           sizeof(PwMmMap));
   if (rc < 0) die("prctl(PR_SET_MM_MAP)", rc, plan->mm.start_brk);
 
   // 5. TLS: rt_sigreturn does not restore the segment bases.
-  rc = pw_sys::arch_prctl(kArchSetFs, plan->fs_base);
+  rc = pw_sys::arch_prctl(ARCH_SET_FS, plan->fs_base);
   if (rc < 0) die("arch_prctl(ARCH_SET_FS)", rc, plan->fs_base);
   if (plan->gs_base != 0) {
-    rc = pw_sys::arch_prctl(kArchSetGs, plan->gs_base);
+    rc = pw_sys::arch_prctl(ARCH_SET_GS, plan->gs_base);
     if (rc < 0) die("arch_prctl(ARCH_SET_GS)", rc, plan->gs_base);
   }
 
   // 6. Signal dispositions (the blocked mask comes with the sigframe).
   for (int n = 0; n < PW_NSIG; ++n) {
     int sig = n + 1;
-    if (sig == kSigKill || sig == kSigStop || !(plan->sigaction_mask & (1ull << n))) continue;
+    if (sig == pw_sys::kSigKill || sig == pw_sys::kSigStop || !(plan->sigaction_mask & (1ull << n))) continue;
     rc = pw_sys::rt_sigaction(sig, &plan->sigactions[n]);
     if (rc < 0) die("rt_sigaction", rc, static_cast<uint64_t>(sig));
   }
@@ -301,17 +309,14 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
   //    (image, mapped files, exe) closed; 0, 1, 2 stay the launcher's own.
   const PwFdMove* fds = at<PwFdMove>(plan, plan->fd_moves_off);
   for (uint32_t i = 0; i < plan->fd_moves_count; ++i) {
-    rc = pw_sys::dup3(fds[i].from, fds[i].to, fds[i].cloexec ? kOCloexec : 0);
+    rc = pw_sys::dup3(fds[i].from, fds[i].to, fds[i].cloexec ? O_CLOEXEC : 0);
     if (rc < 0) die("dup3 of an app file", rc, static_cast<uint64_t>(fds[i].to));
   }
   // 8b. Epoll registrations, keyed by the targets' final numbers (tried by the launcher).
   const PwEpollAdd* adds = at<PwEpollAdd>(plan, plan->epoll_off);
   for (uint32_t i = 0; i < plan->epoll_count; ++i) {
-    struct __attribute__((packed)) {
-      uint32_t events;
-      uint64_t data;
-    } ev{adds[i].events, adds[i].data};  // struct epoll_event is packed on x86-64
-    rc = pw_sys::epoll_ctl(adds[i].epfd, 1 /* EPOLL_CTL_ADD */, adds[i].fd, &ev);
+    epoll_event ev{adds[i].events, adds[i].data};
+    rc = pw_sys::epoll_ctl(adds[i].epfd, EPOLL_CTL_ADD, adds[i].fd, &ev);
     if (rc < 0) die("epoll_ctl of an app epoll", rc, static_cast<uint64_t>(adds[i].fd));
   }
   const PwRange* closes = at<PwRange>(plan, plan->fd_close_off);
@@ -323,14 +328,12 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
   // 8c. POSIX locks, which any of those closes would have dropped (tested free by the launcher).
   const PwPosixLock* locks = at<PwPosixLock>(plan, plan->posix_locks_off);
   for (uint32_t i = 0; i < plan->posix_locks_count; ++i) {
-    struct {
-      int16_t type, whence;
-      int32_t pad;
-      int64_t start, len;
-      int32_t pid, pad2;
-    } fl{static_cast<int16_t>(locks[i].write ? kFWrlck : kFRdlck), 0 /* SEEK_SET */, 0, locks[i].start, locks[i].len, 0, 0};
-    static_assert(sizeof fl == 32, "struct flock on x86-64");
-    rc = pw_sys::fcntl(locks[i].fd, kFSetlk, reinterpret_cast<long>(&fl));
+    flock fl{};
+    fl.l_type = locks[i].write ? F_WRLCK : F_RDLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = locks[i].start;
+    fl.l_len = locks[i].len;
+    rc = pw_sys::fcntl(locks[i].fd, F_SETLK, reinterpret_cast<long>(&fl));
     if (rc < 0) die("fcntl(F_SETLK) of a POSIX lock", rc, static_cast<uint64_t>(locks[i].fd));
   }
 
@@ -352,7 +355,7 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
   for (;;) {
     uint32_t n = __atomic_load_n(&plan->threads_ready, __ATOMIC_ACQUIRE);
     if (n == plan->threads_count) break;
-    (void)pw_sys::futex(&plan->threads_ready, kFutexWaitPrivate, n);
+    (void)pw_sys::futex(&plan->threads_ready, FUTEX_WAIT_PRIVATE, n);
   }
 
   // 11. The app is in place: tell whoever waits for readiness (prewarmd, and through it systemd).
