@@ -364,9 +364,11 @@ Result<DumpStats> write_image(const ProcessState& state,
     m->set_kind(kind);
     m->set_name(v.name);
     m->set_file_offset(v.offset);
+    // The text too: what inspect shows, and all a reader built before vm_flag_bits can use.
     m->set_vm_flags(v.vm_flags_text());
-    m->set_growsdown(v.has_flag("gd"));
-    m->set_may_write(v.has_flag("mw"));
+    m->set_vm_flag_bits(v.vm_flags.known.bits());
+    m->set_growsdown(v.vm_flags.has(VmFlag::kGrowsDown));
+    m->set_may_write(v.vm_flags.has(VmFlag::kMayWrite));
     ++stats.mappings;
     if (v.name == "[heap]") mm->set_brk(v.end);
 

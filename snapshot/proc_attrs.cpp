@@ -205,8 +205,8 @@ Result<void> collect_injected(FrozenProcess& proc, int mem_fd, const std::vector
   if (!probed) return probed.error();
   for (const auto& v : *probed) {
     if (v.start > static_cast<uint64_t>(addr) || v.end <= static_cast<uint64_t>(addr)) continue;
-    p.mlock_future = v.has_flag("lo");
-    p.mlock_onfault = v.has_flag("lf");
+    p.mlock_future = v.vm_flags.has(VmFlag::kLocked);
+    p.mlock_onfault = v.vm_flags.has(VmFlag::kLockOnFault);
   }
   return ok();
 }
