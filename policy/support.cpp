@@ -24,7 +24,7 @@ MappingDecision classify_mapping(const Vma& vma, bool regular_file) {
   if (n == "[vdso]") return {MappingClass::kVdso, {}};
   if (n == "[vvar]") return {MappingClass::kVvar, {}};
   if (n == "[vvar_vclock]") return {MappingClass::kVvarVclock, {}};
-  if (vma.has_flag("pf") || vma.has_flag("io"))
+  if (vma.vm_flags.has(VmFlag::kPfnMap) || vma.vm_flags.has(VmFlag::kIo))
     return refuse("raw PFN/IO mapping (VmFlags pf/io: GPU, DRM or device memory)");
   if (starts_with(n, "anon_inode:")) return refuse("kernel object mapping (" + n + ")");
   if (starts_with(n, "socket:")) return refuse("socket ring mapping");

@@ -12,6 +12,7 @@
 #include "policy/launch_decision.h"
 #include "snapshot/clock.h"
 #include "snapshot/fd_objects.h"
+#include "snapshot/proc_stat.h"
 
 namespace prewarm {
 namespace {
@@ -268,15 +269,13 @@ int Daemon::on_launch_timer(sd_event_source* s, uint64_t, void* userdata) {
       return 0;
     }
     // idle[:MS]: asleep, and no CPU time used for the whole window.
-    auto stat = read_file("/proc/" + std::to_string(l.pid) + "/stat");
-    if (stat) {
-      auto close = stat->rfind(')');
-      char state = close != std::string::npos && close + 2 < stat->size() ? (*stat)[close + 2] : '?';
-      unsigned long long fields[2]{};
-      if (close != std::string::npos && close + 4 < stat->size())
-        std::sscanf(stat->c_str() + close + 4, "%*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &fields[0], &fields[1]);
+    // A line that does not parse is no sample (it is not "no CPU time").
+    auto stat = read_proc_stat(l.pid, 15);
+    auto utime = stat ? stat->number(14) : Result<uint64_t>(stat.error());
+    auto stime = stat ? stat->number(15) : Result<uint64_t>(stat.error());
+    if (utime && stime) {
       const double now = static_cast<double>(mono_ns()) / 1e6;
-      if (auto since = l.idle->sample(now, state, fields[0] + fields[1])) {
+      if (auto since = l.idle->sample(now, stat->state(), *utime + *stime)) {
         l.timer = sd_event_source_disable_unref(l.timer);
         self->forward_notify(l, "READY=1");
         self->on_ready(l, static_cast<int64_t>(*since * 1e6), "idle");

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "restorer/staging.h"
+#include "snapshot/image.h"
 
 namespace prewarm {
 namespace {
@@ -106,7 +107,7 @@ LazySetup plan_lazy(const pb::Snapshot& snap, const std::vector<uint32_t>& worki
     }
     if (lazy) {
       s.ranges.push_back({m.start(), m.end() - m.start()});
-      s.dontfork.push_back(has_vm_flag(m, "dc") ? 1 : 0);
+      s.dontfork.push_back(vm_flags_of(m).has(VmFlag::kDontCopy) ? 1 : 0);
       s.max_run = std::max(s.max_run, longest);
     }
   }

@@ -25,35 +25,24 @@ std::string hex(uint64_t v) {
   return b;
 }
 
-bool has_vm_flag(const pb::Mapping& m, const char* flag) {
-  const std::string& f = m.vm_flags();
-  const size_t n = std::strlen(flag);
-  for (size_t pos = 0; pos < f.size();) {
-    size_t end = f.find(' ', pos);
-    if (end == std::string::npos) end = f.size();
-    if (end - pos == n && f.compare(pos, n, flag) == 0) return true;
-    pos = end + 1;
-  }
-  return false;
-}
-
 int mmap_flags_for(const pb::Mapping& m) {
   int flags = m.shared() ? MAP_SHARED : MAP_PRIVATE;
   if (m.growsdown()) flags |= MAP_GROWSDOWN;
-  if (has_vm_flag(m, "nr")) flags |= MAP_NORESERVE;
+  if (vm_flags_of(m).has(VmFlag::kNoReserve)) flags |= MAP_NORESERVE;
   return flags;
 }
 
 uint32_t advice_for(const pb::Mapping& m, bool app_thp_disabled) {
   uint32_t a = 0;
-  if (has_vm_flag(m, "nh"))
+  const VmFlags f = vm_flags_of(m);
+  if (f.has(VmFlag::kNoHugePage))
     a |= PW_ADVISE_NOHUGEPAGE;
-  else if (has_vm_flag(m, "hg") ||
+  else if (f.has(VmFlag::kHugePage) ||
            (!app_thp_disabled && m.kind() == pb::Mapping::ANON && !m.shared() && m.end() - m.start() >= kAlign))
     a |= PW_ADVISE_HUGEPAGE;
-  if (has_vm_flag(m, "dc")) a |= PW_ADVISE_DONTFORK;
-  if (has_vm_flag(m, "wf")) a |= PW_ADVISE_WIPEONFORK;
-  if (has_vm_flag(m, "dd")) a |= PW_ADVISE_DONTDUMP;
+  if (f.has(VmFlag::kDontCopy)) a |= PW_ADVISE_DONTFORK;
+  if (f.has(VmFlag::kWipeOnFork)) a |= PW_ADVISE_WIPEONFORK;
+  if (f.has(VmFlag::kDontDump)) a |= PW_ADVISE_DONTDUMP;
   return a;
 }
 

@@ -32,7 +32,6 @@ Result<void> stage_mapping(const pb::Snapshot& snap, const pb::Mapping& m, int f
 
 int mmap_flags_for(const pb::Mapping& m);
 std::string hex(uint64_t v);  // "0x..." for messages
-bool has_vm_flag(const pb::Mapping& m, const char* flag);
 
 // madvise state to re-create (PW_ADVISE_* bits). Large private anonymous mappings also get
 // transparent huge pages: refilling them costs one fault per 2 MiB instead of per 4 KiB, which

@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "snapshot/proc_attrs.h"
+#include "snapshot/proc_stat.h"
 #include "snapshot/uapi_compat.h"
 
 namespace prewarm {
@@ -135,8 +136,8 @@ Result<void> check_attr_match(const pb::AttrState& a) {
     std::string own;
     if (m.key().starts_with("stat:")) {
       if (own_stat.empty()) {
-        PW_ASSIGN(std::string t, read_file("/proc/self/stat"));
-        PW_ASSIGN(own_stat, parse_stat_fields(t));
+        PW_ASSIGN(ProcStat s, read_proc_stat(0, 52));
+        own_stat = std::move(s.fields);
       }
       size_t n = std::stoul(m.key().substr(5));
       own = n >= 1 && n <= own_stat.size() ? own_stat[n - 1] : "";

@@ -359,9 +359,11 @@ Result<bool> add_mapping(pb::Snapshot& snap, const ProcessState& state, size_t i
   m->set_kind(kind);
   m->set_name(v.name);
   m->set_file_offset(v.offset);
+  // The text too: what inspect shows, and all a reader built before vm_flag_bits can use.
   m->set_vm_flags(v.vm_flags_text());
-  m->set_growsdown(v.has_flag("gd"));
-  m->set_may_write(v.has_flag("mw"));
+  m->set_vm_flag_bits(v.vm_flags.known.bits());
+  m->set_growsdown(v.vm_flags.has(VmFlag::kGrowsDown));
+  m->set_may_write(v.vm_flags.has(VmFlag::kMayWrite));
   if (v.name == "[heap]") snap.mutable_mm()->set_brk(v.end);
 
   auto* compat = snap.mutable_compat();

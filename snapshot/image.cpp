@@ -252,4 +252,9 @@ Result<pb::Snapshot> parse_manifest(std::string_view bytes, uint64_t pages_file_
   return snap;
 }
 
+VmFlags vm_flags_of(const pb::Mapping& m) {
+  if (m.has_vm_flag_bits()) return VmFlags::from_bits(m.vm_flag_bits());
+  return parse_vm_flags(m.vm_flags()).known;
+}
+
 }  // namespace prewarm

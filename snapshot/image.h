@@ -12,6 +12,7 @@
 #include "snapshot/result.h"
 #include "snapshot/snapshot.pb.h"
 #include "snapshot/unique_fd.h"
+#include "snapshot/vm_flags.h"
 
 namespace prewarm {
 
@@ -76,5 +77,9 @@ Result<void> check_structure(const pb::Snapshot& snap, uint64_t pages_file_size)
 Result<pb::Snapshot> parse_manifest(std::string_view bytes, uint64_t pages_file_size);
 
 uint64_t xxh3_64(const void* data, size_t len);
+
+// A mapping's VmFlags: its vm_flag_bits, or for an image written before that field, its text
+// decoded (unknown mnemonics there were refused at dump, or sit on [vdso]/[vvar], which are moved).
+VmFlags vm_flags_of(const pb::Mapping& m);
 
 }  // namespace prewarm

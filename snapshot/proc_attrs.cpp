@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "snapshot/inject_syscall.h"
+#include "snapshot/proc_stat.h"
 #include "snapshot/uapi_compat.h"
 #include "snapshot/unique_fd.h"
 
@@ -46,15 +47,8 @@ std::vector<std::pair<std::string, std::string>> parse_status_fields(const std::
 }
 
 Result<std::vector<std::string>> parse_stat_fields(const std::string& text) {
-  size_t open = text.find('('), close = text.rfind(')');
-  if (open == std::string::npos || close == std::string::npos || close < open)
-    return data_error("stat: no command name");
-  std::vector<std::string> f{trim(text.substr(0, open)), text.substr(open + 1, close - open - 1)};
-  std::istringstream in(text.substr(close + 1));
-  std::string tok;
-  while (in >> tok) f.push_back(tok);
-  if (f.size() < 52) return data_error("stat: only " + std::to_string(f.size()) + " fields");
-  return f;
+  PW_ASSIGN(ProcStat s, parse_proc_stat(text, 52));  // the 52 fields the policy has a rule for
+  return std::move(s.fields);
 }
 
 Result<std::vector<PosixTimerInfo>> parse_timers(const std::string& text) {
@@ -203,8 +197,8 @@ Result<void> collect_injected(FrozenProcess& proc, int mem_fd, const std::vector
   if (!probed) return probed.error();
   for (const auto& v : *probed) {
     if (v.start > static_cast<uint64_t>(addr) || v.end <= static_cast<uint64_t>(addr)) continue;
-    p.mlock_future = v.has_flag("lo");
-    p.mlock_onfault = v.has_flag("lf");
+    p.mlock_future = v.vm_flags.has(VmFlag::kLocked);
+    p.mlock_onfault = v.vm_flags.has(VmFlag::kLockOnFault);
   }
   return ok();
 }
@@ -228,11 +222,12 @@ Result<ProcAttrs> collect_attrs(FrozenProcess& proc, int mem_fd, const std::vect
   ProcAttrs a;
   PW_ASSIGN(std::string status, read_file(proc_file(pid, "status")));
   a.status = parse_status_fields(status);
-  PW_ASSIGN(std::string stat, read_file(proc_file(pid, "stat")));
-  PW_ASSIGN(a.stat, parse_stat_fields(stat));
+  PW_ASSIGN(ProcStat stat, read_proc_stat(pid, 52));
   // PR_GET_IO_FLUSHER needs CAP_SYS_RESOURCE; the flags it sets show in stat (field 9):
   // PF_MEMALLOC_NOIO | PF_LOCAL_THROTTLE.
-  a.prctl.io_flusher = (std::stoull(a.stat[8]) & 0x00180000ull) == 0x00180000ull ? 1 : 0;
+  PW_ASSIGN(uint64_t task_flags, stat.number(9));
+  a.prctl.io_flusher = (task_flags & 0x00180000ull) == 0x00180000ull ? 1 : 0;
+  a.stat = std::move(stat.fields);
   PW_ASSIGN(std::string oom, read_file(proc_file(pid, "oom_score_adj")));
   a.oom_score_adj = std::stoi(oom);
   PW_ASSIGN(std::string timers, read_file(proc_file(pid, "timers")));

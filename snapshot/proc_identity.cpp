@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <charconv>
 
+#include "snapshot/proc_stat.h"
+
 namespace prewarm {
 namespace {
 
@@ -99,13 +101,8 @@ Result<void> parse_identity_status(std::string_view text, ProcessIdentity& id) {
 }
 
 Result<uint64_t> parse_stat_start_time(std::string_view text) {
-  size_t close = text.rfind(')');
-  if (close == std::string_view::npos) return data_error("stat: no command name");
-  auto f = words(text.substr(close + 1));  // f[0] is field 3 (state)
-  constexpr size_t kStartTime = 22 - 3;
-  uint64_t v = 0;
-  if (f.size() <= kStartTime || !number(f[kStartTime], v)) return data_error("stat: no start time");
-  return v;
+  PW_ASSIGN(ProcStat s, parse_proc_stat(text, 22));
+  return s.number(22);  // starttime
 }
 
 Result<ProcessIdentity> read_identity(pid_t pid, int pidfd) {

@@ -72,21 +72,6 @@ bool is_header(const std::string& line) {
 
 }  // namespace
 
-bool Vma::has_flag(const char* f) const {
-  for (const auto& x : vm_flags)
-    if (x == f) return true;
-  return false;
-}
-
-std::string Vma::vm_flags_text() const {
-  std::string out;
-  for (const auto& f : vm_flags) {
-    if (!out.empty()) out += ' ';
-    out += f;
-  }
-  return out;
-}
-
 bool Vma::is_deleted() const {
   static constexpr std::string_view kSuffix = " (deleted)";
   return name.size() > kSuffix.size() && name.ends_with(kSuffix);
@@ -100,9 +85,7 @@ Result<std::vector<Vma>> parse_smaps(const std::string& text) {
     if (line.empty()) continue;
     if (line.starts_with("VmFlags:")) {
       if (out.empty()) return data_error("smaps: VmFlags before any mapping");
-      std::istringstream fl(line.substr(8));
-      std::string f;
-      while (fl >> f) out.back().vm_flags.push_back(f);
+      out.back().vm_flags = parse_vm_flags(std::string_view(line).substr(8));
       continue;
     }
     if (!is_header(line)) continue;

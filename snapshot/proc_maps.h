@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "snapshot/result.h"
+#include "snapshot/vm_flags.h"
 
 namespace prewarm {
 
@@ -21,11 +22,10 @@ struct Vma {
   uint32_t dev_minor = 0;
   uint64_t inode = 0;
   std::string name;      // path, [heap], [stack], [vdso], anon_inode:[...], or empty
-  std::vector<std::string> vm_flags;  // "rd", "wr", "pf", "io", ...
+  ParsedVmFlags vm_flags;  // decoded once here; empty for maps
 
   uint64_t size() const { return end - start; }
-  bool has_flag(const char* f) const;
-  std::string vm_flags_text() const;
+  std::string vm_flags_text() const { return to_text(vm_flags); }
   bool is_deleted() const;
 };
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "snapshot/dir_entries.h"
+#include "snapshot/proc_stat.h"
 #include "snapshot/unique_fd.h"
 
 namespace prewarm {
@@ -34,32 +35,18 @@ bool number(std::string_view s, T& out, int base = 10) {
 }  // namespace
 
 Result<MmLayout> parse_stat_mm(const std::string& text) {
-  // comm may contain spaces and ')': the fields start after the last ')'.
-  size_t close = text.rfind(')');
-  if (close == std::string::npos) return data_error("stat: no command name");
-  std::istringstream in(text.substr(close + 1));
-  std::vector<std::string> f{"pid", "comm"};  // index i holds field i+1
-  std::string tok;
-  while (in >> tok) f.push_back(tok);
-  if (f.size() < 51) return data_error("stat: only " + std::to_string(f.size()) + " fields");
-  bool good = true;
-  auto field = [&](int n) {
-    uint64_t v = 0;
-    good &= number(f[n - 1], v);
-    return v;
-  };
+  PW_ASSIGN(ProcStat s, parse_proc_stat(text, 51));
   MmLayout m;
-  m.start_code = field(26);
-  m.end_code = field(27);
-  m.start_stack = field(28);
-  m.start_data = field(45);
-  m.end_data = field(46);
-  m.start_brk = field(47);
-  m.arg_start = field(48);
-  m.arg_end = field(49);
-  m.env_start = field(50);
-  m.env_end = field(51);
-  if (!good) return data_error("stat: a memory layout field is not a number");
+  PW_ASSIGN(m.start_code, s.number(26));
+  PW_ASSIGN(m.end_code, s.number(27));
+  PW_ASSIGN(m.start_stack, s.number(28));
+  PW_ASSIGN(m.start_data, s.number(45));
+  PW_ASSIGN(m.end_data, s.number(46));
+  PW_ASSIGN(m.start_brk, s.number(47));
+  PW_ASSIGN(m.arg_start, s.number(48));
+  PW_ASSIGN(m.arg_end, s.number(49));
+  PW_ASSIGN(m.env_start, s.number(50));
+  PW_ASSIGN(m.env_end, s.number(51));
   return m;
 }
 

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "snapshot/inject_syscall.h"
+#include "snapshot/proc_stat.h"
 #include "snapshot/proc_state.h"
 #include "snapshot/unique_fd.h"
 
@@ -63,11 +64,11 @@ std::string credential_lines(const std::string& status_text) {
 }
 
 std::string scheduling_summary(const std::string& stat_text, const std::string& status_text) {
-  // Fields after the command name (which may hold spaces and parentheses), numbered from 3.
-  std::vector<std::string> f;
-  std::istringstream in(stat_text.substr(std::min(stat_text.size(), stat_text.rfind(')') + 1)));
-  for (std::string w; in >> w;) f.push_back(w);
-  auto field = [&](size_t n) { return n >= 3 && n - 3 < f.size() ? f[n - 3] : std::string("?"); };
+  const auto stat = parse_proc_stat(stat_text);
+  auto field = [&](size_t n) {
+    auto f = stat ? stat->field(n) : std::nullopt;
+    return f ? std::string(*f) : std::string("?");
+  };
   std::string cpus = "?";
   std::istringstream st(status_text);
   for (std::string line; std::getline(st, line);)

@@ -26,6 +26,7 @@
 
 #include "snapshot/image.h"
 #include "snapshot/proc_identity.h"
+#include "snapshot/proc_stat.h"
 #include "snapshot/unique_fd.h"
 
 namespace prewarm {
@@ -99,10 +100,8 @@ struct App {
     return false;
   }
   char state() {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string s((std::istreambuf_iterator<char>(in)), {});
-    size_t close = s.rfind(')');
-    return close == std::string::npos || close + 2 >= s.size() ? '?' : s[close + 2];
+    auto s = read_proc_stat(pid);
+    return s ? s->state() : '?';
   }
 };
 

@@ -34,6 +34,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include "snapshot/proc_stat.h"
 #include "snapshot/unique_fd.h"
 
 namespace prewarm {
@@ -1226,16 +1227,10 @@ TEST_F(DashboardTest, OutOfFdsTheServerDoesNotSpin) {
   ASSERT_EQ(::read(port_pipe[0], &port, sizeof port), static_cast<ssize_t>(sizeof port));
   ::close(port_pipe[0]);
   auto cpu_ticks = [child] {
-    auto stat = read_file("/proc/" + std::to_string(child) + "/stat");
+    auto stat = read_proc_stat(child, 15);
     if (!stat.ok()) return -1L;
-    std::istringstream in(stat->substr(stat->rfind(')') + 2));
-    std::string f;
-    long utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && in >> f; ++i) {
-      if (i == 14) utime = std::stol(f);
-      if (i == 15) stime = std::stol(f);
-    }
-    return utime + stime;
+    auto utime = stat->number(14), stime = stat->number(15);
+    return utime && stime ? static_cast<long>(*utime + *stime) : -1L;
   };
   std::vector<UniqueFd> waiting;
   for (int i = 0; i < 3; ++i) waiting.push_back(connect_to(port));  // completed by the kernel, never accepted

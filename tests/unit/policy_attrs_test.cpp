@@ -98,12 +98,14 @@ TEST(PolicyAttrs, LocksAndLeasesOnFilesAreRefused) {
   EXPECT_EQ(v.offenders.size(), 3u) << all;
 }
 
-Vma vma_with(std::vector<std::string> flags, std::string name = "") {
+Vma vma_with(const std::vector<std::string>& flags, std::string name = "") {
   Vma v;
   v.start = 0x1000;
   v.end = 0x2000;
   v.name = std::move(name);
-  v.vm_flags = std::move(flags);
+  std::string text;
+  for (const auto& f : flags) text += f + " ";
+  v.vm_flags = parse_vm_flags(text);
   return v;
 }
 
@@ -125,6 +127,10 @@ TEST(PolicyAttrs, VmFlagsAllowList) {
   EXPECT_NE(vm_flags_refusal(vma_with({"rd", "wr", "lo"})).find("VmFlags lo: mlocked"), std::string::npos);
   EXPECT_NE(vm_flags_refusal(vma_with({"rd", "lf"})).find("VmFlags lf"), std::string::npos);
   EXPECT_NE(vm_flags_refusal(vma_with({"rd", "zz"})).find("VmFlags zz: unknown"), std::string::npos);
+  // Refused flags are named in the kernel's order, unknown ones where the kernel printed them.
+  EXPECT_EQ(vm_flags_refusal(vma_with({"rd", "wr", "um", "gu", "lo", "ac", "qq"})),
+            "VmFlags um: userfaultfd (missing) registration, VmFlags gu: unknown to this prewarm, "
+            "VmFlags lo: mlocked (mlock/mlockall), VmFlags qq: unknown to this prewarm (not carried)");
   EXPECT_NE(vm_flags_refusal(vma_with({"rd", "rr"})).find("MADV_RANDOM"), std::string::npos);
   EXPECT_NE(vm_flags_refusal(vma_with({"rd", "mg"})).find("KSM"), std::string::npos);
   // The kernel's own special mappings are moved, whatever their flags.

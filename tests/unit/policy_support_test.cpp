@@ -143,7 +143,7 @@ TEST(ClassifyMapping, KernelSpecialMappingsWinOverTheirPfIoFlags) {
   for (const auto& v : vmas) {
     if (v.name != "[vvar]" && v.name != "[vvar_vclock]") continue;
     ++seen;
-    ASSERT_TRUE(v.has_flag("pf") && v.has_flag("io")) << v.vm_flags_text();
+    ASSERT_TRUE(v.vm_flags.has(VmFlag::kPfnMap) && v.vm_flags.has(VmFlag::kIo)) << v.vm_flags_text();
     EXPECT_NE(classify_mapping(v, false).cls, MC::kRefuse) << v.name;
   }
   EXPECT_EQ(seen, 2);
@@ -191,8 +191,8 @@ TEST(ClassifyMapping, OwnPerfRingBufferIsRefusedAndNamed) {
   ASSERT_NE(v, nullptr);
   EXPECT_EQ(v->name, "anon_inode:[perf_event]");
   EXPECT_TRUE(v->shared);
-  EXPECT_TRUE(v->has_flag("pf"));
-  EXPECT_TRUE(v->has_flag("io"));
+  EXPECT_TRUE(v->vm_flags.has(VmFlag::kPfnMap));
+  EXPECT_TRUE(v->vm_flags.has(VmFlag::kIo));
 
   auto d = classify_mapping(*v, is_regular_file(v->name));
   ASSERT_EQ(d.cls, MC::kRefuse);

@@ -98,14 +98,14 @@ TEST(ParseSmaps, AttachesVmFlagsToTheirOwnMapping) {
   ASSERT_EQ(v.size(), 11u);
   const Vma& perf = v[4];
   EXPECT_EQ(perf.name, "anon_inode:[perf_event]");
-  EXPECT_TRUE(perf.has_flag("pf"));
-  EXPECT_TRUE(perf.has_flag("io"));
+  EXPECT_TRUE(perf.vm_flags.has(VmFlag::kPfnMap));
+  EXPECT_TRUE(perf.vm_flags.has(VmFlag::kIo));
   EXPECT_EQ(perf.vm_flags_text(), "rd wr sh mr mw ms pf io dc de dd");
 
   const Vma& heap = v[2];
-  EXPECT_FALSE(heap.has_flag("pf"));
-  EXPECT_FALSE(heap.has_flag("io"));
-  EXPECT_TRUE(heap.has_flag("ac"));
+  EXPECT_FALSE(heap.vm_flags.has(VmFlag::kPfnMap));
+  EXPECT_FALSE(heap.vm_flags.has(VmFlag::kIo));
+  EXPECT_TRUE(heap.vm_flags.has(VmFlag::kAccount));
   EXPECT_EQ(heap.vm_flags_text(), "rd wr mr mw me ac sd");
 
   EXPECT_EQ(v[10].vm_flags_text(), "ex");
@@ -114,9 +114,12 @@ TEST(ParseSmaps, AttachesVmFlagsToTheirOwnMapping) {
 TEST(ParseSmaps, HasFlagMatchesWholeFlagsOnly) {
   auto v = parse_ok(kSmaps);
   ASSERT_GE(v.size(), 1u);
-  EXPECT_TRUE(v[0].has_flag("mw"));
-  EXPECT_FALSE(v[0].has_flag("m"));
-  EXPECT_FALSE(v[0].has_flag("mwx"));
+  EXPECT_TRUE(v[0].vm_flags.has(VmFlag::kMayWrite));
+  auto partial = parse_vm_flags("m mwx wr_");
+  EXPECT_TRUE(partial.known.empty());
+  ASSERT_EQ(partial.unknown.size(), 3u);
+  EXPECT_EQ(partial.unknown[0].mnemonic, "m");
+  EXPECT_EQ(partial.unknown[1].mnemonic, "mwx");
 }
 
 TEST(ParseSmaps, ReadsSharedAndDeleted) {
@@ -258,15 +261,15 @@ TEST(ReadSmaps, SeesOwnMappingsSplitByProtection) {
 
   EXPECT_EQ(first->end, base + page);
   EXPECT_EQ(first->prot, PROT_READ | PROT_WRITE);
-  EXPECT_TRUE(first->has_flag("rd"));
-  EXPECT_TRUE(first->has_flag("wr"));
-  EXPECT_FALSE(first->has_flag("dd"));
+  EXPECT_TRUE(first->vm_flags.has(VmFlag::kRead));
+  EXPECT_TRUE(first->vm_flags.has(VmFlag::kWrite));
+  EXPECT_FALSE(first->vm_flags.has(VmFlag::kDontDump));
 
   EXPECT_EQ(middle->prot, PROT_READ);
-  EXPECT_FALSE(middle->has_flag("wr"));
+  EXPECT_FALSE(middle->vm_flags.has(VmFlag::kWrite));
 
   EXPECT_EQ(last->end, base + 3 * page);
-  EXPECT_TRUE(last->has_flag("dd"));
+  EXPECT_TRUE(last->vm_flags.has(VmFlag::kDontDump));
   EXPECT_EQ(last->name, "");
   EXPECT_FALSE(last->shared);
 }
@@ -281,7 +284,7 @@ TEST(ReadSmaps, SeesSharedAnonymousAsDeletedDevZero) {
   ASSERT_NE(vma, nullptr);
   EXPECT_TRUE(vma->shared);
   EXPECT_EQ(vma->name, "/dev/zero (deleted)");
-  EXPECT_TRUE(vma->has_flag("sh"));
+  EXPECT_TRUE(vma->vm_flags.has(VmFlag::kShared));
 }
 
 TEST(ReadSmaps, SeesFileMappingWithPathInodeAndOffset) {

@@ -201,9 +201,25 @@ TEST_F(StageMapping, CarriesMadviseStateAndGrowsdown) {
   write_image({stack}, {{kHeap + 3 * kPage, pages_of('t', 1)}});
   ASSERT_TRUE(stage(0, 0, 1).ok());
   const Vma v = vma_at(slot_ + 3 * kPage);
-  for (const char* flag : {"gd", "dc", "dd"})
-    EXPECT_TRUE(v.has_flag(flag)) << flag << " in " << v.vm_flags_text();
-  EXPECT_FALSE(v.has_flag("hg")) << "a 16 KiB mapping gets no huge pages";
+  for (VmFlag flag : {VmFlag::kGrowsDown, VmFlag::kDontCopy, VmFlag::kDontDump})
+    EXPECT_TRUE(v.vm_flags.has(flag)) << mnemonic(flag) << " in " << v.vm_flags_text();
+  EXPECT_FALSE(v.vm_flags.has(VmFlag::kHugePage)) << "a 16 KiB mapping gets no huge pages";
+}
+
+// An image from this prewarm: the decoded bits and no text, so only the bits can carry the flags.
+pb::Mapping bits_only(pb::Mapping m) {
+  m.set_vm_flag_bits(parse_vm_flags(m.vm_flags()).known.bits());
+  m.clear_vm_flags();
+  return m;
+}
+
+TEST_F(StageMapping, CarriesMadviseStateFromTheDecodedBits) {
+  auto m = bits_only(mapping(kHeap, 4, pb::Mapping::ANON, PROT_READ | PROT_WRITE, "rd wr mr mw me ac dc dd"));
+  write_image({m}, {{kHeap, pages_of('b', 1)}});
+  ASSERT_TRUE(stage(0, 0, 1).ok());
+  const Vma v = vma_at(slot_);
+  EXPECT_TRUE(v.vm_flags.has(VmFlag::kDontCopy)) << v.vm_flags_text();
+  EXPECT_TRUE(v.vm_flags.has(VmFlag::kDontDump)) << v.vm_flags_text();
 }
 
 // A window of the address space free in this process, to offer reserve_hole as its only gap.
@@ -323,6 +339,36 @@ TEST(AdviceFor, RoundTripsThroughTheKernel) {
     auto seen = mapping(kHeap, 4, pb::Mapping::ANON, PROT_READ | PROT_WRITE, v.vm_flags_text());
     EXPECT_EQ(advice_for(seen), bit) << v.vm_flags_text();
   }
+}
+
+// An image written before vm_flag_bits (text only), one with only the bits, and one with both
+// (what dump writes now) are restored alike; where both are present the bits are what counts.
+TEST(VmFlagsOf, OldAndNewImagesPlanTheSame) {
+  constexpr uint32_t kRw = PROT_READ | PROT_WRITE;
+  for (const char* text : {"rd wr mr mw me ac sd", "rd wr mr mw me nh", "rd mr mw me hg",
+                           "rd wr mr mw me nr dc wf dd", "rd wr mr mw me gd ac", ""}) {
+    SCOPED_TRACE(text);
+    for (uint64_t pages : {16ull, 1024ull}) {
+      const pb::Mapping old_image = mapping(kHeap, pages, pb::Mapping::ANON, kRw, text);
+      pb::Mapping both = old_image;
+      both.set_vm_flag_bits(parse_vm_flags(text).known.bits());
+      const pb::Mapping bits = bits_only(old_image);
+      EXPECT_FALSE(old_image.has_vm_flag_bits());
+      EXPECT_EQ(vm_flags_of(old_image), vm_flags_of(bits));
+      EXPECT_EQ(vm_flags_of(both), vm_flags_of(bits));
+      const pb::Mapping* const decoded[] = {&bits, &both};
+      for (const pb::Mapping* m : decoded) {
+        EXPECT_EQ(advice_for(*m), advice_for(old_image));
+        EXPECT_EQ(advice_for(*m, true), advice_for(old_image, true));
+        EXPECT_EQ(mmap_flags_for(*m), mmap_flags_for(old_image));
+      }
+    }
+  }
+  // Present but zero is "no flags", not "absent": the text is not consulted.
+  pb::Mapping zero = mapping(kHeap, 16, pb::Mapping::ANON, kRw, "rd wr mr mw me dc");
+  zero.set_vm_flag_bits(0);
+  EXPECT_TRUE(vm_flags_of(zero).empty());
+  EXPECT_EQ(advice_for(zero), 0u);
 }
 
 }  // namespace
