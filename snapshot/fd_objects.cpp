@@ -29,6 +29,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "snapshot/image.h"
@@ -742,21 +743,18 @@ Result<FdObjectScan> collect_fd_objects(pid_t pid, const std::vector<FdObjectCan
         l = sizeof listening;
         if (::getsockopt(app.get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &l) != 0) return errno_error("SO_ACCEPTCONN");
         const uint64_t ino = bracket_inode(fd.target);
-        if (domain != AF_UNIX || listening) {
-          PW_ASSIGN(std::string why, listener_record(pid, app.get(), domain, type, ino, *r.mutable_listener()));
-          if (!why.empty()) {
-            refuse(fd.fd, why);
+        std::optional<UnixDiag> diag;  // a unix socket that does not listen: is it connected?
+        if (domain == AF_UNIX && !listening) {
+          auto d = unix_diag(ino);
+          if (!d) {
+            refuse(fd.fd, "unix socket not visible to sock_diag (" + d.error().describe() + ")");
             continue;
           }
-          r.set_kind(pb::FD_LISTENER);
-          break;
+          diag = *d;
         }
-        auto diag = unix_diag(ino);
-        if (!diag) {
-          refuse(fd.fd, "unix socket not visible to sock_diag (" + diag.error().describe() + ")");
-          continue;
-        }
-        if (diag->peer == 0) {  // never connected (or its peer is gone): made again, bound where it was
+        // A listener, a bound UDP socket, or a unix socket never connected (or whose peer is
+        // gone): made again, bound where it was.
+        if (!diag || diag->peer == 0) {
           PW_ASSIGN(std::string why, listener_record(pid, app.get(), domain, type, ino, *r.mutable_listener()));
           if (!why.empty()) {
             refuse(fd.fd, why);
