@@ -24,7 +24,10 @@ Flags from the test's .desc (suid, crfail, noauto, excl, ...) are printed with e
 Usage (root):
   bench/zdtm.py CRIU_TREE BUILD_DIR [--only NAME...] [--control] [--json OUT] [--timeout S]
   CRIU_TREE: a CRIU checkout (or `git archive HEAD test/zdtm` of one) with test/zdtm/lib and
-             test/zdtm/static built (`make -C test/zdtm/lib && make -C test/zdtm/static`)
+             test/zdtm/static built (`make -C test/zdtm/lib && make -k -C test/zdtm/static`;
+             a few tests need Debian's libcap-dev, libaio-dev, libnl-3-dev, libnl-route-3-dev,
+             protobuf-c-compiler and libprotobuf-c-dev, and criu-rtc needs CRIU's own headers:
+             without them those tests do not build and are not run)
   BUILD_DIR: a prewarm build directory (BUILD_DIR/prewarmd/prewarm is used)
 Only processes this script started are signalled: it is a child subreaper, so a test's daemonized
 process and its children are its own to kill and reap.
