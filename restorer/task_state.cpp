@@ -162,13 +162,13 @@ Result<std::vector<PwPosixLock>> take_app_locks(const pb::AttrState& a, const st
                              (l.write() ? " write" : " read") + " lock on the app's fd " + std::to_string(l.fd());
     if (l.start() > static_cast<uint64_t>(INT64_MAX) || l.len() > static_cast<uint64_t>(INT64_MAX))
       return data_error("the image has an invalid range for its " + what);
+    struct flock f {};  // the range of a POSIX or OFD lock
+    f.l_type = l.write() ? F_WRLCK : F_RDLCK;
+    f.l_whence = SEEK_SET;
+    f.l_start = static_cast<off_t>(l.start());
+    f.l_len = static_cast<off_t>(l.len());
     int rc;
     if (l.posix()) {
-      struct flock f {};
-      f.l_type = l.write() ? F_WRLCK : F_RDLCK;
-      f.l_whence = SEEK_SET;
-      f.l_start = static_cast<off_t>(l.start());
-      f.l_len = static_cast<off_t>(l.len());
       if (::fcntl(fd, F_GETLK, &f) != 0) return errno_error("test the " + what);
       if (f.l_type != F_UNLCK)
         return make_error(EAGAIN, "take the " + what + " again (another process holds a conflicting lock now: pid " +
@@ -177,11 +177,6 @@ Result<std::vector<PwPosixLock>> take_app_locks(const pb::AttrState& a, const st
       continue;
     }
     if (l.ofd()) {
-      struct flock f {};
-      f.l_type = l.write() ? F_WRLCK : F_RDLCK;
-      f.l_whence = SEEK_SET;
-      f.l_start = static_cast<off_t>(l.start());
-      f.l_len = static_cast<off_t>(l.len());
       rc = ::fcntl(fd, F_OFD_SETLK, &f);
     } else {
       rc = ::flock(fd, (l.write() ? LOCK_EX : LOCK_SH) | LOCK_NB);
