@@ -1,4 +1,4 @@
-// The restore plan: where the hole's pieces go and the PwPlan the blob carries out. Pure
+// The restore plan: the PwPlan the blob carries out, checked before the point of no return. Pure
 // functions of the image and of facts about this process, so the fuzzer can drive them.
 #pragma once
 
@@ -9,44 +9,13 @@
 
 #include "restorer/blob/plan_abi.h"
 #include "restorer/sigframe.h"
-#include "restorer/staging.h"
+#include "restorer/hole.h"
 #include "snapshot/cpu_compat.h"
 #include "snapshot/ready_message.h"
 #include "snapshot/result.h"
 #include "snapshot/snapshot.pb.h"
 
 namespace prewarm {
-
-inline constexpr uint64_t kTaskSize = 0x7ffffffff000ull;  // TASK_SIZE with 4-level page tables
-inline constexpr int kMaxRestoredThreads = 1024;           // policy::kMaxThreads refuses more at dump
-
-// A mapping's stored runs are page_runs[first, last).
-struct MappingRuns {
-  int first = 0, last = 0;
-  bool staged() const { return last > first; }
-};
-
-struct HoleLayout {
-  std::vector<MappingRuns> runs;   // per mapping
-  std::vector<uint64_t> slot_off;  // per mapping: offset of its staged copy in the hole
-  uint64_t blob_len = 0, plan_len = 0;
-  uint64_t thread_stacks_off = 0;  // within the plan region: one blob stack per extra thread
-  uint64_t hop_off = 0;  // the slot the vDSO pair passes through
-  uint64_t vdso_span = 0;  // its size
-  uint64_t hole_len = 0;
-};
-
-// Sizes the hole: blob code, plan and blob stack, the vDSO hop slot, then each staged mapping
-// at its own offset within a 2 MiB page. `message_size` is the readiness message without the
-// phase fields; `fd_entries` the number of fd moves and close ranges. Refuses images whose total
-// would not fit the address space.
-Result<HoleLayout> layout_hole(const pb::Snapshot& snap, const SpecialMappings& own, uint64_t blob_size,
-                               uint64_t frame_size, uint64_t message_size, uint64_t fd_entries);
-
-// Where a hole of `size` bytes may go, best first: aligned spots inside the gaps between the
-// snapshot's mappings (`taken`, sorted), largest gap first. The caller still has to find one
-// that is free in this process.
-std::vector<uint64_t> hole_candidates(const std::vector<Interval>& taken, uint64_t size);
 
 struct PlanInputs {
   const pb::Snapshot& snap;

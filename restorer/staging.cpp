@@ -9,7 +9,6 @@
 #include <cerrno>
 
 #include "restorer/blob/plan_abi.h"
-#include "restorer/plan.h"
 #include "snapshot/image.h"
 
 namespace prewarm {
@@ -56,24 +55,6 @@ Result<void> apply_advice(void* addr, uint64_t len, uint32_t advice) {
     if ((advice & bit) && ::madvise(addr, len, advice_value) != 0)
       return errno_error("madvise " + std::to_string(advice_value));
   return ok();
-}
-
-Result<UniqueMapping> reserve_hole(const std::vector<Interval>& taken, uint64_t size) {
-  // The launcher's own mappings may sit at a candidate: MAP_FIXED_NOREPLACE says so.
-  for (uint64_t at : hole_candidates(taken, size)) {
-    void* p = ::mmap(reinterpret_cast<void*>(at), size, PROT_NONE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
-    if (p == MAP_FAILED) {
-      if (errno == EEXIST) continue;
-      return errno_error("reserve " + std::to_string(size) + " bytes for the restorer");
-    }
-    if (reinterpret_cast<uint64_t>(p) != at) {  // old kernels ignore NOREPLACE
-      ::munmap(p, size);
-      continue;
-    }
-    return UniqueMapping(p, size);
-  }
-  return make_error(ENOMEM, "no address range is free in both the launcher and the snapshot");
 }
 
 Result<void> stage_mapping(const pb::Snapshot& snap, const pb::Mapping& m, int first_run,

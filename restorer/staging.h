@@ -1,5 +1,5 @@
-// The hole (an address range free in both the launcher and the snapshot) and the staged
-// mappings inside it: contents read from pages.img and verified before the point of no return.
+// The staged mappings inside the hole (restorer/hole.h): contents read from pages.img and
+// verified before the point of no return.
 #pragma once
 
 #include <cstdint>
@@ -11,13 +11,6 @@
 #include "snapshot/unique_fd.h"
 
 namespace prewarm {
-
-struct Interval {
-  uint64_t start = 0, end = 0;
-};
-
-// Reserves `size` bytes (PROT_NONE) outside every interval in `taken` (sorted, disjoint).
-Result<UniqueMapping> reserve_hole(const std::vector<Interval>& taken, uint64_t size);
 
 struct StagedRead {
   uint64_t bytes = 0;

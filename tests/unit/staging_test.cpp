@@ -1,6 +1,7 @@
 // Tests the launcher's staging step on the real kernel: the hole it reserves, mappings staged
 // inside it from a real pages.img (written with ImageWriter), checksum verification, and the
 // mmap flags and madvise state derived from a snapshot's mapping.
+#include "restorer/hole.h"
 #include "restorer/staging.h"
 
 #include <fcntl.h>
