@@ -129,13 +129,19 @@ Result<void> Registry::load(const std::string& path) {
 }
 
 Result<void> Registry::save(const std::string& path) const {
-  json japps = json::object();
+  std::erase_if(config_text_, [&](const auto& e) { return !apps.count(e.first); });
+  // One app per line; only the statuses are serialized anew.
+  std::string text = "{\"apps\": {";
+  const char* sep = "\n ";
   for (const auto& [name, a] : apps) {
-    japps[name] = {{"config", to_json(a.config)},
-                   {"status", {{"state", policy::to_string(a.status.state)}, {"reason", a.status.reason}}}};
+    auto& [generation, config] = config_text_[name];
+    if (config.empty() || generation != a.generation) generation = a.generation, config = proto::json_text(to_json(a.config));
+    const json status = {{"state", policy::to_string(a.status.state)}, {"reason", a.status.reason}};
+    text += sep + proto::json_text(name) + ": {\"config\": " + config + ", \"status\": " + proto::json_text(status) + "}";
+    sep = ",\n ";
   }
-  json j = {{"version", kRegistryVersion}, {"apps", japps}};
-  return write_file_atomic(path, proto::json_text(j, 1), 0600);
+  text += "\n}, \"version\": " + std::to_string(kRegistryVersion) + "}\n";
+  return write_file_atomic(path, text, 0600);
 }
 
 unsigned Registry::apps_of(uid_t uid) const {

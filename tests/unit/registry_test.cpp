@@ -117,6 +117,31 @@ TEST_F(RegistryTest, SaveLoadRoundTrip) {
   }
 }
 
+// Saves reuse each app's configuration text while its generation stands: a re-registration (a
+// new generation) is written anew, a status change always, a removed app not at all.
+TEST_F(RegistryTest, LaterSavesCarryEveryChange) {
+  Registry reg;
+  reg.apps["calc"] = sample_app("calc");
+  reg.apps["gone"] = sample_app("gone");
+  ASSERT_TRUE(reg.save(path_).ok());
+  App& calc = reg.apps["calc"];
+  calc.config.argv = {"/usr/bin/bc", "-q"};
+  calc.generation = App::next_generation();
+  calc.status.reason = "capture failed: 2";
+  reg.apps.erase("gone");
+  reg.apps["new"] = sample_app("new");
+  ASSERT_TRUE(reg.save(path_).ok());
+  Registry back;
+  auto r = back.load(path_);
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_EQ(back.apps.size(), 2u);
+  EXPECT_FALSE(back.apps.count("gone"));
+  ASSERT_TRUE(back.apps.count("calc") && back.apps.count("new"));
+  EXPECT_EQ(back.apps.at("calc").config.argv, calc.config.argv);
+  EXPECT_EQ(back.apps.at("calc").status.reason, "capture failed: 2");
+  EXPECT_EQ(back.apps.at("new").config.name, "new");
+}
+
 TEST_F(RegistryTest, EmptyRegistryRoundTrips) {
   ASSERT_TRUE(Registry{}.save(path_).ok());
   Registry back;
