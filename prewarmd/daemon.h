@@ -210,6 +210,8 @@ class Daemon {
   ImageStore store_;
   std::optional<History> history_;  // none if the database cannot be opened: launches go on
   std::unique_ptr<Dashboard> dashboard_;
+  // Each app's last published entry, reused while the app, its status and its images stand.
+  std::map<std::string, std::shared_ptr<const DashboardView::AppView>> app_views_;
   std::map<uint64_t, std::unique_ptr<Launch>> launches_;
   std::map<std::string, std::unique_ptr<Capture>> captures_;
   std::map<uint64_t, std::unique_ptr<Connection>> connections_;

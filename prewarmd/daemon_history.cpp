@@ -51,11 +51,16 @@ void Daemon::start_dashboard() {
 
 void Daemon::publish() {
   if (!dashboard_) return;
+  std::erase_if(app_views_, [&](const auto& e) { return !registry_.apps.count(e.first); });
   DashboardView v;
+  v.apps.reserve(registry_.apps.size());
   for (const auto& [name, app] : registry_.apps) {
-    DashboardView::AppView av{app, 0};
-    for (const auto* e : store_.entries_of(name)) av.image_bytes += e->bytes;
-    v.apps.push_back(std::move(av));
+    uint64_t bytes = 0;
+    for (const auto* e : store_.entries_of(name)) bytes += e->bytes;
+    auto& av = app_views_[name];
+    if (!av || av->app.generation != app.generation || av->app.status != app.status || av->image_bytes != bytes)
+      av = std::make_shared<const DashboardView::AppView>(DashboardView::AppView{app, bytes});
+    v.apps.push_back(av);
   }
   v.store_bytes = store_.total_bytes();
   v.store_budget = opts_.limits.store_budget;

@@ -241,15 +241,15 @@ DashboardView view_for(const DashboardView& view, std::optional<uid_t> viewer, O
   out.store_bytes = view.store_bytes;
   out.store_budget = view.store_budget;
   for (const auto& av : view.apps) {
-    if (viewer && (*viewer == 0 || *viewer == av.app.config.uid)) {
+    if (viewer && (*viewer == 0 || *viewer == av->app.config.uid)) {
       out.apps.push_back(av);
     } else if (others == OthersSee::kTimings) {
       // Only the name is copied over, so nothing added to App later leaks by default.
-      DashboardView::AppView t;
-      t.app.config.name = av.app.config.name;
-      t.app.status = {};  // state and reason are details (shown as null)
-      t.image_bytes = av.image_bytes;
-      t.details = false;
+      auto t = std::make_shared<DashboardView::AppView>();
+      t->app.config.name = av->app.config.name;
+      t->app.status = {};  // state and reason are details (shown as null)
+      t->image_bytes = av->image_bytes;
+      t->details = false;
       out.apps.push_back(std::move(t));
     }
   }
@@ -348,7 +348,8 @@ std::array<std::string, 5> metrics_of(const DashboardView::AppView& av, const Ap
 std::string render_metrics(const DashboardView& view, const TotalsBoard& board,
                            PartCache<std::array<std::string, 5>>* cache) {
   std::string launches, buckets, fallbacks, images, snapshots;
-  for (const auto& av : view.apps) {
+  for (const auto& p : view.apps) {
+    const DashboardView::AppView& av = *p;
     const auto found = board.get(av.app.config.name);
     auto build = [&] { return metrics_of(av, found ? *found : AppTotals{}); };
     std::array<std::string, 5> own;
@@ -395,11 +396,12 @@ Dashboard::~Dashboard() {
 }
 
 void Dashboard::publish(DashboardView view) {
+  auto v = std::make_shared<const DashboardView>(std::move(view));
   std::lock_guard lock(mu_);
-  view_ = std::move(view);
+  view_ = std::move(v);
 }
 
-DashboardView Dashboard::view() const {
+std::shared_ptr<const DashboardView> Dashboard::view() const {
   std::lock_guard lock(mu_);
   return view_;
 }
@@ -604,9 +606,9 @@ Reply Dashboard::handle(const Request& req, std::optional<uid_t> viewer) const {
   if (std::regex_match(req.path, app_page)) return reply_asset("page:app");
   if (std::regex_match(req.path, asset)) return reply_asset(req.path);
   // Every data route serves the viewer's part of the view and nothing else.
-  if (req.path == "/api/apps") return api_apps(view_for(view(), viewer, options_.others));
-  if (std::regex_match(req.path, m, api_app_re)) return api_app(view_for(view(), viewer, options_.others), m[1], req);
-  if (req.path == "/metrics") return metrics(view_for(view(), viewer, options_.others));
+  if (req.path == "/api/apps") return api_apps(view_for(*view(), viewer, options_.others));
+  if (std::regex_match(req.path, m, api_app_re)) return api_app(view_for(*view(), viewer, options_.others), m[1], req);
+  if (req.path == "/metrics") return metrics(view_for(*view(), viewer, options_.others));
   return reply_text(404, "not found\n");
 }
 
@@ -642,7 +644,7 @@ int64_t cursor(const Dashboard::Request& req, const char* name) {
 Reply Dashboard::api_apps(const DashboardView& v) const {
   std::string body = R"({"apps":[)";
   for (size_t i = 0; i < v.apps.size(); ++i) {
-    const auto& av = v.apps[i];
+    const DashboardView::AppView& av = *v.apps[i];
     const auto t = totals_->get(av.app.config.name);
     TextCache::Stamp stamp{t, std::string(policy::to_string(av.app.status.state)), av.app.status.reason, av.image_bytes,
                            av.details};
@@ -659,7 +661,7 @@ Reply Dashboard::api_apps(const DashboardView& v) const {
 Reply Dashboard::api_app(const DashboardView& v, const std::string& name, const Request& req) const {
   const DashboardView::AppView* av = nullptr;
   for (const auto& a : v.apps)
-    if (a.app.config.name == name) av = &a;
+    if (a->app.config.name == name) av = a.get();
   // An app the viewer may not see is answered exactly as one that does not exist.
   if (!av) return reply_json({{"error", "no app named '" + name + "' is registered"}}, 404);
   auto h = History::open_reader(history_path_);

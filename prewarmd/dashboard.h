@@ -39,7 +39,9 @@ struct DashboardView {
     // files or processes (state reason, fallback texts, capture errors, pids, argv).
     bool details = true;
   };
-  std::vector<AppView> apps;
+  // Shared, never changed once published: the loop republishes an app's entry only when the app
+  // changed, and a request takes the view without copying 1,000 apps.
+  std::vector<std::shared_ptr<const AppView>> apps;
   uint64_t store_bytes = 0;
   uint64_t store_budget = 0;
 };
@@ -102,7 +104,7 @@ class Dashboard {
   };
 
  private:
-  DashboardView view() const;
+  std::shared_ptr<const DashboardView> view() const;
   void serve();
   Reply handle(const Request& req, std::optional<uid_t> viewer) const;
   Reply api_apps(const DashboardView& v) const;
@@ -120,7 +122,7 @@ class Dashboard {
   std::thread thread_;
   std::vector<std::string> allowed_hosts_;
   mutable std::mutex mu_;
-  DashboardView view_;
+  std::shared_ptr<const DashboardView> view_ = std::make_shared<const DashboardView>();
 };
 
 }  // namespace prewarm

@@ -61,11 +61,11 @@ SnapshotRow snapshot(const std::string& app, bool ok, int64_t image_bytes, const
   return SnapshotRow{0, app, 1'700'000'000'500, ok, 900, 80, image_bytes, error};
 }
 
-DashboardView::AppView app_view(const std::string& name, uint64_t image_bytes) {
-  DashboardView::AppView v;
-  v.app.config.name = name;
-  v.app.status.state = policy::AppState::kValid;
-  v.image_bytes = image_bytes;
+std::shared_ptr<DashboardView::AppView> app_view(const std::string& name, uint64_t image_bytes) {
+  auto v = std::make_shared<DashboardView::AppView>();
+  v->app.config.name = name;
+  v->app.status.state = policy::AppState::kValid;
+  v->image_bytes = image_bytes;
   return v;
 }
 
@@ -286,11 +286,14 @@ class DashboardTest : public ::testing::Test {
 
   // calc belongs to alice, notes to bob; each app's state reason names a file in its user's home.
   void give_apps_to_two_users() {
-    view_.apps[0].app.config.uid = kAlice;
-    view_.apps[0].app.config.argv = {"/home/alice/bin/calc", "--secret-flag"};
-    view_.apps[0].app.status.reason = "/home/alice/lib/libcalc.so changed";
-    view_.apps[1].app.config.uid = kBob;
-    view_.apps[1].app.status.reason = "/home/bob/notes.db changed";
+    auto calc = std::make_shared<DashboardView::AppView>(*view_.apps[0]);
+    calc->app.config.uid = kAlice;
+    calc->app.config.argv = {"/home/alice/bin/calc", "--secret-flag"};
+    calc->app.status.reason = "/home/alice/lib/libcalc.so changed";
+    auto notes = std::make_shared<DashboardView::AppView>(*view_.apps[1]);
+    notes->app.config.uid = kBob;
+    notes->app.status.reason = "/home/bob/notes.db changed";
+    view_.apps = {calc, notes};
     add(launch("notes", "cold", 3100));
     ASSERT_TRUE(writer_.set_fallback(add(launch("notes", "restored", std::nullopt)), "stale",
                                      "/home/bob/.local/lib/libnotes.so changed").ok());
@@ -788,11 +791,11 @@ TEST(ViewFor, OwnerAndRootSeeAllOthersWhatTheAdminChose) {
     a.app.config.argv = {"/home/x/bin/" + std::string(name)};
     a.app.status = {policy::AppState::kStale, std::string("/home/x/") + name + " changed"};
     a.image_bytes = 100;
-    v.apps.push_back(a);
+    v.apps.push_back(std::make_shared<const DashboardView::AppView>(a));
   }
   auto names = [](const DashboardView& w) {
     std::vector<std::string> out;
-    for (const auto& a : w.apps) out.push_back(a.app.config.name + (a.details ? "+" : "-"));
+    for (const auto& a : w.apps) out.push_back(a->app.config.name + (a->details ? "+" : "-"));
     return out;
   };
   using V = std::vector<std::string>;
@@ -806,14 +809,14 @@ TEST(ViewFor, OwnerAndRootSeeAllOthersWhatTheAdminChose) {
   EXPECT_EQ(view_for(v, kBob, OthersSee::kNothing).store_bytes, 7u);
 
   const auto t = view_for(v, kBob, OthersSee::kTimings);
-  const auto& calc = t.apps[0];
+  const auto& calc = *t.apps[0];
   EXPECT_EQ(calc.app.config.name, "calc");
   EXPECT_EQ(calc.image_bytes, 100u);
   EXPECT_TRUE(calc.app.config.argv.empty());
   EXPECT_EQ(calc.app.config.uid, 0u) << "the owner's uid is not for others either";
   EXPECT_TRUE(calc.app.status.reason.empty());
   EXPECT_EQ(calc.app.status.state, policy::AppState::kNone);
-  const auto& own = t.apps[1];
+  const auto& own = *t.apps[1];
   EXPECT_EQ(own.app.status.reason, "/home/x/notes changed");
   EXPECT_EQ(own.app.config.argv, std::vector<std::string>{"/home/x/bin/notes"});
 }
