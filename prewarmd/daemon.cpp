@@ -80,6 +80,7 @@ Daemon::~Daemon() {
   sd_event_source_disable_unref(accept_source_);
   drop_watches();
   sd_event_source_disable_unref(recheck_source_);
+  sd_event_source_disable_unref(save_source_);
   sd_event_unref(event_);
 }
 
@@ -207,9 +208,22 @@ int Daemon::run() {
 }
 
 void Daemon::save() {
+  save_source_ = sd_event_source_disable_unref(save_source_);
   publish();
   if (auto r = registry_.save(opts_.state_dir + "/registry.json"); !r)
     log_event(LOG_ERR, "cannot save the registry: " + r.error().describe());
+}
+
+void Daemon::save_soon() {
+  publish();
+  if (!save_source_ && event_)
+    sd_event_add_time_relative(event_, &save_source_, CLOCK_MONOTONIC, 500'000, 50'000, on_save_timer, this);
+  if (!save_source_) save();  // no timer: now
+}
+
+int Daemon::on_save_timer(sd_event_source*, uint64_t, void* userdata) {
+  static_cast<Daemon*>(userdata)->save();
+  return 0;
 }
 
 void Daemon::update_status() {

@@ -194,6 +194,11 @@ class Daemon {
   // daemon.cpp
   void load_registry();
   void save();
+  // A status change: published now, written with any others within half a second. Only
+  // registrations must be on disk when answered; a status lost in a crash costs at most one
+  // capture tried again (launches follow the store's images, not the saved status).
+  void save_soon();
+  static int on_save_timer(sd_event_source* s, uint64_t usec, void* userdata);
   void update_status();
 
   DaemonOptions opts_;
@@ -206,6 +211,7 @@ class Daemon {
   std::vector<sd_event_source*> watches_;  // sd_event_add_inotify, one per recorded file and directory
   int watch_failures_ = 0;  // logged when it changes, not at every rebuild
   sd_event_source* recheck_source_ = nullptr;
+  sd_event_source* save_source_ = nullptr;
   Registry registry_;
   ImageStore store_;
   std::optional<History> history_;  // none if the database cannot be opened: launches go on

@@ -177,7 +177,7 @@ void Daemon::finish_capture(std::string name) {
     reply = error_reply(r.message, r.status == "unsupported" ? "unsupported" : r.status);
   }
   if (c->waiter) send_reply(c->waiter, reply);
-  save();
+  save_soon();
   rebuild_watches();
   update_status();
 }

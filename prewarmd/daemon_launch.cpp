@@ -122,7 +122,7 @@ Daemon::Reply Daemon::op_launch(const json& req, Connection& c) {
     store_.remove(d.stale_image);
     set_status(name, {policy::AppEvent::kStale, change});
     rebuild_watches();
-    save();
+    save_soon();
   }
   json reply = {{"ok", true},
                 {"launch", l->id},
@@ -210,7 +210,7 @@ json Daemon::op_fallback(const json& req, const proto::PeerCred& cred) {
             {{"PREWARM_APP", l.app}, {"PREWARM_MODE", "cold"}, {"PREWARM_FALLBACK", reason}});
   if (app != registry_.apps.end() && !l.timer) watch_readiness(l, app->second.config.ready, mono_ns());
   rebuild_watches();
-  save();
+  save_soon();
   return {{"ok", true}};
 }
 
@@ -224,7 +224,7 @@ void Daemon::on_lazy_failure(Launch& l, const std::string& reason) {
   log_event(LOG_ERR, l.app + ": lazy restore killed the app (" + reason + "); image quarantined, the next launch is cold",
             {{"PREWARM_APP", l.app}, {"PREWARM_FALLBACK", reason}});
   rebuild_watches();
-  save();
+  save_soon();
 }
 
 void Daemon::on_ready(Launch& l, int64_t ready_ns, const char* how, const std::optional<RestoreReport>& report) {
@@ -320,7 +320,7 @@ void Daemon::on_restore_died(Launch& l) {
   log_event(LOG_ERR, l.app + ": " + reason + "; image quarantined, the next launch is cold",
             {{"PREWARM_APP", l.app}, {"PREWARM_FALLBACK", reason}});
   rebuild_watches();
-  save();
+  save_soon();
 }
 
 void Daemon::end_launch(uint64_t id) {

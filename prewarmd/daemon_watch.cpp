@@ -69,7 +69,7 @@ void Daemon::recheck_files() {
     set_status(app, {policy::AppEvent::kStale, change});
     log_event(LOG_NOTICE, app + ": snapshot invalidated, " + change, {{"PREWARM_APP", app}, {"PREWARM_KEY", k}});
   }
-  if (!stale.empty()) save(), update_status();
+  if (!stale.empty()) save_soon(), update_status();
   rebuild_watches();
 }
 

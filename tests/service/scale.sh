@@ -75,6 +75,25 @@ stop_daemon
 start_daemon
 [ "$(launch_count t)" = "$n" ] || fail "after a restart stats counts $(launch_count t) launches, not $n"
 
+step "a status change (a failed capture) reaches registry.json within a second, and the last one survives a stop and a start"
+# /bin/true exits before it can be frozen: each launch's capture fails, with the pid in the reason.
+saved_reason() { python3 -c "import json; print(json.load(open('$PREWARM_STATE_DIR/registry.json'))['apps']['$1']['status']['reason'])"; }
+reason_saved() { [ "$(saved_reason "$1")" = "$(field "$1" reason)" ] && [ -n "$(field "$1" reason)" ]; }
+has_reason() { [ -n "$(field "$1" reason)" ] && [ "$(field "$1" state)" != capturing ]; }
+"$P" register v --ready delay:1 -- /bin/true >/dev/null
+"$P" run v 2>/dev/null
+wait_for 10 has_reason v
+wait_for 3 reason_saved v
+"$P" run v 2>/dev/null
+old=$(saved_reason v)
+changed() { [ "$(field v reason)" != "$old" ] && has_reason v; }
+wait_for 10 changed
+want=$(field v reason)
+stop_daemon
+[ "$(saved_reason v)" = "$want" ] || fail "the last status was not saved at shutdown: saved '$(saved_reason v)', had '$want'"
+start_daemon
+[ "$(field v reason)" = "$want" ] || fail "after a restart v's reason is '$(field v reason)', not '$want'"
+
 step "prewarm stats NAME --history: newest first, in bounded pages, with a cursor to older ones"
 "$P" stats t --history --limit 2 >"$SCRATCH/page1"
 has '^older: prewarm stats t --history --before [0-9]' "$SCRATCH/page1" || fail "no cursor: $(cat "$SCRATCH/page1")"
