@@ -74,6 +74,7 @@ class Daemon {
     UniqueFd pidfd;
     policy::LaunchMode mode = policy::LaunchMode::kCold;
     std::string restored_key;  // the image handed out, for a fallback to quarantine
+    std::string restore_failure;  // what the blob said as it failed past the point of no return
     int64_t t0_ns = 0;         // the launcher's CLOCK_MONOTONIC at start
     int64_t wall_ms = 0;
     UniqueFd notify;  // the launch's own NOTIFY_SOCKET, connected by the launcher itself

@@ -308,11 +308,12 @@ int Daemon::on_launch_exit(sd_event_source* s, int, uint32_t, void* userdata) {
 
 // The launch took an image and never fell back (a refusal before the point of no return is a
 // fallback), yet its process is gone before the restorer reported it in place: the restore failed
-// past that point (the blob exits 125 naming why on the app's stderr) or the process was killed
+// past that point (the blob exits 125 naming why on the app's stderr and to prewarmd) or the process was killed
 // during it. The image goes, so the next launch is cold, not the same failure again.
 void Daemon::on_restore_died(Launch& l) {
-  const std::string reason = "the restored process " + std::to_string(l.pid) +
-                             " exited before the restore reported it in place (past the point of no return)";
+  const std::string reason =
+      "the restored process " + std::to_string(l.pid) + " exited before the restore reported it in place (past the point of no return" +
+      (l.restore_failure.empty() ? std::string(")") : "; the restorer said: " + l.restore_failure + ")");
   store_.quarantine(l.restored_key);
   l.restored_key.clear();
   if (registry_.apps.count(l.app))

@@ -50,6 +50,12 @@ int Daemon::on_notify(sd_event_source*, int fd, uint32_t, void* userdata) {
         }
       continue;
     }
+    // The blob's last words before it ends the process (exit 125); on_restore_died names them.
+    if (auto failure = ready_message::restore_failure(message)) {
+      for (auto& [id, l] : self->launches_)
+        if (l->pid == uc->pid && l->mode == policy::LaunchMode::kRestored) l->restore_failure = failure->substr(0, 300);
+      continue;
+    }
     for (auto& [id, l] : self->launches_) {
       // A launch that exited is read only for what it sent before (see on_launch_exit).
       if (l->pid != uc->pid || (l->id != self->exiting_launch_ && !proto::process_alive(l->pidfd.get()))) continue;

@@ -92,6 +92,12 @@ std::optional<std::string> lazy_failure(std::string_view message) {
   return std::string(*v);
 }
 
+std::optional<std::string> restore_failure(std::string_view message) {
+  auto v = value(message, kRestoreFailed);
+  if (!v) return std::nullopt;
+  return std::string(*v);
+}
+
 std::string without_prewarm_fields(std::string_view message) {
   std::string out;
   for (const Line& l : lines_of(message))

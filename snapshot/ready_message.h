@@ -23,6 +23,8 @@ inline constexpr std::string_view kResumed = "PREWARM_RESUMED_NS";  // blob: jus
 // Sent alone by a lazy restore's page server as it kills the app (restorer/blob/lazy_server.h
 // writes it by hand: the blob includes nothing).
 inline constexpr std::string_view kLazyFailed = "PREWARM_LAZY_FAILED";
+// Sent alone by the blob as it ends the process past the point of no return (its die(), by hand).
+inline constexpr std::string_view kRestoreFailed = "PREWARM_RESTORE_FAILED";
 // The width of the blob's decimal slots (PW_STAMP_DIGITS, static_assert'ed in restorer/plan.cpp).
 inline constexpr size_t kStampDigits = 20;
 
@@ -50,6 +52,8 @@ bool is_ready(std::string_view message);
 
 // What a lazy restore's page server reported (kLazyFailed=...), if the message is that.
 std::optional<std::string> lazy_failure(std::string_view message);
+// What the blob reported (kRestoreFailed=...) as it failed past the point of no return.
+std::optional<std::string> restore_failure(std::string_view message);
 
 // `message` without its kPrefix lines: what goes on to systemd.
 std::string without_prewarm_fields(std::string_view message);

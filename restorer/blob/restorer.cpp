@@ -53,8 +53,9 @@ void stamp(const PwPlan* plan, uint32_t off) {
   for (int i = PW_STAMP_DIGITS - 1; i >= 0; --i, v /= 10) out[i] = static_cast<char>('0' + v % 10);
 }
 
-// "prewarm restorer: <what> failed (errno N) at <addr>" on stderr, then exit.
-[[noreturn]] void die(const char* what, long rc, uint64_t addr) {
+// "prewarm restorer: <what> failed (errno N) at <addr>; ..." on stderr and, from <what> to the
+// ';', to prewarmd (PREWARM_RESTORE_FAILED=, ready_message.h) when the plan can be trusted; then exit.
+[[noreturn]] void die(const PwPlan* plan, const char* what, long rc, uint64_t addr) {
   char msg[160];
   unsigned long n = 0;
   const char* head = "prewarm restorer: ";
@@ -74,6 +75,15 @@ void stamp(const PwPlan* plan, uint32_t off) {
   const char* end = "; the process cannot continue after the point of no return\n";
   for (unsigned long i = 0; end[i] && n < sizeof msg; ++i) msg[n++] = end[i];
   pw_sys::write(2, msg, n);
+  if (plan && plan->notify_fd >= 0) {
+    char note[200];
+    unsigned long k = 0;
+    const char* field = "PREWARM_RESTORE_FAILED=";
+    for (unsigned long i = 0; field[i]; ++i) note[k++] = field[i];
+    for (unsigned long i = length(head); i < n && msg[i] != ';' && k < sizeof note - 1; ++i) note[k++] = msg[i];
+    note[k++] = '\n';
+    (void)pw_sys::write(plan->notify_fd, note, k);
+  }
   pw_sys::exit_group(PW_RESTORER_EXIT_CODE);
 }
 
@@ -81,7 +91,7 @@ void copy_bytes(char* dst, const char* src, uint64_t n) {
   for (uint64_t i = 0; i < n; ++i) dst[i] = src[i];
 }
 
-void apply_advice(const PwVmaOp& op) {
+void apply_advice(const PwPlan* plan, const PwVmaOp& op) {
   struct {
     uint32_t bit;
     int advice;
@@ -91,7 +101,7 @@ void apply_advice(const PwVmaOp& op) {
   for (const auto& t : table) {
     if (!(op.advice & t.bit)) continue;
     long rc = pw_sys::madvise(op.start, op.len, t.advice);
-    if (rc < 0) die("madvise", rc, op.start);
+    if (rc < 0) die(plan, "madvise", rc, op.start);
   }
 }
 
@@ -156,16 +166,16 @@ void apply_advice(const PwVmaOp& op) {
 // Per-thread kernel state that lives in the app's memory or the task: rseq, robust futexes,
 // the tid cleared at exit (and glibc's cached tid there), the name. The same for every thread;
 // returns the thread's (new) tid.
-long set_thread_state(uint64_t rseq_area, uint32_t rseq_size, uint32_t rseq_signature, uint64_t robust_list,
+long set_thread_state(const PwPlan* plan, uint64_t rseq_area, uint32_t rseq_size, uint32_t rseq_signature, uint64_t robust_list,
                       uint64_t robust_list_len, uint64_t clear_child_tid, uint32_t tid_cached, const char* comm) {
   long rc;
   if (rseq_size != 0) {
     rc = pw_sys::rseq(rseq_area, rseq_size, 0, rseq_signature);
-    if (rc < 0) die("rseq registration", rc, rseq_area);
+    if (rc < 0) die(plan, "rseq registration", rc, rseq_area);
   }
   if (robust_list != 0) {
     rc = pw_sys::set_robust_list(robust_list, robust_list_len);
-    if (rc < 0) die("set_robust_list", rc, robust_list);
+    if (rc < 0) die(plan, "set_robust_list", rc, robust_list);
   }
   long tid = pw_sys::set_tid_address(clear_child_tid);  // cannot fail; returns the caller's tid
   // glibc's struct pthread caches the tid there: pthread_kill, pthread_setaffinity_np and
@@ -173,7 +183,7 @@ long set_thread_state(uint64_t rseq_area, uint32_t rseq_size, uint32_t rseq_sign
   if (tid_cached && clear_child_tid != 0) *reinterpret_cast<volatile int32_t*>(clear_child_tid) = static_cast<int32_t>(tid);
   if (comm[0] != 0) {
     rc = pw_sys::prctl(PR_SET_NAME, reinterpret_cast<long>(comm), 0, 0);
-    if (rc < 0) die("prctl(PR_SET_NAME)", rc, 0);
+    if (rc < 0) die(plan, "prctl(PR_SET_NAME)", rc, 0);
   }
   return tid;
 }
@@ -193,9 +203,9 @@ extern "C" [[noreturn]] __attribute__((used)) void restorer_thread(PwPlan* plan,
   const PwThread& t = at<PwThread>(plan, plan->threads_off)[index];
   if (t.gs_base != 0) {
     long rc = pw_sys::arch_prctl(ARCH_SET_GS, t.gs_base);
-    if (rc < 0) die("arch_prctl(ARCH_SET_GS) in a thread", rc, t.gs_base);
+    if (rc < 0) die(plan, "arch_prctl(ARCH_SET_GS) in a thread", rc, t.gs_base);
   }
-  const long tid = set_thread_state(t.rseq_area, t.rseq_size, t.rseq_signature, t.robust_list, t.robust_list_len,
+  const long tid = set_thread_state(plan, t.rseq_area, t.rseq_size, t.rseq_signature, t.robust_list, t.robust_list_len,
                                     t.clear_child_tid, t.tid_cached, t.comm);
   write_tid_words(plan, static_cast<uint32_t>(index + 1), tid);
   park(&plan->threads_ready, &plan->threads_gate, t.final_sp);
@@ -231,7 +241,7 @@ long clone_thread(PwPlan* plan, uint64_t index) {
 extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void restorer_entry(
     PwPlan* plan) {
   if (plan->magic != PW_PLAN_MAGIC || plan->version != PW_PLAN_VERSION)
-    die("plan check", -EINVAL, reinterpret_cast<uint64_t>(plan));
+    die(nullptr, "plan check", -EINVAL, reinterpret_cast<uint64_t>(plan));
 
   // 1. The vDSO pair: to the hop slot, then to the snapshot's addresses (libc holds pointers
   //    into it). The hop avoids an overlap between old and new places.
@@ -239,14 +249,14 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
   for (uint32_t i = 0; i < plan->moves_count; ++i) {
     long rc = pw_sys::mremap(moves[i].from, moves[i].len, moves[i].to,
                              MREMAP_MAYMOVE | MREMAP_FIXED);
-    if (rc < 0) die("mremap of the vDSO", rc, moves[i].to);
+    if (rc < 0) die(plan, "mremap of the vDSO", rc, moves[i].to);
   }
 
   // 2. Everything of the launcher outside the hole.
   const PwRange* unmap = at<PwRange>(plan, plan->unmap_off);
   for (uint32_t i = 0; i < plan->unmap_count; ++i) {
     long rc = pw_sys::munmap(unmap[i].start, unmap[i].len);
-    if (rc < 0) die("munmap of the launcher", rc, unmap[i].start);
+    if (rc < 0) die(plan, "munmap of the launcher", rc, unmap[i].start);
   }
 
   // 3. The snapshot's mappings.
@@ -262,10 +272,10 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
     else
       rc = pw_sys::mmap(op.start, op.len, static_cast<int>(op.prot),
                         static_cast<int>(op.flags) | MAP_FIXED | MAP_ANONYMOUS, -1, 0);
-    if (rc < 0) die("mapping", rc, op.start);
-    if (static_cast<uint64_t>(rc) != op.start) die("mapping placement", -EFAULT, op.start);
+    if (rc < 0) die(plan, "mapping", rc, op.start);
+    if (static_cast<uint64_t>(rc) != op.start) die(plan, "mapping placement", -EFAULT, op.start);
     // Staged mappings got their advice in the launcher (it moves with the VMA).
-    if (op.kind != PW_OP_MOVE_STAGED) apply_advice(op);
+    if (op.kind != PW_OP_MOVE_STAGED) apply_advice(plan, op);
   }
 
   stamp(plan, plan->notify_mapped_off);
@@ -279,14 +289,14 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
   // 4. mm fields: brk, arg/env ranges, auxv, exe file.
   long rc = pw_sys::prctl(PR_SET_MM, PR_SET_MM_MAP, reinterpret_cast<long>(&plan->mm),
                           sizeof(PwMmMap));
-  if (rc < 0) die("prctl(PR_SET_MM_MAP)", rc, plan->mm.start_brk);
+  if (rc < 0) die(plan, "prctl(PR_SET_MM_MAP)", rc, plan->mm.start_brk);
 
   // 5. TLS: rt_sigreturn does not restore the segment bases.
   rc = pw_sys::arch_prctl(ARCH_SET_FS, plan->fs_base);
-  if (rc < 0) die("arch_prctl(ARCH_SET_FS)", rc, plan->fs_base);
+  if (rc < 0) die(plan, "arch_prctl(ARCH_SET_FS)", rc, plan->fs_base);
   if (plan->gs_base != 0) {
     rc = pw_sys::arch_prctl(ARCH_SET_GS, plan->gs_base);
-    if (rc < 0) die("arch_prctl(ARCH_SET_GS)", rc, plan->gs_base);
+    if (rc < 0) die(plan, "arch_prctl(ARCH_SET_GS)", rc, plan->gs_base);
   }
 
   // 6. Signal dispositions (the blocked mask comes with the sigframe).
@@ -294,14 +304,14 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
     int sig = n + 1;
     if (sig == pw_sys::kSigKill || sig == pw_sys::kSigStop || !(plan->sigaction_mask & (1ull << n))) continue;
     rc = pw_sys::rt_sigaction(sig, &plan->sigactions[n]);
-    if (rc < 0) die("rt_sigaction", rc, static_cast<uint64_t>(sig));
+    if (rc < 0) die(plan, "rt_sigaction", rc, static_cast<uint64_t>(sig));
   }
 
   // 7. Per-task kernel state that lives in the app's memory: rseq, robust futexes, the tid
   //    cleared at exit (and cached there), the name. The launcher's rseq registration was
   //    dropped before the handoff.
   const long main_tid =
-      set_thread_state(plan->rseq_size ? plan->rseq_area : 0, plan->rseq_size, plan->rseq_signature, plan->robust_list,
+      set_thread_state(plan, plan->rseq_size ? plan->rseq_area : 0, plan->rseq_size, plan->rseq_signature, plan->robust_list,
                        plan->robust_list_len, plan->clear_child_tid, plan->main_tid_cached, plan->main_comm);
   write_tid_words(plan, 0, main_tid);
 
@@ -310,20 +320,20 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
   const PwFdMove* fds = at<PwFdMove>(plan, plan->fd_moves_off);
   for (uint32_t i = 0; i < plan->fd_moves_count; ++i) {
     rc = pw_sys::dup3(fds[i].from, fds[i].to, fds[i].cloexec ? O_CLOEXEC : 0);
-    if (rc < 0) die("dup3 of an app file", rc, static_cast<uint64_t>(fds[i].to));
+    if (rc < 0) die(plan, "dup3 of an app file", rc, static_cast<uint64_t>(fds[i].to));
   }
   // 8b. Epoll registrations, keyed by the targets' final numbers (tried by the launcher).
   const PwEpollAdd* adds = at<PwEpollAdd>(plan, plan->epoll_off);
   for (uint32_t i = 0; i < plan->epoll_count; ++i) {
     epoll_event ev{adds[i].events, adds[i].data};
     rc = pw_sys::epoll_ctl(adds[i].epfd, EPOLL_CTL_ADD, adds[i].fd, &ev);
-    if (rc < 0) die("epoll_ctl of an app epoll", rc, static_cast<uint64_t>(adds[i].fd));
+    if (rc < 0) die(plan, "epoll_ctl of an app epoll", rc, static_cast<uint64_t>(adds[i].fd));
   }
   const PwRange* closes = at<PwRange>(plan, plan->fd_close_off);
   for (uint32_t i = 0; i < plan->fd_close_count; ++i) {
     rc = pw_sys::close_range(static_cast<unsigned>(closes[i].start),
                              static_cast<unsigned>(closes[i].start + closes[i].len - 1));
-    if (rc < 0) die("close_range", rc, closes[i].start);
+    if (rc < 0) die(plan, "close_range", rc, closes[i].start);
   }
   // 8c. POSIX locks, which any of those closes would have dropped (tested free by the launcher).
   const PwPosixLock* locks = at<PwPosixLock>(plan, plan->posix_locks_off);
@@ -334,7 +344,7 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
     fl.l_start = locks[i].start;
     fl.l_len = locks[i].len;
     rc = pw_sys::fcntl(locks[i].fd, F_SETLK, reinterpret_cast<long>(&fl));
-    if (rc < 0) die("fcntl(F_SETLK) of a POSIX lock", rc, static_cast<uint64_t>(locks[i].fd));
+    if (rc < 0) die(plan, "fcntl(F_SETLK) of a POSIX lock", rc, static_cast<uint64_t>(locks[i].fd));
   }
 
   // 9. The frames rt_sigreturn restores registers, FPU/AVX state, signal mask and altstack
@@ -350,7 +360,7 @@ extern "C" [[noreturn]] __attribute__((section(".text.entry"), used)) void resto
   //     are set up and the main thread has dropped the plan region (the gate in finish()).
   for (uint32_t i = 0; i < plan->threads_count; ++i) {
     rc = clone_thread(plan, i);
-    if (rc < 0) die("clone of a thread", rc, i);
+    if (rc < 0) die(plan, "clone of a thread", rc, i);
   }
   for (;;) {
     uint32_t n = __atomic_load_n(&plan->threads_ready, __ATOMIC_ACQUIRE);

@@ -191,6 +191,32 @@ a=$(run_calc calc 360) || fail "the launch after the dead restore did not answer
 [ "$(last calc mode)" = cold ] || fail "the launch after the dead restore was $(last calc mode), not cold"
 [ "${a#answer pid=* }" != "$a" ] || fail "unexpected answer: $a"
 
+step "a restore that fails past the point of no return: prewarmd logs the restorer's words, the image goes, the next launch is cold"
+# Under a seccomp filter that fails mremap(MREMAP_FIXED) with EPERM (tests/progs/deny_mremap_fixed.c)
+# the cold launch runs and is captured as usual, its seccomp state then matches the restored
+# launch's, and the blob's first mremap (the vDSO move) fails: it exits 125 and tells prewarmd why.
+DENY="$BIN/../tests/progs/prog_deny_mremap_fixed"
+"$P" register denied --ready notify -- /usr/bin/python3 calc.py >/dev/null
+a=$(run_calc denied 5 "$DENY") || fail "the cold launch under the filter did not answer"
+wait_for 120 state_is denied valid
+# stdio as run_calc's (stdout a pipe), so this launch's context is the captured one's.
+echo 9 | { "$DENY" "$P" run denied 2>"$SCRATCH/denied.err" && echo 0 >"$SCRATCH/denied.rc" || echo $? >"$SCRATCH/denied.rc"; } |
+  cat >"$SCRATCH/denied.out"
+rc=$(cat "$SCRATCH/denied.rc")
+[ "$rc" = 125 ] || fail "the restore under the filter: exit $rc, not 125: $(cat "$SCRATCH/denied.err")"
+grep -q 'prewarm restorer: mremap of the vDSO failed (errno 1)' "$SCRATCH/denied.err" ||
+  fail "no word from the restorer on stderr: $(cat "$SCRATCH/denied.err")"
+said() { has "the restorer said: mremap of the vDSO failed (errno 1)" "$SCRATCH/prewarmd.log"; }
+wait_for 10 said
+case "$(field denied reason)" in
+  *"the restorer said: mremap of the vDSO failed (errno 1)"*) ;;
+  *) fail "the app's status does not name the failure: $(field denied reason)" ;;
+esac
+[ "$(field denied images)" = 0 ] || fail "denied still lists $(field denied images) images"
+a=$(run_calc denied 11 "$DENY") || fail "the launch after the failed restore did not answer"
+[ "$(last denied mode)" = cold ] || fail "the launch after the failed restore was $(last denied mode), not cold"
+"$P" unregister denied >/dev/null
+
 step "50 concurrent launches of 5 different apps, cold and captured"
 for a in 1 2 3 4 5; do "$P" register "app$a" --ready notify -- /usr/bin/python3 calc.py >/dev/null; done
 pids=()

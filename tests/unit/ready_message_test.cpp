@@ -109,6 +109,16 @@ TEST(ReadyMessage, LazyFailure) {
   EXPECT_FALSE(lazy_failure("STATUS=PREWARM_LAZY_FAILED=x\n").has_value());
 }
 
+// As restorer/blob/restorer.cpp's die() writes it.
+TEST(ReadyMessage, RestoreFailure) {
+  EXPECT_EQ(restore_failure("PREWARM_RESTORE_FAILED=mremap of the vDSO failed (errno 1) at 0x00003f8db9c1a000\n"),
+            std::optional<std::string>("mremap of the vDSO failed (errno 1) at 0x00003f8db9c1a000"));
+  EXPECT_EQ(std::string(kRestoreFailed), "PREWARM_RESTORE_FAILED");  // the blob's literal
+  EXPECT_FALSE(restore_failure("READY=1\n").has_value());
+  EXPECT_FALSE(restore_failure(std::string(kLazyFailed) + "=x\n").has_value());
+  EXPECT_FALSE(lazy_failure(std::string(kRestoreFailed) + "=x\n").has_value());
+}
+
 TEST(WithoutPrewarmFields, DropsExactlyThePrewarmLines) {
   EXPECT_EQ(without_prewarm_fields("READY=1\nPREWARM_X=3\nSTATUS=serving on :8080\nPREWARM_READ_NS=5\nMAINPID=77\n"),
             "READY=1\nSTATUS=serving on :8080\nMAINPID=77\n");
