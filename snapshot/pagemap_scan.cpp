@@ -8,37 +8,16 @@
 namespace prewarm {
 namespace {
 
-struct PmPageRegion {
-  uint64_t start, end, categories;
-};
-
-struct PmScanArg {
-  uint64_t size;
-  uint64_t flags;
-  uint64_t start;
-  uint64_t end;
-  uint64_t walk_end;
-  uint64_t vec;
-  uint64_t vec_len;
-  uint64_t max_pages;
-  uint64_t category_inverted;
-  uint64_t category_mask;
-  uint64_t category_anyof_mask;
-  uint64_t return_mask;
-};
-static_assert(sizeof(PmScanArg) == 96, "struct pm_scan_arg layout");
-
-constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
 constexpr size_t kRegionsPerCall = 512;
 
 }  // namespace
 
 Result<std::vector<PageRegion>> scan_present_pages(int pagemap_fd, uint64_t start, uint64_t end) {
   std::vector<PageRegion> out;
-  PmPageRegion vec[kRegionsPerCall];
+  page_region vec[kRegionsPerCall];
   uint64_t pos = start;
   while (pos < end) {
-    PmScanArg arg{};
+    pm_scan_arg arg{};
     arg.size = sizeof arg;
     arg.start = pos;
     arg.end = end;
@@ -46,7 +25,7 @@ Result<std::vector<PageRegion>> scan_present_pages(int pagemap_fd, uint64_t star
     arg.vec_len = kRegionsPerCall;
     arg.category_anyof_mask = kPagePresent | kPageSwapped;
     arg.return_mask = kPageFile | kPagePresent | kPageSwapped | kPagePfnZero;
-    int n = ::ioctl(pagemap_fd, kPagemapScan, &arg);
+    int n = ::ioctl(pagemap_fd, PAGEMAP_SCAN, &arg);
     if (n < 0) {
       if (errno == EINTR) continue;
       return errno_error("PAGEMAP_SCAN");
@@ -66,9 +45,9 @@ Result<std::vector<PageRegion>> scan_present_pages(int pagemap_fd, uint64_t star
 }
 
 bool pagemap_scan_supported(int pagemap_fd) {
-  PmScanArg arg{};
+  pm_scan_arg arg{};
   arg.size = sizeof arg;  // start == end: walks nothing
-  if (::ioctl(pagemap_fd, kPagemapScan, &arg) == 0) return true;
+  if (::ioctl(pagemap_fd, PAGEMAP_SCAN, &arg) == 0) return true;
   return errno != ENOTTY && errno != EINVAL;
 }
 

@@ -5,17 +5,18 @@
 #include <vector>
 
 #include "snapshot/result.h"
+#include "snapshot/uapi_compat.h"
 
 namespace prewarm {
 
-// Categories reported by PAGEMAP_SCAN (include/uapi/linux/fs.h; not in Debian 12's headers).
+// Categories reported by PAGEMAP_SCAN (linux/fs.h, or snapshot/uapi_compat.h before 6.7's headers).
 enum PageCategory : uint64_t {
-  kPageWritten = 1u << 1,
-  kPageFile = 1u << 2,
-  kPagePresent = 1u << 3,
-  kPageSwapped = 1u << 4,
-  kPagePfnZero = 1u << 5,
-  kPageHuge = 1u << 6,  // not asked for: /proc/PID/pagemap cannot say it, and the dump needs it not
+  kPageWritten = PAGE_IS_WRITTEN,
+  kPageFile = PAGE_IS_FILE,
+  kPagePresent = PAGE_IS_PRESENT,
+  kPageSwapped = PAGE_IS_SWAPPED,
+  kPagePfnZero = PAGE_IS_PFNZERO,
+  kPageHuge = PAGE_IS_HUGE,  // not asked for: /proc/PID/pagemap cannot say it, and the dump needs it not
 };
 
 struct PageRegion {
