@@ -23,8 +23,9 @@ constexpr uint64_t kSpareSegs = 4096;  // room for mremap/munmap splits while pa
 
 uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
+// Not an mlocked one: locking it would fault every page in before the server runs.
 bool lazy_eligible(const pb::Mapping& m) {
-  return m.kind() == pb::Mapping::ANON && !m.shared() && !m.growsdown();
+  return m.kind() == pb::Mapping::ANON && !m.shared() && !m.growsdown() && !vm_flags_of(m).has(VmFlag::kLocked);
 }
 
 }  // namespace

@@ -249,6 +249,16 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
   rlimit data{};
   ::getrlimit(RLIMIT_DATA, &data);
   if (auto c = check_mm_map(p.mm, min_addr, data.rlim_cur); !c) return c.error();  // the app's RLIMIT_DATA
+  // The blob locks the app's mlocked mappings again: one past the app's RLIMIT_MEMLOCK would fail
+  // after the point of no return.
+  uint64_t locked = 0;
+  for (const auto& m : snap.mappings())
+    if (vm_flags_of(m).has(VmFlag::kLocked)) locked += m.end() - m.start();
+  rlimit memlock{};
+  ::getrlimit(RLIMIT_MEMLOCK, &memlock);
+  if (locked > 0 && memlock.rlim_cur != RLIM_INFINITY && locked > memlock.rlim_cur && !has_capability(CAP_IPC_LOCK))
+    return data_error("the image has " + std::to_string(locked >> 10) + " KiB of mlocked mappings, over the app's RLIMIT_MEMLOCK (" +
+                      std::to_string(memlock.rlim_cur >> 10) + " KiB) without CAP_IPC_LOCK");
 
   // 8. Blob and plan into the hole.
   const uint64_t blob_len = layout->blob_len, plan_len = layout->plan_len;

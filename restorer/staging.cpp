@@ -42,6 +42,7 @@ uint32_t advice_for(const pb::Mapping& m, bool app_thp_disabled) {
   if (f.has(VmFlag::kDontCopy)) a |= PW_ADVISE_DONTFORK;
   if (f.has(VmFlag::kWipeOnFork)) a |= PW_ADVISE_WIPEONFORK;
   if (f.has(VmFlag::kDontDump)) a |= PW_ADVISE_DONTDUMP;
+  if (f.has(VmFlag::kLocked)) a |= f.has(VmFlag::kLockOnFault) ? PW_ADVISE_MLOCK_ONFAULT : PW_ADVISE_MLOCK;
   return a;
 }
 
@@ -54,6 +55,9 @@ Result<void> apply_advice(void* addr, uint64_t len, uint32_t advice) {
   for (const auto& [bit, advice_value] : table)
     if ((advice & bit) && ::madvise(addr, len, advice_value) != 0)
       return errno_error("madvise " + std::to_string(advice_value));
+  if ((advice & (PW_ADVISE_MLOCK | PW_ADVISE_MLOCK_ONFAULT)) &&
+      ::mlock2(addr, len, advice & PW_ADVISE_MLOCK_ONFAULT ? MLOCK_ONFAULT : 0) != 0)
+    return errno_error("mlock2 (the app's mlocked mapping; RLIMIT_MEMLOCK here?)");
   return ok();
 }
 

@@ -54,6 +54,8 @@ struct PwVmaOp {
 #define PW_ADVISE_DONTFORK 0x4u
 #define PW_ADVISE_WIPEONFORK 0x8u
 #define PW_ADVISE_DONTDUMP 0x10u
+#define PW_ADVISE_MLOCK 0x20u          /* mlock2(start, len, 0): VmFlags lo */
+#define PW_ADVISE_MLOCK_ONFAULT 0x40u  /* mlock2(start, len, MLOCK_ONFAULT): lo lf */
 
 struct PwRange {
   uint64_t start;

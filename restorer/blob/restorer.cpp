@@ -103,6 +103,10 @@ void apply_advice(const PwPlan* plan, const PwVmaOp& op) {
     long rc = pw_sys::madvise(op.start, op.len, t.advice);
     if (rc < 0) die(plan, "madvise", rc, op.start);
   }
+  if (op.advice & (PW_ADVISE_MLOCK | PW_ADVISE_MLOCK_ONFAULT)) {
+    long rc = pw_sys::mlock2(op.start, op.len, op.advice & PW_ADVISE_MLOCK_ONFAULT ? MLOCK_ONFAULT : 0);
+    if (rc < 0) die(plan, "mlock2", rc, op.start);
+  }
 }
 
 // Switch to the app's stack, drop the plan and our stack, wake the other threads at the gate

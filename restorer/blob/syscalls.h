@@ -49,6 +49,9 @@ inline long mremap(uint64_t from, uint64_t len, uint64_t to, int flags) {
 inline long madvise(uint64_t addr, uint64_t len, int advice) {
   return syscall6(__NR_madvise, static_cast<long>(addr), static_cast<long>(len), advice, 0, 0, 0);
 }
+inline long mlock2(uint64_t addr, uint64_t len, int flags) {
+  return syscall6(__NR_mlock2, static_cast<long>(addr), static_cast<long>(len), flags, 0, 0, 0);
+}
 inline long rt_sigaction(int sig, const void* act) {
   return syscall6(__NR_rt_sigaction, sig, reinterpret_cast<long>(act), 0, 8 /* the kernel sigset_t */, 0, 0);
 }

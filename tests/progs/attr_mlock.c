@@ -1,0 +1,70 @@
+/* mlock'ed mappings (zdtm mlock_setuid's part that needs no setuid): one locked with mlock, one
+ * with mlock2(MLOCK_ONFAULT) and only its first page touched, one so locked and never touched (no
+ * page stored: the restorer blob maps and locks it), one not locked. Reports each
+ * mapping's lo/lf VmFlags and the process's VmLck before and after; the contents must survive. */
+#define _GNU_SOURCE
+#include <string.h>
+#include <sys/mman.h>
+
+#include "prog.h"
+
+enum { kLen = 64 << 10 };
+
+/* "lo", "lo+lf" or "-" for the mapping at addr; "?" if not found. */
+static const char* locks_of(unsigned long addr) {
+  static char out[4][8];
+  static int slot;
+  char* r = out[slot++ % 4];
+  strcpy(r, "?");
+  FILE* f = fopen("/proc/self/smaps", "r");
+  char line[512];
+  int in = 0;
+  while (f && fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+      in = lo == addr;
+    } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+      const int l = strstr(line, " lo") != NULL, lf = strstr(line, " lf") != NULL;
+      strcpy(r, l && lf ? "lo+lf" : l ? "lo" : lf ? "lf" : "-");
+    }
+  }
+  if (f) fclose(f);
+  return r;
+}
+
+static long vm_lck_kb(void) {
+  FILE* f = fopen("/proc/self/status", "r");
+  char line[256];
+  long kb = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "VmLck: %ld kB", &kb) == 1) break;
+  if (f) fclose(f);
+  return kb;
+}
+
+static char* map(void) {
+  char* p = mmap(NULL, kLen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) exit(1);
+  return p;
+}
+
+int main(void) {
+  char* locked = map();
+  char* onfault = map();
+  char* plain = map();
+  char* untouched = map();
+  memset(locked, 'L', kLen);
+  memset(plain, 'P', kLen);
+  if (mlock(locked, kLen) != 0 || mlock2(onfault, kLen, MLOCK_ONFAULT) != 0 || mlock2(untouched, kLen, MLOCK_ONFAULT) != 0)
+    return 1;
+  onfault[0] = 'O';
+  say("ready pid=%d locked=%s onfault=%s untouched=%s plain=%s vmlck=%ld", getpid(), locks_of((unsigned long)locked),
+      locks_of((unsigned long)onfault), locks_of((unsigned long)untouched), locks_of((unsigned long)plain), vm_lck_kb());
+  char line[64];
+  read_line(line, sizeof line);
+  const int same = locked[kLen - 1] == 'L' && onfault[0] == 'O' && onfault[kLen - 1] == 0 && plain[kLen - 1] == 'P';
+  say("locked=%s onfault=%s untouched=%s plain=%s vmlck=%ld contents=%s", locks_of((unsigned long)locked),
+      locks_of((unsigned long)onfault), locks_of((unsigned long)untouched), locks_of((unsigned long)plain), vm_lck_kb(),
+      same && untouched[0] == 0 ? "same" : "changed");
+  return 0;
+}
