@@ -85,7 +85,7 @@ const std::map<std::string_view, AttrRule>& status_table() {
 }
 
 // VmFlags of a mapping prewarm maps again. Carried: protections and mapping flags (rd wr ex sh,
-// the may-flags, gd), madvise state (hg nh dc wf dd) and mlock (lo lf: mlock2 again); recomputed: kernel accounting (ac nr
+// the may-flags, gd), madvise state (hg nh dc wf dd sr rr mg) and mlock (lo lf: mlock2 again); recomputed: kernel accounting (ac nr
 // sd). Everything else refuses the snapshot, and so does a mnemonic this prewarm cannot decode.
 // A switch without a default: a flag added to VmFlag does not compile until it has a fate here.
 std::optional<std::string_view> flag_refused(VmFlag f) {
@@ -95,10 +95,8 @@ std::optional<std::string_view> flag_refused(VmFlag f) {
     case V::kMayWrite: case V::kMayExec: case V::kMayShare: case V::kGrowsDown: case V::kAccount:
     case V::kNoReserve: case V::kSoftDirty: case V::kHugePage: case V::kNoHugePage:
     case V::kDontCopy: case V::kWipeOnFork: case V::kDontDump: case V::kLocked: case V::kLockOnFault:
+    case V::kSeqRead: case V::kRandRead: case V::kMergeable:
       return std::nullopt;
-    case V::kSeqRead: return "madvise(MADV_SEQUENTIAL)";
-    case V::kRandRead: return "madvise(MADV_RANDOM)";
-    case V::kMergeable: return "KSM merging (MADV_MERGEABLE)";
     case V::kPfnMap: return "raw PFN mapping";
     case V::kIo: return "I/O memory";
     case V::kDontExpand: return "not expandable (a kernel object's mapping)";

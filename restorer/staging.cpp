@@ -42,6 +42,9 @@ uint32_t advice_for(const pb::Mapping& m, bool app_thp_disabled) {
   if (f.has(VmFlag::kDontCopy)) a |= PW_ADVISE_DONTFORK;
   if (f.has(VmFlag::kWipeOnFork)) a |= PW_ADVISE_WIPEONFORK;
   if (f.has(VmFlag::kDontDump)) a |= PW_ADVISE_DONTDUMP;
+  if (f.has(VmFlag::kSeqRead)) a |= PW_ADVISE_SEQUENTIAL;
+  if (f.has(VmFlag::kRandRead)) a |= PW_ADVISE_RANDOM;
+  if (f.has(VmFlag::kMergeable)) a |= PW_ADVISE_MERGEABLE;
   if (f.has(VmFlag::kLocked)) a |= f.has(VmFlag::kLockOnFault) ? PW_ADVISE_MLOCK_ONFAULT : PW_ADVISE_MLOCK;
   return a;
 }
@@ -51,7 +54,10 @@ Result<void> apply_advice(void* addr, uint64_t len, uint32_t advice) {
                                             {PW_ADVISE_NOHUGEPAGE, MADV_NOHUGEPAGE},
                                             {PW_ADVISE_DONTFORK, MADV_DONTFORK},
                                             {PW_ADVISE_WIPEONFORK, MADV_WIPEONFORK},
-                                            {PW_ADVISE_DONTDUMP, MADV_DONTDUMP}};
+                                            {PW_ADVISE_DONTDUMP, MADV_DONTDUMP},
+                                            {PW_ADVISE_SEQUENTIAL, MADV_SEQUENTIAL},
+                                            {PW_ADVISE_RANDOM, MADV_RANDOM},
+                                            {PW_ADVISE_MERGEABLE, MADV_MERGEABLE}};
   for (const auto& [bit, advice_value] : table)
     if ((advice & bit) && ::madvise(addr, len, advice_value) != 0)
       return errno_error("madvise " + std::to_string(advice_value));

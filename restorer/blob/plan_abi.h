@@ -56,6 +56,9 @@ struct PwVmaOp {
 #define PW_ADVISE_DONTDUMP 0x10u
 #define PW_ADVISE_MLOCK 0x20u          /* mlock2(start, len, 0): VmFlags lo */
 #define PW_ADVISE_MLOCK_ONFAULT 0x40u  /* mlock2(start, len, MLOCK_ONFAULT): lo lf */
+#define PW_ADVISE_SEQUENTIAL 0x80u
+#define PW_ADVISE_RANDOM 0x100u
+#define PW_ADVISE_MERGEABLE 0x200u     /* KSM */
 
 struct PwRange {
   uint64_t start;

@@ -97,7 +97,8 @@ void apply_advice(const PwPlan* plan, const PwVmaOp& op) {
     int advice;
   } const table[] = {{PW_ADVISE_HUGEPAGE, MADV_HUGEPAGE},     {PW_ADVISE_NOHUGEPAGE, MADV_NOHUGEPAGE},
                      {PW_ADVISE_DONTFORK, MADV_DONTFORK},     {PW_ADVISE_WIPEONFORK, MADV_WIPEONFORK},
-                     {PW_ADVISE_DONTDUMP, MADV_DONTDUMP}};
+                     {PW_ADVISE_DONTDUMP, MADV_DONTDUMP},     {PW_ADVISE_SEQUENTIAL, MADV_SEQUENTIAL},
+                     {PW_ADVISE_RANDOM, MADV_RANDOM},         {PW_ADVISE_MERGEABLE, MADV_MERGEABLE}};
   for (const auto& t : table) {
     if (!(op.advice & t.bit)) continue;
     long rc = pw_sys::madvise(op.start, op.len, t.advice);

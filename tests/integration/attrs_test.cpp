@@ -70,6 +70,19 @@ TEST_F(Attrs, MlockedMappingsAreLockedAgain) {
   EXPECT_EQ(answer(restored), state + " contents=same");
 }
 
+// MADV_SEQUENTIAL, MADV_RANDOM and (with KSM) MADV_MERGEABLE come back on their mappings.
+TEST_F(Attrs, MadviseStateIsCarried) {
+  TempDir dir;
+  auto [original, ready] = start_ready({PROG_attr_madvise});
+  const std::string state = ready.substr(ready.find("seq="));
+  EXPECT_EQ(state.substr(0, state.find(" ksm=")), "seq=sr rnd=rr") << ready;
+  if (state.find("ksm=none") == std::string::npos) {
+    EXPECT_NE(state.find("ksm=mg"), std::string::npos) << ready;
+  }
+  Child restored = round_trip(original, dir / "img");
+  EXPECT_EQ(answer(restored), state + " contents=same");
+}
+
 TEST_F(Attrs, ItimerIsCarried) {
   TempDir dir;
   auto [original, ready] = start_ready({PROG_attr_itimer});
@@ -173,7 +186,6 @@ INSTANTIATE_TEST_SUITE_P(
                       Refusal{"lease", "file lease"},
                       Refusal{"posix_timer", "POSIX timer 0: timer_create timer (clock -"},
                       Refusal{"pending_signal", "status SigPnd"},
-                      Refusal{"madv_random", "madvise(MADV_RANDOM)"},
                       Refusal{"dumpable", "PR_GET_DUMPABLE"},
                       Refusal{"child", "child process "},
                       Refusal{"zombie", "child process "}),

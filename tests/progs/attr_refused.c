@@ -43,9 +43,6 @@ int main(int argc, char** argv) {
     sigaddset(&s, SIGUSR1);
     CHECK(sigprocmask(SIG_BLOCK, &s, NULL) == 0);
     CHECK(raise(SIGUSR1) == 0);
-  } else if (strcmp(mode, "madv_random") == 0) {
-    char* m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    CHECK(m != MAP_FAILED && madvise(m, 8192, MADV_RANDOM) == 0);
   } else if (strcmp(mode, "child") == 0 || strcmp(mode, "zombie") == 0) {
     /* A restore has no children: wait() would give ECHILD (zdtm's wait00, zombie00). */
     const int zombie = strcmp(mode, "zombie") == 0;

@@ -124,14 +124,12 @@ TEST(PolicyAttrs, LockLinesParse) {
 
 TEST(PolicyAttrs, VmFlagsAllowList) {
   EXPECT_EQ(vm_flags_refusal(vma_with({"rd", "wr", "mr", "mw", "me", "ac", "sd", "hg", "dd"})), "");
-  EXPECT_EQ(vm_flags_refusal(vma_with({"rd", "wr", "lo", "lf"})), "") << "mlock is carried";
+  EXPECT_EQ(vm_flags_refusal(vma_with({"rd", "wr", "lo", "lf", "sr", "rr", "mg"})), "") << "mlock, madvise and KSM are carried";
   EXPECT_NE(vm_flags_refusal(vma_with({"rd", "zz"})).find("VmFlags zz: unknown"), std::string::npos);
   // Refused flags are named in the kernel's order, unknown ones where the kernel printed them.
-  EXPECT_EQ(vm_flags_refusal(vma_with({"rd", "wr", "um", "gu", "sr", "ac", "qq"})),
+  EXPECT_EQ(vm_flags_refusal(vma_with({"rd", "wr", "um", "gu", "ht", "ac", "qq"})),
             "VmFlags um: userfaultfd (missing) registration, VmFlags gu: unknown to this prewarm, "
-            "VmFlags sr: madvise(MADV_SEQUENTIAL), VmFlags qq: unknown to this prewarm (not carried)");
-  EXPECT_NE(vm_flags_refusal(vma_with({"rd", "rr"})).find("MADV_RANDOM"), std::string::npos);
-  EXPECT_NE(vm_flags_refusal(vma_with({"rd", "mg"})).find("KSM"), std::string::npos);
+            "VmFlags ht: hugetlbfs, VmFlags qq: unknown to this prewarm (not carried)");
   // The kernel's own special mappings are moved, whatever their flags.
   EXPECT_EQ(vm_flags_refusal(vma_with({"rd", "mr", "pf", "io", "de", "dd"}, "[vvar]")), "");
 }
