@@ -14,23 +14,13 @@ static const char* advice_of(unsigned long addr) {
   static char out[4][16];
   static int slot;
   char* r = out[slot++ % 4];
-  strcpy(r, "?");
-  FILE* f = fopen("/proc/self/smaps", "r");
-  char line[512];
-  int in = 0;
-  while (f && fgets(line, sizeof line, f)) {
-    unsigned long lo, hi;
-    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
-      in = lo == addr;
-    } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
-      r[0] = 0;
-      for (const char* const* k = (const char* const[]){" sr", " rr", " mg", NULL}; *k; ++k)
-        if (strstr(line, *k)) strcat(r[0] ? strcat(r, "+") : r, *k + 1);
-      if (!r[0]) strcpy(r, "-");
-    }
+  r[0] = 0;
+  for (const char* const* k = (const char* const[]){"sr", "rr", "mg", NULL}; *k; ++k) {
+    const int has = has_vm_flag(addr, *k);
+    if (has < 0) return "?";
+    if (has) strcat(r[0] ? strcat(r, "+") : r, *k);
   }
-  if (f) fclose(f);
-  return r;
+  return r[0] ? r : "-";
 }
 
 static char* map(int advice) {

@@ -12,24 +12,8 @@ enum { kLen = 64 << 10 };
 
 /* "lo", "lo+lf" or "-" for the mapping at addr; "?" if not found. */
 static const char* locks_of(unsigned long addr) {
-  static char out[4][8];
-  static int slot;
-  char* r = out[slot++ % 4];
-  strcpy(r, "?");
-  FILE* f = fopen("/proc/self/smaps", "r");
-  char line[512];
-  int in = 0;
-  while (f && fgets(line, sizeof line, f)) {
-    unsigned long lo, hi;
-    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
-      in = lo == addr;
-    } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
-      const int l = strstr(line, " lo") != NULL, lf = strstr(line, " lf") != NULL;
-      strcpy(r, l && lf ? "lo+lf" : l ? "lo" : lf ? "lf" : "-");
-    }
-  }
-  if (f) fclose(f);
-  return r;
+  const int l = has_vm_flag(addr, "lo"), lf = has_vm_flag(addr, "lf");
+  return l < 0 ? "?" : l && lf ? "lo+lf" : l ? "lo" : lf ? "lf" : "-";
 }
 
 static long vm_lck_kb(void) {

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 /* Prints a line and flushes at once: the test reads stdout as a pipe, line by line. */
@@ -40,5 +41,21 @@ static inline void read_line(char* buf, size_t size) {
       exit(1);                                                  \
     }                                                           \
   } while (0)
+
+/* Whether the mapping that starts at addr has VmFlag `flag` (two letters) in /proc/self/smaps:
+ * 1 yes, 0 no, -1 no mapping starts there. */
+static inline int has_vm_flag(unsigned long addr, const char* flag) {
+  FILE* f = fopen("/proc/self/smaps", "r");
+  char line[512], want[8];
+  snprintf(want, sizeof want, " %s", flag);
+  int in = 0, r = -1;
+  while (f && fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) in = lo == addr;
+    else if (in && strncmp(line, "VmFlags:", 8) == 0) r = strstr(line, want) != NULL;
+  }
+  if (f) fclose(f);
+  return r;
+}
 
 #endif

@@ -9,16 +9,8 @@
 
 /* " hg" / " nh" among the VmFlags of the mapping at addr: 1 hg, 2 nh, 0 neither, -1 not found. */
 static int advice_of(unsigned long addr) {
-  FILE* f = fopen("/proc/self/smaps", "r");
-  char line[512];
-  int in = 0, r = -1;
-  while (f && fgets(line, sizeof line, f)) {
-    unsigned long lo, hi;
-    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) in = lo == addr;
-    else if (in && strncmp(line, "VmFlags:", 8) == 0) r = (strstr(line, " hg") ? 1 : 0) | (strstr(line, " nh") ? 2 : 0);
-  }
-  if (f) fclose(f);
-  return r;
+  const int hg = has_vm_flag(addr, "hg"), nh = has_vm_flag(addr, "nh");
+  return hg < 0 ? -1 : (hg ? 1 : 0) | (nh ? 2 : 0);
 }
 
 int main(void) {
