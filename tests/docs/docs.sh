@@ -20,6 +20,19 @@ for page in prewarm.1 prewarmd.8 prewarm@.service.8; do
   [ -z "$out" ] || fail "groff warns on $page: $out"
 done
 
+step "every unit's Documentation= names pages that exist here, and nothing else"
+for unit in "$SRC"/units/*.service "$SRC"/units/*.socket; do
+  docs=$(sed -n 's/^Documentation=//p' "$unit")
+  [ -n "$docs" ] || fail "$(basename "$unit") has no Documentation="
+  for d in $docs; do
+    case "$d" in
+      man:*) name=${d#man:}; file="$SRC/man/${name%(*}.${name##*(}"; file=${file%)}
+             [ -f "$file" ] || fail "$(basename "$unit"): $d has no page ($file)" ;;
+      *) fail "$(basename "$unit"): $d is not a page shipped with prewarm" ;;
+    esac
+  done
+done
+
 step "prewarm(1) names every subcommand and every option of each"
 page=$(rendered prewarm.1)
 entries=$(echo "$page" | sed -n '/^COMMANDS/,/^OPTIONS/s/^       \([a-z][a-z-]*\).*/\1/p')  # tags at indent 7
