@@ -42,6 +42,48 @@ bool has_capability(int cap) {
   return data[cap / 32].effective & (1u << (cap % 32));
 }
 
+bool is_special(const pb::Mapping& m) {
+  return m.kind() == pb::Mapping::VDSO || m.kind() == pb::Mapping::VVAR || m.kind() == pb::Mapping::VVAR_VCLOCK;
+}
+
+// The app's mlocked mappings are locked again: staged copies here, under this launch's
+// RLIMIT_MEMLOCK, the rest by the blob under the app's. Either limit too low (without
+// CAP_IPC_LOCK) is refused now, before anything is locked. The vDSO pair is moved, not locked.
+Result<void> check_memlock(const pb::Snapshot& snap) {
+  uint64_t locked = 0;
+  for (const auto& m : snap.mappings())
+    if (!is_special(m) && vm_flags_of(m).has(VmFlag::kLocked)) locked += m.end() - m.start();
+  if (locked == 0 || has_capability(CAP_IPC_LOCK)) return ok();
+  rlimit launch{};
+  ::getrlimit(RLIMIT_MEMLOCK, &launch);
+  uint64_t limit = launch.rlim_cur;
+  for (const auto& r : snap.task().rlimits())
+    if (r.resource() == RLIMIT_MEMLOCK) limit = std::min<uint64_t>(limit, r.cur());
+  if (limit != RLIM_INFINITY && locked > limit)
+    return data_error("the image has " + std::to_string(locked >> 10) + " KiB of mlocked mappings, over RLIMIT_MEMLOCK (" +
+                      std::to_string(limit >> 10) + " KiB, the app's or this launch's) without CAP_IPC_LOCK");
+  return ok();
+}
+
+// Every kind of advice and lock the blob applies to a mapping it maps, tried here on a scratch
+// page under the app's limits: a kernel without KSM, or a seccomp filter that refuses one of
+// them, would otherwise end the process past the point of no return.
+Result<void> try_blob_advice(const std::vector<char>& plan) {
+  const PwPlan& p = *reinterpret_cast<const PwPlan*>(plan.data());
+  uint32_t advice = 0;
+  for (uint32_t i = 0; i < p.ops_count; ++i) {
+    const auto* op = reinterpret_cast<const PwVmaOp*>(plan.data() + p.ops_off) + i;
+    if (op->kind != PW_OP_MOVE_STAGED) advice |= op->advice;
+  }
+  if (advice == 0) return ok();
+  void* page = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (page == MAP_FAILED) return errno_error("map a scratch page");
+  UniqueMapping scratch(page, 4096);
+  if (auto r = apply_advice(scratch.get(), 4096, advice); !r)
+    return make_error(r.error().code, "the app's mappings need " + r.error().message + ", which fails here");
+  return ok();
+}
+
 // Launcher phase timings, printed to stderr when PREWARM_TRACE is set (for benchmarks).
 class PhaseClock {
  public:
@@ -197,6 +239,7 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
   if (auto early = build_plan(in); !early) return early.error();
 
   clock.mark("plan/hole");
+  PW_TRY(check_memlock(snap));
   // 5. Stage every mapping with stored pages: read from pages.img and verify checksums. The work
   //    is first-touch page faults and copying, so a second thread takes half of the bytes; it is
   //    joined before anything else happens, so the handoff still sees one thread.
@@ -249,16 +292,7 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
   rlimit data{};
   ::getrlimit(RLIMIT_DATA, &data);
   if (auto c = check_mm_map(p.mm, min_addr, data.rlim_cur); !c) return c.error();  // the app's RLIMIT_DATA
-  // The blob locks the app's mlocked mappings again: one past the app's RLIMIT_MEMLOCK would fail
-  // after the point of no return.
-  uint64_t locked = 0;
-  for (const auto& m : snap.mappings())
-    if (vm_flags_of(m).has(VmFlag::kLocked)) locked += m.end() - m.start();
-  rlimit memlock{};
-  ::getrlimit(RLIMIT_MEMLOCK, &memlock);
-  if (locked > 0 && memlock.rlim_cur != RLIM_INFINITY && locked > memlock.rlim_cur && !has_capability(CAP_IPC_LOCK))
-    return data_error("the image has " + std::to_string(locked >> 10) + " KiB of mlocked mappings, over the app's RLIMIT_MEMLOCK (" +
-                      std::to_string(memlock.rlim_cur >> 10) + " KiB) without CAP_IPC_LOCK");
+  PW_TRY(try_blob_advice(*plan));
 
   // 8. Blob and plan into the hole.
   const uint64_t blob_len = layout->blob_len, plan_len = layout->plan_len;

@@ -2,6 +2,8 @@
 #include "restorer/staging.h"
 
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -61,8 +63,9 @@ Result<void> apply_advice(void* addr, uint64_t len, uint32_t advice) {
   for (const auto& [bit, advice_value] : table)
     if ((advice & bit) && ::madvise(addr, len, advice_value) != 0)
       return errno_error("madvise " + std::to_string(advice_value));
+  // The syscall itself, as the blob makes it: glibc's mlock2() makes mlock(2) for flags 0.
   if ((advice & (PW_ADVISE_MLOCK | PW_ADVISE_MLOCK_ONFAULT)) &&
-      ::mlock2(addr, len, advice & PW_ADVISE_MLOCK_ONFAULT ? MLOCK_ONFAULT : 0) != 0)
+      ::syscall(SYS_mlock2, addr, len, advice & PW_ADVISE_MLOCK_ONFAULT ? MLOCK_ONFAULT : 0) != 0)
     return errno_error("mlock2 (the app's mlocked mapping; RLIMIT_MEMLOCK here?)");
   return ok();
 }

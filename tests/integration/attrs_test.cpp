@@ -65,7 +65,7 @@ TEST_F(Attrs, MlockedMappingsAreLockedAgain) {
   TempDir dir;
   auto [original, ready] = start_ready({PROG_attr_mlock});
   const std::string state = ready.substr(ready.find("locked="));
-  EXPECT_EQ(state.substr(0, state.find(" vmlck=")), "locked=lo onfault=lo+lf untouched=lo+lf plain=-") << ready;
+  EXPECT_EQ(state.substr(0, state.find(" vmlck=")), "locked=lo onfault=lo+lf untouched=lo+lf zeroed=lo plain=-") << ready;
   Child restored = round_trip(original, dir / "img");
   EXPECT_EQ(answer(restored), state + " contents=same");
 }
@@ -76,11 +76,29 @@ TEST_F(Attrs, MadviseStateIsCarried) {
   auto [original, ready] = start_ready({PROG_attr_madvise});
   const std::string state = ready.substr(ready.find("seq="));
   EXPECT_EQ(state.substr(0, state.find(" ksm=")), "seq=sr rnd=rr") << ready;
+  EXPECT_NE(state.find("untouched: seq=sr rnd=rr"), std::string::npos) << ready;
   if (state.find("ksm=none") == std::string::npos) {
     EXPECT_NE(state.find("ksm=mg"), std::string::npos) << ready;
   }
   Child restored = round_trip(original, dir / "img");
   EXPECT_EQ(answer(restored), state + " contents=same");
+}
+
+// Under a seccomp filter that refuses mlock2, the launcher finds out before the point of no
+// return (on a scratch page) and refuses the restore, where the blob would have had to end the
+// process (exit 125). The app runs under the same filter (seccomp must match) and locks, with
+// mlock, only a mapping it never wrote, which the blob maps: staging cannot find out first.
+TEST_F(Attrs, MlockTheBlobCannotDoIsRefusedBeforeThePointOfNoReturn) {
+  TempDir dir;
+  auto [original, ready] = start_ready({PROG_seccomp_deny, "mlock2", PROG_attr_mlock, "zeroed"});
+  ASSERT_NE(ready.find("zeroed=lo "), std::string::npos) << ready;
+  auto d = dump(original, dir / "img");
+  ASSERT_EQ(d.code, 0) << d.err;
+  auto r = run({PROG_seccomp_deny, "mlock2", PREWARM_BIN, "restore", "--images", (dir / "img").string()});
+  EXPECT_NE(r.code, 125) << r.err;
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.err.find("mlock2"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("point of no return"), std::string::npos) << r.err;
 }
 
 TEST_F(Attrs, ItimerIsCarried) {

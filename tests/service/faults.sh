@@ -192,15 +192,15 @@ a=$(run_calc calc 360) || fail "the launch after the dead restore did not answer
 [ "${a#answer pid=* }" != "$a" ] || fail "unexpected answer: $a"
 
 step "a restore that fails past the point of no return: prewarmd logs the restorer's words, the image goes, the next launch is cold"
-# Under a seccomp filter that fails mremap(MREMAP_FIXED) with EPERM (tests/progs/deny_mremap_fixed.c)
+# Under a seccomp filter that fails mremap(MREMAP_FIXED) with EPERM (tests/progs/seccomp_deny.c)
 # the cold launch runs and is captured as usual, its seccomp state then matches the restored
 # launch's, and the blob's first mremap (the vDSO move) fails: it exits 125 and tells prewarmd why.
-DENY="$BIN/../tests/progs/prog_deny_mremap_fixed"
+DENY=("$BIN/../tests/progs/prog_seccomp_deny" mremap-fixed)
 "$P" register denied --ready notify -- /usr/bin/python3 calc.py >/dev/null
-a=$(run_calc denied 5 "$DENY") || fail "the cold launch under the filter did not answer"
+a=$(run_calc denied 5 "${DENY[@]}") || fail "the cold launch under the filter did not answer"
 wait_for 120 state_is denied valid
 # stdio as run_calc's (stdout a pipe), so this launch's context is the captured one's.
-echo 9 | { "$DENY" "$P" run denied 2>"$SCRATCH/denied.err" && echo 0 >"$SCRATCH/denied.rc" || echo $? >"$SCRATCH/denied.rc"; } |
+echo 9 | { "${DENY[@]}" "$P" run denied 2>"$SCRATCH/denied.err" && echo 0 >"$SCRATCH/denied.rc" || echo $? >"$SCRATCH/denied.rc"; } |
   cat >"$SCRATCH/denied.out"
 rc=$(cat "$SCRATCH/denied.rc")
 [ "$rc" = 125 ] || fail "the restore under the filter: exit $rc, not 125: $(cat "$SCRATCH/denied.err")"
@@ -213,7 +213,7 @@ case "$(field denied reason)" in
   *) fail "the app's status does not name the failure: $(field denied reason)" ;;
 esac
 [ "$(field denied images)" = 0 ] || fail "denied still lists $(field denied images) images"
-a=$(run_calc denied 11 "$DENY") || fail "the launch after the failed restore did not answer"
+a=$(run_calc denied 11 "${DENY[@]}") || fail "the launch after the failed restore did not answer"
 [ "$(last denied mode)" = cold ] || fail "the launch after the failed restore was $(last denied mode), not cold"
 "$P" unregister denied >/dev/null
 

@@ -1,0 +1,59 @@
+/* Runs a command under a seccomp filter that fails one kind of call with EPERM and allows
+ * everything else: "mremap-fixed" (mremap with MREMAP_FIXED) or "mlock2". Not a feature program:
+ * tests launch an app and then its restore through it, so that a call the restorer needs fails
+ * as an unforeseeable kernel refusal would (tests/service/faults.sh: the blob's vDSO move, past
+ * the point of no return; attrs_test: mlock2, which the launcher must find out before it).
+ * Usage: prog_seccomp_deny mremap-fixed|mlock2 COMMAND [ARG...] (as root, or it sets no_new_privs). */
+#include <errno.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/mman.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int main(int argc, char** argv) {
+  const int fixed = argc >= 3 && strcmp(argv[1], "mremap-fixed") == 0;
+  if (argc < 3 || (!fixed && strcmp(argv[1], "mlock2") != 0)) {
+    fprintf(stderr, "usage: %s mremap-fixed|mlock2 COMMAND [ARG...]\n", argv[0]);
+    return 2;
+  }
+  struct sock_filter mremap_fixed[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mremap, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[3])), /* flags, low word */
+      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, MREMAP_FIXED, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_filter mlock2[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mlock2, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = fixed ? (struct sock_fprog){sizeof mremap_fixed / sizeof mremap_fixed[0], mremap_fixed}
+                                 : (struct sock_fprog){sizeof mlock2 / sizeof mlock2[0], mlock2};
+  if (geteuid() != 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    perror("prctl(PR_SET_NO_NEW_PRIVS)");
+    return 1;
+  }
+  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
+    perror("prctl(PR_SET_SECCOMP)");
+    return 1;
+  }
+  execvp(argv[2], argv + 2);
+  perror(argv[2]);
+  return 127;
+}
