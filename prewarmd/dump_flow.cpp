@@ -150,6 +150,10 @@ DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill, const Fro
   // Attributes: each carried, the launch's own, or refused here by name (policy/attrs.h).
   auto attrs = policy::check_attrs(state->attrs, plain_fds);
   offenders.insert(offenders.end(), attrs.offenders.begin(), attrs.offenders.end());
+  // A restore enters the app's cwd by path: a removed one is not there (zdtm cwd01, unhashed_proc
+  // failed to restore instead).
+  if (const std::string& cwd = state->task.cwd(); cwd.ends_with(" (deleted)"))
+    offenders.push_back({0, 0, "cwd " + cwd, {}, "the working directory was removed; a restore enters it by path"});
   fill_attr_state(state->attrs, attrs.match_keys, state->task.mutable_attrs());
   if (!offenders.empty()) {
     out.status = DumpOutcome::kUnsupported;

@@ -202,6 +202,7 @@ INSTANTIATE_TEST_SUITE_P(
     Each, AttrsRefused,
     ::testing::Values(Refusal{"mlockall", "mlockall(MCL_FUTURE|MCL_ONFAULT)"},
                       Refusal{"lease", "file lease"},
+                      Refusal{"cwd_deleted", "the working directory was removed"},
                       Refusal{"posix_timer", "POSIX timer 0: timer_create timer (clock -"},
                       Refusal{"pending_signal", "status SigPnd"},
                       Refusal{"dumpable", "PR_GET_DUMPABLE"},

@@ -7,6 +7,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -26,6 +27,10 @@ int main(int argc, char** argv) {
   } else if (strcmp(mode, "ofd_lock") == 0) {
     struct flock l = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
     CHECK(fcntl(fd, F_OFD_SETLK, &l) == 0);
+  } else if (strcmp(mode, "cwd_deleted") == 0) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s.dir", file);
+    CHECK(mkdir(dir, 0700) == 0 && chdir(dir) == 0 && rmdir(dir) == 0);
   } else if (strcmp(mode, "lease") == 0) {
     close(fd);
     fd = open(file, O_RDONLY);
