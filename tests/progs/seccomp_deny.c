@@ -22,29 +22,21 @@ int main(int argc, char** argv) {
     fprintf(stderr, "usage: %s mremap-fixed|mlock2 COMMAND [ARG...]\n", argv[0]);
     return 2;
   }
-  struct sock_filter mremap_fixed[] = {
+  /* Allow all but the one call: mlock2 always, mremap only when its flags (low word) have
+   * MREMAP_FIXED (a match on mlock2 jumps straight to the EPERM). */
+  struct sock_filter code[] = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mremap, 1, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, fixed ? __NR_mremap : __NR_mlock2, fixed ? 1 : 3, 0),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[3])), /* flags, low word */
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[3])),
       BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, MREMAP_FIXED, 0, 1),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
   };
-  struct sock_filter mlock2[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mlock2, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-  };
-  struct sock_fprog prog = fixed ? (struct sock_fprog){sizeof mremap_fixed / sizeof mremap_fixed[0], mremap_fixed}
-                                 : (struct sock_fprog){sizeof mlock2 / sizeof mlock2[0], mlock2};
+  struct sock_fprog prog = {sizeof code / sizeof code[0], code};
   if (geteuid() != 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
     perror("prctl(PR_SET_NO_NEW_PRIVS)");
     return 1;
