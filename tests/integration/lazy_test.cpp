@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 
 #include "harness.h"
@@ -28,10 +29,18 @@ std::string read_text(const fs::path& p) {
 }
 
 // The page server's tid, or 0 when it has none (not started, or done).
+// A thread that exits between the listing and the read (the server when it is done) fails the
+// read with ESRCH: it is not the server, and no exception.
 pid_t server_tid(pid_t pid) {
   std::error_code ec;
-  for (const auto& t : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec))
-    if (read_text(t.path() / "comm") == "prewarm-lazy\n") return std::stoi(t.path().filename());
+  for (const auto& t : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    const int fd = ::open((t.path() / "comm").c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    char comm[32];
+    const ssize_t n = ::read(fd, comm, sizeof comm);
+    ::close(fd);
+    if (n > 0 && std::string_view(comm, static_cast<size_t>(n)) == "prewarm-lazy\n") return std::stoi(t.path().filename());
+  }
   return 0;
 }
 
