@@ -32,6 +32,10 @@ std::vector<MappingRuns> runs_per_mapping(const pb::Snapshot& snap) {
 
 }  // namespace
 
+bool is_special(const pb::Mapping& m) {
+  return m.kind() == pb::Mapping::VDSO || m.kind() == pb::Mapping::VVAR || m.kind() == pb::Mapping::VVAR_VCLOCK;
+}
+
 std::vector<Special> specials_of(const SpecialMappings& own) {
   std::vector<Special> out;
   const Special all[] = {{pb::Mapping::VVAR, own.vvar_start, own.vvar_end},

@@ -61,5 +61,7 @@ struct Special {
   uint64_t start, end;
 };
 std::vector<Special> specials_of(const SpecialMappings& own);
+// One of those in the image: moved to its old address, never mapped, advised or locked.
+bool is_special(const pb::Mapping& m);
 
 }  // namespace prewarm

@@ -17,11 +17,6 @@ constexpr uint64_t kPage = 4096;
 constexpr size_t kMaxAuxvBytes = 1024;
 
 
-bool is_special(const pb::Mapping& m) {
-  return m.kind() == pb::Mapping::VDSO || m.kind() == pb::Mapping::VVAR ||
-         m.kind() == pb::Mapping::VVAR_VCLOCK;
-}
-
 static_assert(PW_STAMP_DIGITS == ready_message::kStampDigits, "the blob stamps the message's slots");
 
 // The plan block: a PwPlan header, then 64-byte aligned arrays.

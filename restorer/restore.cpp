@@ -42,10 +42,6 @@ bool has_capability(int cap) {
   return data[cap / 32].effective & (1u << (cap % 32));
 }
 
-bool is_special(const pb::Mapping& m) {
-  return m.kind() == pb::Mapping::VDSO || m.kind() == pb::Mapping::VVAR || m.kind() == pb::Mapping::VVAR_VCLOCK;
-}
-
 // The app's mlocked mappings are locked again: staged copies here, under this launch's
 // RLIMIT_MEMLOCK, the rest by the blob under the app's. Either limit too low (without
 // CAP_IPC_LOCK) is refused now, before anything is locked. The vDSO pair is moved, not locked.
