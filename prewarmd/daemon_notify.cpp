@@ -39,21 +39,21 @@ int Daemon::on_notify(sd_event_source*, int fd, uint32_t, void* userdata) {
     }
     if (!uc) continue;
     const std::string message(buf, static_cast<size_t>(n));
+    // The restored launch of the sender, which may be gone by now: these are sent as it dies.
+    auto restored_sender = [&]() -> Launch* {
+      for (auto& [id, l] : self->launches_)
+        if (l->pid == uc->pid && l->mode == policy::LaunchMode::kRestored) return l.get();
+      return nullptr;
+    };
     // A lazy restore's page server found the image bad past the point of no return and is
     // killing the app (restorer/blob/lazy_server.h): the image goes, the next launch is cold.
-    // Sent by the app's own process as it dies, so it may be gone by now.
     if (auto failure = ready_message::lazy_failure(message)) {
-      for (auto& [id, l] : self->launches_)
-        if (l->pid == uc->pid && l->mode == policy::LaunchMode::kRestored) {
-          self->on_lazy_failure(*l, *failure);
-          break;
-        }
+      if (Launch* l = restored_sender()) self->on_lazy_failure(*l, *failure);
       continue;
     }
     // The blob's last words before it ends the process (exit 125); on_restore_died names them.
     if (auto failure = ready_message::restore_failure(message)) {
-      for (auto& [id, l] : self->launches_)
-        if (l->pid == uc->pid && l->mode == policy::LaunchMode::kRestored) l->restore_failure = failure->substr(0, 300);
+      if (Launch* l = restored_sender()) l->restore_failure = failure->substr(0, 300);
       continue;
     }
     for (auto& [id, l] : self->launches_) {

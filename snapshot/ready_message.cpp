@@ -33,6 +33,13 @@ std::optional<std::string_view> value(std::string_view message, std::string_view
   return std::nullopt;
 }
 
+// value() as a string of its own, for a reply that outlives the message.
+std::optional<std::string> owned_value(std::string_view message, std::string_view key) {
+  auto v = value(message, key);
+  if (!v) return std::nullopt;
+  return std::string(*v);
+}
+
 // The value of KEY=<decimal>: digits only (a leading '-' allowed), nothing else on the line.
 std::optional<int64_t> number(std::string_view message, std::string_view key) {
   auto v = value(message, key);
@@ -86,17 +93,9 @@ bool is_ready(std::string_view message) {
   return false;
 }
 
-std::optional<std::string> lazy_failure(std::string_view message) {
-  auto v = value(message, kLazyFailed);
-  if (!v) return std::nullopt;
-  return std::string(*v);
-}
+std::optional<std::string> lazy_failure(std::string_view message) { return owned_value(message, kLazyFailed); }
 
-std::optional<std::string> restore_failure(std::string_view message) {
-  auto v = value(message, kRestoreFailed);
-  if (!v) return std::nullopt;
-  return std::string(*v);
-}
+std::optional<std::string> restore_failure(std::string_view message) { return owned_value(message, kRestoreFailed); }
 
 std::string without_prewarm_fields(std::string_view message) {
   std::string out;
