@@ -8,6 +8,8 @@ let ticks = 0;
 const t = setInterval(() => ticks++, 5);
 console.log(`ready pid=${process.pid}`);
 let buf = '';
+// Input closed without a line (the test gave up waiting): end, or the interval keeps it alive.
+process.stdin.on('end', () => { if (buf.indexOf('\n') < 0) { console.log('no input'); process.exit(2); } });
 process.stdin.on('data', (d) => {
   buf += d;
   const nl = buf.indexOf('\n');

@@ -14,11 +14,37 @@ CLASSES=${3:-}
 start_daemon
 cleanup end_daemon
 
-# launch APP N: one launch given "N" on stdin once it settled; prints its answer line.
+# hang_report PID: what a launch that does not end is doing, thread by thread.
+hang_report() {
+  local t
+  echo "launch $1 still running after ${LAUNCH_LIMIT}s:"
+  for t in /proc/"$1"/task/*; do
+    echo "  tid ${t##*/} $(cat "$t/comm" 2>/dev/null) state=$(awk '{print $3}' "$t/stat" 2>/dev/null)" \
+      "wchan=$(cat "$t/wchan" 2>/dev/null) syscall=$(cat "$t/syscall" 2>/dev/null | cut -d' ' -f1-3)"
+  done
+  echo "prewarm list: $("$P" list 2>&1 | tail -3)"
+  echo "prewarmd.log:"; tail -15 "$SCRATCH/prewarmd.log"
+}
+# launch APP N: one launch given "N" on stdin once it settled; prints its answer line. A launch
+# that does not end within LAUNCH_LIMIT seconds fails the test with what its threads were doing
+# (a restored runtime that deadlocks must not hang the suite until ctest's timeout).
+LAUNCH_LIMIT=240
 launch() {
-  local before
+  local before pid end
   before=$(launch_count "$1")
-  (feed "$1" "$before" "$2") | "$P" run "$1" 2>>"$SCRATCH/run.err" | grep '^answer=' || true
+  (feed "$1" "$before" "$2") | "$P" run "$1" >"$SCRATCH/launch.out" 2>>"$SCRATCH/run.err" &
+  pid=$!  # the last element of the pipeline: prewarm run, which becomes the app
+  end=$((SECONDS + LAUNCH_LIMIT))
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ "$SECONDS" -ge "$end" ]; then
+      hang_report "$pid" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+      fail "$1: launch did not end"
+    fi
+    sleep 0.2
+  done
+  wait "$pid" || true
+  grep '^answer=' "$SCRATCH/launch.out" || true
 }
 
 # cold_then_restored APP EXPECTED: the first launch is cold and captured, the second restored.
