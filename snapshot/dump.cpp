@@ -435,7 +435,7 @@ Result<DumpStats> write_image(const ProcessState& state,
   stats.page_finder = page_finder_name(page_finder(pagemap.get()));
   PW_ASSIGN(UniqueFd mem, open_fd(proc + "/mem", O_RDONLY));
   PW_ASSIGN(ImageWriter writer, ImageWriter::create(dir));
-  TidWordFinder tids(state.thread_infos);
+  TidWordFinder tids(state.thread_infos, state.vmas);
   PageCollector collector(state.pid, mem.get(), writer, snap, stats, tids);
 
   // 3. Each mapping: its entry, then its pages, read in large batches, checksummed per run and

@@ -163,15 +163,27 @@ constexpr size_t kMutexBytes = 20, kRwlockBytes = 52, kLongest = kRwlockBytes;
 constexpr int32_t kMutexKindBits = 0x3 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100 | 0x200;
 constexpr int32_t kRobust = 0x10, kPrioInherit = 0x20, kPrioProtect = 0x40;
 constexpr uint32_t kRwlockWrLocked = 2, kWritersFutexLocked = 1;
-constexpr int32_t kMaxRecursion = 0xffff;  // holds of one recursive mutex: deeper is not a lock
 }  // namespace
 
-TidWordFinder::TidWordFinder(const std::vector<ThreadInfo>& threads) : threads_(threads) {
+TidWordFinder::TidWordFinder(const std::vector<ThreadInfo>& threads, const std::vector<Vma>& vmas) : threads_(threads) {
+  auto is_glibc_data = [](const Vma& v) {
+    const std::string base = v.name.substr(v.name.rfind('/') + 1);
+    return (v.prot & PROT_WRITE) && !v.shared && (base.starts_with("ld-linux") || base.starts_with("libc.so"));
+  };
+  for (size_t i = 0; i < vmas.size(); ++i) {
+    const bool bss = i > 0 && is_glibc_data(vmas[i - 1]) && vmas[i].name.empty() && vmas[i].start == vmas[i - 1].end &&
+                     (vmas[i].prot & PROT_WRITE);
+    if (is_glibc_data(vmas[i]) || bss) glibc_data_.emplace_back(vmas[i].start, vmas[i].end);
+  }
   uint32_t lo = ~0u, hi = 0;
   for (const auto& t : threads) lo = std::min(lo, static_cast<uint32_t>(t.tid)), hi = std::max(hi, static_cast<uint32_t>(t.tid));
   min_tid_ = lo;
   tid_span_ = threads.empty() ? 0 : hi - lo;
   if (threads.empty()) min_tid_ = 1, tid_span_ = 0;  // tid 1 is never a thread of an app dumped
+}
+
+bool TidWordFinder::in_glibc_data(uint64_t at) const {
+  return std::any_of(glibc_data_.begin(), glibc_data_.end(), [&](const auto& r) { return r.first <= at && at < r.second; });
 }
 
 // The thread whose tid this is; a word inside the thread's own struct pthread (its tid cache,
@@ -214,12 +226,11 @@ void TidWordFinder::scan_window(uint64_t base, const char* data, size_t starts, 
     const int32_t lock = m[0], count = m[1], owner = m[2], nusers = m[3], kind = m[4];
     if (lock != 0 && owner > 0 && nusers >= 1 && nusers <= 0xffff && (kind & ~kMutexKindBits) == 0) {
       // Only kinds whose owner glibc checks: a normal or adaptive mutex's __owner is never read
-      // (the restored holder releases it as it is), so it is left alone; the JVM keeps per-thread
-      // records of that shape that are not mutexes, and rewriting them crashed it. A PI or robust
-      // one's futex word is the holder's tid (with waiter bits): two fields agree. A PP one's has
-      // the ceiling above bit 19. A recursive one counts its holds in __count, an error-checking
-      // one has none. They are looked for everywhere: V8 holds recursive mutexes of its own in
-      // the heap, and one left with the old tid deadlocked a restored node at its next GC.
+      // (the restored holder releases it as it is), so it is left alone. A PI or robust one's futex
+      // word is the holder's tid (with waiter bits): two fields agree. A PP one's has the ceiling
+      // above bit 19. A recursive one counts its holds in __count, an error-checking one has
+      // none; their shape alone is weak (the JVM keeps per-thread records of it, and rewriting
+      // those crashed it), so they count only in ld.so's and libc's own data.
       const int32_t type = kind & 3;
       const bool tid_word = kind & (kPrioInherit | kRobust);
       bool held;
@@ -229,7 +240,7 @@ void TidWordFinder::scan_window(uint64_t base, const char* data, size_t starts, 
         held = (lock & 3) != 0 && (type == 1 || type == 2);
       else
         held = (lock == 1 || lock == 2) && (kind & 0x300) == 0 &&
-               ((type == 1 && count >= 1 && count <= kMaxRecursion) || (type == 2 && count == 0));
+               ((type == 1 && count >= 1) || (type == 2 && count == 0)) && in_glibc_data(at);
       const int t = held && off + kMutexBytes > min_end ? thread_of(owner, at) : -1;
       if (t >= 0) {
         words_.push_back({at + 8, 0xffffffffu, static_cast<uint32_t>(t)});

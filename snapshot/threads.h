@@ -45,13 +45,14 @@ struct TidWord {
 
 // glibc's held locks record their holder's tid: a pthread_mutex_t's __owner (and, for PI and
 // robust ones, the futex word itself), a pthread_rwlock_t's __cur_writer; the dynamic loader's
-// recursive locks are mutexes. Restored with the old tid, the holder could not release its lock
+// recursive locks are mutexes. Recursive and error-checking mutexes are looked for only in ld.so's
+// and libc's data, the others everywhere. Restored with the old tid, the holder could not release its lock
 // (EPERM, or an abort for PI) nor see it as its own, and the next taker would wait forever. Fed
 // the pages a dump stores, in address order, this finds every such held lock by its layout and
 // which thread holds it, so the restore can write the new tids before any app code runs.
 class TidWordFinder {
  public:
-  explicit TidWordFinder(const std::vector<ThreadInfo>& threads);
+  TidWordFinder(const std::vector<ThreadInfo>& threads, const std::vector<Vma>& vmas);
   // Bytes at addr; a call that starts where the last one ended continues it (a lock may span).
   void scan(uint64_t addr, const char* data, size_t len);
   const std::vector<TidWord>& words() const { return words_; }
@@ -59,9 +60,11 @@ class TidWordFinder {
  private:
   void scan_window(uint64_t base, const char* data, size_t starts, size_t len, size_t min_end);
   int thread_of(int32_t tid, uint64_t at) const;
+  bool in_glibc_data(uint64_t at) const;
   const std::vector<ThreadInfo>& threads_;
   std::vector<TidWord> words_;
   uint32_t min_tid_ = 0, tid_span_ = 0;  // the threads' tids lie in [min, min + span]
+  std::vector<std::pair<uint64_t, uint64_t>> glibc_data_;  // ld.so's and libc's writable data and bss
   uint64_t tail_end_ = 0;
   std::string tail_;  // the last bytes of the previous call, for a lock across the boundary
 };

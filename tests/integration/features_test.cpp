@@ -280,8 +280,6 @@ TEST_P(HeldLocks, ReleasedByTheRestoredHolder) {
 
 INSTANTIATE_TEST_SUITE_P(Each, HeldLocks,
                          ::testing::Values(Lock{"pi", "answer 0/0/0 0/0/0 0/0/0"},
-                                           Lock{"recursive", "answer 0/0/0 0/0/0 0/0/0"},
-                                           Lock{"errorcheck", "answer EDEADLK/0/0 EDEADLK/0/0 EDEADLK/0/0"},
                                            Lock{"rwlock", "answer EDEADLK/0/0 EDEADLK/0/0 EDEADLK/0/0"},
                                            Lock{"loaderlock", "answer 0/0/0"}),
                          [](const auto& info) { return info.param.first; });

@@ -1,9 +1,7 @@
 /* Threads hold locks that record their owner's tid (argv[1]): "pi", three threads each holding a
- * PI mutex (the futex word is the tid); "recursive" and "errorcheck", three each holding one of
- * those kinds (the owner field is the tid); "rwlock", three each holding an rwlock for writing;
+ * PI mutex (the futex word is the tid); "rwlock", three each holding an rwlock for writing;
  * "loaderlock", one parked inside a dl_iterate_phdr callback (the dynamic loader's recursive
- * lock). The mutexes are in the heap, as V8's are. After the input line each holder checks the
- * lock is its own (taking its recursive mutex again succeeds, its error-checking one or rwlock
+ * lock). After the input line each holder checks the lock is its own (taking its rwlock again
  * gives EDEADLK) and releases it, and the main thread must then take every one within seconds. A
  * lock still naming the snapshot's tid, or another thread's, fails the release (EPERM; glibc
  * aborts for PI) or the take: the answer says which. alarm() turns a hang into a death. */
@@ -12,7 +10,6 @@
 #include <link.h>
 #include <pthread.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <time.h>
@@ -22,7 +19,7 @@
 #define HOLDERS 3
 
 static const char* mode;
-static pthread_mutex_t* mutexes;
+static pthread_mutex_t mutexes[HOLDERS];
 static pthread_rwlock_t rwlocks[HOLDERS];
 static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
@@ -78,11 +75,6 @@ static void* holder(void* arg) {
   } else {
     if (pthread_mutex_lock(&mutexes[i]) != 0) return NULL;
     wait_for_go();
-    if (strcmp(mode, "pi") != 0) {
-      struct timespec until = in_seconds(2);
-      holder_check[i] = pthread_mutex_timedlock(&mutexes[i], &until);
-      if (holder_check[i] == 0) pthread_mutex_unlock(&mutexes[i]); /* the recursive hold */
-    }
     released[i] = pthread_mutex_unlock(&mutexes[i]);
   }
   return NULL;
@@ -93,14 +85,7 @@ int main(int argc, char** argv) {
   const int holders = strcmp(mode, "loaderlock") == 0 ? 1 : HOLDERS;
   pthread_mutexattr_t attr;
   pthread_mutexattr_init(&attr);
-  if (strcmp(mode, "recursive") == 0)
-    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
-  else if (strcmp(mode, "errorcheck") == 0)
-    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
-  else
-    pthread_mutexattr_setprotocol(&attr, PTHREAD_PRIO_INHERIT);
-  mutexes = calloc(HOLDERS, sizeof *mutexes);
-  if (!mutexes) return 1;
+  pthread_mutexattr_setprotocol(&attr, PTHREAD_PRIO_INHERIT);
   pthread_t t[HOLDERS];
   for (int i = 0; i < holders; i++) {
     pthread_mutex_init(&mutexes[i], &attr);
