@@ -15,6 +15,7 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 
 namespace prewarm::test {
@@ -215,17 +216,27 @@ Child restore(const std::filesystem::path& images) {
   return Child::spawn({PREWARM_BIN, "restore", "--images", images.string()});
 }
 
+// A thread that exits between the listing and the read (the server when it is done) fails the
+// read with ESRCH: it is not the server, and no exception.
+pid_t lazy_server_tid(pid_t pid) {
+  std::error_code ec;
+  for (const auto& t : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    const int fd = ::open((t.path() / "comm").c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    char comm[32];
+    const ssize_t n = ::read(fd, comm, sizeof comm);
+    ::close(fd);
+    if (n > 0 && std::string_view(comm, static_cast<size_t>(n)) == "prewarm-lazy\n") return std::stoi(t.path().filename());
+  }
+  return 0;
+}
+
 // Under PREWARM_TEST_LAZY the page server's thread and region remain until every page is in;
 // the comparisons that follow are of the app itself, so they wait for it to go.
 static bool lazy_server_gone(pid_t pid, Clock::time_point deadline) {
   if (const char* lazy = std::getenv("PREWARM_TEST_LAZY"); !lazy || *lazy != '1') return true;
-  const std::string task = "/proc/" + std::to_string(pid) + "/task";
   for (;;) {
-    bool found = false;
-    std::error_code ec;
-    for (const auto& t : std::filesystem::directory_iterator(task, ec))
-      found = found || read_text(t.path() / "comm") == "prewarm-lazy\n";
-    if (!found) return true;
+    if (lazy_server_tid(pid) == 0) return true;
     if (Clock::now() > deadline) return false;
     std::this_thread::sleep_for(2ms);
   }

@@ -84,6 +84,9 @@ Child restore(const std::filesystem::path& images);
 // Waits until pid is blocked in read(0, ...): after a restore, the point where it is the
 // snapshotted process again and waits for input.
 bool wait_blocked_in_stdin_read(pid_t pid, std::chrono::milliseconds timeout = kTimeout);
+// The tid of a lazy restore's page server thread (comm "prewarm-lazy") in pid, or 0 when it has
+// none (not started, or done).
+pid_t lazy_server_tid(pid_t pid);
 
 // What a restore must reproduce, as text that compares line by line: every mapping (range,
 // permissions, offset, name) and every fd but stdio (number and target; pipe and socket inodes

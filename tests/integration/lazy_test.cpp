@@ -12,7 +12,6 @@
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
-#include <string_view>
 #include <thread>
 
 #include "harness.h"
@@ -28,25 +27,9 @@ std::string read_text(const fs::path& p) {
   return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
-// The page server's tid, or 0 when it has none (not started, or done).
-// A thread that exits between the listing and the read (the server when it is done) fails the
-// read with ESRCH: it is not the server, and no exception.
-pid_t server_tid(pid_t pid) {
-  std::error_code ec;
-  for (const auto& t : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
-    const int fd = ::open((t.path() / "comm").c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue;
-    char comm[32];
-    const ssize_t n = ::read(fd, comm, sizeof comm);
-    ::close(fd);
-    if (n > 0 && std::string_view(comm, static_cast<size_t>(n)) == "prewarm-lazy\n") return std::stoi(t.path().filename());
-  }
-  return 0;
-}
-
 bool wait_server_gone(pid_t pid, std::chrono::milliseconds timeout = kTimeout) {
   const auto deadline = Clock::now() + timeout;
-  while (server_tid(pid) != 0)
+  while (lazy_server_tid(pid) != 0)
     if (Clock::now() > deadline) return false;
     else std::this_thread::sleep_for(2ms);
   return true;
@@ -152,7 +135,7 @@ TEST_F(Lazy, ForkRightAfterRestore) {
   TempDir dir;
   auto r = restore_lazily(dir, {PROG_lazy_mem, "256"});
   ASSERT_TRUE(wait_blocked_in_stdin_read(r.restored.pid())) << r.restored.leftovers();
-  const bool owed = server_tid(r.restored.pid()) != 0;
+  const bool owed = lazy_server_tid(r.restored.pid()) != 0;
   r.restored.write("fork\n");
   const std::string line = r.restored.read_line().value_or("");
   EXPECT_EQ(r.restored.wait(), 0) << r.restored.leftovers();
@@ -182,7 +165,7 @@ TEST_F(Lazy, ServerKilledKillsApp) {
   pid_t tid = 0;
   const auto deadline = Clock::now() + kTimeout;
   while (tid == 0 && Clock::now() < deadline) {
-    tid = server_tid(r.restored.pid());
+    tid = lazy_server_tid(r.restored.pid());
     if (tid == 0 && r.restored.wait(0ms)) break;
   }
   if (tid == 0) GTEST_SKIP() << "the server finished before this test saw it (a faster machine)";
