@@ -43,7 +43,7 @@ launch() {
     fi
     sleep 0.2
   done
-  wait "$pid" || true
+  wait %% || true  # the whole pipeline, feed too, as a pipeline in the foreground would
   grep '^answer=' "$SCRATCH/launch.out" || true
 }
 
