@@ -82,6 +82,11 @@ class Daemon {
     bool ready = false;
     std::optional<ProcessIdentity> at_ready;  // who the process was when it became ready
     UniqueFd mem_at_ready;                    // its mm then: an exec since makes reads fail
+    // The launcher's own mm, taken while it waits for the launch reply: until its exec of the app
+    // this handle still reads, and a delay or idle timer that fires then has no app to call ready.
+    UniqueFd launcher_mm;
+    uint64_t launcher_stack = 0;
+    bool waited_for_exec = false;  // a timer found the launcher: ready counts from the exec seen
     policy::LaunchContext ctx;
     // The launcher's LISTEN_FDS sockets by inode, as it reported them: only its own capture's
     // reading of its own fds depends on them, and a restore checks them against its launch's.

@@ -35,6 +35,9 @@ Daemon::Reply Daemon::op_snapshot(const json& req, Connection& c) {
     if (l->app == name) newest = l.get();
   if (!newest)
     return {error_reply(name + " is not running: start it with `prewarm run " + name + "` first", "not_running")};
+  if (newest->launcher_mm.valid())
+    if (auto same = mm_unchanged(newest->launcher_mm.get(), newest->launcher_stack); same && *same)
+      return {error_reply(name + " has not been started yet (its launcher has not executed it): try again", "not_running")};
   if (!newest->at_ready) {
     // Not ready yet: the identity now is what the capture must still find.
     if (auto id = read_identity(newest->pid, newest->pidfd.get())) newest->at_ready = std::move(*id);

@@ -92,6 +92,8 @@ Daemon::Reply Daemon::op_launch(const json& req, Connection& c) {
   l->pid = c.cred.pid;
   l->pidfd = std::move(c.pidfd);
   l->t0_ns = req.value("t0_ns", mono_ns());
+  if (auto id = read_identity(l->pid, l->pidfd.get()))
+    if (auto m = open_mm_handle(l->pid)) l->launcher_mm = std::move(*m), l->launcher_stack = id->mm.start_stack;
   l->wall_ms = wall_ms();
   l->ctx = launch_context(*app, req, machine_);
   if (const auto it = req.find("listen_inodes"); it != req.end() && it->is_array() && it->size() <= kMaxListenFds)
@@ -230,6 +232,7 @@ void Daemon::on_lazy_failure(Launch& l, const std::string& reason) {
 void Daemon::on_ready(Launch& l, int64_t ready_ns, const char* how, const std::optional<RestoreReport>& report) {
   if (l.ready) return;
   l.ready = true;
+  l.launcher_mm.reset();
   const double ms = static_cast<double>(ready_ns - l.t0_ns) / 1e6;
   if (history_ && l.history_id) {
     std::optional<RestorePhases> phases;
@@ -262,10 +265,21 @@ int Daemon::on_launch_timer(sd_event_source* s, uint64_t, void* userdata) {
       self->end_launch(id);
       return 0;
     }
+    // Still the launcher: the app has not been executed yet (a short delay:MS can end first).
+    if (l.launcher_mm.valid()) {
+      if (auto same = mm_unchanged(l.launcher_mm.get(), l.launcher_stack); same && *same) {
+        l.waited_for_exec = true;
+        sd_event_source_set_time_relative(s, 1'000);
+        sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        return 0;
+      }
+      l.launcher_mm.reset();
+    }
     if (!l.idle) {  // delay:MS
       l.timer = sd_event_source_disable_unref(l.timer);
       self->forward_notify(l, "READY=1");
-      self->on_ready(l, l.t0_ns + static_cast<int64_t>(app->second.config.ready.ms) * 1'000'000, "delay");
+      const int64_t due = l.t0_ns + static_cast<int64_t>(app->second.config.ready.ms) * 1'000'000;
+      self->on_ready(l, l.waited_for_exec ? std::max(due, mono_ns()) : due, "delay");
       return 0;
     }
     // idle[:MS]: asleep, and no CPU time used for the whole window.

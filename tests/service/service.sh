@@ -90,6 +90,37 @@ wait_for 30 state_is calc3 valid
 state_is calc3 none
 [ "$(field calc3 images)" = 0 ] || fail "invalidate left images"
 
+step "a delay that ends before the launcher has executed the app: ready, and captured, only once it has"
+# The launcher's execv held for 500 ms (LD_PRELOAD), against delay:1: the capture must be of
+# sleep, never of the launcher frozen in its wait.
+cat >"$SCRATCH/slow_exec.c" <<'EOF'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <unistd.h>
+int execv(const char* path, char* const argv[]) {
+  int (*real)(const char*, char* const[]) = (int (*)(const char*, char* const[]))dlsym(RTLD_NEXT, "execv");
+  unsetenv("LD_PRELOAD");
+  usleep(500 * 1000);
+  return real(path, argv);
+}
+EOF
+cc -shared -fPIC -o "$SCRATCH/slow_exec.so" "$SCRATCH/slow_exec.c" -ldl || fail "cannot build the execv shim"
+"$P" register slowexec --ready delay:1 -- /bin/sleep 60 >/dev/null
+LD_PRELOAD=$SCRATCH/slow_exec.so "$P" run slowexec </dev/null >/dev/null 2>"$SCRATCH/slowexec.err" &
+slow=$!
+cleanup "kill $slow 2>/dev/null"
+capture_done() { local s; s=$(field "$1" state); [ "$s" != none ] && [ "$s" != capturing ]; }
+wait_for 30 capture_done slowexec
+state_is slowexec valid || fail "slowexec not captured: $(field slowexec state) ($(field slowexec reason))"
+img=$(grep -l '"app": "slowexec"' "$PREWARM_STATE_DIR"/store/*/meta.json | xargs dirname)
+"$P" inspect --images "$img" | has '^  process   pid [0-9]* (sleep), /usr/bin/sleep$' ||
+  fail "the image is not of sleep: $("$P" inspect --images "$img" | sed -n 2p)"
+ms=$(last slowexec ready_ms)
+python3 -c "import sys; sys.exit(0 if $ms >= 500 else 1)" || fail "ready after $ms ms, before the launcher's exec (500 ms)"
+kill "$slow"
+wait "$slow" 2>/dev/null || true
+
 step "prewarmd restart keeps registrations and images"
 wait_for 30 state_is calc2 valid
 stop_daemon
