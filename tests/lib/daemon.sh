@@ -6,8 +6,10 @@ export PATH=/usr/bin:/bin:$PATH
 export PREWARM_RUNTIME_DIR=$SCRATCH/run PREWARM_STATE_DIR=$SCRATCH/state
 
 # start_daemon [WRAPPER...]: under a wrapper (strace), DAEMON is still prewarmd's own pid.
+# DAEMON_OPTS: more prewarmd options, for every start of the test.
 start_daemon() {
-  "$@" "$BIN/prewarmd" --runtime-dir "$PREWARM_RUNTIME_DIR" --state-dir "$PREWARM_STATE_DIR" --http 127.0.0.1:0 >>"$SCRATCH/prewarmd.log" 2>&1 &
+  # shellcheck disable=SC2086 # options, split on spaces
+  "$@" "$BIN/prewarmd" --runtime-dir "$PREWARM_RUNTIME_DIR" --state-dir "$PREWARM_STATE_DIR" --http 127.0.0.1:0 ${DAEMON_OPTS:-} >>"$SCRATCH/prewarmd.log" 2>&1 &
   DAEMON=$!
   if [ $# -gt 0 ]; then
     wait_for 10 pgrep -P "$DAEMON" -x prewarmd >/dev/null

@@ -8,6 +8,8 @@
 BIN=$(realpath "$1")
 [ "$(id -u)" -eq 0 ] || skip "needs root (prewarmd follows launches of any user)"
 . "$(dirname "$0")/../lib/daemon.sh"
+# A store of 4 MiB (2 MiB a user): the step on status changes needs a capture that fails every time.
+DAEMON_OPTS="--store-max-mib 4"
 start_daemon
 cleanup end_daemon
 
@@ -76,18 +78,26 @@ start_daemon
 [ "$(launch_count t)" = "$n" ] || fail "after a restart stats counts $(launch_count t) launches, not $n"
 
 step "a status change (a failed capture) reaches registry.json within a second, and the last one survives a stop and a start"
-# /bin/true exits before it can be frozen: each launch's capture fails, with the pid in the reason.
+# 8 MiB of random memory in a store with room for 2: each capture is rejected, the pid in its reason.
 saved_reason() { python3 -c "import json; print(json.load(open('$PREWARM_STATE_DIR/registry.json'))['apps']['$1']['status']['reason'])"; }
 reason_saved() { [ "$(saved_reason "$1")" = "$(field "$1" reason)" ] && [ -n "$(field "$1" reason)" ]; }
 has_reason() { [ -n "$(field "$1" reason)" ] && [ "$(field "$1" state)" != capturing ]; }
-"$P" register v --ready delay:1 -- /bin/true >/dev/null
-"$P" run v 2>/dev/null
-wait_for 10 has_reason v
+# launch_v: one launch of v in the background, ended once its capture has given v a new reason.
+launch_v() {
+  local old=$1 pid
+  "$P" run v </dev/null >/dev/null 2>&1 &
+  pid=$!
+  cleanup "kill $pid 2>/dev/null"
+  changed() { [ "$(field v reason)" != "$old" ] && has_reason v; }
+  wait_for 60 changed
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+}
+"$P" register v --ready idle:300 -- /usr/bin/python3 "$2/tests/apps/sec_mem.py" 8 >/dev/null
+launch_v ""
+has budget <<<"$(field v reason)" || fail "v's capture failed for another reason than the store budget: $(field v reason)"
 wait_for 3 reason_saved v
-"$P" run v 2>/dev/null
-old=$(saved_reason v)
-changed() { [ "$(field v reason)" != "$old" ] && has_reason v; }
-wait_for 10 changed
+launch_v "$(saved_reason v)"
 want=$(field v reason)
 stop_daemon
 [ "$(saved_reason v)" = "$want" ] || fail "the last status was not saved at shutdown: saved '$(saved_reason v)', had '$want'"
