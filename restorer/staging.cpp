@@ -52,15 +52,7 @@ uint32_t advice_for(const pb::Mapping& m, bool app_thp_disabled) {
 }
 
 Result<void> apply_advice(void* addr, uint64_t len, uint32_t advice) {
-  const std::pair<uint32_t, int> table[] = {{PW_ADVISE_HUGEPAGE, MADV_HUGEPAGE},
-                                            {PW_ADVISE_NOHUGEPAGE, MADV_NOHUGEPAGE},
-                                            {PW_ADVISE_DONTFORK, MADV_DONTFORK},
-                                            {PW_ADVISE_WIPEONFORK, MADV_WIPEONFORK},
-                                            {PW_ADVISE_DONTDUMP, MADV_DONTDUMP},
-                                            {PW_ADVISE_SEQUENTIAL, MADV_SEQUENTIAL},
-                                            {PW_ADVISE_RANDOM, MADV_RANDOM},
-                                            {PW_ADVISE_MERGEABLE, MADV_MERGEABLE}};
-  for (const auto& [bit, advice_value] : table)
+  for (const auto& [bit, advice_value] : kPwAdviceBits)
     if ((advice & bit) && ::madvise(addr, len, advice_value) != 0)
       return errno_error("madvise " + std::to_string(advice_value));
   // The syscall itself, as the blob makes it: glibc's mlock2() makes mlock(2) for flags 0.

@@ -18,6 +18,7 @@
 #pragma once
 
 #ifdef __cplusplus
+#include <asm-generic/mman-common.h>  // MADV_*: the kernel's own, as the blob has no libc
 #include <cstddef>
 #include <cstdint>
 #else
@@ -59,6 +60,20 @@ struct PwVmaOp {
 #define PW_ADVISE_SEQUENTIAL 0x80u
 #define PW_ADVISE_RANDOM 0x100u
 #define PW_ADVISE_MERGEABLE 0x200u     /* KSM */
+
+#ifdef __cplusplus
+// Each madvise(2) bit and its advice, for the blob and the in-process staging alike (the mlock
+// bits go to mlock2 instead).
+struct PwAdviceBit {
+  uint32_t bit;
+  int advice;
+};
+inline constexpr PwAdviceBit kPwAdviceBits[] = {
+    {PW_ADVISE_HUGEPAGE, MADV_HUGEPAGE},   {PW_ADVISE_NOHUGEPAGE, MADV_NOHUGEPAGE},
+    {PW_ADVISE_DONTFORK, MADV_DONTFORK},   {PW_ADVISE_WIPEONFORK, MADV_WIPEONFORK},
+    {PW_ADVISE_DONTDUMP, MADV_DONTDUMP},   {PW_ADVISE_SEQUENTIAL, MADV_SEQUENTIAL},
+    {PW_ADVISE_RANDOM, MADV_RANDOM},       {PW_ADVISE_MERGEABLE, MADV_MERGEABLE}};
+#endif
 
 struct PwRange {
   uint64_t start;

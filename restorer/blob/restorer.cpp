@@ -92,14 +92,7 @@ void copy_bytes(char* dst, const char* src, uint64_t n) {
 }
 
 void apply_advice(const PwPlan* plan, const PwVmaOp& op) {
-  struct {
-    uint32_t bit;
-    int advice;
-  } const table[] = {{PW_ADVISE_HUGEPAGE, MADV_HUGEPAGE},     {PW_ADVISE_NOHUGEPAGE, MADV_NOHUGEPAGE},
-                     {PW_ADVISE_DONTFORK, MADV_DONTFORK},     {PW_ADVISE_WIPEONFORK, MADV_WIPEONFORK},
-                     {PW_ADVISE_DONTDUMP, MADV_DONTDUMP},     {PW_ADVISE_SEQUENTIAL, MADV_SEQUENTIAL},
-                     {PW_ADVISE_RANDOM, MADV_RANDOM},         {PW_ADVISE_MERGEABLE, MADV_MERGEABLE}};
-  for (const auto& t : table) {
+  for (const auto& t : kPwAdviceBits) {
     if (!(op.advice & t.bit)) continue;
     long rc = pw_sys::madvise(op.start, op.len, t.advice);
     if (rc < 0) die(plan, "madvise", rc, op.start);
