@@ -59,6 +59,7 @@ struct DumpStats {
   uint64_t bytes_stored = 0;
   size_t mappings = 0;
   const char* page_finder = "";  // "PAGEMAP_SCAN" or "pagemap" (the fallback), see present_pages.h
+  std::vector<HeldLookalike> held_lookalikes;  // see TidWordFinder
 };
 
 // Writes the image; `before_publish` (if any) can still veto it once everything is read. With

@@ -155,14 +155,67 @@ Result<ThreadInfo> collect_thread(FrozenProcess& proc, pid_t tid, int mem_fd, co
 }
 
 namespace {
-// struct __pthread_mutex_s (x86-64): int __lock, unsigned __count, int __owner, unsigned __nusers,
-// int __kind. struct __pthread_rwlock_arch_t: unsigned __readers, __writers, __wrphase_futex,
-// __writers_futex, __pad3, __pad4; int __cur_writer, __shared; signed char __rwelision, __pad1[7];
-// unsigned long __pad2; unsigned __flags. Both 8-byte aligned.
-constexpr size_t kMutexBytes = 20, kRwlockBytes = 52, kLongest = kRwlockBytes;
-constexpr int32_t kMutexKindBits = 0x3 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100 | 0x200;
-constexpr int32_t kRobust = 0x10, kPrioInherit = 0x20, kPrioProtect = 0x40;
-constexpr uint32_t kRwlockWrLocked = 2, kWritersFutexLocked = 1;
+// glibc's struct __pthread_mutex_s and __pthread_rwlock_arch_t on x86-64, whole: a held lock's
+// tid lies among fields that are zero or small, which data that merely holds a tid-sized number
+// (a JIT's tables, in a pid namespace whose tids are small) rarely matches.
+struct MutexBytes {
+  int32_t lock;
+  uint32_t count;
+  int32_t owner;
+  uint32_t nusers;
+  int32_t kind;
+  int16_t spins, elision;
+  uint64_t list_prev, list_next;  // only robust mutexes are listed, and those are refused
+};
+static_assert(sizeof(MutexBytes) == 40);
+struct RwlockBytes {
+  uint32_t readers, writers, wrphase_futex, writers_futex, pad3, pad4;
+  int32_t cur_writer, shared;
+  int8_t rwelision;
+  std::array<uint8_t, 7> pad1;
+  uint64_t pad2;
+  uint32_t flags, tail;  // tail: the union's padding, zeroed by init and by the initializer
+};
+static_assert(sizeof(RwlockBytes) == 56);
+constexpr size_t kMutexBytes = sizeof(MutexBytes), kRwlockBytes = sizeof(RwlockBytes), kLongest = kRwlockBytes;
+constexpr int32_t kRecursive = 1, kErrorCheck = 2, kPrioInherit = 0x20, kPrioProtect = 0x40,
+                  kPshared = 0x80, kNoElision = 0x200;
+constexpr uint32_t kRwlockWrPhase = 1, kRwlockWrLocked = 2, kFutexUsed = 2;
+constexpr uint32_t kCeilingShift = 19;  // a PP mutex's lock word: ceiling << 19 | 1 or 2
+constexpr size_t kMaxLookalikes = 64;
+
+enum class Held { no, pi, owner_checked, plain_owner_checked };
+
+// How a held mutex of this shape records its holder (owner: a tid of the process, checked by the
+// caller). Only kinds whose owner glibc reads: a normal or adaptive mutex's __owner never is (the
+// restored holder releases it as it is), and a robust one held makes the dump refuse.
+Held mutex_hold(const MutexBytes& m, size_t threads) {
+  if (m.owner <= 0 || m.nusers < 1 || m.nusers > threads) return Held::no;  // holders and condvar waiters
+  if (m.list_prev != 0 || m.list_next != 0 || m.spins != 0 || m.elision != 0) return Held::no;
+  if ((m.kind & ~(3 | kPrioInherit | kPrioProtect | kPshared | kNoElision)) != 0) return Held::no;
+  const int32_t type = m.kind & 3;
+  const auto lock = static_cast<uint32_t>(m.lock);
+  if (m.kind & kPrioInherit) {
+    // The futex word is the holder's tid, with the waiters bit if contended; __count is 1.
+    const bool word = (lock & FUTEX_TID_MASK) == static_cast<uint32_t>(m.owner) && (lock & ~(FUTEX_TID_MASK | FUTEX_WAITERS)) == 0;
+    const bool count = type == kRecursive ? m.count >= 1 : m.count <= 1;
+    return word && count && !(m.kind & kPrioProtect) ? Held::pi : Held::no;
+  }
+  if (type != kRecursive && type != kErrorCheck) return Held::no;
+  const bool count = type == kRecursive ? m.count >= 1 : m.count == 0;
+  if (m.kind & kPrioProtect) {
+    const bool word = (lock & 3) != 0 && (lock & 3) != 3 && ((lock >> 2) & ((1u << (kCeilingShift - 2)) - 1)) == 0;
+    return word && count ? Held::owner_checked : Held::no;
+  }
+  return (lock == 1 || lock == 2) && !(m.kind & kNoElision) && count ? Held::plain_owner_checked : Held::no;
+}
+
+bool write_held(const RwlockBytes& r) {
+  const bool phase = (r.readers & (kRwlockWrPhase | kRwlockWrLocked)) == (kRwlockWrPhase | kRwlockWrLocked);
+  const bool futexes = (r.wrphase_futex & ~kFutexUsed) == 1 && (r.writers_futex & ~kFutexUsed) == 1;
+  const bool zeros = r.pad3 == 0 && r.pad4 == 0 && r.pad1 == std::array<uint8_t, 7>{} && r.pad2 == 0 && r.tail == 0;
+  return phase && futexes && zeros && r.cur_writer > 0 && (r.shared == 0 || r.shared == 1) && r.flags <= 2;
+}
 }  // namespace
 
 TidWordFinder::TidWordFinder(const std::vector<ThreadInfo>& threads, const std::vector<Vma>& vmas) : threads_(threads) {
@@ -219,46 +272,29 @@ void TidWordFinder::scan_window(uint64_t base, const char* data, size_t starts, 
     const bool may_rwlock = off + kRwlockBytes <= len;
     if (may_rwlock) std::memcpy(&writer_word, data + off + 24, sizeof writer_word);
     if (owner_word - min_tid_ > tid_span_ && writer_word - min_tid_ > tid_span_) continue;
-    uint32_t first_word;
-    std::memcpy(&first_word, data + off, sizeof first_word);
-    int32_t m[5];
-    std::memcpy(m, data + off, sizeof m);
-    const int32_t lock = m[0], count = m[1], owner = m[2], nusers = m[3], kind = m[4];
-    if (lock != 0 && owner > 0 && nusers >= 1 && nusers <= 0xffff && (kind & ~kMutexKindBits) == 0) {
-      // Only kinds whose owner glibc checks: a normal or adaptive mutex's __owner is never read
-      // (the restored holder releases it as it is), so it is left alone. A PI or robust one's futex
-      // word is the holder's tid (with waiter bits): two fields agree. A PP one's has the ceiling
-      // above bit 19. A recursive one counts its holds in __count, an error-checking one has
-      // none; their shape alone is weak (the JVM keeps per-thread records of it, and rewriting
-      // those crashed it), so they count only in ld.so's and libc's own data.
-      const int32_t type = kind & 3;
-      const bool tid_word = kind & (kPrioInherit | kRobust);
-      bool held;
-      if (tid_word)
-        held = (static_cast<uint32_t>(lock) & FUTEX_TID_MASK) == static_cast<uint32_t>(owner);
-      else if (kind & kPrioProtect)
-        held = (lock & 3) != 0 && (type == 1 || type == 2);
-      else
-        held = (lock == 1 || lock == 2) && (kind & 0x300) == 0 &&
-               ((type == 1 && count >= 1) || (type == 2 && count == 0)) && in_glibc_data(at);
-      const int t = held && off + kMutexBytes > min_end ? thread_of(owner, at) : -1;
-      if (t >= 0) {
-        words_.push_back({at + 8, 0xffffffffu, static_cast<uint32_t>(t)});
-        if (tid_word) words_.push_back({at, FUTEX_TID_MASK, static_cast<uint32_t>(t)});
-        continue;
+    MutexBytes m;
+    std::memcpy(&m, data + off, sizeof m);
+    const Held held = mutex_hold(m, threads_.size());
+    const int holder = held != Held::no && off + kMutexBytes > min_end ? thread_of(m.owner, at) : -1;
+    // A plain recursive or error-checking one's shape is still weak outside ld.so's and libc's
+    // own data (the JVM keeps per-thread records of it, and rewriting those crashed it): it is
+    // recorded for the dump to look at again, not rewritten.
+    if (holder >= 0 && held == Held::plain_owner_checked && !in_glibc_data(at)) {
+      if (lookalikes_.size() < kMaxLookalikes) {
+        HeldLookalike h{at, {}};
+        std::memcpy(h.bytes.data(), data + off, h.bytes.size());
+        lookalikes_.push_back(h);
       }
+    } else if (holder >= 0) {
+      words_.push_back({at + 8, 0xffffffffu, static_cast<uint32_t>(holder)});
+      if (held == Held::pi) words_.push_back({at, FUTEX_TID_MASK, static_cast<uint32_t>(holder)});
+      continue;
     }
-    if (!may_rwlock || !(first_word & kRwlockWrLocked)) continue;
-    uint32_t r[8];
-    std::memcpy(r, data + off, sizeof r);
-    uint64_t pad2;
-    std::memcpy(&pad2, data + off + 40, sizeof pad2);
-    uint32_t flags;
-    std::memcpy(&flags, data + off + 48, sizeof flags);
-    const bool write_held = (r[0] & kRwlockWrLocked) && (r[3] & kWritersFutexLocked) && r[4] == 0 && r[5] == 0 &&
-                            r[7] <= 1 && pad2 == 0 && flags <= 2;
-    const int t = write_held && off + kRwlockBytes > min_end ? thread_of(static_cast<int32_t>(r[6]), at) : -1;
-    if (t >= 0) words_.push_back({at + 24, 0xffffffffu, static_cast<uint32_t>(t)});
+    if (!may_rwlock || writer_word - min_tid_ > tid_span_) continue;
+    RwlockBytes r;
+    std::memcpy(&r, data + off, sizeof r);
+    const int writer = write_held(r) && off + kRwlockBytes > min_end ? thread_of(r.cur_writer, at) : -1;
+    if (writer >= 0) words_.push_back({at + 24, 0xffffffffu, static_cast<uint32_t>(writer)});
   }
 }
 

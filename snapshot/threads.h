@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -43,10 +44,20 @@ struct TidWord {
   uint32_t thread = 0;  // index into the threads (0: the main thread)
 };
 
+// A recursive or error-checking mutex's shape, held by a thread of the process, outside ld.so's
+// and libc's data: its tid is not rewritten (look-alikes are too common), so a dump that finds
+// one looks again once the process runs on; the bytes as they were dumped.
+struct HeldLookalike {
+  uint64_t addr = 0;
+  std::array<char, 20> bytes{};
+};
+
 // glibc's held locks record their holder's tid: a pthread_mutex_t's __owner (and, for PI and
 // robust ones, the futex word itself), a pthread_rwlock_t's __cur_writer; the dynamic loader's
 // recursive locks are mutexes. Recursive and error-checking mutexes are looked for only in ld.so's
-// and libc's data, the others everywhere. Restored with the old tid, the holder could not release its lock
+// and libc's data, the others everywhere. A lock is matched by all of its fields (zero padding, no
+// robust-list links, a user count no larger than the threads), since memory is full of numbers
+// that equal a tid when tids are small (a JVM's, in a pid namespace). Restored with the old tid, the holder could not release its lock
 // (EPERM, or an abort for PI) nor see it as its own, and the next taker would wait forever. Fed
 // the pages a dump stores, in address order, this finds every such held lock by its layout and
 // which thread holds it, so the restore can write the new tids before any app code runs.
@@ -56,6 +67,7 @@ class TidWordFinder {
   // Bytes at addr; a call that starts where the last one ended continues it (a lock may span).
   void scan(uint64_t addr, const char* data, size_t len);
   const std::vector<TidWord>& words() const { return words_; }
+  const std::vector<HeldLookalike>& lookalikes() const { return lookalikes_; }
 
  private:
   void scan_window(uint64_t base, const char* data, size_t starts, size_t len, size_t min_end);
@@ -63,6 +75,7 @@ class TidWordFinder {
   bool in_glibc_data(uint64_t at) const;
   const std::vector<ThreadInfo>& threads_;
   std::vector<TidWord> words_;
+  std::vector<HeldLookalike> lookalikes_;  // at most kMaxLookalikes
   uint32_t min_tid_ = 0, tid_span_ = 0;  // the threads' tids lie in [min, min + span]
   std::vector<std::pair<uint64_t, uint64_t>> glibc_data_;  // ld.so's and libc's writable data and bss
   uint64_t tail_end_ = 0;

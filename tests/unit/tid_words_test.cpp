@@ -13,7 +13,7 @@
 namespace prewarm {
 namespace {
 
-std::vector<ThreadInfo> threads_with_tids(std::vector<pid_t> tids) {
+std::vector<ThreadInfo> threads_with_tids(const std::vector<pid_t>& tids) {
   std::vector<ThreadInfo> out;
   for (pid_t t : tids) {
     ThreadInfo i;
@@ -102,6 +102,46 @@ TEST(TidWordFinder, RecursiveAndErrorCheckingOnlyInGlibcData) {
   ASSERT_EQ(in_heap.words().size(), 3u);
   EXPECT_EQ(in_heap.words()[0].addr, kBase + 0x100000 + 192 + 8);
   EXPECT_EQ(in_heap.words()[2].addr, kBase + 0x100000 + 256 + 24);
+}
+
+// Words seen rewritten in a JVM whose tids were 703..739 (a pid namespace starting at 700): its
+// JIT's tables of small numbers matched the 20 bytes once checked, and a restore aborted in malloc.
+// Checked whole, none is a lock.
+TEST(TidWordFinder, SmallNumbersThatEqualTidsAreNotLocks) {
+  std::vector<pid_t> tids{703};
+  for (pid_t t = 707; t <= 724; ++t) tids.push_back(t);
+  for (pid_t t : {727, 736, 737, 738, 739}) tids.push_back(t);
+  auto threads = threads_with_tids(tids);
+  const std::vector<std::vector<uint32_t>> seen{
+      {0x190, 0x250, 0x280, 0x280, 0, 0x298, 0x2c8, 0x2d0, 0x2d0, 0x2d0, 0x2d0, 0x2d0, 0x2d0, 0x20, 0x10, 3, 0x2000000, 2},
+      {~0u, ~0u, ~0u, ~0u, ~0u, ~0u, ~0u, ~0u, 0x2cb, 0x2c4, 0x2c1, ~0u, ~0u, ~0u, ~0u, ~0u},
+      {0x2b7, 0x2b8, 0x2b9, 0x2ba, 0x2bb, 0x2bc, 0x2bd, 0x2be, 0x2bf, 0x2c0, 0x2c1, 0x2c2, 0x2c3, 0x2c4, 0x2c5, 0x2c6},
+      // A write-held rwlock's shape but for its padding.
+      {3, 0, 1, 1, 0, 0, 0x2c4, 0, 0x2c4, 0, 0, 0, 0, 0, 0, 0}};
+  for (const auto& words : seen) {
+    std::string mem(4096, '\0');
+    for (size_t off = 512; off < 3584; off += words.size() * 4) std::memcpy(mem.data() + off, words.data(), words.size() * 4);
+    TidWordFinder in_heap(threads, libc_data());
+    in_heap.scan(kBase + 0x100000, mem.data(), mem.size());
+    EXPECT_TRUE(in_heap.words().empty()) << std::hex << words[0] << " matched at " << in_heap.words()[0].addr;
+    TidWordFinder in_libc(threads, libc_data());
+    in_libc.scan(kBase, mem.data(), mem.size());
+    EXPECT_TRUE(in_libc.words().empty()) << std::hex << words[0] << " matched at " << in_libc.words()[0].addr;
+    EXPECT_TRUE(in_libc.lookalikes().empty());
+  }
+}
+
+// A robust mutex held is on its holder's robust list, which makes the dump refuse; its shape
+// elsewhere is not a lock. An elision-enabled kind is never one of the kinds whose owner is read.
+TEST(TidWordFinder, RobustAndElisionKindsAreNeverRewritten) {
+  auto threads = threads_with_tids({100, 4242});
+  std::string mem(4096, '\0');
+  put_mutex(mem, 64, 4242, 4242, 1, 0x10);
+  put_mutex(mem, 128, 4242, 4242, 1, 0x30);
+  put_mutex(mem, 192, 1, 4242, 1, 0x101);
+  TidWordFinder f(threads, libc_data());
+  f.scan(kBase, mem.data(), mem.size());
+  EXPECT_TRUE(f.words().empty());
 }
 
 // glibc's struct pthread has the tid at clear_child_tid: the thread's own cache, not a lock.
