@@ -29,6 +29,9 @@ int run_dump(pid_t pid, const std::string& dir, bool kill_after) {
     case DumpOutcome::kOk: break;
   }
   if (!r.message.empty()) std::fprintf(stderr, "prewarm dump: %s\n", r.message.c_str());
+  if (r.attempts > 1)
+    std::fprintf(stderr, "prewarm dump: dumped %d times: a mutex held at the first dump was released right after it\n",
+                 r.attempts);
   std::fprintf(stderr,
                "prewarm dump: pid %d -> %s: %zu mappings, %lu pages stored (%lu zero pages "
                "skipped, found with %s), frozen %.1f ms, %.1f ms in all\n",

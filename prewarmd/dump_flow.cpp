@@ -1,8 +1,11 @@
 // The dump driver: each step named, the process frozen for as short as possible.
 #include "prewarmd/dump_flow.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <map>
 #include <optional>
@@ -10,6 +13,7 @@
 #include "policy/attrs.h"
 #include "policy/support.h"
 #include "snapshot/fd_objects.h"
+#include "snapshot/unique_fd.h"
 
 namespace prewarm {
 namespace {
@@ -48,8 +52,10 @@ double ms_since(std::chrono::steady_clock::time_point t) {
 
 }  // namespace
 
-DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill, const FrozenVerifier& verify_frozen,
-                         uint64_t max_bytes, const std::vector<uint64_t>& launch_sockets) {
+namespace {
+
+DumpOutcome dump_once(pid_t pid, const std::string& dir, bool kill, const FrozenVerifier& verify_frozen,
+                      uint64_t max_bytes, const std::vector<uint64_t>& launch_sockets) {
   DumpOutcome out;
   const auto t0 = std::chrono::steady_clock::now();
   // 1. Freeze: from here until detach the process runs no instruction.
@@ -190,6 +196,46 @@ DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill, const Fro
   out.status = DumpOutcome::kOk;
   out.freeze_ms = ms_since(frozen_at);
   out.total_ms = ms_since(t0);
+  return out;
+}
+
+// Whether a look-alike read while frozen is no longer as it was, now or a moment later, with
+// the process running: a mutex held only for a while (V8 holds one of its heap's during a
+// safepoint), which the image caught held under a tid the restore does not rewrite.
+bool lookalike_released(pid_t pid, const std::vector<HeldLookalike>& seen) {
+  auto mem = open_fd("/proc/" + std::to_string(pid) + "/mem", O_RDONLY | O_CLOEXEC);
+  if (!mem) return false;
+  for (int look = 0; look < 2; ++look) {
+    if (look) ::usleep(20'000);
+    for (const auto& h : seen) {
+      std::array<char, 20> now{};
+      if (::pread(mem->get(), now.data(), now.size(), static_cast<off_t>(h.addr)) != static_cast<ssize_t>(now.size()))
+        return false;  // gone, or no longer this process: the next dump's own checks say so
+      if (now != h.bytes) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill, const FrozenVerifier& verify_frozen,
+                         uint64_t max_bytes, const std::vector<uint64_t>& launch_sockets) {
+  // A look-alike still held as it was is kept as it is (the JVM keeps such records for good);
+  // one released since is dumped again, up to kAttempts dumps in all. A later dump that fails
+  // leaves the earlier image in place (it was published whole), and that one is the outcome.
+  constexpr int kAttempts = 3;
+  DumpOutcome out = dump_once(pid, dir, kill, verify_frozen, max_bytes, launch_sockets);
+  for (int attempt = 2; attempt <= kAttempts; ++attempt) {
+    if (out.status != DumpOutcome::kOk || kill || out.stats.held_lookalikes.empty() ||
+        !lookalike_released(pid, out.stats.held_lookalikes))
+      break;
+    DumpOutcome again = dump_once(pid, dir, kill, verify_frozen, max_bytes, launch_sockets);
+    if (again.status != DumpOutcome::kOk) break;
+    again.total_ms += out.total_ms;
+    again.attempts = attempt;
+    out = std::move(again);
+  }
   return out;
 }
 

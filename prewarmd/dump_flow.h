@@ -20,6 +20,7 @@ struct DumpOutcome {
   DumpStats stats;
   double freeze_ms = 0;                // how long the process was stopped
   double total_ms = 0;
+  int attempts = 1;  // dumps taken: more than one when a lock held at the first was released
 };
 
 // Says why the frozen process must not be dumped, or "" to go on.
