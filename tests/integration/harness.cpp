@@ -124,13 +124,19 @@ Child::~Child() {
   }
 }
 
-void Child::write(std::string_view text) {
+bool Child::write_unless_closed(std::string_view text) {
   while (!text.empty()) {
     ssize_t n = ::write(in_.get(), text.data(), text.size());
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EPIPE) return false;
     if (n <= 0) fail("write to child stdin");
     text.remove_prefix(static_cast<size_t>(n));
   }
+  return true;
+}
+
+void Child::write(std::string_view text) {
+  if (!write_unless_closed(text)) fail("write to child stdin");
 }
 
 std::optional<std::string> Child::read_line(std::chrono::milliseconds timeout) {
@@ -166,7 +172,7 @@ std::optional<int> Child::wait(std::chrono::milliseconds timeout) {
 
 RunResult Child::communicate(std::string_view input, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
-  write(input);
+  write_unless_closed(input);
   close_stdin();
   // Read both pipes together so neither can fill up and stall the child.
   RunResult r;

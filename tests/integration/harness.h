@@ -59,11 +59,14 @@ class Child {
   // The exit code, 128 + signal if killed, nullopt if still running after the timeout.
   std::optional<int> wait(std::chrono::milliseconds timeout = kTimeout);
   // Like Python's Popen.communicate: writes input, closes stdin, reads stdout and stderr to EOF
-  // and waits for the exit.
+  // and waits for the exit. A child that exits without reading all its input (a restore that
+  // refuses before it runs the app) is not an error: its exit code and output say what it did.
   RunResult communicate(std::string_view input, std::chrono::milliseconds timeout = kTimeout);
 
  private:
   Child() = default;
+  // false if the child has closed its stdin (EPIPE); any other failure throws.
+  bool write_unless_closed(std::string_view text);
   pid_t pid_ = -1;
   bool reaped_ = false;
   Fd in_, out_, err_;

@@ -83,8 +83,10 @@ TEST_F(Lazy, EveryByteAfterRestore) {
   ASSERT_TRUE(line) << r.restored.leftovers();
   EXPECT_EQ(*line, "ok check");
   EXPECT_EQ(r.restored.wait(), 0);
+  // Lazy indeed; the server's own summary may not come: the app can exit once it has read every
+  // byte, before the server has counted the last page in (seen once in a full run).
   const std::string err = r.restored.leftovers();
-  EXPECT_NE(err.find("prewarm lazy: every page in after"), std::string::npos) << err;
+  EXPECT_NE(err.find(" mappings left to the page server"), std::string::npos) << err;
 }
 
 // Once every page is in, nothing of the server remains: the same mappings and fds as the
