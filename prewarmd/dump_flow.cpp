@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <map>
 #include <optional>
@@ -61,8 +62,11 @@ DumpOutcome dump_once(pid_t pid, const std::string& dir, bool kill, const Frozen
   // 1. Freeze: from here until detach the process runs no instruction.
   auto frozen = FrozenProcess::seize(pid);
   if (!frozen) {
-    out.message = "cannot freeze pid " + std::to_string(pid) + ": " + frozen.error().describe() +
-                  " (is it running, and may this user ptrace it?)";
+    // A thread that would not stop is its own explanation; the others are mostly ptrace's.
+    const bool stuck = frozen.error().code == ETIMEDOUT;
+    out.message = "cannot freeze pid " + std::to_string(pid) + ": " +
+                  (stuck ? frozen.error().message + "; try again once it has left that sleep"
+                         : frozen.error().describe() + " (is it running, and may this user ptrace it?)");
     return out;
   }
   const auto frozen_at = std::chrono::steady_clock::now();

@@ -11,12 +11,16 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <sched.h>
+
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <utility>
 
 #include "snapshot/dir_entries.h"
+#include "snapshot/unique_fd.h"
 
 namespace prewarm {
 namespace {
@@ -28,6 +32,7 @@ constexpr int64_t kErestartNoHand = 514;
 constexpr int64_t kErestartRestartBlock = 516;
 constexpr int kMaxSignalStops = 64;
 constexpr int kMaxThreadPasses = 64;
+constexpr long kDefaultStopTimeoutMs = 10'000;
 
 }  // namespace
 
@@ -71,6 +76,42 @@ void apply_syscall_restart(user_regs_struct& regs, const SyscallRestart& r) {
 namespace {
 
 enum class Stopped { kHeld, kGone };
+using Clock = std::chrono::steady_clock;
+
+// A thread in an uninterruptible sleep (a vfork parent, a read from a hung NFS or FUSE server)
+// reaches its stop only when the sleep ends, and the threads already held wait with it: a freeze
+// gives up after this long. PREWARM_FREEZE_TIMEOUT_MS overrides it (tests).
+long stop_timeout_ms() {
+  if (const char* v = std::getenv("PREWARM_FREEZE_TIMEOUT_MS"); v && *v) {
+    char* end = nullptr;
+    const long ms = std::strtol(v, &end, 10);
+    if (*end == '\0' && ms > 0 && ms <= 3'600'000) return ms;
+  }
+  return kDefaultStopTimeoutMs;
+}
+
+// waitpid(tid) until `deadline`; 0 if nothing came by then. The stop usually comes within
+// microseconds, so the first looks only yield.
+pid_t wait_until(pid_t tid, int* status, Clock::time_point deadline) {
+  for (int look = 0;; ++look) {
+    const pid_t r = ::waitpid(tid, status, __WALL | WNOHANG);
+    if (r != 0 || Clock::now() >= deadline) return r;
+    if (look < 100)
+      ::sched_yield();
+    else
+      ::usleep(look < 1000 ? 50 : 1000);
+  }
+}
+
+// "state D, wchan X": what the thread is doing instead of stopping.
+std::string whereabouts(pid_t tid) {
+  const std::string dir = "/proc/" + std::to_string(tid) + "/";
+  std::string out = "state ?";
+  if (auto stat = read_file(dir + "stat"); stat && stat->rfind(')') != std::string::npos && stat->rfind(')') + 2 < stat->size())
+    out = std::string("state ") + (*stat)[stat->rfind(')') + 2];
+  if (auto wchan = read_file(dir + "wchan"); wchan && !wchan->empty() && *wchan != "0") out += ", wchan " + *wchan;
+  return out;
+}
 
 // Seizes one thread and waits for its interrupt stop. A signal may be delivered before the
 // interrupt lands: it is passed on and we wait again, so the thread sees exactly what it would
@@ -84,9 +125,16 @@ Result<Stopped> seize_thread(pid_t tid) {
   }
   if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0 && errno != ESRCH)
     return errno_error("ptrace interrupt " + name);
+  const long timeout_ms = stop_timeout_ms();
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
   for (int i = 0; i < kMaxSignalStops; ++i) {
     int status = 0;
-    if (::waitpid(tid, &status, __WALL) != tid) return errno_error("waitpid " + name);
+    const pid_t got = wait_until(tid, &status, deadline);
+    // Still seized, it is let go when this process exits, and its pending stop with it.
+    if (got == 0)
+      return make_error(ETIMEDOUT, name + " did not stop within " + std::to_string(timeout_ms) + " ms (" +
+                                       whereabouts(tid) + "): a thread in an uninterruptible sleep cannot be frozen");
+    if (got != tid) return errno_error("waitpid " + name);
     if (WIFEXITED(status) || WIFSIGNALED(status)) return Stopped::kGone;
     if (!WIFSTOPPED(status)) continue;
     int event = status >> 16;

@@ -38,7 +38,8 @@ class FrozenProcess {
  public:
   // Seizes and interrupts the main thread, then every thread in /proc/PID/task, listing again
   // until a pass finds none new (a thread that was running may have created one); a thread
-  // that exits meanwhile is left out.
+  // that exits meanwhile is left out. A thread that does not stop within 10 s (in an
+  // uninterruptible sleep) fails it with ETIMEDOUT, and the held ones are let go.
   static Result<FrozenProcess> seize(pid_t pid);
   FrozenProcess(FrozenProcess&& o) noexcept;
   FrozenProcess& operator=(FrozenProcess&&) = delete;

@@ -301,6 +301,28 @@ TEST_F(Features, LockHeldOnlyAtTheFirstDumpIsDumpedAgainReleased) {
   EXPECT_EQ(answer(original, "go"), "answer 0 0");
 }
 
+// A thread in vfork waits for its child uninterruptibly and cannot be stopped: the freeze gives
+// up after PREWARM_FREEZE_TIMEOUT_MS, says where the thread is, writes nothing, and the app,
+// let go, runs on and answers (the dump did not wait for the vfork: the thread is still in it).
+TEST_F(Features, ThreadThatCannotStopFailsTheFreezeInTime) {
+  TempDir dir;
+  auto [original, ready_line] = start_ready({PROG_vfork_wait});
+  const std::string vforker = fields(ready_line)["vforker"];
+  const std::string task = "/proc/" + std::to_string(original.pid()) + "/task/" + vforker + "/stat";
+  ::setenv("PREWARM_FREEZE_TIMEOUT_MS", "300", 1);
+  auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img"});
+  ::unsetenv("PREWARM_FREEZE_TIMEOUT_MS");
+  EXPECT_EQ(dump.code, 1) << dump.err;
+  EXPECT_NE(dump.err.find("thread " + vforker + " did not stop within 300 ms (state D"), std::string::npos)
+      << dump.err;
+  EXPECT_FALSE(fs::exists(dir / "img"));
+  std::string stat;
+  std::getline(std::ifstream(task), stat);
+  ASSERT_NE(stat.rfind(')'), std::string::npos) << task;
+  EXPECT_EQ(stat.substr(stat.rfind(')') + 2, 1), "D") << stat;
+  EXPECT_EQ(answer(original, "go"), "answer 0");
+}
+
 // "START-END perms offset name" lines, with touching anonymous ones of equal perms made one.
 std::vector<std::string> merge_adjacent_anon(const std::vector<std::string>& lines) {
   std::vector<std::string> out;
