@@ -75,7 +75,10 @@ Daemon::~Daemon() {
     sd_event_source_disable_unref(l->exit_source);
     sd_event_source_disable_unref(l->timer);
   }
-  for (auto& [app, c] : captures_) sd_event_source_disable_unref(c->source);
+  for (auto& [app, c] : captures_) {
+    sd_event_source_disable_unref(c->source);
+    sd_event_source_disable_unref(c->deadline);
+  }
   sd_event_source_disable_unref(accept_pause_);
   sd_event_source_disable_unref(accept_source_);
   drop_watches();

@@ -49,6 +49,7 @@ struct DaemonOptions {
   bool dashboard_shows_timings = false;  // others' apps on the dashboard: names and timings, or nothing
   policy::Limits limits;
   int request_deadline_ms = 2000;  // from accept to a complete request, and for writing a reply
+  int capture_timeout_s = 120;     // a capture child still running then is killed (the app runs on)
 };
 
 class Daemon {
@@ -105,6 +106,8 @@ class Daemon {
     int64_t started_ns = 0;
     uint64_t waiter = 0;  // a `prewarm snapshot` connection waiting for the outcome, 0 if none
     sd_event_source* source = nullptr;
+    sd_event_source* deadline = nullptr;
+    bool timed_out = false;  // killed at its deadline: a failure whatever it wrote
   };
   struct Connection {
     uint64_t id = 0;
@@ -178,6 +181,7 @@ class Daemon {
   void drop_images(const std::string& app, const policy::AppEvent& e);
   std::vector<policy::OwnedImage> owned_images() const;
   static int on_capture_exit(sd_event_source*, const siginfo_t*, void* self);
+  static int on_capture_deadline(sd_event_source*, uint64_t usec, void* self);
 
   // daemon_watch.cpp
   void recheck_files();

@@ -97,6 +97,13 @@ Result<void> Daemon::start_capture(Launch& l, uint64_t waiter, unsigned delay_ms
   c->waiter = waiter;
   if (int r = sd_event_add_child(event_, &c->source, child, WEXITED, on_capture_exit, this); r < 0)
     return make_error(-r, "watch the capture child");
+  // A child stuck in the kernel (reading memory from a hung NFS or FUSE file) would keep the app
+  // frozen and its capture "running" for good.
+  if (int r = sd_event_add_time_relative(event_, &c->deadline, CLOCK_MONOTONIC,
+                                         static_cast<uint64_t>(opts_.capture_timeout_s) * 1'000'000, 100'000,
+                                         on_capture_deadline, this);
+      r < 0)
+    return make_error(-r, "arm the capture's deadline");
   log_event(LOG_INFO, l.app + ": capturing pid " + std::to_string(l.pid), {{"PREWARM_APP", l.app}});
   captures_[l.app] = std::move(c);
   return ok();
@@ -112,13 +119,35 @@ int Daemon::on_capture_exit(sd_event_source* s, const siginfo_t*, void* userdata
   return 0;
 }
 
+// The child is ours and not yet reaped (its exit event has not run), so its pid is still its.
+// Killed, it lets go of the app as the kernel detaches a dead tracer's tracees.
+int Daemon::on_capture_deadline(sd_event_source* s, uint64_t, void* userdata) {
+  auto* self = static_cast<Daemon*>(userdata);
+  for (auto& [app, c] : self->captures_)
+    if (c->deadline == s) {
+      c->timed_out = true;
+      ::kill(c->child, SIGKILL);
+      log_event(LOG_WARNING, app + ": the capture of pid " + std::to_string(c->pid) + " did not end within " +
+                                 std::to_string(self->opts_.capture_timeout_s) + " s; stopping it",
+                {{"PREWARM_APP", app}});
+      break;
+    }
+  return 0;
+}
+
 // `name` by value: the caller's reference is the map key erased below.
 void Daemon::finish_capture(std::string name) {
   std::unique_ptr<Capture> c = std::move(captures_.at(name));
   captures_.erase(name);
   sd_event_source_disable_unref(c->source);
+  sd_event_source_disable_unref(c->deadline);
   const double ms = static_cast<double>(mono_ns() - c->started_ns) / 1e6;
   CaptureResult r = read_capture_result(c->incoming);
+  if (c->timed_out) {
+    r = CaptureResult{};
+    r.message = "the capture did not end within " + std::to_string(opts_.capture_timeout_s) +
+                " s and was stopped (prewarmd --capture-timeout-s); the app runs on";
+  }
   auto app = registry_.apps.find(name);
   if (app == registry_.apps.end() || app->second.config.uid != c->uid)
     r.status = "failed", r.message = "the app was unregistered during the capture";

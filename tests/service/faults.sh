@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Faults and load around prewarmd: a disk that fills during a dump, an app killed during its dump
 # and during its capture (no image either way), SIGKILL of the daemon in the middle of a capture
-# (the app keeps running, no image is published, the next start cleans up),
+# (the app keeps running, no image is published, the next start cleans up), a capture stopped at
+# its deadline,
 # and 50 concurrent launches of one app and of different apps (every launch answers, the image
 # stays intact, the daemon responds).
 # Usage: faults.sh BIN_DIR SOURCE_DIR
@@ -107,6 +108,28 @@ echo 1 >&3
 exec 3>&-
 wait "$app" || fail "the app did not finish normally after the daemon was killed"
 grep -q "^answer" "$SCRATCH/big.out" || fail "the app did not answer: $(cat "$SCRATCH/big.out")"
+
+step "a capture that does not end in time is stopped: the app runs on, nothing is kept"
+# A thread waiting in vfork cannot be stopped; with the freeze's own wait made longer than the
+# capture's deadline, the deadline is what ends the capture.
+stop_daemon
+PREWARM_FREEZE_TIMEOUT_MS=600000 DAEMON_OPTS="${DAEMON_OPTS:-} --capture-timeout-s 1" start_daemon
+"$P" register stuck --ready delay:300 -- "$BIN/../tests/progs/prog_vfork_wait" >/dev/null
+mkfifo "$SCRATCH/stuck.in"
+"$P" run stuck <"$SCRATCH/stuck.in" >"$SCRATCH/stuck.out" 2>>"$SCRATCH/run.err" &
+app=$!
+exec 3>"$SCRATCH/stuck.in"
+wait_for 30 grep -q "stuck: capture failed: the capture did not end within 1 s" "$SCRATCH/prewarmd.log"
+wait_for 10 sh -c "! grep -q '^State:.*[tT]' /proc/$app/status"
+state_is stuck none || fail "stuck: state $(field stuck state) after a stopped capture"
+[ -z "$(ls "$PREWARM_STATE_DIR/store")" ] && [ -z "$(ls "$PREWARM_STATE_DIR/incoming")" ] || fail "a stopped capture left files"
+echo go >&3
+exec 3>&-
+wait "$app" || fail "the app did not finish normally after its capture was stopped"
+grep -q "^answer 0" "$SCRATCH/stuck.out" || fail "the app did not answer: $(cat "$SCRATCH/stuck.out")"
+"$P" unregister stuck >/dev/null
+stop_daemon
+start_daemon
 
 step "50 concurrent launches of one app, restored"
 "$P" register calc --ready notify -- /usr/bin/python3 calc.py >/dev/null
