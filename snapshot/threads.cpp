@@ -204,8 +204,9 @@ Held mutex_hold(const MutexBytes& m, size_t threads) {
   if (type != kRecursive && type != kErrorCheck) return Held::no;
   const bool count = type == kRecursive ? m.count >= 1 : m.count == 0;
   if (m.kind & kPrioProtect) {
+    // glibc sets __count to 1 at every PP acquire, whatever the type.
     const bool word = (lock & 3) != 0 && (lock & 3) != 3 && ((lock >> 2) & ((1u << (kCeilingShift - 2)) - 1)) == 0;
-    return word && count ? Held::owner_checked : Held::no;
+    return word && (type == kRecursive ? m.count >= 1 : m.count <= 1) ? Held::owner_checked : Held::no;
   }
   return (lock == 1 || lock == 2) && !(m.kind & kNoElision) && count ? Held::plain_owner_checked : Held::no;
 }

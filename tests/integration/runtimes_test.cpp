@@ -80,7 +80,7 @@ TEST(Runtimes, OpenJdk) {
 // JVM aborting in malloc. The namespace starts at 699 and the dump and restore run inside it.
 TEST(Runtimes, OpenJdkWithSmallTids) {
   if (std::string(JAVA_APP_DIR).empty()) GTEST_SKIP() << "no JDK at build time (.ci/install-deps installs openjdk-17-jdk-headless)";
-  const std::vector<std::string> unshare{"/usr/bin/unshare", "--pid", "--fork", "--mount-proc"};
+  const std::vector<std::string> unshare{"/usr/bin/unshare", "--pid", "--fork", "--kill-child", "--mount-proc"};
   auto probe = unshare;
   probe.push_back("/bin/true");
   if (run(probe).code != 0) GTEST_SKIP() << "cannot make a pid namespace here (unshare --pid --fork --mount-proc failed)";

@@ -131,6 +131,23 @@ TEST(TidWordFinder, SmallNumbersThatEqualTidsAreNotLocks) {
   }
 }
 
+// A priority-protect mutex held: the ceiling in the lock word, and __count 1 whatever its type
+// (glibc sets it at every PP acquire).
+TEST(TidWordFinder, FindsHeldPriorityProtectMutexes) {
+  auto threads = threads_with_tids({100, 4242});
+  std::string mem(4096, '\0');
+  put_mutex(mem, 64, (5 << 19) | 1, 4242, 1, 0x42);  // error-checking
+  mem[64 + 4] = 1;
+  put_mutex(mem, 128, (5 << 19) | 2, 100, 2, 0x41);  // recursive, contended
+  TidWordFinder f(threads, libc_data());
+  f.scan(kBase + 0x100000, mem.data(), mem.size());
+  ASSERT_EQ(f.words().size(), 2u);
+  EXPECT_EQ(f.words()[0].addr, kBase + 0x100000 + 64 + 8);
+  EXPECT_EQ(f.words()[0].thread, 1u);
+  EXPECT_EQ(f.words()[1].addr, kBase + 0x100000 + 128 + 8);
+  EXPECT_EQ(f.words()[1].thread, 0u);
+}
+
 // A robust mutex held is on its holder's robust list, which makes the dump refuse; its shape
 // elsewhere is not a lock. An elision-enabled kind is never one of the kinds whose owner is read.
 TEST(TidWordFinder, RobustAndElisionKindsAreNeverRewritten) {
