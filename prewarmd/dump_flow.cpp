@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <array>
 #include <cerrno>
 #include <chrono>
 #include <map>
@@ -212,7 +211,7 @@ bool lookalike_released(pid_t pid, const std::vector<HeldLookalike>& seen) {
   for (int look = 0; look < 2; ++look) {
     if (look) ::usleep(20'000);
     for (const auto& h : seen) {
-      std::array<char, 20> now{};
+      decltype(h.bytes) now{};
       if (::pread(mem->get(), now.data(), now.size(), static_cast<off_t>(h.addr)) != static_cast<ssize_t>(now.size()))
         return false;  // gone, or no longer this process: the next dump's own checks say so
       if (now != h.bytes) return true;

@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "snapshot/dir_entries.h"
+#include "snapshot/proc_stat.h"
 #include "snapshot/unique_fd.h"
 
 namespace prewarm {
@@ -105,11 +106,9 @@ pid_t wait_until(pid_t tid, int* status, Clock::time_point deadline) {
 
 // "state D, wchan X": what the thread is doing instead of stopping.
 std::string whereabouts(pid_t tid) {
-  const std::string dir = "/proc/" + std::to_string(tid) + "/";
   std::string out = "state ?";
-  if (auto stat = read_file(dir + "stat"); stat && stat->rfind(')') != std::string::npos && stat->rfind(')') + 2 < stat->size())
-    out = std::string("state ") + (*stat)[stat->rfind(')') + 2];
-  if (auto wchan = read_file(dir + "wchan"); wchan && !wchan->empty() && *wchan != "0") out += ", wchan " + *wchan;
+  if (auto stat = read_proc_stat(tid)) out = std::string("state ") + stat->state();
+  if (auto wchan = read_file("/proc/" + std::to_string(tid) + "/wchan"); wchan && !wchan->empty() && *wchan != "0") out += ", wchan " + *wchan;
   return out;
 }
 

@@ -195,18 +195,18 @@ Held mutex_hold(const MutexBytes& m, size_t threads) {
   if ((m.kind & ~(3 | kPrioInherit | kPrioProtect | kPshared | kNoElision)) != 0) return Held::no;
   const int32_t type = m.kind & 3;
   const auto lock = static_cast<uint32_t>(m.lock);
-  if (m.kind & kPrioInherit) {
-    // The futex word is the holder's tid, with the waiters bit if contended; __count is 1.
+  const bool pi = m.kind & kPrioInherit, pp = m.kind & kPrioProtect;
+  // __count: a recursive one's holds; glibc sets it to 1 at every PI or PP acquire, whatever the type.
+  const bool count = type == kRecursive ? m.count >= 1 : m.count <= (pi || pp ? 1u : 0u);
+  if (pi) {
+    // The futex word is the holder's tid, with the waiters bit if contended.
     const bool word = (lock & FUTEX_TID_MASK) == static_cast<uint32_t>(m.owner) && (lock & ~(FUTEX_TID_MASK | FUTEX_WAITERS)) == 0;
-    const bool count = type == kRecursive ? m.count >= 1 : m.count <= 1;
-    return word && count && !(m.kind & kPrioProtect) ? Held::pi : Held::no;
+    return word && count && !pp ? Held::pi : Held::no;
   }
   if (type != kRecursive && type != kErrorCheck) return Held::no;
-  const bool count = type == kRecursive ? m.count >= 1 : m.count == 0;
-  if (m.kind & kPrioProtect) {
-    // glibc sets __count to 1 at every PP acquire, whatever the type.
+  if (pp) {
     const bool word = (lock & 3) != 0 && (lock & 3) != 3 && ((lock >> 2) & ((1u << (kCeilingShift - 2)) - 1)) == 0;
-    return word && (type == kRecursive ? m.count >= 1 : m.count <= 1) ? Held::owner_checked : Held::no;
+    return word && count ? Held::owner_checked : Held::no;
   }
   return (lock == 1 || lock == 2) && !(m.kind & kNoElision) && count ? Held::plain_owner_checked : Held::no;
 }
