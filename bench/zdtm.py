@@ -123,15 +123,46 @@ def cleanup_files(static, name):
             pass
 
 
-def creds_preexec(suid):
-    if suid:
-        return None
+CLONE_NEWNS = 0x00020000
+LIBC = ctypes.CDLL(None, use_errno=True)
 
-    def drop():
-        os.setgroups(ZDTM_GROUPS)
-        os.setgid(ZDTM_GID)
-        os.setuid(ZDTM_UID)
-    return drop
+
+def new_mount_ns():
+    """A process holding a mount namespace of its own (private propagation) for one test: the test,
+    its dump and its restore all run in it, so mounts a suid test makes stay off the host's and are
+    still there at the restore, as when CRIU restores into the namespace it dumped from. A test
+    that makes a namespace of its own is then in another than its dump's."""
+    holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep", "3600"],
+                              stdin=subprocess.DEVNULL)
+    # Ready once it runs sleep: unshare has made the namespace and set its propagation by then.
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            with open(f"/proc/{holder.pid}/comm") as f:
+                if f.read().strip() == "sleep":
+                    return holder
+        except OSError:
+            pass
+        time.sleep(0.005)
+    holder.kill()
+    sys.exit("zdtm.py: unshare --mount did not start")
+
+
+def in_ns(holder, cwd=None, suid=True):
+    """preexec_fn: enter the holder's mount namespace, then cwd (setns moves both to its root), then
+    the test's credentials unless suid."""
+    def enter():
+        fd = os.open(f"/proc/{holder.pid}/ns/mnt", os.O_RDONLY)
+        if LIBC.setns(fd, CLONE_NEWNS) != 0:
+            raise OSError(ctypes.get_errno(), "setns")
+        os.close(fd)
+        if cwd:
+            os.chdir(cwd)
+        if not suid:
+            os.setgroups(ZDTM_GROUPS)
+            os.setgid(ZDTM_GID)
+            os.setuid(ZDTM_UID)
+    return enter
 
 
 def test_env(suid):
@@ -142,17 +173,16 @@ def test_env(suid):
     return env
 
 
-def start(static, name, suid, timeout):
+def start(static, name, suid, timeout, holder):
     cleanup_files(static, name)
     # zdtm.py's `make NAME.cleanout` before each test: a NAME.test file left by an earlier run
     # (file_append keeps its file) would change what the test sees and fail it.
     subprocess.run(["make", "--no-print-directory", "-C", static, name + ".cleanout"],
                    capture_output=True, timeout=timeout)
-    # Its own mount namespace: suid tests mount (zdtm runs them in a namespace flavor); their
-    # mounts must not reach the host's, and go away with the test.
-    r = subprocess.run(["unshare", "--mount", "--propagation", "private",
-                        "make", "--no-print-directory", "-C", static, name + ".pid"], env=test_env(suid),
-                       capture_output=True, text=True, timeout=timeout)
+    # In the test's mount namespace: suid tests mount (zdtm runs them in a namespace flavor);
+    # their mounts must not reach the host's, and go away with the holder.
+    r = subprocess.run(["make", "--no-print-directory", "-C", static, name + ".pid"], env=test_env(suid),
+                       capture_output=True, text=True, timeout=timeout, preexec_fn=in_ns(holder))
     if r.returncode != 0:
         return None, (r.stdout + r.stderr).strip().splitlines()[-3:]
     with open(os.path.join(static, name + ".pid")) as f:
@@ -165,10 +195,10 @@ def verdict_of(text):
     return "PASS" if "PASS" in words else ("FAIL" if "FAIL" in words else None)
 
 
-def run_control(static, name, flags, args):
+def run_control(static, name, flags, args, holder):
     suid = "suid" in flags
     try:
-        pid, why = start(static, name, suid, args.timeout)
+        pid, why = start(static, name, suid, args.timeout, holder)
     except subprocess.TimeoutExpired:
         return "start-fail", ["make timed out"]
     if pid is None:
@@ -189,10 +219,10 @@ def run_control(static, name, flags, args):
     return ("ok", []) if verdict_of(text) == "PASS" else ("control-fail", text.strip().splitlines()[-3:])
 
 
-def run_one(static, name, flags, prewarm, args):
+def run_one(static, name, flags, prewarm, args, holder):
     suid = "suid" in flags
     try:
-        pid, why = start(static, name, suid, args.timeout)
+        pid, why = start(static, name, suid, args.timeout, holder)
     except subprocess.TimeoutExpired:
         return "start-fail", ["make timed out"], {}
     if pid is None:
@@ -201,7 +231,7 @@ def run_one(static, name, flags, prewarm, args):
     images = tempfile.mkdtemp(prefix=f"zdtm-{name}-", dir=args.scratch)
     try:
         d = subprocess.run([prewarm, "dump", "--pid", str(pid), "--images", images + "/img"],
-                           capture_output=True, text=True, timeout=args.timeout)
+                           capture_output=True, text=True, timeout=args.timeout, preexec_fn=in_ns(holder))
     except subprocess.TimeoutExpired:
         kill_tree(pid)
         return "hang", ["prewarm dump timed out"], extra
@@ -219,7 +249,7 @@ def run_one(static, name, flags, prewarm, args):
         if not suid:
             os.chown(out_path, ZDTM_UID, ZDTM_GID)
         r = subprocess.Popen([prewarm, "restore", "--images", images + "/img"], stdin=subprocess.DEVNULL,
-                             stdout=out, stderr=subprocess.STDOUT, cwd=static, preexec_fn=creds_preexec(suid))
+                             stdout=out, stderr=subprocess.STDOUT, preexec_fn=in_ns(holder, static, suid))
     try:
         # Restored once its cmdline is the test's (PR_SET_MM_MAP set the arg range back).
         deadline = time.time() + args.timeout
@@ -276,7 +306,7 @@ def main():
         sys.exit("zdtm.py: run as root (zdtm tests drop to their own uid; prewarm dump needs ptrace)")
     static = os.path.join(os.path.abspath(args.criu_tree), "test/zdtm/static")
     prewarm = os.path.join(os.path.abspath(args.build_dir), "prewarmd/prewarm")
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     os.chmod(static, os.stat(static).st_mode | 0o333)  # zdtm.py's __add_wperms: tests write there
 
     skip = set(args.skip_flags.split())
@@ -288,11 +318,17 @@ def main():
             continue
         ctl = None
         if args.control:
-            ctl, why = run_control(static, name, flags, args)
+            holder = new_mount_ns()
+            ctl, why = run_control(static, name, flags, args, holder)
+            holder.kill()
+            holder.wait()
             if ctl != "ok":
                 cls, detail, extra = ctl, why, {}
         if ctl in (None, "ok"):
-            cls, detail, extra = run_one(static, name, flags, prewarm, args)
+            holder = new_mount_ns()
+            cls, detail, extra = run_one(static, name, flags, prewarm, args, holder)
+            holder.kill()
+            holder.wait()
         # Whatever a test left that came to us as orphans (we are their subreaper): none of it
         # may run into the next test, or past the end of the run.
         for p in descendants(os.getpid()):

@@ -46,7 +46,43 @@ std::string id_mismatch(const std::string& who, const ProcessIdentity& at_ready,
   return "";
 }
 
+// What a process sets up in each namespace of Placement::kNamespaces, which a restore outside it loses.
+constexpr std::array<const char*, Placement::kNamespaces.size()> kNamespaceHolds{
+    "its mounts", "its host and domain names", "its System V IPC objects and POSIX message queues",
+    "its network devices, addresses and routes", "its uid and gid mappings and the capabilities they give",
+    "its cgroup root", "its clock offsets"};
+
+// The first line of `a` that `b` does not have, for naming a cgroup.
+std::string first_line_not_in(const std::string& a, const std::string& b) {
+  size_t i = 0;
+  while (i < a.size()) {
+    size_t nl = a.find('\n', i);
+    if (nl == std::string::npos) nl = a.size();
+    std::string line = a.substr(i, nl - i);
+    if (!line.empty() && ("\n" + b + "\n").find("\n" + line + "\n") == std::string::npos) return line;
+    i = nl + 1;
+  }
+  return a.substr(0, a.find('\n'));
+}
+
 }  // namespace
+
+std::vector<Offender> placement_offenders(const Placement& launch, const Placement& now) {
+  std::vector<Offender> out;
+  for (size_t i = 0; i < Placement::kNamespaces.size(); ++i) {
+    if (launch.ns[i] == 0 || now.ns[i] == 0 || launch.ns[i] == now.ns[i]) continue;
+    const std::string kind = Placement::kNamespaces[i];
+    out.push_back({0, 0, kind + ":[" + std::to_string(now.ns[i]) + "]", {},
+                   "a " + kind + " namespace other than its launch's (" + kind + ":[" + std::to_string(launch.ns[i]) +
+                       "]), made or entered by the app (unshare, setns); a restore runs in its launcher's "
+                       "namespaces, without " + kNamespaceHolds[i]});
+  }
+  if (!launch.cgroups.empty() && now.cgroups != launch.cgroups)
+    out.push_back({0, 0, "cgroup " + first_line_not_in(now.cgroups, launch.cgroups), {},
+                   "not its launch's cgroup (" + first_line_not_in(launch.cgroups, now.cgroups) +
+                       "): the app moved itself; a restore stays in its launcher's"});
+  return out;
+}
 
 std::string capture_refusal(const ProcessIdentity& at_ready, const ProcessIdentity& frozen, bool mm_same,
                             uid_t app_uid, gid_t app_gid) {

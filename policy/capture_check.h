@@ -5,7 +5,9 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
+#include "policy/support.h"
 #include "snapshot/proc_identity.h"
 
 namespace prewarm::policy {
@@ -15,5 +17,10 @@ namespace prewarm::policy {
 // at ready still sees the process's memory (no exec since).
 std::string capture_refusal(const ProcessIdentity& at_ready, const ProcessIdentity& frozen, bool mm_same,
                             uid_t app_uid, gid_t app_gid);
+
+// What the app made or entered since its launch that a restore, which runs in its launcher's
+// namespaces and cgroups, would not have: one offender per namespace that differs from
+// `launch`'s, and one for the cgroups when `launch.cgroups` is known ("": not compared).
+std::vector<Offender> placement_offenders(const Placement& launch, const Placement& now);
 
 }  // namespace prewarm::policy

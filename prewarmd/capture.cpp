@@ -113,7 +113,11 @@ CaptureResult capture_checked(const CaptureRequest& req, int result_fd) {
   CaptureResult r;
   // 1. The image, only of the process that became ready, complete or not at all.
   auto verify = [&] { return verify_frozen(req); };
-  if (!take_dump(dump_process(req.pid, req.incoming, /*kill=*/false, verify, req.max_image_bytes, req.launch_sockets), r))
+  const DumpOptions opts{.verify_frozen = verify,
+                         .max_bytes = req.max_image_bytes,
+                         .launch_sockets = req.launch_sockets,
+                         .launched_in = req.launched_in};
+  if (!take_dump(dump_process(req.pid, req.incoming, opts), r))
     return r;
   // 2. The manifest is root's: read it while still root.
   auto img = load_image(req.incoming);

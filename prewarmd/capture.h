@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,7 @@ struct CaptureRequest {
   int pidfd = -1;            // bound to the launched process
   int mem_fd = -1;           // open_mm_handle() taken when the app became ready
   ProcessIdentity at_ready;  // read_identity() when the app became ready
+  std::optional<Placement> launched_in;  // the launcher's namespaces and cgroups when it asked
   uid_t uid = 0;             // the app's registered user and group
   gid_t gid = 0;
   unsigned delay_ms = 0;

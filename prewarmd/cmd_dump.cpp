@@ -14,7 +14,17 @@
 namespace prewarm::cli {
 
 int run_dump(pid_t pid, const std::string& dir, bool kill_after) {
-  DumpOutcome r = dump_process(pid, dir, kill_after);
+  DumpOptions opts{.kill = kill_after};
+  // A restore runs in its launcher's namespaces, usually where this dump is taken: the app's must
+  // be the same. Not its cgroups: a shell's `prewarm dump` of a service is in another by design.
+  auto here = read_placement(::getpid());
+  if (!here) {
+    std::fprintf(stderr, "prewarm dump: %s; no image was written\n", here.error().describe().c_str());
+    return kExitError;
+  }
+  here->cgroups.clear();
+  opts.launched_in = std::move(*here);
+  DumpOutcome r = dump_process(pid, dir, opts);
   switch (r.status) {
     case DumpOutcome::kFailed:
     case DumpOutcome::kRefused:     // only with a verifier, which `prewarm dump` has not

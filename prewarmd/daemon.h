@@ -82,6 +82,7 @@ class Daemon {
     uint64_t notify_dropped = 0;
     bool ready = false;
     std::optional<ProcessIdentity> at_ready;  // who the process was when it became ready
+    std::optional<Placement> launched_in;     // the launcher's namespaces and cgroups as it asked
     UniqueFd mem_at_ready;                    // its mm then: an exec since makes reads fail
     // The launcher's own mm, taken while it waits for the launch reply: until its exec of the app
     // this handle still reads, and a delay or idle timer that fires then has no app to call ready.

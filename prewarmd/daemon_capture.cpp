@@ -49,6 +49,7 @@ Daemon::Reply Daemon::op_snapshot(const json& req, Connection& c) {
 
 Result<void> Daemon::start_capture(Launch& l, uint64_t waiter, unsigned delay_ms) {
   if (!l.at_ready) return data_error("the process could not be identified when it became ready; not captured");
+  if (!l.launched_in) return data_error("the launcher's namespaces could not be read when it asked; not captured");
   const AppConfig& cfg = registry_.apps.at(l.app).config;
   auto c = std::make_unique<Capture>();
   c->app = l.app;
@@ -77,6 +78,7 @@ Result<void> Daemon::start_capture(Launch& l, uint64_t waiter, unsigned delay_ms
   req.incoming = c->incoming;
   req.ctx = l.ctx;
   req.launch_sockets = l.launch_sockets;
+  req.launched_in = l.launched_in;
   req.argv = cfg.argv;
   req.cwd = cfg.cwd;
   req.watch = cfg.watch;

@@ -92,8 +92,10 @@ Daemon::Reply Daemon::op_launch(const json& req, Connection& c) {
   l->pid = c.cred.pid;
   l->pidfd = std::move(c.pidfd);
   l->t0_ns = req.value("t0_ns", mono_ns());
-  if (auto id = read_identity(l->pid, l->pidfd.get()))
+  if (auto id = read_identity(l->pid, l->pidfd.get())) {
+    l->launched_in = id->placement;
     if (auto m = open_mm_handle(l->pid)) l->launcher_mm = std::move(*m), l->launcher_stack = id->mm.start_stack;
+  }
   l->wall_ms = wall_ms();
   l->ctx = launch_context(*app, req, machine_);
   if (const auto it = req.find("listen_inodes"); it != req.end() && it->is_array() && it->size() <= kMaxListenFds)

@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "policy/attrs.h"
+#include "policy/capture_check.h"
 #include "policy/support.h"
 #include "snapshot/fd_objects.h"
 #include "snapshot/unique_fd.h"
@@ -54,8 +55,9 @@ double ms_since(std::chrono::steady_clock::time_point t) {
 
 namespace {
 
-DumpOutcome dump_once(pid_t pid, const std::string& dir, bool kill, const FrozenVerifier& verify_frozen,
-                      uint64_t max_bytes, const std::vector<uint64_t>& launch_sockets) {
+DumpOutcome dump_once(pid_t pid, const std::string& dir, const DumpOptions& opts) {
+  const FrozenVerifier& verify_frozen = opts.verify_frozen;
+  const std::vector<uint64_t>& launch_sockets = opts.launch_sockets;
   DumpOutcome out;
   const auto t0 = std::chrono::steady_clock::now();
   // 1. Freeze: from here until detach the process runs no instruction.
@@ -87,6 +89,15 @@ DumpOutcome dump_once(pid_t pid, const std::string& dir, bool kill, const Frozen
   }
   // 3. Policy: every offender is reported at once, and the process is left running.
   std::vector<policy::Offender> offenders = policy::check_threads(state->thread_infos, state->status.shd_pending);
+  if (opts.launched_in) {
+    auto now = read_placement(pid);
+    if (!now) {
+      out.message = "pid " + std::to_string(pid) + ": " + now.error().describe();
+      return out;
+    }
+    auto moved = policy::placement_offenders(*opts.launched_in, *now);
+    offenders.insert(offenders.end(), moved.begin(), moved.end());
+  }
   if (auto go = exe_is_go(pid); go && *go)
     offenders.push_back({0, 0, state->exe_path, {},
                          "a Go program: its runtime keeps each thread's id to signal it for goroutine preemption, "
@@ -181,7 +192,7 @@ DumpOutcome dump_once(pid_t pid, const std::string& dir, bool kill, const Frozen
     if (!refusal.empty()) return data_error(refusal);
     return ok();
   };
-  auto stats = write_image(*state, kinds, files, dir, before_publish, max_bytes);
+  auto stats = write_image(*state, kinds, files, dir, before_publish, opts.max_bytes);
   if (!stats) {
     out.status = !refusal.empty()                ? DumpOutcome::kRefused
                  : stats.error().code == EFBIG   ? DumpOutcome::kOverBudget
@@ -191,7 +202,7 @@ DumpOutcome dump_once(pid_t pid, const std::string& dir, bool kill, const Frozen
   }
   out.stats = *stats;
   // 5. Let the process go on, or end it.
-  if (kill) {
+  if (opts.kill) {
     frozen->kill();
   } else if (auto d = frozen->detach(); !d) {
     out.message = "warning: " + d.error().describe();
@@ -222,18 +233,17 @@ bool lookalike_released(pid_t pid, const std::vector<HeldLookalike>& seen) {
 
 }  // namespace
 
-DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill, const FrozenVerifier& verify_frozen,
-                         uint64_t max_bytes, const std::vector<uint64_t>& launch_sockets) {
+DumpOutcome dump_process(pid_t pid, const std::string& dir, const DumpOptions& opts) {
   // A look-alike still held as it was is kept as it is (the JVM keeps such records for good);
   // one released since is dumped again, up to kAttempts dumps in all. A later dump that fails
   // leaves the earlier image in place (it was published whole), and that one is the outcome.
   constexpr int kAttempts = 3;
-  DumpOutcome out = dump_once(pid, dir, kill, verify_frozen, max_bytes, launch_sockets);
+  DumpOutcome out = dump_once(pid, dir, opts);
   for (int attempt = 2; attempt <= kAttempts; ++attempt) {
-    if (out.status != DumpOutcome::kOk || kill || out.stats.held_lookalikes.empty() ||
+    if (out.status != DumpOutcome::kOk || opts.kill || out.stats.held_lookalikes.empty() ||
         !lookalike_released(pid, out.stats.held_lookalikes))
       break;
-    DumpOutcome again = dump_once(pid, dir, kill, verify_frozen, max_bytes, launch_sockets);
+    DumpOutcome again = dump_once(pid, dir, opts);
     if (again.status != DumpOutcome::kOk) break;
     again.total_ms += out.total_ms;
     again.attempts = attempt;

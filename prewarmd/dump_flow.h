@@ -5,10 +5,12 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "snapshot/dump.h"
+#include "snapshot/proc_identity.h"
 
 namespace prewarm {
 
@@ -26,14 +28,22 @@ struct DumpOutcome {
 // Says why the frozen process must not be dumped, or "" to go on.
 using FrozenVerifier = std::function<std::string()>;
 
+struct DumpOptions {
+  bool kill = false;  // end the process once its image is written
+  // Runs right after the freeze, before anything of the process is read, and again just before
+  // the image is published; a reason from it ends the dump (kRefused).
+  FrozenVerifier verify_frozen;
+  uint64_t max_bytes = 0;  // stops the write once the image's pages exceed it (kOverBudget); 0: none
+  // The inodes of the sockets the process's launch passed (LISTEN_FDS order, 0 for a non-socket),
+  // when the caller knows them; a passed socket is then recognised at any fd number (an app may
+  // dup fd 3 elsewhere and close it), otherwise only at fds 3 onwards.
+  std::vector<uint64_t> launch_sockets;
+  // The namespaces (and cgroups, if set) the process was launched in: one it is no longer in is
+  // refused by name (policy::placement_offenders). Unset: not compared.
+  std::optional<Placement> launched_in;
+};
+
 // Writes a complete image to `dir` or nothing at all; the process keeps running unless `kill`.
-// `verify_frozen` (if set) runs right after the freeze, before anything of the process is read,
-// and again just before the image is published; a reason from it ends the dump (kRefused).
-// `max_bytes` (0: none) stops the write once the image's pages exceed it (kOverBudget).
-// `launch_sockets`: the inodes of the sockets the process's launch passed (LISTEN_FDS order, 0
-// for a non-socket), when the caller knows them; a passed socket is then recognised at any fd
-// number (an app may dup fd 3 elsewhere and close it), otherwise only at fds 3 onwards.
-DumpOutcome dump_process(pid_t pid, const std::string& dir, bool kill, const FrozenVerifier& verify_frozen = {},
-                         uint64_t max_bytes = 0, const std::vector<uint64_t>& launch_sockets = {});
+DumpOutcome dump_process(pid_t pid, const std::string& dir, const DumpOptions& opts);
 
 }  // namespace prewarm

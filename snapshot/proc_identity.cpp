@@ -58,6 +58,20 @@ Result<std::string> read_below(int dir, const std::string& where, const char* na
   return text;
 }
 
+Result<Placement> read_placement_below(int dir, const std::string& where) {
+  Placement p;
+  for (size_t i = 0; i < Placement::kNamespaces.size(); ++i) {
+    const std::string name = std::string("ns/") + Placement::kNamespaces[i];
+    struct stat st {};
+    if (::fstatat(dir, name.c_str(), &st, 0) == 0)
+      p.ns[i] = st.st_ino;
+    else if (errno != ENOENT)  // a kernel without that namespace type has no link
+      return errno_error("stat " + where + "/" + name);
+  }
+  PW_ASSIGN(p.cgroups, read_below(dir, where, "cgroup"));
+  return p;
+}
+
 }  // namespace
 
 Result<void> parse_identity_status(std::string_view text, ProcessIdentity& id) {
@@ -135,11 +149,18 @@ Result<ProcessIdentity> read_identity(pid_t pid, int pidfd) {
   if (::fstatat(dir.get(), "status", &st, AT_SYMLINK_NOFOLLOW) != 0) return errno_error("stat " + where + "/status");
   id.proc_uid = st.st_uid;
   id.proc_gid = st.st_gid;
+  PW_ASSIGN(id.placement, read_placement_below(dir.get(), where));
   // Last: the process the pidfd names was alive after every read above, so no other process
   // can have held this pid while we read.
   if (::syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) != 0)
     return errno_error("pid " + std::to_string(pid) + " is no longer the process it was");
   return id;
+}
+
+Result<Placement> read_placement(pid_t pid) {
+  const std::string where = "/proc/" + std::to_string(pid);
+  PW_ASSIGN(auto dir, open_fd(where, O_RDONLY | O_DIRECTORY));
+  return read_placement_below(dir.get(), where);
 }
 
 Result<UniqueFd> open_mm_handle(pid_t pid) { return open_fd("/proc/" + std::to_string(pid) + "/mem", O_RDONLY); }

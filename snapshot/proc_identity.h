@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -15,6 +16,15 @@
 #include "snapshot/unique_fd.h"
 
 namespace prewarm {
+
+// Where a process lives: the namespaces it is in and its cgroups. A restore runs in its
+// launcher's, so a dump compares them with its launch's: an app that made or entered its own
+// (unshare, setns, a write to cgroup.procs) would lose what it set up there, and is refused.
+struct Placement {
+  static constexpr std::array<const char*, 7> kNamespaces{"mnt", "uts", "ipc", "net", "user", "cgroup", "time"};
+  std::array<uint64_t, kNamespaces.size()> ns{};  // inode of /proc/PID/ns/NAME; 0: none on this kernel
+  std::string cgroups;                            // /proc/PID/cgroup as it reads
+};
 
 struct ProcessIdentity {
   pid_t pid = 0;
@@ -33,12 +43,16 @@ struct ProcessIdentity {
   // euid (seen here: setuid-65534 sleep run by 12345 -> /proc/PID 65534, /proc/PID/status 0).
   uid_t proc_uid = 0;
   gid_t proc_gid = 0;
+  Placement placement;
 };
 
 // Parsers, separate so malformed text is a unit test away. Each fills only its own fields.
 Result<void> parse_identity_status(std::string_view status_text, ProcessIdentity& id);
 // Field 22 of /proc/PID/stat, counted from after the last ')' (comm may hold ") " itself).
 Result<uint64_t> parse_stat_start_time(std::string_view stat_text);
+
+// /proc/PID/ns/* and /proc/PID/cgroup; the caller makes sure the pid is the process meant.
+Result<Placement> read_placement(pid_t pid);
 
 // Reads /proc/PID, then checks that `pidfd` (bound to the process meant) is still alive, so the
 // numbers belong to that process and not to a successor that got the same pid.

@@ -5,7 +5,9 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -63,6 +65,15 @@ int main(int argc, char** argv) {
     }
   } else if (strcmp(mode, "dumpable") == 0) {
     CHECK(prctl(PR_SET_DUMPABLE, 0) == 0);
+  } else if (strcmp(mode, "own_uts") == 0) {
+    /* A host name of its own (root): a restore runs in its launcher's namespaces. */
+    CHECK(unshare(CLONE_NEWUTS) == 0 && sethostname("prewarm-own", 11) == 0);
+  } else if (strcmp(mode, "own_mnt") == 0) {
+    /* A mount only its own namespace has (zdtm's mntns_* tests). */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s.mnt", file);
+    CHECK(mkdir(dir, 0700) == 0 && unshare(CLONE_NEWNS) == 0);
+    CHECK(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 && mount("tmpfs", dir, "tmpfs", 0, NULL) == 0);
   } else {
     CHECK(!"unknown mode");
   }

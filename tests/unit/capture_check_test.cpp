@@ -118,5 +118,60 @@ TEST(CaptureRefusal, ARootAppIsCheckedOnItsIdsNotOnDumpable) {
   EXPECT_EQ(capture_refusal(r, r, false, 0, 0), "pid 123 ran exec after it became ready");
 }
 
+Placement launched() {
+  Placement p;
+  for (size_t i = 0; i < p.ns.size(); ++i) p.ns[i] = 4026531830 + i;
+  p.cgroups = "0::/user.slice/user-1001.slice/session-3.scope\n";
+  return p;
+}
+
+TEST(PlacementOffenders, TheLaunchsOwnNamespacesAndCgroupPass) {
+  EXPECT_TRUE(placement_offenders(launched(), launched()).empty());
+}
+
+TEST(PlacementOffenders, EachNamespaceTheAppMadeIsNamed) {
+  auto now = launched();
+  now.ns[0] = 4026532500;  // mnt
+  now.ns[3] = 4026532600;  // net
+  auto o = placement_offenders(launched(), now);
+  ASSERT_EQ(o.size(), 2u);
+  EXPECT_EQ(o[0].name, "mnt:[4026532500]");
+  EXPECT_EQ(format_offender(o[0]),
+            "mnt:[4026532500]: a mnt namespace other than its launch's (mnt:[4026531830]), made or entered by the "
+            "app (unshare, setns); a restore runs in its launcher's namespaces, without its mounts");
+  EXPECT_EQ(o[1].name, "net:[4026532600]");
+  EXPECT_NE(o[1].reason.find("network devices"), std::string::npos) << o[1].reason;
+}
+
+TEST(PlacementOffenders, ANamespaceUnknownOnEitherSideIsNotCompared) {
+  auto launch = launched(), now = launched();
+  launch.ns[6] = 0;  // no time namespaces on that kernel
+  now.ns[6] = 99;
+  now.ns[5] = 0;
+  EXPECT_TRUE(placement_offenders(launch, now).empty());
+}
+
+TEST(PlacementOffenders, ACgroupMoveIsNamedOnlyWhenTheLaunchsIsKnown) {
+  auto now = launched();
+  now.cgroups = "0::/user.slice/user-1001.slice/session-3.scope/mine\n";
+  auto o = placement_offenders(launched(), now);
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(format_offender(o[0]),
+            "cgroup 0::/user.slice/user-1001.slice/session-3.scope/mine: not its launch's cgroup "
+            "(0::/user.slice/user-1001.slice/session-3.scope): the app moved itself; a restore stays in its "
+            "launcher's");
+  auto unknown = launched();
+  unknown.cgroups.clear();
+  EXPECT_TRUE(placement_offenders(unknown, now).empty());
+  // A v1 hierarchy among several: the line that moved is the one named.
+  auto v1 = launched();
+  v1.cgroups = "12:cpu:/\n0::/a\n";
+  auto moved = v1;
+  moved.cgroups = "12:cpu:/x\n0::/a\n";
+  o = placement_offenders(v1, moved);
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0].name, "cgroup 12:cpu:/x");
+}
+
 }  // namespace
 }  // namespace prewarm::policy

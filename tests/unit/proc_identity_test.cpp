@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -16,6 +17,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 
@@ -132,6 +135,56 @@ TEST(ReadIdentity, OfThisProcessMatchesTheKernelsOwnAnswers) {
   auto again = read_identity(::getpid(), pfd.get());
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->start_time, id->start_time);
+}
+
+TEST(ReadPlacement, NamesThisProcesssNamespacesAndCgroups) {
+  auto p = read_placement(::getpid());
+  ASSERT_TRUE(p.ok()) << p.error().describe();
+  for (size_t i = 0; i < Placement::kNamespaces.size(); ++i) {
+    struct stat st {};
+    const std::string link = std::string("/proc/self/ns/") + Placement::kNamespaces[i];
+    if (::stat(link.c_str(), &st) != 0) {
+      EXPECT_EQ(errno, ENOENT) << link;
+      EXPECT_EQ(p->ns[i], 0u) << link;
+    } else {
+      EXPECT_EQ(p->ns[i], st.st_ino) << link;
+    }
+  }
+  std::ifstream f("/proc/self/cgroup");
+  const std::string cgroups((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(p->cgroups, cgroups);
+  UniqueFd pfd = pidfd_of(::getpid());
+  auto id = read_identity(::getpid(), pfd.get());
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(id->placement.ns, p->ns);
+  EXPECT_FALSE(read_placement(0).ok());
+}
+
+// A child that made a uts namespace of its own is seen in it; the parent's is unchanged.
+TEST(ReadPlacement, SeesANamespaceTheProcessMade) {
+  if (::geteuid() != 0) GTEST_SKIP() << "unshare(CLONE_NEWUTS) needs root here";
+  int go[2];
+  ASSERT_EQ(::pipe(go), 0);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::unshare(CLONE_NEWUTS) != 0 || ::write(go[1], "u", 1) != 1) ::_exit(1);
+    ::pause();
+    ::_exit(0);
+  }
+  char c = 0;
+  ASSERT_EQ(::read(go[0], &c, 1), 1);
+  auto mine = read_placement(::getpid());
+  auto its = read_placement(child);
+  ::close(go[1]);
+  ::close(go[0]);
+  ::kill(child, SIGKILL);
+  int st = 0;
+  ASSERT_EQ(::waitpid(child, &st, 0), child);
+  ASSERT_TRUE(mine.ok() && its.ok());
+  EXPECT_NE(its->ns[1], mine->ns[1]);  // uts
+  EXPECT_EQ(its->ns[0], mine->ns[0]);  // mnt
+  EXPECT_EQ(std::string(Placement::kNamespaces[1]), "uts");
 }
 
 TEST(ReadIdentity, FailsWhenThePidfdNamesAnotherProcessThatIsGone) {
