@@ -46,6 +46,7 @@ void fill_regs(pb::Registers* r, const user_regs_struct& g) {
 struct Chunk {
   uint64_t addr, len;
   bool zero_skip;
+  uint64_t zero_fill_end;  // up to here, what follows a stored run unstored reads as zero (0: not so)
 };
 
 bool page_is_zero(const char* p) {
@@ -88,6 +89,8 @@ class PageCollector {
   PageCollector(pid_t pid, int mem_fd, ImageWriter& w, pb::Snapshot& snap, DumpStats& stats, TidWordFinder& tids)
       : pid_(pid), mem_fd_(mem_fd), writer_(w), snap_(snap), stats_(stats), tids_(tids), buf_(kBatchBytes) {}
 
+  pid_t pid() const { return pid_; }
+
   Result<void> add(Chunk c) {
     if (pending_bytes_ + c.len > kBatchBytes || pending_.size() == kMaxIov) PW_TRY(flush());
     pending_.push_back(c);
@@ -110,7 +113,8 @@ class PageCollector {
 
  private:
   Result<void> emit(const Chunk& c, const char* data) {
-    if (!c.zero_skip) return store(c.addr, data, c.len);
+    const uint64_t zeros_until = c.zero_fill_end;
+    if (!c.zero_skip) return store(c.addr, data, c.len, zeros_until);
     uint64_t run_start = 0;
     bool in_run = false;
     for (uint64_t o = 0; o < c.len; o += kPageSize) {
@@ -118,18 +122,19 @@ class PageCollector {
       if (zero) ++stats_.zero_pages_skipped;
       if (!zero && !in_run) run_start = o, in_run = true;
       if (zero && in_run) {
-        PW_TRY(store(c.addr + run_start, data + run_start, o - run_start));
+        PW_TRY(store(c.addr + run_start, data + run_start, o - run_start, zeros_until));
         in_run = false;
       }
     }
-    if (in_run) PW_TRY(store(c.addr + run_start, data + run_start, c.len - run_start));
+    if (in_run) PW_TRY(store(c.addr + run_start, data + run_start, c.len - run_start, zeros_until));
     return ok();
   }
 
-  Result<void> store(uint64_t addr, const char* data, uint64_t len) {
+  Result<void> store(uint64_t addr, const char* data, uint64_t len, uint64_t zeros_until) {
     stats_.pages_stored += len / kPageSize;
     stats_.bytes_stored += len;
-    tids_.scan(addr, data, len);  // a held lock is written memory, so in a stored page
+    // A held lock is written memory, so it starts in a stored page; it may end in a zero one.
+    tids_.scan(addr, data, len, zeros_until);
     return writer_.append_run(snap_, addr, data, len);
   }
 
@@ -393,11 +398,15 @@ Result<bool> add_mapping(pb::Snapshot& snap, const ProcessState& state, size_t i
 // Stops with EFBIG as soon as the stored bytes pass `max_bytes` (0: no limit).
 Result<void> store_pages(PageCollector& collector, int pagemap_fd, const Vma& v, pb::Mapping::Kind kind,
                          const DumpStats& stats, uint64_t max_bytes) {
-  PW_ASSIGN(auto regions, find_present_pages(pagemap_fd, v.start, v.end));
+  PW_ASSIGN(auto regions, kind == pb::Mapping::SHARED_ANON ? shared_anon_pages(collector.pid(), v.start, v.end, v.offset)
+                                                           : find_present_pages(pagemap_fd, v.start, v.end));
   for (const auto& reg : regions) {
     if (!region_is_stored(kind, reg)) continue;
     for (uint64_t a = reg.start; a < reg.end; a += kMaxRun) {
-      PW_TRY(collector.add(Chunk{a, std::min(kMaxRun, reg.end - a), kind != pb::Mapping::FILE}));
+      // What a private anonymous mapping does not store reads as zero (a shared one's pages may
+      // be in the shmem object without being mapped here, a file mapping's are the file's).
+      const uint64_t zero_fill_end = kind == pb::Mapping::ANON ? v.end : 0;
+      PW_TRY(collector.add(Chunk{a, std::min(kMaxRun, reg.end - a), kind != pb::Mapping::FILE, zero_fill_end}));
       if (max_bytes && stats.bytes_stored > max_bytes)
         return make_error(EFBIG, "the image is larger than " + std::to_string(max_bytes >> 20) + " MiB");
     }
@@ -447,6 +456,7 @@ Result<DumpStats> write_image(const ProcessState& state,
     if (has_pages) PW_TRY(store_pages(collector, pagemap.get(), state.vmas[i], *kinds[i], stats, max_bytes));
   }
   PW_TRY(collector.flush());
+  tids.finish();
 
   // 4. The held locks' tid words: found while the pages went by.
   add_tid_words(snap, tids.words(), state.vmas);

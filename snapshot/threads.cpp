@@ -108,6 +108,7 @@ Result<ThreadInfo> collect_thread(FrozenProcess& proc, pid_t tid, int mem_fd, co
   t.credentials = credential_lines(status_text);
   PW_ASSIGN(std::string stat_text, read_file(dir + "stat"));
   t.scheduling = scheduling_summary(stat_text, status_text);
+  PW_ASSIGN(t.cgroups, read_file(dir + "cgroup"));
   PW_ASSIGN(t.comm, read_file(dir + "comm"));
   if (!t.comm.empty() && t.comm.back() == '\n') t.comm.pop_back();
   PW_ASSIGN(t.cpu, proc.read_cpu_state(tid));
@@ -248,18 +249,34 @@ int TidWordFinder::thread_of(int32_t tid, uint64_t at) const {
   return -1;
 }
 
-void TidWordFinder::scan(uint64_t addr, const char* data, size_t len) {
+void TidWordFinder::scan(uint64_t addr, const char* data, size_t len, uint64_t zeros_until) {
   if (len == 0) return;
   if (!tail_.empty() && tail_end_ == addr) {
     std::string joined = tail_;
     joined.append(data, std::min(len, kLongest));
     // Only the locks that cross into the new bytes: the others were seen already.
     scan_window(addr - tail_.size(), joined.data(), tail_.size(), joined.size(), tail_.size());
+  } else {
+    scan_tail_against_zeros();
   }
   scan_window(addr, data, len, len, 0);
   const size_t keep = std::min(len, kLongest);
   tail_.assign(data + len - keep, keep);
   tail_end_ = addr + len;
+  zeros_until_ = zeros_until;
+}
+
+void TidWordFinder::finish() {
+  scan_tail_against_zeros();
+  tail_.clear();
+}
+
+// Stored pages are separated by at least a page, longer than any lock: zeros are all that follow.
+void TidWordFinder::scan_tail_against_zeros() {
+  if (tail_.empty() || zeros_until_ <= tail_end_) return;
+  std::string joined = tail_;
+  joined.append(static_cast<size_t>(std::min<uint64_t>(kLongest, zeros_until_ - tail_end_)), '\0');
+  scan_window(tail_end_ - tail_.size(), joined.data(), tail_.size(), joined.size(), tail_.size());
 }
 
 // Looks for locks at 8-aligned addresses that start in the first `starts` bytes of data (which is

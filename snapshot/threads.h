@@ -24,6 +24,7 @@ struct ThreadInfo {
   uint64_t blocked = 0, pending = 0;  // SigBlk, SigPnd (this thread's own queue)
   std::string credentials;            // status lines that must equal the main thread's
   std::string scheduling;             // nice, policy, rt priority and CPU affinity: the same
+  std::string cgroups;                // /proc/PID/task/TID/cgroup: the same (v1 moves threads alone)
   uint64_t altstack_sp = 0, altstack_size = 0;
   int altstack_flags = 0;
   uint64_t rseq_area = 0;
@@ -65,12 +66,18 @@ class TidWordFinder {
  public:
   TidWordFinder(const std::vector<ThreadInfo>& threads, const std::vector<Vma>& vmas);
   // Bytes at addr; a call that starts where the last one ended continues it (a lock may span).
-  void scan(uint64_t addr, const char* data, size_t len);
+  // `zeros_until`: the bytes from addr + len up to it read as zero unless the next call continues
+  // them (private anonymous memory that is not stored: never touched, or all-zero pages skipped),
+  // so a lock whose last fields lie there is found too.
+  void scan(uint64_t addr, const char* data, size_t len, uint64_t zeros_until = 0);
+  // After the last scan: a tail that zeros follow is looked at against them.
+  void finish();
   const std::vector<TidWord>& words() const { return words_; }
   const std::vector<HeldLookalike>& lookalikes() const { return lookalikes_; }
 
  private:
   void scan_window(uint64_t base, const char* data, size_t starts, size_t len, size_t min_end);
+  void scan_tail_against_zeros();
   int thread_of(int32_t tid, uint64_t at) const;
   bool in_glibc_data(uint64_t at) const;
   const std::vector<ThreadInfo>& threads_;
@@ -79,6 +86,7 @@ class TidWordFinder {
   uint32_t min_tid_ = 0, tid_span_ = 0;  // the threads' tids lie in [min, min + span]
   std::vector<std::pair<uint64_t, uint64_t>> glibc_data_;  // ld.so's and libc's writable data and bss
   uint64_t tail_end_ = 0;
+  uint64_t zeros_until_ = 0;  // the last call's: zeros from tail_end_ up to it
   std::string tail_;  // the last bytes of the previous call, for a lock across the boundary
 };
 

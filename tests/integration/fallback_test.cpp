@@ -89,5 +89,23 @@ TEST_F(Fallback, PythonAppGivesTheSameImageBothWaysAsNobodyAndRestores) {
   EXPECT_NE(r.out.find("factors=[(7, 1), (11, 1), (13, 1)] sum=501501"), std::string::npos) << r.out << r.err;
 }
 
+// Without the capability to list a shared anonymous mapping's object (map_files), the dump reads
+// the whole mapping: the pages this process does not map come back too.
+TEST_F(Fallback, SharedAnonymousPagesAsNobody) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to run the app and the dump as nobody";
+  if (::access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "no setpriv";
+  TempDir dir;
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0777), 0);
+  Child app = Child::spawn(with(kAsNobody, {PROG_shared_anon}));
+  auto ready = app.read_line();
+  ASSERT_TRUE(ready && ready->starts_with("ready")) << app.leftovers();
+  ASSERT_TRUE(wait_blocked_in_stdin_read(app.pid()));
+  auto d = run(with(kAsNobody, {PREWARM_BIN, "dump", "--pid", std::to_string(app.pid()), "--images", dir / "img"}), {}, 60s);
+  ASSERT_EQ(d.code, 0) << d.err;
+  auto r = run(with(kAsNobody, {PREWARM_BIN, "restore", "--images", dir / "img"}), "go\n", 60s);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("answer ab0d last=d"), std::string::npos) << r.out << r.err;
+}
+
 }  // namespace
 }  // namespace prewarm::test

@@ -26,6 +26,16 @@ int thread_count(pid_t pid) {
   return n;
 }
 
+// A shared anonymous mapping's pages are its shmem object's, whether this process maps them or
+// not: one dropped by MADV_DONTNEED and one only a child wrote come back (a dump that went by the
+// page tables restored both as zeros: "answer a000 last=0").
+TEST_F(Features, SharedAnonymousPagesNotMappedHereAreKept) {
+  TempDir dir;
+  auto rt = round_trip({PROG_shared_anon}, dir);
+  EXPECT_EQ(answer(rt.restored, "go"), "answer ab0d last=d");
+  EXPECT_EQ(answer(rt.original, "go"), "answer ab0d last=d");
+}
+
 TEST_F(Features, Sigaltstack) {
   TempDir dir;
   auto rt = round_trip({PROG_sigaltstack}, dir);
@@ -272,7 +282,9 @@ TEST_P(HeldLocks, ReleasedByTheRestoredHolder) {
   auto rt = round_trip({PROG_thread_locks, mode}, dir);
   // PI: each holder's owner field and futex word.
   auto inspect = prewarm({"inspect", "--images", dir / "img"});
-  const std::string threads = mode == "loaderlock" ? "threads   2; 1 " : mode == "pi" ? "threads   4; 6 " : "threads   4; 3 ";
+  const std::string threads = mode == "loaderlock"            ? "threads   2; 1 "
+                              : mode.starts_with("pi")       ? "threads   4; 6 "
+                                                             : "threads   4; 3 ";
   EXPECT_NE(inspect.out.find(threads + "held locks get their holder's new tid"), std::string::npos) << inspect.out;
   EXPECT_EQ(answer(rt.restored, "go"), expected);
   EXPECT_EQ(answer(rt.original, "go"), expected);
@@ -280,6 +292,7 @@ TEST_P(HeldLocks, ReleasedByTheRestoredHolder) {
 
 INSTANTIATE_TEST_SUITE_P(Each, HeldLocks,
                          ::testing::Values(Lock{"pi", "answer 0/0/0 0/0/0 0/0/0"},
+                                           Lock{"pi_page_end", "answer 0/0/0 0/0/0 0/0/0"},
                                            Lock{"rwlock", "answer EDEADLK/0/0 EDEADLK/0/0 EDEADLK/0/0"},
                                            Lock{"loaderlock", "answer 0/0/0"}),
                          [](const auto& info) { return info.param.first; });

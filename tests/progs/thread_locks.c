@@ -1,5 +1,7 @@
 /* Threads hold locks that record their owner's tid (argv[1]): "pi", three threads each holding a
- * PI mutex (the futex word is the tid); "rwlock", three each holding an rwlock for writing;
+ * PI mutex (the futex word is the tid); "pi_page_end", the same with each mutex in the last 24
+ * bytes of a page, its robust-list fields on the next page, which stays zero (a page the dump
+ * skips); "rwlock", three each holding an rwlock for writing;
  * "loaderlock", one parked inside a dl_iterate_phdr callback (the dynamic loader's recursive
  * lock). After the input line each holder checks the lock is its own (taking its rwlock again
  * gives EDEADLK) and releases it, and the main thread must then take every one within seconds. A
@@ -11,6 +13,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <time.h>
 
@@ -19,7 +22,8 @@
 #define HOLDERS 3
 
 static const char* mode;
-static pthread_mutex_t mutexes[HOLDERS];
+static pthread_mutex_t mutex_array[HOLDERS];
+static pthread_mutex_t* mutexes[HOLDERS];
 static pthread_rwlock_t rwlocks[HOLDERS];
 static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
@@ -73,9 +77,9 @@ static void* holder(void* arg) {
   } else if (strcmp(mode, "loaderlock") == 0) {
     dl_iterate_phdr(park_in_callback, NULL);
   } else {
-    if (pthread_mutex_lock(&mutexes[i]) != 0) return NULL;
+    if (pthread_mutex_lock(mutexes[i]) != 0) return NULL;
     wait_for_go();
-    released[i] = pthread_mutex_unlock(&mutexes[i]);
+    released[i] = pthread_mutex_unlock(mutexes[i]);
   }
   return NULL;
 }
@@ -87,8 +91,14 @@ int main(int argc, char** argv) {
   pthread_mutexattr_init(&attr);
   pthread_mutexattr_setprotocol(&attr, PTHREAD_PRIO_INHERIT);
   pthread_t t[HOLDERS];
+  char* pages = NULL;
+  if (strcmp(mode, "pi_page_end") == 0) {
+    pages = mmap(NULL, 2 * HOLDERS * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (pages == MAP_FAILED) return 1;
+  }
   for (int i = 0; i < holders; i++) {
-    pthread_mutex_init(&mutexes[i], &attr);
+    mutexes[i] = pages ? (pthread_mutex_t*)(pages + (2 * i + 1) * 4096 - 24) : &mutex_array[i];
+    pthread_mutex_init(mutexes[i], &attr);
     pthread_rwlock_init(&rwlocks[i], NULL);
     if (pthread_create(&t[i], NULL, holder, (void*)(intptr_t)i) != 0) return 1;
   }
@@ -113,7 +123,7 @@ int main(int argc, char** argv) {
     else if (strcmp(mode, "loaderlock") == 0)
       taken = dlopen("libm.so.6", RTLD_NOW) ? 0 : -1; /* takes the loader's lock */
     else
-      taken = pthread_mutex_timedlock(&mutexes[i], &until);
+      taken = pthread_mutex_timedlock(mutexes[i], &until);
     size_t n = strlen(answer);
     snprintf(answer + n, sizeof answer - n, " %s/%s/%s", err_name(holder_check[i]), err_name(released[i]),
              err_name(taken));

@@ -209,5 +209,40 @@ TEST(TidWordFinder, JoinsConsecutiveScans) {
   EXPECT_EQ(apart.words().size(), 1u);
 }
 
+// A lock whose last fields lie in memory the dump does not store (a skipped zero page, pages
+// never touched) is found against zeros, only where the caller says zeros follow.
+TEST(TidWordFinder, FindsALockThatEndsInUnstoredZeros) {
+  auto threads = threads_with_tids({100, 4242});
+  std::string mem(4096, '\0');
+  put_mutex(mem, 4096 - 24, 0x80000000 | 4242, 4242, 1, 0x20);  // PI: its spins, elision and list beyond
+  put_write_held_rwlock(mem, 4096 - 80, 4242);  // whole within the run: a control
+  TidWordFinder f(threads, {});
+  f.scan(kBase, mem.data(), mem.size(), kBase + 3 * 4096);
+  f.scan(kBase + 2 * 4096, mem.data(), 64);  // the next stored run: the tail meets zeros first
+  f.finish();
+  ASSERT_EQ(f.words().size(), 3u);
+  EXPECT_EQ(f.words()[0].addr, kBase + 4096 - 80 + 24);
+  EXPECT_EQ(f.words()[1].addr, kBase + 4096 - 24 + 8);
+  EXPECT_EQ(f.words()[2].addr, kBase + 4096 - 24);
+  // A rwlock whose flags and padding lie beyond: found at the end of the pages as well.
+  std::string rw(4096, '\0');
+  put_write_held_rwlock(rw, 4096 - 32, 4242);
+  TidWordFinder g(threads, {});
+  g.scan(kBase, rw.data(), rw.size(), kBase + 4096 + 4096);
+  EXPECT_TRUE(g.words().empty());  // not before the end is known
+  g.finish();
+  ASSERT_EQ(g.words().size(), 1u);
+  EXPECT_EQ(g.words()[0].addr, kBase + 4096 - 32 + 24);
+  // Not where what follows is not known to be zero (a file's pages), nor past the mapping's end.
+  TidWordFinder file(threads, {});
+  file.scan(kBase, mem.data(), mem.size());
+  file.finish();
+  EXPECT_EQ(file.words().size(), 1u);  // the whole rwlock only
+  TidWordFinder end(threads, {});
+  end.scan(kBase, rw.data(), rw.size(), kBase + 4096);
+  end.finish();
+  EXPECT_TRUE(end.words().empty());
+}
+
 }  // namespace
 }  // namespace prewarm
