@@ -121,6 +121,8 @@ std::vector<Offender> check_threads(const std::vector<ThreadInfo>& threads, uint
     if (i > 0 && t.credentials != threads[0].credentials)
       add(name, "its credentials, capabilities or seccomp filters differ from the main thread's; a restore "
                 "gives every thread the launcher's one set");
+    if (i > 0 && t.cgroups != threads[0].cgroups)
+      add(name, "its cgroups differ from the main thread's; a restore puts every thread in the launcher's");
     if (i > 0 && t.scheduling != threads[0].scheduling)
       add(name, "its scheduling (" + t.scheduling + ") differs from the main thread's (" + threads[0].scheduling +
                     "); a restore gives every thread the main thread's");

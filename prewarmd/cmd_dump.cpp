@@ -13,16 +13,16 @@
 
 namespace prewarm::cli {
 
-int run_dump(pid_t pid, const std::string& dir, bool kill_after) {
+int run_dump(pid_t pid, const std::string& dir, bool kill_after, bool any_cgroup) {
   DumpOptions opts{.kill = kill_after};
-  // A restore runs in its launcher's namespaces, usually where this dump is taken: the app's must
-  // be the same. Not its cgroups: a shell's `prewarm dump` of a service is in another by design.
+  // A restore runs in its launcher's namespaces and cgroups, as a rule where this dump is taken:
+  // the app's must be the same (its cgroups unless --any-cgroup).
   auto here = read_placement(::getpid());
   if (!here) {
     std::fprintf(stderr, "prewarm dump: %s; no image was written\n", here.error().describe().c_str());
     return kExitError;
   }
-  here->cgroups.clear();
+  if (any_cgroup) here->cgroups.clear();
   opts.launched_in = std::move(*here);
   DumpOutcome r = dump_process(pid, dir, opts);
   switch (r.status) {

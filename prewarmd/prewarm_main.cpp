@@ -24,6 +24,10 @@ int main(int argc, char** argv) {
   dump->add_option("--pid", pid, "process to snapshot")->required();
   dump->add_option("--images", images, "image directory to create (replaced atomically)")->required();
   dump->add_flag("--kill", kill_after, "end the process after a successful snapshot");
+  bool any_cgroup = false;
+  dump->add_flag("--any-cgroup", any_cgroup,
+                 "dump a process in other cgroups than this command's (its restore will be in the "
+                 "launcher's; by default that is refused)");
   dump->footer("Exit status: 0 done, 3 the process has something prewarm cannot restore (each "
                "offender is listed), 1 other errors.");
 
@@ -113,7 +117,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "prewarm: %s\nRun `prewarm --help` or `prewarm COMMAND --help` for usage.\n", e.what());
     return kExitUsage;
   }
-  if (dump->parsed()) return run_dump(pid, images, kill_after);
+  if (dump->parsed()) return run_dump(pid, images, kill_after, any_cgroup);
   if (restore->parsed()) return run_restore(images, allow_other_owner, on_restore, lazy);
   if (inspect->parsed()) return run_inspect(images, json);
   if (regc->parsed()) return run_register(reg, json);

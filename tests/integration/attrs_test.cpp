@@ -4,7 +4,10 @@
 // app a signal to reseed.
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <stdexcept>
 #include <string_view>
@@ -214,6 +217,41 @@ INSTANTIATE_TEST_SUITE_P(
                       Refusal{"own_uts", "a uts namespace other than its launch's"},
                       Refusal{"own_mnt", "a mnt namespace other than its launch's"}),
     [](const auto& info) { return std::string(info.param.mode); });
+
+// The first cgroup2 mount (/sys/fs/cgroup, or .../unified on a hybrid system), "" if none.
+std::string cgroup2_mount() {
+  std::ifstream mounts("/proc/self/mounts");
+  std::string dev, dir, type, rest;
+  while (mounts >> dev >> dir >> type && std::getline(mounts, rest))
+    if (type == "cgroup2") return dir;
+  return "";
+}
+
+// A process that moved itself to another cgroup than the dump's is refused (a restore stays in
+// the launcher's), unless --any-cgroup says the launcher's cgroups are to be its own.
+TEST_F(Attrs, ProcessInAnotherCgroupIsRefusedUnlessAnyCgroup) {
+  if (geteuid() != 0) GTEST_SKIP() << "moving a process to a new cgroup needs root here";
+  const std::string cg2 = cgroup2_mount();
+  if (cg2.empty()) GTEST_SKIP() << "no cgroup2 mount";
+  const std::string cg = cg2 + "/prewarm-attrs-" + std::to_string(getpid());
+  if (::mkdir(cg.c_str(), 0755) != 0) GTEST_SKIP() << "cannot make a cgroup in " << cg2 << ": " << std::strerror(errno);
+  TempDir dir;
+  {
+    auto [c, ready] = start_ready({"/usr/bin/env", "CGROUP_PROCS=" + cg + "/cgroup.procs", PROG_attr_refused,
+                                   "own_cgroup", (dir / "file").string()});
+    auto d = dump(c, dir / "img");
+    EXPECT_EQ(d.code, 3) << d.err;
+    EXPECT_NE(d.err.find("/prewarm-attrs-" + std::to_string(getpid()) + ": not its launch's cgroup"), std::string::npos)
+        << d.err;
+    EXPECT_FALSE(fs::exists(dir / "img"));
+    auto any = prewarm({"dump", "--any-cgroup", "--pid", std::to_string(c.pid()), "--images", dir / "img"});
+    EXPECT_EQ(any.code, 0) << any.err;
+    c.write("go\n");
+    EXPECT_EQ(c.read_line(), "not restored");
+    EXPECT_EQ(c.wait(), 0);
+  }
+  EXPECT_EQ(::rmdir(cg.c_str()), 0) << std::strerror(errno);
+}
 
 // A field that is neither carried nor the launch's own must match: here CPU affinity.
 TEST_F(Attrs, MatchedFieldRefusesAnotherLaunch) {

@@ -65,6 +65,12 @@ int main(int argc, char** argv) {
     }
   } else if (strcmp(mode, "dumpable") == 0) {
     CHECK(prctl(PR_SET_DUMPABLE, 0) == 0);
+  } else if (strcmp(mode, "own_cgroup") == 0) {
+    /* Moves itself to the cgroup whose cgroup.procs $CGROUP_PROCS names. */
+    const char* procs = getenv("CGROUP_PROCS");
+    CHECK(procs != NULL);
+    int p = open(procs, O_WRONLY);
+    CHECK(p >= 0 && write(p, "0", 1) == 1 && close(p) == 0);
   } else if (strcmp(mode, "own_uts") == 0) {
     /* A host name of its own (root): a restore runs in its launcher's namespaces. */
     CHECK(unshare(CLONE_NEWUTS) == 0 && sethostname("prewarm-own", 11) == 0);
