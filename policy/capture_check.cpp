@@ -77,6 +77,11 @@ std::vector<Offender> placement_offenders(const Placement& launch, const Placeme
                        "]), made or entered by the app (unshare, setns); a restore runs in its launcher's "
                        "namespaces, without " + kNamespaceHolds[i]});
   }
+  if (now.lsm_label != launch.lsm_label)
+    out.push_back({0, 0, "security label " + now.lsm_label, {},
+                   "not its launch's (" + (launch.lsm_label.empty() ? std::string("none") : launch.lsm_label) +
+                       "): an AppArmor or SELinux transition (at exec, or a change of profile); a restore runs "
+                       "under its launcher's label, so it would lose that confinement"});
   if (!launch.cgroups.empty() && now.cgroups != launch.cgroups)
     out.push_back({0, 0, "cgroup " + first_line_not_in(now.cgroups, launch.cgroups), {},
                    "not its launch's cgroup (" + first_line_not_in(launch.cgroups, now.cgroups) +

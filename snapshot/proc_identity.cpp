@@ -69,6 +69,13 @@ Result<Placement> read_placement_below(int dir, const std::string& where) {
       return errno_error("stat " + where + "/" + name);
   }
   PW_ASSIGN(p.cgroups, read_below(dir, where, "cgroup"));
+  // EINVAL: no LSM with a per-task label (neither AppArmor nor SELinux is active).
+  auto label = read_below(dir, where, "attr/current");
+  if (!label && label.error().code != EINVAL && label.error().code != ENOENT) return label.error();
+  if (label) {
+    while (!label->empty() && (label->back() == '\0' || label->back() == '\n')) label->pop_back();  // SELinux ends in NUL
+    p.lsm_label = std::string(trim(*label));
+  }
   return p;
 }
 

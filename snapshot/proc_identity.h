@@ -17,13 +17,15 @@
 
 namespace prewarm {
 
-// Where a process lives: the namespaces it is in and its cgroups. A restore runs in its
-// launcher's, so a dump compares them with its launch's: an app that made or entered its own
-// (unshare, setns, a write to cgroup.procs) would lose what it set up there, and is refused.
+// Where a process lives: the namespaces it is in, its cgroups and its security label. A restore
+// runs in its launcher's, so a dump compares them with its launch's: an app that made or entered
+// its own (unshare, setns, a write to cgroup.procs, an AppArmor or SELinux transition at exec or
+// a change_profile) would lose what it set up there, or its confinement, and is refused.
 struct Placement {
   static constexpr std::array<const char*, 7> kNamespaces{"mnt", "uts", "ipc", "net", "user", "cgroup", "time"};
   std::array<uint64_t, kNamespaces.size()> ns{};  // inode of /proc/PID/ns/NAME; 0: none on this kernel
   std::string cgroups;                            // /proc/PID/cgroup as it reads
+  std::string lsm_label;                          // /proc/PID/attr/current; "": no LSM keeps one
 };
 
 struct ProcessIdentity {

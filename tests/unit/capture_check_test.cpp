@@ -151,6 +151,19 @@ TEST(PlacementOffenders, ANamespaceUnknownOnEitherSideIsNotCompared) {
   EXPECT_TRUE(placement_offenders(launch, now).empty());
 }
 
+// An app confined at its exec (an AppArmor profile attached to its path) or by change_profile:
+// restored, it would run under the launcher's label.
+TEST(PlacementOffenders, AnotherSecurityLabelIsNamed) {
+  auto launch = launched(), now = launched();
+  launch.lsm_label = now.lsm_label = "unconfined";
+  EXPECT_TRUE(placement_offenders(launch, now).empty());
+  now.lsm_label = "/usr/bin/evince (enforce)";
+  auto o = placement_offenders(launch, now);
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0].name, "security label /usr/bin/evince (enforce)");
+  EXPECT_NE(o[0].reason.find("not its launch's (unconfined)"), std::string::npos) << o[0].reason;
+}
+
 TEST(PlacementOffenders, ACgroupMoveIsNamedOnlyWhenTheLaunchsIsKnown) {
   auto now = launched();
   now.cgroups = "0::/user.slice/user-1001.slice/session-3.scope/mine\n";

@@ -153,6 +153,12 @@ TEST(ReadPlacement, NamesThisProcesssNamespacesAndCgroups) {
   std::ifstream f("/proc/self/cgroup");
   const std::string cgroups((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   EXPECT_EQ(p->cgroups, cgroups);
+  // The security label as the LSM gives it (no LSM with one: the read fails, and it is "").
+  std::ifstream attr("/proc/self/attr/current");
+  std::string label;
+  if (!std::getline(attr, label)) label.clear();
+  while (!label.empty() && label.back() == '\0') label.pop_back();
+  EXPECT_EQ(p->lsm_label, label);
   UniqueFd pfd = pidfd_of(::getpid());
   auto id = read_identity(::getpid(), pfd.get());
   ASSERT_TRUE(id.ok());
