@@ -197,16 +197,16 @@ int run_stats(const std::string& name, bool as_json, unsigned recent, unsigned h
     std::printf("%s\n", proto::json_text(reply, 2).c_str());
     return kExitOk;
   }
-  std::printf("%-16s %6s %8s %9s %11s %11s %15s %15s %8s %9s %10s\n", "NAME", "COLD", "RESTORED", "FALLBACKS",
-              "COLD p50", "COLD p95", "RESTORED p50", "RESTORED p95", "SPEEDUP", "HIT RATE", "IMAGE");
+  std::printf("%-16s %6s %8s %9s %6s %11s %11s %15s %15s %8s %9s %10s\n", "NAME", "COLD", "RESTORED", "FALLBACKS",
+              "FAILED", "COLD p50", "COLD p95", "RESTORED p50", "RESTORED p95", "SPEEDUP", "HIT RATE", "IMAGE");
   for (const auto& a : reply["apps"]) {
     const auto& l = a["launches"];
     char speed[16] = "-", hit[16] = "-";
     if (!a["speedup"].is_null()) std::snprintf(speed, sizeof speed, "%.1fx", a["speedup"].get<double>());
     if (!a["hit_rate"].is_null()) std::snprintf(hit, sizeof hit, "%.0f%%", 100 * a["hit_rate"].get<double>());
-    std::printf("%-16s %6llu %8llu %9llu %11s %11s %15s %15s %8s %9s %10s\n", a["name"].get<std::string>().c_str(),
+    std::printf("%-16s %6llu %8llu %9llu %6llu %11s %11s %15s %15s %8s %9s %10s\n", a["name"].get<std::string>().c_str(),
                 l["cold"].get<unsigned long long>(), l["restored"].get<unsigned long long>(),
-                l["fallbacks"].get<unsigned long long>(), ms_text(a["cold_ready_ms"]["p50"]).c_str(),
+                l["fallbacks"].get<unsigned long long>(), l.value("failed", 0ull), ms_text(a["cold_ready_ms"]["p50"]).c_str(),
                 ms_text(a["cold_ready_ms"]["p95"]).c_str(), ms_text(a["restored_ready_ms"]["p50"]).c_str(),
                 ms_text(a["restored_ready_ms"]["p95"]).c_str(), speed, hit,
                 human_bytes(a["image_bytes"].get<uint64_t>()).c_str());

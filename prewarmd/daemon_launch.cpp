@@ -332,6 +332,7 @@ void Daemon::on_restore_died(Launch& l) {
       (l.restore_failure.empty() ? std::string(")") : "; the restorer said: " + l.restore_failure + ")");
   store_.quarantine(l.restored_key);
   l.restored_key.clear();
+  if (history_ && l.history_id) note_history(history_->set_failed(l.history_id));
   if (registry_.apps.count(l.app))
     set_status(l.app, {policy::AppEvent::kRestoreRefused, reason, !store_.entries_of(l.app).empty()});
   log_event(LOG_ERR, l.app + ": " + reason + "; image quarantined, the next launch is cold",

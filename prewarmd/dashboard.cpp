@@ -325,6 +325,7 @@ std::array<std::string, 5> metrics_of(const DashboardView::AppView& av, const Ap
   const std::string app = "app=\"" + label(av.app.config.name) + "\"";
   launches += "prewarm_launches_total{" + app + ",mode=\"cold\"} " + std::to_string(t.cold.launches) + "\n";
   launches += "prewarm_launches_total{" + app + ",mode=\"restored\"} " + std::to_string(t.restored.launches) + "\n";
+  launches += "prewarm_launches_total{" + app + ",mode=\"failed\"} " + std::to_string(t.failed) + "\n";
   snapshots += "prewarm_snapshots_total{" + app + ",result=\"ok\"} " + std::to_string(t.captures) + "\n";
   snapshots += "prewarm_snapshots_total{" + app + ",result=\"failed\"} " + std::to_string(t.capture_failures) + "\n";
   images += "prewarm_image_bytes{" + app + "} " + std::to_string(av.image_bytes) + "\n";

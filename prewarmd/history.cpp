@@ -315,6 +315,18 @@ Result<void> History::set_fallback(int64_t id, const std::string& kind, const st
   });
 }
 
+Result<void> History::set_failed(int64_t id) {
+  const auto was = launch_state(db_, id);
+  if (!was) return ok();
+  // The row stays a restore that never became ready (the reason is in the log); the totals,
+  // which /metrics and `prewarm stats` show, count it as failed, once.
+  if (was->mode != "restored" || was->ready) return ok();
+  return with_totals(was->app, [&](AppTotals& t) -> Result<void> {
+    t.failed++;
+    return ok();
+  });
+}
+
 Result<void> History::set_ready(int64_t id, double ready_ms, const std::optional<RestorePhases>& p,
                                 std::optional<int64_t> bytes_read) {
   const auto was = launch_state(db_, id);

@@ -97,6 +97,9 @@ class History {
   Result<int64_t> add_launch(const LaunchRow& row);
   // The restore was refused before the point of no return: the launch went on cold.
   Result<void> set_fallback(int64_t id, const std::string& kind, const std::string& reason);
+  // The restore failed past the point of no return (its process ended before it was ready): it
+  // counts as a failed launch in the totals (not as a fallback). Call it once per launch.
+  Result<void> set_failed(int64_t id);
   // Cold launches per fallback kind over the whole history, for /metrics.
   Result<std::vector<std::pair<std::string, uint64_t>>> fallback_counts(const std::string& app) const;
   Result<void> set_ready(int64_t id, double ready_ms, const std::optional<RestorePhases>& phases,

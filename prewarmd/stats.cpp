@@ -120,6 +120,7 @@ nlohmann::json AppTotals::to_json() const {
   return {{"v", 1},
           {"cold", mode_json(cold)},
           {"restored", mode_json(restored)},
+          {"failed", failed},
           {"fallbacks", fallbacks},
           {"last_fallbacks", last_fallbacks},
           {"phased", phased},
@@ -138,6 +139,7 @@ std::optional<AppTotals> AppTotals::from_json(const nlohmann::json& j) {
   try {
     if (j.at("v").get<int>() != 1) return std::nullopt;
     if (!mode_from(j.at("cold"), t.cold) || !mode_from(j.at("restored"), t.restored)) return std::nullopt;
+    t.failed = j.value("failed", uint64_t{0});  // totals written before failures were counted
     t.fallbacks = j.at("fallbacks").get<std::map<std::string, uint64_t>>();
     t.last_fallbacks = j.at("last_fallbacks").get<std::vector<std::string>>();
     t.phased = j.at("phased").get<uint64_t>();
@@ -242,7 +244,9 @@ nlohmann::json app_stats(const App& app, uint64_t image_bytes, const AppTotals& 
   return {{"name", app.config.name},
           {"state", std::string(policy::to_string(app.status.state))},
           {"reason", app.status.reason},
-          {"launches", {{"cold", t.cold.launches}, {"restored", t.restored.launches}, {"fallbacks", t.fallback_total()}}},
+          {"launches",
+           {{"cold", t.cold.launches}, {"restored", t.restored.launches}, {"fallbacks", t.fallback_total()},
+            {"failed", t.failed}}},
           {"fallbacks_by_kind", t.fallbacks},
           {"cold_ready_ms", {{"p50", num(c50)}, {"p95", num(t.cold.ready.quantile(0.95))}, {"n", t.cold.ready.count()}}},
           {"restored_ready_ms", {{"p50", num(r50)}, {"p95", num(t.restored.ready.quantile(0.95))}, {"n", t.restored.ready.count()}}},

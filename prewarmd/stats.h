@@ -66,6 +66,7 @@ struct AppTotals {
   static constexpr size_t kLastFallbacks = 5;
 
   Mode cold, restored;
+  uint64_t failed = 0;  // restores that ended past the point of no return (never ready)
   std::map<std::string, uint64_t> fallbacks;  // by kind ("stale", "refused", ...)
   std::vector<std::string> last_fallbacks;    // the reasons, newest last, at most kLastFallbacks
   uint64_t phased = 0;                        // restores that reported their phases

@@ -236,6 +236,13 @@ case "$(field denied reason)" in
   *) fail "the app's status does not name the failure: $(field denied reason)" ;;
 esac
 [ "$(field denied images)" = 0 ] || fail "denied still lists $(field denied images) images"
+# Counted as a failed launch (not a fallback: nothing went on cold).
+counted() {
+  "$P" stats denied --json | python3 -c "import json,sys; a=json.load(sys.stdin)['apps'][0]
+sys.exit(0 if a['launches']['failed'] == 1 and a['launches']['fallbacks'] == 0 else 1)"
+}
+wait_for 10 counted
+"$P" stats denied | has -E '^denied +1 +0 +0 +1 ' || fail "stats does not show the failed launch: $("$P" stats denied)"
 a=$(run_calc denied 11 "${DENY[@]}") || fail "the launch after the failed restore did not answer"
 [ "$(last denied mode)" = cold ] || fail "the launch after the failed restore was $(last denied mode), not cold"
 "$P" unregister denied >/dev/null

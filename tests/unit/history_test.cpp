@@ -672,6 +672,25 @@ TEST_F(HistoryTest, TotalsCountEachLaunchOnceItsModeIsSettled) {
   EXPECT_EQ(s.fallbacks, t.fallback_total());
 }
 
+// A restore that died past the point of no return counts as failed, not as a fallback; its row
+// stays a restore that was never ready. A launch that became ready cannot fail later.
+TEST_F(HistoryTest, AFailedRestoreCountsInTheTotalsOnly) {
+  History h = open_ok();
+  const int64_t died = add(h, launch("calc", "restored"));
+  ASSERT_TRUE(h.set_failed(died).ok());
+  const int64_t ready = add(h, launch("calc", "restored"));
+  ASSERT_TRUE(h.set_ready(ready, 20, std::nullopt, std::nullopt).ok());
+  ASSERT_TRUE(h.set_failed(ready).ok());
+  const AppTotals t = totals_in(h, "calc");
+  EXPECT_EQ(t.failed, 1u);
+  EXPECT_EQ(t.restored.launches, 1u);
+  EXPECT_EQ(t.fallback_total(), 0u);
+  auto rows = launches_of(h, "calc");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].mode, "restored");
+  EXPECT_FALSE(rows[0].ready_ms);
+}
+
 TEST_F(HistoryTest, ReadinessReportedTwiceCountsOnce) {
   History h = open_ok();
   const int64_t id = add(h, launch("calc", "restored"));
