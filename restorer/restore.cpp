@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -288,6 +289,15 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
   rlimit data{};
   ::getrlimit(RLIMIT_DATA, &data);
   if (auto c = check_mm_map(p.mm, min_addr, data.rlim_cur); !c) return c.error();  // the app's RLIMIT_DATA
+  // The blob sets them with PR_SET_MM_MAP past the point of no return: a kernel that cannot (no
+  // CONFIG_CHECKPOINT_RESTORE, another struct size) is found here, while a cold start still can be.
+  unsigned mm_map_size = 0;
+  if (::prctl(PR_SET_MM, PR_SET_MM_MAP_SIZE, &mm_map_size, 0, 0) != 0)
+    return errno_error("prctl(PR_SET_MM_MAP_SIZE): this kernel cannot set a restored process's mm fields "
+                       "(it needs CONFIG_CHECKPOINT_RESTORE; `prewarm check` says so)");
+  if (mm_map_size != sizeof(PwMmMap))
+    return data_error("this kernel's struct prctl_mm_map has " + std::to_string(mm_map_size) + " bytes, this prewarm's " +
+                      std::to_string(sizeof(PwMmMap)));
   PW_TRY(try_blob_advice(*plan));
 
   // 8. Blob and plan into the hole.

@@ -105,6 +105,19 @@ TEST_F(Attrs, MlockTheBlobCannotDoIsRefusedBeforeThePointOfNoReturn) {
   EXPECT_EQ(r.err.find("point of no return"), std::string::npos) << r.err;
 }
 
+// A kernel that cannot set the mm fields (PR_SET_MM_MAP; no CONFIG_CHECKPOINT_RESTORE, here a
+// seccomp filter that fails every PR_SET_MM with EINVAL) is found by the launcher: a plain
+// refusal, never the blob's exit 125 past the point of no return.
+TEST_F(Attrs, KernelWithoutPrSetMmIsFoundBeforeThePointOfNoReturn) {
+  TempDir dir;
+  auto [original, ready] = start_ready({PROG_seccomp_deny, "pr-set-mm", PROG_attr_procself});
+  auto d = dump(original, dir / "img");
+  ASSERT_EQ(d.code, 0) << d.err;
+  auto r = run({PROG_seccomp_deny, "pr-set-mm", PREWARM_BIN, "restore", "--images", (dir / "img").string()});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("prctl(PR_SET_MM_MAP_SIZE): this kernel cannot set"), std::string::npos) << r.err;
+}
+
 TEST_F(Attrs, ItimerIsCarried) {
   TempDir dir;
   auto [original, ready] = start_ready({PROG_attr_itimer});
