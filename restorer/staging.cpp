@@ -18,6 +18,21 @@ namespace {
 
 constexpr uint64_t kAlign = 2ull << 20;
 
+// A new MAP_SHARED|MAP_ANONYMOUS mapping starts at offset 0 of its object; one that started further
+// in (its head unmapped, or split off) is made with that head, which is then dropped, so it keeps
+// the offset /proc/PID/maps showed.
+void* map_shared_anon(uint64_t slot, uint64_t len, uint64_t offset, int flags) {
+  if (offset == 0) return ::mmap(reinterpret_cast<void*>(slot), len, PROT_READ | PROT_WRITE, flags | MAP_ANONYMOUS, -1, 0);
+  void* whole = ::mmap(nullptr, offset + len, PROT_READ | PROT_WRITE, (flags & ~MAP_FIXED) | MAP_ANONYMOUS, -1, 0);
+  if (whole == MAP_FAILED) return MAP_FAILED;
+  char* tail = static_cast<char*>(whole) + offset;
+  void* p = ::mremap(tail, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, reinterpret_cast<void*>(slot));
+  const int saved = errno;
+  ::munmap(whole, p == MAP_FAILED ? offset + len : offset);
+  errno = saved;
+  return p;
+}
+
 }  // namespace
 
 std::string hex(uint64_t v) {
@@ -71,6 +86,8 @@ Result<void> stage_mapping(const pb::Snapshot& snap, const pb::Mapping& m, int f
   if (m.kind() == pb::Mapping::FILE)
     p = ::mmap(reinterpret_cast<void*>(slot), len, PROT_READ | PROT_WRITE, flags, file_fd,
                static_cast<off_t>(m.file_offset()));
+  else if (m.kind() == pb::Mapping::SHARED_ANON)
+    p = map_shared_anon(slot, len, m.file_offset(), flags);
   else
     p = ::mmap(reinterpret_cast<void*>(slot), len, PROT_READ | PROT_WRITE, flags | MAP_ANONYMOUS,
                -1, 0);

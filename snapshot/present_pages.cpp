@@ -44,8 +44,15 @@ Result<std::vector<PageRegion>> shared_anon_pages(pid_t pid, uint64_t start, uin
                 static_cast<unsigned long>(start), static_cast<unsigned long>(end));
   UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) {
-    if (errno == EPERM || errno == EACCES) return std::vector<PageRegion>{{start, end, 0}};
-    return errno_error(std::string("open ") + path);
+    if (errno != EPERM && errno != EACCES) return errno_error(std::string("open ") + path);
+    // Reading a hole allocates it in the app's object (charged to its memory cgroup): bounded.
+    constexpr uint64_t kMaxUnlisted = 256ull << 20;
+    if (end - start > kMaxUnlisted)
+      return make_error(EPERM, "a shared anonymous mapping of " + std::to_string((end - start) >> 20) +
+                                   " MiB whose pages this user cannot list (" + path +
+                                   ": needs CAP_CHECKPOINT_RESTORE or root); reading them all would allocate them in "
+                                   "the app, so it is not dumped");
+    return std::vector<PageRegion>{{start, end, 0}};
   }
   std::vector<PageRegion> out;
   const auto last = static_cast<off_t>(offset + (end - start));

@@ -28,7 +28,7 @@ Result<std::vector<PageRegion>> find_present_pages(int pagemap_fd, uint64_t star
 // mapping of the object was never faulted here), so its page tables do not tell: the object's
 // data ranges (SEEK_DATA/SEEK_HOLE through /proc/PID/map_files, which needs CAP_SYS_ADMIN or
 // CAP_CHECKPOINT_RESTORE), else the whole range (reading a hole there allocates a zero page in
-// the object).
+// the object), which above 256 MiB is an error instead.
 Result<std::vector<PageRegion>> shared_anon_pages(pid_t pid, uint64_t start, uint64_t end, uint64_t offset);
 
 }  // namespace prewarm

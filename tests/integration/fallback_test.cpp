@@ -90,7 +90,8 @@ TEST_F(Fallback, PythonAppGivesTheSameImageBothWaysAsNobodyAndRestores) {
 }
 
 // Without the capability to list a shared anonymous mapping's object (map_files), the dump reads
-// the whole mapping: the pages this process does not map come back too.
+// the whole mapping: the pages this process does not map come back too, and the page never
+// written is then in the original's object (the cost README's "What a restore carries" names).
 TEST_F(Fallback, SharedAnonymousPagesAsNobody) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to run the app and the dump as nobody";
   if (::access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "no setpriv";
@@ -105,6 +106,9 @@ TEST_F(Fallback, SharedAnonymousPagesAsNobody) {
   auto r = run(with(kAsNobody, {PREWARM_BIN, "restore", "--images", dir / "img"}), "go\n", 60s);
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("answer ab0d last=d"), std::string::npos) << r.out << r.err;
+  app.write("go\n");
+  EXPECT_EQ(app.read_line(), "answer ab0d last=d hole_in_object=1");
+  EXPECT_EQ(app.wait(), 0);
 }
 
 }  // namespace

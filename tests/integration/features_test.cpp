@@ -28,12 +28,18 @@ int thread_count(pid_t pid) {
 
 // A shared anonymous mapping's pages are its shmem object's, whether this process maps them or
 // not: one dropped by MADV_DONTNEED and one only a child wrote come back (a dump that went by the
-// page tables restored both as zeros: "answer a000 last=0").
+// page tables restored both as zeros: "answer a000 last=0"). The mapping starts a page into its
+// object. As root the dump lists the object's data, so the page never written stays unallocated
+// in the original.
 TEST_F(Features, SharedAnonymousPagesNotMappedHereAreKept) {
   TempDir dir;
   auto rt = round_trip({PROG_shared_anon}, dir);
-  EXPECT_EQ(answer(rt.restored, "go"), "answer ab0d last=d");
-  EXPECT_EQ(answer(rt.original, "go"), "answer ab0d last=d");
+  EXPECT_TRUE(answer(rt.restored, "go").starts_with("answer ab0d last=d hole_in_object="));
+  const std::string original = answer(rt.original, "go");
+  if (::geteuid() == 0)
+    EXPECT_EQ(original, "answer ab0d last=d hole_in_object=0");
+  else
+    EXPECT_TRUE(original.starts_with("answer ab0d last=d ")) << original;
 }
 
 TEST_F(Features, Sigaltstack) {

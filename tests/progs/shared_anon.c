@@ -1,7 +1,9 @@
-/* A MAP_SHARED|MAP_ANONYMOUS mapping whose data is not all mapped here: page 0 written, page 1
- * written and then dropped from this process's page tables (MADV_DONTNEED: the shmem object keeps
- * it), page 2 never written, page 3 written only by a child through its inherited mapping. The
- * answer is each page's first byte ('0' for zero): a dump that trusts the page tables loses 1 and 3. */
+/* A MAP_SHARED|MAP_ANONYMOUS mapping whose data is not all mapped here, at an offset into its
+ * shmem object (its first page unmapped): page 0 written, page 1 written and then dropped from
+ * this process's page tables (MADV_DONTNEED: the object keeps it), page 2 never written, page 3
+ * written only by a child through its inherited mapping. The answer is each page's first byte
+ * ('0' for zero), and whether the never-written page is in the object after the dump (mincore): a
+ * dump that lists the object's data leaves it out, one that reads every page allocates it. */
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -11,8 +13,10 @@
 enum { kPage = 4096, kPages = 4 };
 
 int main(void) {
-  char* p = mmap(NULL, kPages * kPage, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  CHECK(p != MAP_FAILED);
+  char* all = mmap(NULL, (kPages + 1) * kPage, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  CHECK(all != MAP_FAILED);
+  CHECK(munmap(all, kPage) == 0);  /* the rest maps the object from offset 4096 */
+  char* p = all + kPage;
   memset(p, 'a', kPage);
   memset(p + kPage, 'b', kPage);
   CHECK(madvise(p + kPage, kPage, MADV_DONTNEED) == 0);
@@ -27,8 +31,11 @@ int main(void) {
   say("ready");
   char line[64];
   read_line(line, sizeof line);
+  unsigned char in[kPages];
+  CHECK(mincore(p, kPages * kPage, in) == 0);
+  const int hole = in[2] & 1;  /* before anything below touches it */
   char first[kPages + 1] = {0};
   for (int i = 0; i < kPages; i++) first[i] = p[i * kPage] ? p[i * kPage] : '0';
-  say("answer %s last=%c", first, p[kPages * kPage - 1] ? p[kPages * kPage - 1] : '0');
+  say("answer %s last=%c hole_in_object=%d", first, p[kPages * kPage - 1] ? p[kPages * kPage - 1] : '0', hole);
   return 0;
 }
