@@ -136,7 +136,7 @@ def new_mount_ns():
                               stdin=subprocess.DEVNULL)
     # Ready once it runs sleep: unshare has made the namespace and set its propagation by then.
     deadline = time.time() + 10
-    while time.time() < deadline:
+    while time.time() < deadline and holder.poll() is None:
         try:
             with open(f"/proc/{holder.pid}/comm") as f:
                 if f.read().strip() == "sleep":
@@ -302,6 +302,8 @@ def main():
     ap.add_argument("--scratch", default=None, help="where images go (default: TMPDIR)")
     ap.add_argument("--json", help="write every result here")
     args = ap.parse_args()
+    if args.scratch:
+        args.scratch = os.path.abspath(args.scratch)  # setns moves the cwd to the namespace's root
     if os.geteuid() != 0:
         sys.exit("zdtm.py: run as root (zdtm tests drop to their own uid; prewarm dump needs ptrace)")
     static = os.path.join(os.path.abspath(args.criu_tree), "test/zdtm/static")

@@ -2,6 +2,7 @@
 #include "policy/capture_check.h"
 
 #include <array>
+#include <map>
 #include <type_traits>
 #include <utility>
 
@@ -50,19 +51,28 @@ std::string id_mismatch(const std::string& who, const ProcessIdentity& at_ready,
 constexpr std::array<const char*, Placement::kNamespaces.size()> kNamespaceHolds{
     "its mounts", "its host and domain names", "its System V IPC objects and POSIX message queues",
     "its network devices, addresses and routes", "its uid and gid mappings and the capabilities they give",
-    "its cgroup root", "its clock offsets"};
+    "its cgroup root", "its clock offsets", "the pid namespace its children would be in",
+    "the time namespace its children would be in"};
 
-// The first line of `a` that `b` does not have, for naming a cgroup.
-std::string first_line_not_in(const std::string& a, const std::string& b) {
+// "ID:CONTROLLERS" -> path, one entry per hierarchy line of /proc/PID/cgroup.
+std::map<std::string, std::string> cgroup_paths(const std::string& text) {
+  std::map<std::string, std::string> out;
   size_t i = 0;
-  while (i < a.size()) {
-    size_t nl = a.find('\n', i);
-    if (nl == std::string::npos) nl = a.size();
-    std::string line = a.substr(i, nl - i);
-    if (!line.empty() && ("\n" + b + "\n").find("\n" + line + "\n") == std::string::npos) return line;
+  while (i < text.size()) {
+    size_t nl = text.find('\n', i);
+    if (nl == std::string::npos) nl = text.size();
+    const std::string line = text.substr(i, nl - i);
+    const size_t second = line.find(':', line.find(':') + 1);
+    if (second != std::string::npos) out[line.substr(0, second)] = line.substr(second + 1);
     i = nl + 1;
   }
-  return a.substr(0, a.find('\n'));
+  return out;
+}
+
+// Whether `path` is a cgroup below `base` (one the app made there and moved itself into).
+bool below(const std::string& path, const std::string& base) {
+  if (path == base) return false;
+  return base == "/" ? path.starts_with("/") : path.starts_with(base + "/");
 }
 
 }  // namespace
@@ -72,8 +82,9 @@ std::vector<Offender> placement_offenders(const Placement& launch, const Placeme
   for (size_t i = 0; i < Placement::kNamespaces.size(); ++i) {
     if (launch.ns[i] == 0 || now.ns[i] == 0 || launch.ns[i] == now.ns[i]) continue;
     const std::string kind = Placement::kNamespaces[i];
-    out.push_back({0, 0, kind + ":[" + std::to_string(now.ns[i]) + "]", {},
-                   "a " + kind + " namespace other than its launch's (" + kind + ":[" + std::to_string(launch.ns[i]) +
+    auto id = [](uint64_t n) { return n == Placement::kUnavailable ? std::string("none yet") : std::to_string(n); };
+    out.push_back({0, 0, kind + ":[" + id(now.ns[i]) + "]", {},
+                   "a " + kind + " namespace other than its launch's (" + kind + ":[" + id(launch.ns[i]) +
                        "]), made or entered by the app (unshare, setns); a restore runs in its launcher's "
                        "namespaces, without " + kNamespaceHolds[i]});
   }
@@ -82,10 +93,18 @@ std::vector<Offender> placement_offenders(const Placement& launch, const Placeme
                    "not its launch's (" + (launch.lsm_label.empty() ? std::string("none") : launch.lsm_label) +
                        "): an AppArmor or SELinux transition (at exec, or a change of profile); a restore runs "
                        "under its launcher's label, so it would lose that confinement"});
-  if (!launch.cgroups.empty() && now.cgroups != launch.cgroups)
-    out.push_back({0, 0, "cgroup " + first_line_not_in(now.cgroups, launch.cgroups), {},
-                   "not its launch's cgroup (" + first_line_not_in(launch.cgroups, now.cgroups) +
-                       "): the app moved itself; a restore stays in its launcher's"});
+  // A cgroup below the launch's is one the app made and moved itself into. One elsewhere is as a
+  // rule its launcher's doing (a desktop moves a process it started into a scope of its own
+  // after the start), which a restore's launcher gets as well.
+  if (launch.cgroups.empty()) return out;
+  const auto then = cgroup_paths(launch.cgroups);
+  for (const auto& [hierarchy, path] : cgroup_paths(now.cgroups)) {
+    auto it = then.find(hierarchy);
+    if (it == then.end() || !below(path, it->second)) continue;
+    out.push_back({0, 0, "cgroup " + hierarchy + ":" + path, {},
+                   "below its launch's cgroup (" + it->second +
+                       "): the app made it and moved itself there; a restore stays in its launcher's"});
+  }
   return out;
 }
 

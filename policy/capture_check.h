@@ -19,8 +19,9 @@ std::string capture_refusal(const ProcessIdentity& at_ready, const ProcessIdenti
                             uid_t app_uid, gid_t app_gid);
 
 // What the app made or entered since its launch that a restore, which runs in its launcher's
-// namespaces and cgroups, would not have: one offender per namespace that differs from
-// `launch`'s, and one for the cgroups when `launch.cgroups` is known ("": not compared).
+// namespaces, cgroups and security label, would not have: one offender per namespace that
+// differs from `launch`'s, for another label, and per cgroup below the launch's (one the app
+// made and moved into) when `launch.cgroups` is known ("": not compared).
 std::vector<Offender> placement_offenders(const Placement& launch, const Placement& now);
 
 }  // namespace prewarm::policy

@@ -89,6 +89,7 @@ std::string snapshot_key(const LaunchContext& ctx, std::vector<FileRecord> files
   h.field(ctx.kernel);
   h.number(ctx.xfeatures);
   h.number(ctx.xsave_size);
+  h.field(ctx.security);
   std::sort(files.begin(), files.end(), [](auto& a, auto& b) { return a.path < b.path; });
   h.number(files.size());
   for (const auto& f : files) {

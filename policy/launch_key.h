@@ -22,6 +22,9 @@ struct LaunchContext {
   std::string kernel;                // uname release
   uint64_t xfeatures = 0;            // XCR0
   uint32_t xsave_size = 0;
+  // The launcher's security label and the loaded policy's revision: an exec of the app under
+  // another label or policy may be confined otherwise than the captured one was.
+  std::string security;
 };
 
 // The environment without per-launch variables (INVOCATION_ID, NOTIFY_SOCKET, LISTEN_*, ...)

@@ -121,7 +121,11 @@ std::vector<Offender> check_threads(const std::vector<ThreadInfo>& threads, uint
     if (i > 0 && t.credentials != threads[0].credentials)
       add(name, "its credentials, capabilities or seccomp filters differ from the main thread's; a restore "
                 "gives every thread the launcher's one set");
-    if (i > 0 && t.cgroups != threads[0].cgroups)
+    const Placement &own = t.placement, &main = threads[0].placement;
+    if (i > 0 && (own.ns != main.ns || own.lsm_label != main.lsm_label))
+      add(name, "its namespaces or security label differ from the main thread's (unshare, setns or change_hat in "
+                "that thread); a restore gives every thread the launcher's");
+    if (i > 0 && own.cgroups != main.cgroups)
       add(name, "its cgroups differ from the main thread's; a restore puts every thread in the launcher's");
     if (i > 0 && t.scheduling != threads[0].scheduling)
       add(name, "its scheduling (" + t.scheduling + ") differs from the main thread's (" + threads[0].scheduling +

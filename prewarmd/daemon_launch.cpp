@@ -98,6 +98,7 @@ Daemon::Reply Daemon::op_launch(const json& req, Connection& c) {
   }
   l->wall_ms = wall_ms();
   l->ctx = launch_context(*app, req, machine_);
+  if (l->launched_in) l->ctx.security = l->launched_in->lsm_label + "\n" + lsm_policy_revision();
   if (const auto it = req.find("listen_inodes"); it != req.end() && it->is_array() && it->size() <= kMaxListenFds)
     for (const auto& v : *it) l->launch_sockets.push_back(v.is_number_unsigned() ? v.get<uint64_t>() : 0);
   // 2. The launch's own readiness socket, connected by the launcher: prewarmd only ever sends where

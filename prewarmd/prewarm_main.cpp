@@ -26,8 +26,8 @@ int main(int argc, char** argv) {
   dump->add_flag("--kill", kill_after, "end the process after a successful snapshot");
   bool any_cgroup = false;
   dump->add_flag("--any-cgroup", any_cgroup,
-                 "dump a process in other cgroups than this command's (its restore will be in the "
-                 "launcher's; by default that is refused)");
+                 "dump a process in a cgroup below this command's, one it made and moved into (its "
+                 "restore will be in the launcher's; by default that is refused)");
   dump->footer("Exit status: 0 done, 3 the process has something prewarm cannot restore (each "
                "offender is listed), 1 other errors.");
 

@@ -58,6 +58,13 @@ Result<std::string> read_below(int dir, const std::string& where, const char* na
   return text;
 }
 
+// Whether this kernel has namespaces of that type at all: asked of this process, which has a link
+// for each (of its own, never the "none" a target's pid_for_children can be).
+bool kernel_has_namespace(const char* name) {
+  struct stat st {};
+  return ::stat((std::string("/proc/self/ns/") + name).c_str(), &st) == 0 || errno != ENOENT;
+}
+
 Result<Placement> read_placement_below(int dir, const std::string& where) {
   Placement p;
   for (size_t i = 0; i < Placement::kNamespaces.size(); ++i) {
@@ -65,8 +72,10 @@ Result<Placement> read_placement_below(int dir, const std::string& where) {
     struct stat st {};
     if (::fstatat(dir, name.c_str(), &st, 0) == 0)
       p.ns[i] = st.st_ino;
-    else if (errno != ENOENT)  // a kernel without that namespace type has no link
+    else if (errno != ENOENT)
       return errno_error("stat " + where + "/" + name);
+    else if (kernel_has_namespace(Placement::kNamespaces[i]))
+      p.ns[i] = Placement::kUnavailable;
   }
   PW_ASSIGN(p.cgroups, read_below(dir, where, "cgroup"));
   // EINVAL: no LSM with a per-task label (neither AppArmor nor SELinux is active).
@@ -164,8 +173,26 @@ Result<ProcessIdentity> read_identity(pid_t pid, int pidfd) {
   return id;
 }
 
+std::string lsm_policy_revision() {
+  std::string out;
+  if (auto aa = read_file("/sys/kernel/security/apparmor/revision")) out += "apparmor:" + std::string(trim(*aa));
+  // struct selinux_kernel_status: version, sequence, enforcing, policyload, deny_unknown (u32 each).
+  if (UniqueFd fd(::open("/sys/fs/selinux/status", O_RDONLY | O_CLOEXEC)); fd.valid()) {
+    uint32_t status[5] = {};
+    if (::pread(fd.get(), status, sizeof status, 0) == static_cast<ssize_t>(sizeof status))
+      out += (out.empty() ? "" : " ") + std::string("selinux:") + std::to_string(status[3]);
+  }
+  return out;
+}
+
 Result<Placement> read_placement(pid_t pid) {
   const std::string where = "/proc/" + std::to_string(pid);
+  PW_ASSIGN(auto dir, open_fd(where, O_RDONLY | O_DIRECTORY));
+  return read_placement_below(dir.get(), where);
+}
+
+Result<Placement> read_thread_placement(pid_t pid, pid_t tid) {
+  const std::string where = "/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid);
   PW_ASSIGN(auto dir, open_fd(where, O_RDONLY | O_DIRECTORY));
   return read_placement_below(dir.get(), where);
 }

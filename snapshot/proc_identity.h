@@ -22,8 +22,12 @@ namespace prewarm {
 // its own (unshare, setns, a write to cgroup.procs, an AppArmor or SELinux transition at exec or
 // a change_profile) would lose what it set up there, or its confinement, and is refused.
 struct Placement {
-  static constexpr std::array<const char*, 7> kNamespaces{"mnt", "uts", "ipc", "net", "user", "cgroup", "time"};
-  std::array<uint64_t, kNamespaces.size()> ns{};  // inode of /proc/PID/ns/NAME; 0: none on this kernel
+  static constexpr std::array<const char*, 9> kNamespaces{"mnt",  "uts",    "ipc",  "net",             "user",
+                                                          "cgroup", "time", "pid_for_children", "time_for_children"};
+  // The inode of /proc/PID/ns/NAME; 0: this kernel has no such namespace; kUnavailable: it has,
+  // but the process's link names none (a pid namespace unshared for children not yet forked).
+  static constexpr uint64_t kUnavailable = ~uint64_t{0};
+  std::array<uint64_t, kNamespaces.size()> ns{};
   std::string cgroups;                            // /proc/PID/cgroup as it reads
   std::string lsm_label;                          // /proc/PID/attr/current; "": no LSM keeps one
 };
@@ -53,8 +57,15 @@ Result<void> parse_identity_status(std::string_view status_text, ProcessIdentity
 // Field 22 of /proc/PID/stat, counted from after the last ')' (comm may hold ") " itself).
 Result<uint64_t> parse_stat_start_time(std::string_view stat_text);
 
+// Which security policy is loaded: AppArmor's revision (counts every profile load), SELinux's
+// policy load count, "" if neither. A profile loaded since a capture may confine a cold exec of
+// the app that a restore, under its launcher's label, would skip.
+std::string lsm_policy_revision();
+
 // /proc/PID/ns/* and /proc/PID/cgroup; the caller makes sure the pid is the process meant.
 Result<Placement> read_placement(pid_t pid);
+// The same of one thread (/proc/PID/task/TID/...): unshare, setns and change_hat act per thread.
+Result<Placement> read_thread_placement(pid_t pid, pid_t tid);
 
 // Reads /proc/PID, then checks that `pidfd` (bound to the process meant) is still alive, so the
 // numbers belong to that process and not to a successor that got the same pid.

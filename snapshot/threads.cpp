@@ -108,7 +108,7 @@ Result<ThreadInfo> collect_thread(FrozenProcess& proc, pid_t tid, int mem_fd, co
   t.credentials = credential_lines(status_text);
   PW_ASSIGN(std::string stat_text, read_file(dir + "stat"));
   t.scheduling = scheduling_summary(stat_text, status_text);
-  PW_ASSIGN(t.cgroups, read_file(dir + "cgroup"));
+  PW_ASSIGN(t.placement, read_thread_placement(proc.pid(), tid));
   PW_ASSIGN(t.comm, read_file(dir + "comm"));
   if (!t.comm.empty() && t.comm.back() == '\n') t.comm.pop_back();
   PW_ASSIGN(t.cpu, proc.read_cpu_state(tid));

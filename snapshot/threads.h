@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "snapshot/proc_identity.h"
 #include "snapshot/proc_maps.h"
 #include "snapshot/ptrace_freeze.h"
 #include "snapshot/result.h"
@@ -24,7 +25,7 @@ struct ThreadInfo {
   uint64_t blocked = 0, pending = 0;  // SigBlk, SigPnd (this thread's own queue)
   std::string credentials;            // status lines that must equal the main thread's
   std::string scheduling;             // nice, policy, rt priority and CPU affinity: the same
-  std::string cgroups;                // /proc/PID/task/TID/cgroup: the same (v1 moves threads alone)
+  Placement placement;                // namespaces, cgroups, security label: the main thread's too
   uint64_t altstack_sp = 0, altstack_size = 0;
   int altstack_flags = 0;
   uint64_t rseq_area = 0;

@@ -231,30 +231,35 @@ INSTANTIATE_TEST_SUITE_P(
                       Refusal{"own_mnt", "a mnt namespace other than its launch's"}),
     [](const auto& info) { return std::string(info.param.mode); });
 
-// The first cgroup2 mount (/sys/fs/cgroup, or .../unified on a hybrid system), "" if none.
-std::string cgroup2_mount() {
+// This process's cgroup2 directory: the first cgroup2 mount (/sys/fs/cgroup, or .../unified on a
+// hybrid system) and its "0::" path; "" if there is none.
+std::string own_cgroup2_dir() {
   std::ifstream mounts("/proc/self/mounts");
-  std::string dev, dir, type, rest;
+  std::string dev, dir, type, rest, mount;
   while (mounts >> dev >> dir >> type && std::getline(mounts, rest))
-    if (type == "cgroup2") return dir;
+    if (type == "cgroup2" && mount.empty()) mount = dir;
+  std::ifstream self("/proc/self/cgroup");
+  std::string line;
+  while (std::getline(self, line))
+    if (line.starts_with("0::") && !mount.empty()) return mount + (line == "0::/" ? "" : line.substr(3));
   return "";
 }
 
-// A process that moved itself to another cgroup than the dump's is refused (a restore stays in
-// the launcher's), unless --any-cgroup says the launcher's cgroups are to be its own.
-TEST_F(Attrs, ProcessInAnotherCgroupIsRefusedUnlessAnyCgroup) {
+// A process that made a cgroup below the dump's and moved itself there is refused (a restore
+// stays in the launcher's), unless --any-cgroup says the launcher's cgroups are to be its own.
+TEST_F(Attrs, ProcessInACgroupOfItsOwnIsRefusedUnlessAnyCgroup) {
   if (geteuid() != 0) GTEST_SKIP() << "moving a process to a new cgroup needs root here";
-  const std::string cg2 = cgroup2_mount();
-  if (cg2.empty()) GTEST_SKIP() << "no cgroup2 mount";
-  const std::string cg = cg2 + "/prewarm-attrs-" + std::to_string(getpid());
-  if (::mkdir(cg.c_str(), 0755) != 0) GTEST_SKIP() << "cannot make a cgroup in " << cg2 << ": " << std::strerror(errno);
+  const std::string here = own_cgroup2_dir();
+  if (here.empty()) GTEST_SKIP() << "no cgroup2 mount";
+  const std::string cg = here + "/prewarm-attrs-" + std::to_string(getpid());
+  if (::mkdir(cg.c_str(), 0755) != 0) GTEST_SKIP() << "cannot make a cgroup in " << here << ": " << std::strerror(errno);
   TempDir dir;
   {
     auto [c, ready] = start_ready({"/usr/bin/env", "CGROUP_PROCS=" + cg + "/cgroup.procs", PROG_attr_refused,
                                    "own_cgroup", (dir / "file").string()});
     auto d = dump(c, dir / "img");
     EXPECT_EQ(d.code, 3) << d.err;
-    EXPECT_NE(d.err.find("/prewarm-attrs-" + std::to_string(getpid()) + ": not its launch's cgroup"), std::string::npos)
+    EXPECT_NE(d.err.find("/prewarm-attrs-" + std::to_string(getpid()) + ": below its launch's cgroup"), std::string::npos)
         << d.err;
     EXPECT_FALSE(fs::exists(dir / "img"));
     auto any = prewarm({"dump", "--any-cgroup", "--pid", std::to_string(c.pid()), "--images", dir / "img"});

@@ -170,9 +170,17 @@ TEST(PlacementOffenders, ACgroupMoveIsNamedOnlyWhenTheLaunchsIsKnown) {
   auto o = placement_offenders(launched(), now);
   ASSERT_EQ(o.size(), 1u);
   EXPECT_EQ(format_offender(o[0]),
-            "cgroup 0::/user.slice/user-1001.slice/session-3.scope/mine: not its launch's cgroup "
-            "(0::/user.slice/user-1001.slice/session-3.scope): the app moved itself; a restore stays in its "
-            "launcher's");
+            "cgroup 0::/user.slice/user-1001.slice/session-3.scope/mine: below its launch's cgroup "
+            "(/user.slice/user-1001.slice/session-3.scope): the app made it and moved itself there; a restore "
+            "stays in its launcher's");
+  // Moved elsewhere, as a desktop moves what it started into a scope of its own: the restore's
+  // launcher is moved the same way, so nothing is lost.
+  auto scope = launched();
+  scope.cgroups = "0::/user.slice/user-1001.slice/user@1001.service/app.slice/app-calc-42.scope\n";
+  EXPECT_TRUE(placement_offenders(launched(), scope).empty());
+  auto prefix = launched();  // a sibling whose name starts like the launch's is not below it
+  prefix.cgroups = "0::/user.slice/user-1001.slice/session-3.scope2\n";
+  EXPECT_TRUE(placement_offenders(launched(), prefix).empty());
   auto unknown = launched();
   unknown.cgroups.clear();
   EXPECT_TRUE(placement_offenders(unknown, now).empty());
@@ -184,6 +192,19 @@ TEST(PlacementOffenders, ACgroupMoveIsNamedOnlyWhenTheLaunchsIsKnown) {
   o = placement_offenders(v1, moved);
   ASSERT_EQ(o.size(), 1u);
   EXPECT_EQ(o[0].name, "cgroup 12:cpu:/x");
+  // A hierarchy the launch did not have is not compared.
+  moved.cgroups = "12:cpu:/\n0::/a\n13:name=zdtmtst:/sub\n";
+  EXPECT_TRUE(placement_offenders(v1, moved).empty());
+}
+
+// A pid namespace unshared for children not yet forked names none yet: still not the launch's.
+TEST(PlacementOffenders, APidNamespaceForChildrenNotYetMadeIsNamed) {
+  auto now = launched();
+  now.ns[7] = Placement::kUnavailable;
+  auto o = placement_offenders(launched(), now);
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0].name, "pid_for_children:[none yet]");
+  EXPECT_NE(o[0].reason.find("the pid namespace its children would be in"), std::string::npos) << o[0].reason;
 }
 
 }  // namespace

@@ -140,6 +140,7 @@ TEST(SnapshotKey, ChangesWithEverySingleInput) {
       {"kernel", [](auto& c, auto&) { c.kernel = "6.8.0-46-generic"; }},
       {"xfeatures", [](auto& c, auto&) { c.xfeatures = 0x207; }},
       {"xsave_size", [](auto& c, auto&) { c.xsave_size = 2440; }},
+      {"security label", [](auto& c, auto&) { c.security = "/usr/bin/calc (enforce)\napparmor:7"; }},
       {"file hash", [](auto&, auto& f) { f[1].content_hash[31] = '1'; }},
       {"file path", [](auto&, auto& f) { f[1].path = "/usr/lib/libfoo.so.2"; }},
       {"file added",
