@@ -51,13 +51,14 @@ assert p and all(p[k] >= 0 for k in ("validate_ms", "read_ms", "map_ms", "resume
 assert abs(sum(p.values()) - r["ready_ms"]) < 0.01, r  # phases partition the time to ready
 assert r["bytes_read"] > 1 << 20, r
 assert len(d["snapshots"]) == 1 and d["snapshots"][0]["ok"] and d["snapshots"][0]["image_bytes"] > 0, d["snapshots"]
-assert d["app"]["launches"] == {"cold": 1, "restored": 1, "fallbacks": 0}, d["app"]
+assert d["app"]["launches"] == {"cold": 1, "restored": 1, "fallbacks": 0, "failed": 0}, d["app"]
 EOF
 
 step "/metrics counts them"
 get /metrics > "$SCRATCH/metrics"
 grep -qx 'prewarm_launches_total{app="calc",mode="cold"} 1' "$SCRATCH/metrics" || fail "cold counter: $(grep launches_total "$SCRATCH/metrics")"
 grep -qx 'prewarm_launches_total{app="calc",mode="restored"} 1' "$SCRATCH/metrics" || fail "restored counter"
+grep -qx 'prewarm_launches_total{app="calc",mode="failed"} 0' "$SCRATCH/metrics" || fail "failed counter"
 grep -qx 'prewarm_time_to_ready_seconds_count{app="calc",mode="restored"} 1' "$SCRATCH/metrics" || fail "histogram count"
 grep -q '^prewarm_cache_bytes [1-9]' "$SCRATCH/metrics" || fail "cache size"
 

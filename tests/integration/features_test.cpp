@@ -266,6 +266,7 @@ void expect_refused(const std::string& mode, const std::string& reason) {
 }
 
 TEST_F(Features, ThreadWithItsOwnCredentialsIsRefused) { expect_refused("creds", "its credentials"); }
+TEST_F(Features, ThreadInANamespaceOfItsOwnIsRefused) { expect_refused("uts", "its namespaces or security label differ"); }
 TEST_F(Features, SignalPendingForAThreadIsRefused) {
   expect_refused("pending", "signals pending for the thread and not carried: SIGUSR2");
 }

@@ -1,8 +1,8 @@
 /* A thread with state a restore cannot carry (argv[1]): "creds", its own effective uid (a raw
  * setresuid, which glibc would otherwise apply to every thread); "pending", a blocked signal
  * pending for it; "robust", a robust mutex it holds; "nice", a nice value of its own; "affinity",
- * a CPU affinity of its own. The dump must refuse with exit 3 naming the thread, and the process
- * must go on. */
+ * a CPU affinity of its own; "uts", a uts namespace of its own (unshare acts on the calling thread
+ * only). The dump must refuse with exit 3 naming the thread, and the process must go on. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
@@ -38,6 +38,8 @@ static void* odd_thread(void* arg) {
     CPU_ZERO(&one);
     CPU_SET(sched_getcpu(), &one);
     if (pthread_setaffinity_np(pthread_self(), sizeof one, &one) != 0) return NULL;
+  } else if (strcmp(mode, "uts") == 0) {
+    if (unshare(CLONE_NEWUTS) != 0) return NULL;
   }
   parked = 1;
   for (;;) pause();
@@ -45,8 +47,8 @@ static void* odd_thread(void* arg) {
 
 int main(int argc, char** argv) {
   mode = argc > 1 ? argv[1] : "";
-  if (strcmp(mode, "creds") == 0 && geteuid() != 0) {
-    say("skip: a thread of its own uid needs root");
+  if ((strcmp(mode, "creds") == 0 || strcmp(mode, "uts") == 0) && geteuid() != 0) {
+    say("skip: a thread of its own uid or namespace needs root");
     return 0;
   }
   cpu_set_t all;

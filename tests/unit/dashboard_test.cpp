@@ -369,7 +369,7 @@ TEST_F(DashboardTest, ApiAppsListsEveryPublishedApp) {
   EXPECT_EQ(calc["name"], "calc");
   EXPECT_EQ(calc["state"], "valid");
   // The restore that is not ready yet is not counted until it is.
-  EXPECT_EQ(calc["launches"], json({{"cold", 2}, {"restored", 2}, {"fallbacks", 1}}));
+  EXPECT_EQ(calc["launches"], json({{"cold", 2}, {"restored", 2}, {"fallbacks", 1}, {"failed", 0}}));
   EXPECT_EQ(calc["captures"], 1);
   EXPECT_EQ(calc["capture_failures"], 1);
   EXPECT_EQ(calc["image_bytes"], 5'000'000);
@@ -982,7 +982,7 @@ TEST_F(DashboardTest, OthersSeeNamesAndTimingsOnlyWhenTheAdminSaysSo) {
   const json& calc = apps[0];
   EXPECT_EQ(calc["name"], "calc");
   // The restore that is not ready yet is not counted until it is.
-  EXPECT_EQ(calc["launches"], json({{"cold", 2}, {"restored", 2}, {"fallbacks", 1}}));
+  EXPECT_EQ(calc["launches"], json({{"cold", 2}, {"restored", 2}, {"fallbacks", 1}, {"failed", 0}}));
   EXPECT_EQ(calc["cold_ready_ms"]["p50"], 250.0);
   EXPECT_EQ(calc["restored_ready_ms"]["p50"], 40.0);
   EXPECT_EQ(calc["image_bytes"], 5'000'000);
