@@ -632,6 +632,19 @@ Result<FdObjectScan> collect_fd_objects(pid_t pid, const std::vector<FdObjectCan
       case pb::FD_TIMERFD: {
         auto t = parse_timerfd_fdinfo(*info);
         if (!t) return t.error();
+        // A period that ended between the catch-up above and this read leaves the timer stopped
+        // until asked again (fdinfo: no time left): ask again, so it is not taken for disarmed. A
+        // timer disarmed with an interval set (settime with no value) keeps reading so.
+        for (int again = 0; again < 3 && t->value_sec() == 0 && t->value_nsec() == 0 &&
+                            (t->interval_sec() != 0 || t->interval_nsec() != 0);
+             ++again) {
+          PW_ASSIGN(UniqueFd app, get_fd(pidfd.get(), fd.fd));
+          itimerspec its{};
+          if (::timerfd_gettime(app.get(), &its) != 0) return errno_error("timerfd_gettime of fd " + std::to_string(fd.fd));
+          PW_ASSIGN(std::string text, read_file(base + std::to_string(fd.fd)));
+          t = parse_timerfd_fdinfo(text);
+          if (!t) return t.error();
+        }
         *r.mutable_timerfd() = *t;
         break;
       }
