@@ -268,13 +268,17 @@ Result<UniqueFd> make_listener(const pb::OpenFile& f, std::vector<BoundSocketPat
   sockaddr_storage addr{};
   std::memcpy(&addr, l.address().data(), l.address().size());
   const auto alen = static_cast<socklen_t>(l.address().size());
-  if (l.family() == AF_UNIX && alen <= offsetof(sockaddr_un, sun_path)) {
-    // Never bound (a bind with no name would autobind an abstract one).
-  } else if (l.family() == AF_UNIX && reinterpret_cast<const sockaddr_un&>(addr).sun_path[0] != '\0') {
+  const bool inet = l.family() == AF_INET || l.family() == AF_INET6;
+  const bool port = l.family() == AF_INET    ? reinterpret_cast<const sockaddr_in&>(addr).sin_port != 0
+                    : l.family() == AF_INET6 ? reinterpret_cast<const sockaddr_in6&>(addr).sin6_port != 0
+                                             : false;
+  // Never bound: a unix one without a name (a bind with none would autobind an abstract one), an
+  // inet one without a port (a bind would take one).
+  const bool never_bound = (l.family() == AF_UNIX && alen <= offsetof(sockaddr_un, sun_path)) || (inet && !port);
+  if (!never_bound && l.family() == AF_UNIX && reinterpret_cast<const sockaddr_un&>(addr).sun_path[0] != '\0') {
     PW_TRY(bind_unix_path(fd.get(), reinterpret_cast<const sockaddr_un&>(addr), alen, f, bound));
-  } else if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), static_cast<socklen_t>(l.address().size())) != 0) {
+  } else if (!never_bound && ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), alen) != 0) {
     // The app may have bound with IP_FREEBIND and cleared it after: bind so, then clear it.
-    const bool inet = l.family() == AF_INET || l.family() == AF_INET6;
     int on = 1, off = 0;
     if (errno != EADDRNOTAVAIL || !inet || ::setsockopt(fd.get(), IPPROTO_IP, IP_FREEBIND, &on, sizeof on) != 0 ||
         ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), static_cast<socklen_t>(l.address().size())) != 0 ||
@@ -484,7 +488,7 @@ std::string passed_socket_difference(const pb::SockListener& want, const pb::Soc
       if (h.level() == o.level() && h.name() == o.name()) mine = &h;
     if (mine == nullptr || mine->value() != o.value())
       return "has socket option " + std::to_string(o.level()) + "/" + std::to_string(o.name()) + " set to " +
-             (mine ? std::to_string(mine->value()) : std::string("nothing")) + ", the snapshot's " +
+             (mine ? std::to_string(mine->value()) : std::string("its default")) + ", the snapshot's " +
              std::to_string(o.value()) + " (the app may have set it)";
   }
   return {};

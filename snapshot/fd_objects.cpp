@@ -34,6 +34,7 @@
 
 #include "snapshot/image.h"
 #include "snapshot/sock_diag.h"
+#include "snapshot/tcp_use.h"
 #include "snapshot/unique_fd.h"
 
 namespace prewarm {
@@ -213,38 +214,91 @@ Result<std::pair<uint32_t, uint32_t>> inet_queues(int family, int protocol, uint
   }
 }
 
-// Options a listener is recreated with, read as ints.
+// Options a recreated socket is given, read as ints; `only` limits one to a family.
 struct OptionName {
   int level, name;
-  bool ipv6_only;
+  int only;  // 0: every family the level applies to, else AF_INET6 or AF_UNIX
+  const char* text;
 };
 constexpr OptionName kListenerOptions[] = {
-    {SOL_SOCKET, SO_REUSEADDR, false}, {SOL_SOCKET, SO_REUSEPORT, false}, {SOL_SOCKET, SO_KEEPALIVE, false},
-    {SOL_SOCKET, SO_BROADCAST, false}, {SOL_SOCKET, SO_SNDBUF, false},    {SOL_SOCKET, SO_RCVBUF, false},
-    {SOL_SOCKET, SO_PASSCRED, false},  {SOL_SOCKET, SO_PRIORITY, false},  {IPPROTO_IPV6, IPV6_V6ONLY, true},
-    {IPPROTO_TCP, TCP_NODELAY, false}, {IPPROTO_TCP, TCP_DEFER_ACCEPT, false}, {IPPROTO_TCP, TCP_KEEPIDLE, false},
-    {IPPROTO_TCP, TCP_KEEPINTVL, false}, {IPPROTO_TCP, TCP_KEEPCNT, false},   {IPPROTO_TCP, TCP_FASTOPEN, false},
+    {SOL_SOCKET, SO_REUSEADDR, 0, "SO_REUSEADDR"}, {SOL_SOCKET, SO_REUSEPORT, 0, "SO_REUSEPORT"},
+    {SOL_SOCKET, SO_KEEPALIVE, 0, "SO_KEEPALIVE"}, {SOL_SOCKET, SO_BROADCAST, 0, "SO_BROADCAST"},
+    {SOL_SOCKET, SO_SNDBUF, 0, "SO_SNDBUF"},       {SOL_SOCKET, SO_RCVBUF, 0, "SO_RCVBUF"},
+    {SOL_SOCKET, SO_PASSCRED, AF_UNIX, "SO_PASSCRED"}, {SOL_SOCKET, SO_PRIORITY, 0, "SO_PRIORITY"},
+    {SOL_SOCKET, SO_RCVLOWAT, 0, "SO_RCVLOWAT"},   {SOL_SOCKET, SO_OOBINLINE, 0, "SO_OOBINLINE"},
+    {SOL_SOCKET, SO_DONTROUTE, 0, "SO_DONTROUTE"}, {SOL_SOCKET, SO_TIMESTAMP, 0, "SO_TIMESTAMP"},
+    {SOL_SOCKET, SO_TIMESTAMPNS, 0, "SO_TIMESTAMPNS"}, {SOL_SOCKET, SO_PASSSEC, AF_UNIX, "SO_PASSSEC"},
+    {SOL_SOCKET, SO_BUF_LOCK, 0, "SO_BUF_LOCK"},
+    {IPPROTO_IPV6, IPV6_V6ONLY, AF_INET6, "IPV6_V6ONLY"}, {IPPROTO_IPV6, IPV6_UNICAST_HOPS, AF_INET6, "IPV6_UNICAST_HOPS"},
+    {IPPROTO_IPV6, IPV6_TCLASS, AF_INET6, "IPV6_TCLASS"},
+    {IPPROTO_IP, IP_TOS, 0, "IP_TOS"},             {IPPROTO_IP, IP_TTL, 0, "IP_TTL"},
+    {IPPROTO_IP, IP_RECVERR, 0, "IP_RECVERR"},     {IPPROTO_IP, IP_MTU_DISCOVER, 0, "IP_MTU_DISCOVER"},
+    {IPPROTO_TCP, TCP_NODELAY, 0, "TCP_NODELAY"},   {IPPROTO_TCP, TCP_DEFER_ACCEPT, 0, "TCP_DEFER_ACCEPT"},
+    {IPPROTO_TCP, TCP_KEEPIDLE, 0, "TCP_KEEPIDLE"}, {IPPROTO_TCP, TCP_KEEPINTVL, 0, "TCP_KEEPINTVL"},
+    {IPPROTO_TCP, TCP_KEEPCNT, 0, "TCP_KEEPCNT"},   {IPPROTO_TCP, TCP_FASTOPEN, 0, "TCP_FASTOPEN"},
+    {IPPROTO_TCP, TCP_CORK, 0, "TCP_CORK"},         {IPPROTO_TCP, TCP_MAXSEG, 0, "TCP_MAXSEG"},
+    {IPPROTO_TCP, TCP_SYNCNT, 0, "TCP_SYNCNT"},     {IPPROTO_TCP, TCP_LINGER2, 0, "TCP_LINGER2"},
+    {IPPROTO_TCP, TCP_WINDOW_CLAMP, 0, "TCP_WINDOW_CLAMP"}, {IPPROTO_TCP, TCP_USER_TIMEOUT, 0, "TCP_USER_TIMEOUT"},
+    {IPPROTO_TCP, TCP_NOTSENT_LOWAT, 0, "TCP_NOTSENT_LOWAT"},
     // Before bind: an address not on this host binds only with it (SOL_IP on AF_INET6 too).
-    {IPPROTO_IP, IP_FREEBIND, false},
+    {IPPROTO_IP, IP_FREEBIND, 0, "IP_FREEBIND"},
+};
+// Options that are not ints or need privileges to set: one that differs from a new socket's
+// refuses the socket, named (zdtm's socket-linger, sock_opts01 lost them silently).
+constexpr OptionName kCheckedOptions[] = {
+    {SOL_SOCKET, SO_LINGER, 0, "SO_LINGER"},         {SOL_SOCKET, SO_RCVTIMEO, 0, "SO_RCVTIMEO"},
+    {SOL_SOCKET, SO_SNDTIMEO, 0, "SO_SNDTIMEO"},     {SOL_SOCKET, SO_BINDTODEVICE, 0, "SO_BINDTODEVICE"},
+    {SOL_SOCKET, SO_MARK, 0, "SO_MARK"},             {SOL_SOCKET, SO_ATTACH_FILTER, 0, "SO_ATTACH_FILTER (a socket filter)"},
+    {IPPROTO_IP, IP_OPTIONS, 0, "IP_OPTIONS"},       {IPPROTO_TCP, TCP_CONGESTION, 0, "TCP_CONGESTION"},
+    {IPPROTO_TCP, TCP_ULP, 0, "TCP_ULP"},
 };
 
-// The options of kListenerOptions that apply to a socket of `domain` (TCP ones only for TCP).
-Result<void> read_socket_options(int sock, int domain, bool tcp, pb::SockListener& out) {
+bool applies(const OptionName& o, int domain, bool tcp) {
   const bool inet = domain == AF_INET || domain == AF_INET6;
+  if (o.only != 0 && o.only != domain) return false;
+  if (o.level == IPPROTO_TCP) return tcp;
+  return o.level == SOL_SOCKET || inet;
+}
+
+// getsockopt's bytes ("" if the kernel has no such option for the socket). For SO_ATTACH_FILTER
+// (SO_GET_FILTER) a zero-length read gives the filter's instruction count as the length.
+std::string option_bytes(int sock, const OptionName& o) {
+  if (o.level == SOL_SOCKET && o.name == SO_ATTACH_FILTER) {
+    socklen_t n = 0;
+    if (::getsockopt(sock, o.level, o.name, nullptr, &n) != 0) return "";
+    return std::to_string(n);
+  }
+  char buf[64] = {};
+  socklen_t l = sizeof buf;
+  if (::getsockopt(sock, o.level, o.name, buf, &l) != 0) return "";
+  return std::string(buf, l);
+}
+
+// The options of kListenerOptions that apply to a socket of `domain` (TCP ones only for TCP) and
+// differ from a new socket's of its kind; "" or why the socket is not carried: an option of
+// kCheckedOptions that differs (unless `check` is false: a passed socket's are the launch's).
+Result<std::string> read_socket_options(int sock, int domain, bool tcp, pb::SockListener& out, bool check = true) {
+  UniqueFd fresh(::socket(out.family(), out.type() | SOCK_CLOEXEC, out.protocol()));
+  if (!fresh.valid()) return errno_error("a new socket to compare options with");
   for (const auto& o : kListenerOptions) {
-    if (o.level == IPPROTO_TCP && !tcp) continue;
-    if (o.ipv6_only && domain != AF_INET6) continue;
-    if (!inet && o.level != SOL_SOCKET) continue;
-    if (o.name == SO_PASSCRED && o.level == SOL_SOCKET && domain != AF_UNIX) continue;  // unix only
-    int v = 0;
-    socklen_t l = sizeof v;
-    if (::getsockopt(sock, o.level, o.name, &v, &l) != 0) return errno_error("getsockopt " + std::to_string(o.name));
+    if (!applies(o, domain, tcp)) continue;
+    int v = 0, d = 0;
+    socklen_t l = sizeof v, dl = sizeof d;
+    if (::getsockopt(sock, o.level, o.name, &v, &l) != 0) {
+      if (errno == ENOPROTOOPT || errno == EOPNOTSUPP) continue;  // not on this kernel: never set either
+      return errno_error(std::string("getsockopt ") + o.text);
+    }
+    if (::getsockopt(fresh.get(), o.level, o.name, &d, &dl) == 0 && v == d) continue;  // its default
     auto* opt = out.add_options();
     opt->set_level(o.level);
     opt->set_name(o.name);
     opt->set_value(v);
   }
-  return ok();
+  if (!check) return std::string();
+  for (const auto& o : kCheckedOptions)
+    if (applies(o, domain, tcp) && option_bytes(sock, o) != option_bytes(fresh.get(), o))
+      return std::string("socket option ") + o.text + " is not carried";
+  return std::string();
 }
 
 }  // namespace
@@ -285,7 +339,9 @@ Result<std::string> passed_socket_record(int sock, uint64_t inode, pb::SockListe
   out.set_address(std::string(reinterpret_cast<const char*>(&addr), alen));
   out.set_listening(listening != 0);
   out.set_backlog(static_cast<int32_t>(backlog));
-  PW_TRY(read_socket_options(sock, domain, tcp, out));
+  // Options systemd set are the launch's: only recorded, to compare with the next launch's socket.
+  PW_ASSIGN(const std::string unused, read_socket_options(sock, domain, tcp, out, /*check=*/false));
+  (void)unused;
   return std::string();
 }
 
@@ -340,11 +396,18 @@ Result<std::string> listener_record(pid_t pid, int sock, int domain, int type, u
     if (listening) pending = d->rqueue, backlog = d->wqueue;
   } else if (tcp || udp) {
     if (connected) return std::string(tcp ? "connected TCP socket (its peer is outside the process)" : "connected UDP socket");
-    if (tcp && !listening) return std::string("TCP socket that is not listening");
-    const bool bound = domain == AF_INET ? reinterpret_cast<sockaddr_in&>(addr).sin_port != 0
-                                         : reinterpret_cast<sockaddr_in6&>(addr).sin6_port != 0;
-    if (!bound) return std::string("UDP socket not bound to a port");
-    if (tcp) {
+    // Not bound (port 0): made again unbound; a UDP socket binds at its first send, so it has
+    // nothing queued.
+    if (tcp && !listening) {
+      // Carried only as it was made: never connected (no segment either way, which a disconnect
+      // resets too), nothing pending; then a new socket, bound as it was, is the same.
+      // (SO_ERROR is not asked: reading it clears the app's, and only a segment can set one.)
+      PW_ASSIGN(const TcpUse use, tcp_use(sock));
+      if (use.state != TCP_CLOSE) return std::string("TCP socket that is connecting");
+      if (use.segs_out != 0 || use.segs_in != 0)
+        return std::string("TCP socket whose connection has ended (a new one would not read its end of file or error)");
+    }
+    if (tcp && listening) {
       auto q = inet_queues(domain, protocol, inode);
       if (!q) return "listening socket whose backlog cannot be read (" + q.error().describe() + ")";
       pending = q->first;
@@ -367,7 +430,8 @@ Result<std::string> listener_record(pid_t pid, int sock, int domain, int type, u
   out.set_address(std::string(reinterpret_cast<const char*>(&addr), alen));
   out.set_listening(listening != 0);
   out.set_backlog(static_cast<int32_t>(backlog));
-  PW_TRY(read_socket_options(sock, domain, tcp, out));
+  PW_ASSIGN(const std::string why, read_socket_options(sock, domain, tcp, out));
+  if (!why.empty()) return why;
   return std::string();
 }
 

@@ -109,9 +109,24 @@ TEST_F(Fds, SignalDrivenPipeIsRefused) {
   expect_refused({PROG_pipe, "async"}, "signal-driven I/O (O_ASYNC) is not carried");
 }
 
-// An unbound, unconnected TCP socket is neither a listener nor a socketpair end.
-TEST_F(Fds, IdleTcpSocketIsRefused) {
-  expect_refused({PROG_socketpair, "inet"}, "TCP socket that is not listening");
+// TCP sockets never connected are made again as they were: unbound, or bound to their port
+// (zdtm's unbound_sock, socket-tcp-unconn were refused). The original goes first: it holds the port.
+TEST_F(Fds, TcpSocketsNeverConnectedAreCarried) {
+  TempDir dir;
+  auto rt = round_trip({PROG_tcp_idle, "fresh"}, dir);
+  ASSERT_EQ(::kill(rt.original.pid(), SIGKILL), 0);
+  rt.original.wait();
+  EXPECT_EQ(answer(rt.restored, "go"), "answer unbound_port=0 udp_port=0 same_port=1 rcvlowat=2 listen=1 connect=1");
+}
+
+// An option a recreated socket is not given, set away from its default, refuses the socket.
+TEST_F(Fds, SocketOptionNotCarriedIsRefused) {
+  expect_refused({PROG_tcp_idle, "linger"}, "socket option SO_LINGER is not carried");
+}
+
+// One whose connection ended would read nothing of that end as a new socket: refused by name.
+TEST_F(Fds, TcpSocketWhoseConnectionEndedIsRefused) {
+  expect_refused({PROG_tcp_idle, "ended"}, "TCP socket whose connection has ended");
 }
 
 // Listeners are recreated at their addresses, so the snapshotted app must be gone (dump --kill):
