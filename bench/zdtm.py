@@ -230,6 +230,13 @@ def run_one(static, name, flags, prewarm, args, holder):
     extra = {"children_at_dump": len(descendants(pid))}
     images = tempfile.mkdtemp(prefix=f"zdtm-{name}-", dir=args.scratch)
     try:
+        return dump_and_restore(static, name, suid, prewarm, args, holder, pid, images, extra)
+    finally:
+        shutil.rmtree(images, ignore_errors=True)  # refused and failed dumps too, not only restores
+
+
+def dump_and_restore(static, name, suid, prewarm, args, holder, pid, images, extra):
+    try:
         d = subprocess.run([prewarm, "dump", "--pid", str(pid), "--images", images + "/img"],
                            capture_output=True, text=True, timeout=args.timeout, preexec_fn=in_ns(holder))
     except subprocess.TimeoutExpired:
@@ -287,7 +294,6 @@ def run_one(static, name, flags, prewarm, args, holder):
             kill_tree(r.pid)
             r.wait()
         reap()
-        shutil.rmtree(images, ignore_errors=True)
 
 
 def main():
