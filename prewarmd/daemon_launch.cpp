@@ -278,6 +278,17 @@ int Daemon::on_launch_timer(sd_event_source* s, uint64_t, void* userdata) {
       }
       l.launcher_mm.reset();
     }
+    // An exec seen half done (the new mm in place, its stack not set up yet: stat's startstack
+    // reads 0) would give an identity a capture cannot check the process against: a little later.
+    if (l.waited_for_exec && l.exec_polls < 1000) {
+      auto stat = read_proc_stat(l.pid, 28);
+      if (auto stack = stat ? stat->number(28) : Result<uint64_t>(stat.error()); stack && *stack == 0) {
+        ++l.exec_polls;
+        sd_event_source_set_time_relative(s, 1'000);
+        sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        return 0;
+      }
+    }
     if (!l.idle) {  // delay:MS
       l.timer = sd_event_source_disable_unref(l.timer);
       self->forward_notify(l, "READY=1");
