@@ -113,8 +113,7 @@ class PageCollector {
 
  private:
   Result<void> emit(const Chunk& c, const char* data) {
-    const uint64_t zeros_until = c.zero_fill_end;
-    if (!c.zero_skip) return store(c.addr, data, c.len, zeros_until);
+    if (!c.zero_skip) return store(c.addr, data, c.len, c.zero_fill_end);
     uint64_t run_start = 0;
     bool in_run = false;
     for (uint64_t o = 0; o < c.len; o += kPageSize) {
@@ -122,11 +121,11 @@ class PageCollector {
       if (zero) ++stats_.zero_pages_skipped;
       if (!zero && !in_run) run_start = o, in_run = true;
       if (zero && in_run) {
-        PW_TRY(store(c.addr + run_start, data + run_start, o - run_start, zeros_until));
+        PW_TRY(store(c.addr + run_start, data + run_start, o - run_start, c.zero_fill_end));
         in_run = false;
       }
     }
-    if (in_run) PW_TRY(store(c.addr + run_start, data + run_start, c.len - run_start, zeros_until));
+    if (in_run) PW_TRY(store(c.addr + run_start, data + run_start, c.len - run_start, c.zero_fill_end));
     return ok();
   }
 
@@ -400,12 +399,12 @@ Result<void> store_pages(PageCollector& collector, int pagemap_fd, const Vma& v,
                          const DumpStats& stats, uint64_t max_bytes) {
   PW_ASSIGN(auto regions, kind == pb::Mapping::SHARED_ANON ? shared_anon_pages(collector.pid(), v.start, v.end, v.offset)
                                                            : find_present_pages(pagemap_fd, v.start, v.end));
+  // What a private anonymous mapping does not store reads as zero (a shared one's pages may be in
+  // the shmem object without being mapped here, a file mapping's are the file's).
+  const uint64_t zero_fill_end = kind == pb::Mapping::ANON ? v.end : 0;
   for (const auto& reg : regions) {
     if (!region_is_stored(kind, reg)) continue;
     for (uint64_t a = reg.start; a < reg.end; a += kMaxRun) {
-      // What a private anonymous mapping does not store reads as zero (a shared one's pages may
-      // be in the shmem object without being mapped here, a file mapping's are the file's).
-      const uint64_t zero_fill_end = kind == pb::Mapping::ANON ? v.end : 0;
       PW_TRY(collector.add(Chunk{a, std::min(kMaxRun, reg.end - a), kind != pb::Mapping::FILE, zero_fill_end}));
       if (max_bytes && stats.bytes_stored > max_bytes)
         return make_error(EFBIG, "the image is larger than " + std::to_string(max_bytes >> 20) + " MiB");

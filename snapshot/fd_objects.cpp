@@ -274,12 +274,17 @@ std::string option_bytes(int sock, const OptionName& o) {
   return std::string(buf, l);
 }
 
-// The options of kListenerOptions that apply to a socket of `domain` (TCP ones only for TCP) and
-// differ from a new socket's of its kind; "" or why the socket is not carried: an option of
-// kCheckedOptions that differs (unless `check` is false: a passed socket's are the launch's).
-Result<std::string> read_socket_options(int sock, int domain, bool tcp, pb::SockListener& out, bool check = true) {
+// A socket of out's kind as socket(2) makes it: the defaults options are compared with.
+Result<UniqueFd> new_socket_like(const pb::SockListener& out) {
   UniqueFd fresh(::socket(out.family(), out.type() | SOCK_CLOEXEC, out.protocol()));
   if (!fresh.valid()) return errno_error("a new socket to compare options with");
+  return fresh;
+}
+
+// The options of kListenerOptions that apply to a socket of `domain` (TCP ones only for TCP) and
+// differ from a new socket's of its kind.
+Result<void> read_socket_options(int sock, int domain, bool tcp, pb::SockListener& out) {
+  PW_ASSIGN(UniqueFd fresh, new_socket_like(out));
   for (const auto& o : kListenerOptions) {
     if (!applies(o, domain, tcp)) continue;
     int v = 0, d = 0;
@@ -294,7 +299,12 @@ Result<std::string> read_socket_options(int sock, int domain, bool tcp, pb::Sock
     opt->set_name(o.name);
     opt->set_value(v);
   }
-  if (!check) return std::string();
+  return ok();
+}
+
+// "" or why the socket is not carried: an option of kCheckedOptions that differs from a new socket's.
+Result<std::string> uncarried_option(int sock, int domain, bool tcp, const pb::SockListener& out) {
+  PW_ASSIGN(UniqueFd fresh, new_socket_like(out));
   for (const auto& o : kCheckedOptions)
     if (applies(o, domain, tcp) && option_bytes(sock, o) != option_bytes(fresh.get(), o))
       return std::string("socket option ") + o.text + " is not carried";
@@ -339,9 +349,8 @@ Result<std::string> passed_socket_record(int sock, uint64_t inode, pb::SockListe
   out.set_address(std::string(reinterpret_cast<const char*>(&addr), alen));
   out.set_listening(listening != 0);
   out.set_backlog(static_cast<int32_t>(backlog));
-  // Options systemd set are the launch's: only recorded, to compare with the next launch's socket.
-  PW_ASSIGN(const std::string unused, read_socket_options(sock, domain, tcp, out, /*check=*/false));
-  (void)unused;
+  // Options systemd set are the launch's: recorded, to compare with the next launch's socket.
+  PW_TRY(read_socket_options(sock, domain, tcp, out));
   return std::string();
 }
 
@@ -430,9 +439,8 @@ Result<std::string> listener_record(pid_t pid, int sock, int domain, int type, u
   out.set_address(std::string(reinterpret_cast<const char*>(&addr), alen));
   out.set_listening(listening != 0);
   out.set_backlog(static_cast<int32_t>(backlog));
-  PW_ASSIGN(const std::string why, read_socket_options(sock, domain, tcp, out));
-  if (!why.empty()) return why;
-  return std::string();
+  PW_TRY(read_socket_options(sock, domain, tcp, out));
+  return uncarried_option(sock, domain, tcp, out);
 }
 
 // The messages queued for reading on `sock`, peeked in order. A stream's bytes come as one

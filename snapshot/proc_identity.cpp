@@ -82,10 +82,15 @@ Result<Placement> read_placement_below(int dir, const std::string& where) {
   auto label = read_below(dir, where, "attr/current");
   if (!label && label.error().code != EINVAL && label.error().code != ENOENT) return label.error();
   if (label) {
-    while (!label->empty() && (label->back() == '\0' || label->back() == '\n')) label->pop_back();  // SELinux ends in NUL
+    while (!label->empty() && label->back() == '\0') label->pop_back();  // SELinux ends in NUL
     p.lsm_label = std::string(trim(*label));
   }
   return p;
+}
+
+Result<Placement> read_placement_of(const std::string& where) {
+  PW_ASSIGN(auto dir, open_fd(where, O_RDONLY | O_DIRECTORY));
+  return read_placement_below(dir.get(), where);
 }
 
 }  // namespace
@@ -185,16 +190,10 @@ std::string lsm_policy_revision() {
   return out;
 }
 
-Result<Placement> read_placement(pid_t pid) {
-  const std::string where = "/proc/" + std::to_string(pid);
-  PW_ASSIGN(auto dir, open_fd(where, O_RDONLY | O_DIRECTORY));
-  return read_placement_below(dir.get(), where);
-}
+Result<Placement> read_placement(pid_t pid) { return read_placement_of("/proc/" + std::to_string(pid)); }
 
 Result<Placement> read_thread_placement(pid_t pid, pid_t tid) {
-  const std::string where = "/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid);
-  PW_ASSIGN(auto dir, open_fd(where, O_RDONLY | O_DIRECTORY));
-  return read_placement_below(dir.get(), where);
+  return read_placement_of("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid));
 }
 
 Result<UniqueFd> open_mm_handle(pid_t pid) { return open_fd("/proc/" + std::to_string(pid) + "/mem", O_RDONLY); }
