@@ -14,6 +14,8 @@
 #include "policy/capture_check.h"
 #include "policy/support.h"
 #include "snapshot/fd_objects.h"
+#include "snapshot/go_runtime.h"
+#include "snapshot/proc_identity.h"
 #include "snapshot/unique_fd.h"
 
 namespace prewarm {
@@ -45,6 +47,18 @@ std::optional<pb::FdKind> object_kind_for(policy::FdClass c) {
     case policy::FdClass::kDeleted: return pb::FD_DELETED;
     default: return std::nullopt;
   }
+}
+
+// Each Go thread's cached id (m.procid), read from the frozen process's memory.
+Result<std::vector<TidWord>> go_thread_ids(pid_t pid, const ProcessState& state) {
+  PW_ASSIGN(GoRuntimeSymbols sym, go_runtime_symbols(pid, state.vmas));
+  PW_ASSIGN(UniqueFd mem, open_mm_handle(pid));
+  std::vector<pid_t> tids;
+  for (const auto& t : state.thread_infos) tids.push_back(t.tid);
+  auto read = [&](uint64_t addr, void* out, size_t len) {
+    return static_cast<bool>(pread_all(mem.get(), out, len, static_cast<off_t>(addr)));
+  };
+  return go_tid_words(read, sym, tids);
 }
 
 double ms_since(std::chrono::steady_clock::time_point t) {
@@ -98,11 +112,15 @@ DumpOutcome dump_once(pid_t pid, const std::string& dir, const DumpOptions& opts
     auto moved = policy::placement_offenders(*opts.launched_in, *now);
     offenders.insert(offenders.end(), moved.begin(), moved.end());
   }
-  if (auto go = exe_is_go(pid); go && *go)
-    offenders.push_back({0, 0, state->exe_path, {},
-                         "a Go program: its runtime keeps each thread's id to signal it for goroutine preemption, "
-                         "and after a restore those signals would reach no thread (a busy goroutine could then never "
-                         "be stopped for garbage collection)"});
+  if (auto go = exe_is_go(pid); go && *go) {
+    auto words = go_thread_ids(pid, *state);
+    if (words)
+      state->runtime_tid_words = std::move(*words);
+    else
+      offenders.push_back({0, 0, state->exe_path, {},
+                           "a Go program whose threads' ids cannot be found in its runtime (" + words.error().describe() +
+                               "): restored, its goroutine preemption signals would reach no thread"});
+  }
   std::vector<std::optional<pb::Mapping::Kind>> kinds;
   for (size_t i = 0; i < state->vmas.size(); ++i) {
     const Vma& v = state->vmas[i];

@@ -459,6 +459,7 @@ Result<DumpStats> write_image(const ProcessState& state,
 
   // 4. The held locks' tid words: found while the pages went by.
   add_tid_words(snap, tids.words(), state.vmas);
+  add_tid_words(snap, state.runtime_tid_words, state.vmas);
   stats.held_lookalikes = tids.lookalikes();
 
   // 5. The caller's last veto, then the atomic publish (fsync, then rename or RENAME_EXCHANGE).

@@ -45,6 +45,7 @@ struct ProcessState {
   std::vector<FdInfo> fds;
   ListenEnv listen;  // the sockets its launch passed (LISTEN_FDS), from its exec-time environment
   ProcAttrs attrs;  // classified by policy/attrs.h; the carried ones go into task.attrs
+  std::vector<TidWord> runtime_tid_words;  // a runtime's own cache of its threads' ids (Go's m.procid)
 };
 
 // Reads everything; runs a few injected syscalls in the process (its registers are put back).

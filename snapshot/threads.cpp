@@ -1,7 +1,6 @@
 // Collecting each thread's state while the process is frozen.
 #include "snapshot/threads.h"
 
-#include <elf.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <signal.h>
@@ -74,27 +73,6 @@ std::string scheduling_summary(const std::string& stat_text, const std::string& 
   for (std::string line; std::getline(st, line);)
     if (line.starts_with("Cpus_allowed_list:")) cpus = line.substr(line.find_first_not_of(" \t", 18));
   return "nice=" + field(19) + " policy=" + field(41) + " rtprio=" + field(40) + " cpus=" + cpus;
-}
-
-Result<bool> exe_is_go(pid_t pid) {
-  PW_ASSIGN(UniqueFd exe, open_fd("/proc/" + std::to_string(pid) + "/exe", O_RDONLY));
-  Elf64_Ehdr eh{};
-  if (::pread(exe.get(), &eh, sizeof eh, 0) != static_cast<ssize_t>(sizeof eh) || std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
-      eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_shentsize != sizeof(Elf64_Shdr) || eh.e_shstrndx >= eh.e_shnum ||
-      eh.e_shnum > 4096)
-    return false;  // not a 64-bit ELF with sections: not a Go build
-  std::vector<Elf64_Shdr> sh(eh.e_shnum);
-  const size_t bytes = sh.size() * sizeof(Elf64_Shdr);
-  if (::pread(exe.get(), sh.data(), bytes, static_cast<off_t>(eh.e_shoff)) != static_cast<ssize_t>(bytes)) return false;
-  const Elf64_Shdr& strtab = sh[eh.e_shstrndx];
-  if (strtab.sh_size > (1u << 20)) return false;
-  std::string names(strtab.sh_size, '\0');
-  if (::pread(exe.get(), names.data(), names.size(), static_cast<off_t>(strtab.sh_offset)) != static_cast<ssize_t>(names.size()))
-    return false;
-  constexpr std::string_view kGo = ".go.buildinfo";
-  for (const auto& s : sh)
-    if (s.sh_name + kGo.size() < names.size() && names.compare(s.sh_name, kGo.size() + 1, std::string(kGo) + '\0') == 0) return true;
-  return false;
 }
 
 Result<ThreadInfo> collect_thread(FrozenProcess& proc, pid_t tid, int mem_fd, const std::vector<Vma>& vmas) {

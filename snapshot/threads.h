@@ -101,12 +101,6 @@ std::string credential_lines(const std::string& status_text);
 // thread): "nice=N policy=N rtprio=N cpus=LIST".
 std::string scheduling_summary(const std::string& stat_text, const std::string& status_text);
 
-// Whether the process runs a Go program: its executable (read through /proc/PID/exe, never by
-// path) has the ELF section .go.buildinfo that every Go toolchain since 1.13 writes. The Go runtime
-// keeps each thread's id (m.procid) and signals threads by it to preempt goroutines; after a
-// restore those signals would reach no thread.
-Result<bool> exe_is_go(pid_t pid);
-
 // Reads one held thread's state; runs a few injected syscalls in it (its registers are put
 // back). `mem_fd` is /proc/PID/mem opened read-write.
 Result<ThreadInfo> collect_thread(FrozenProcess& proc, pid_t tid, int mem_fd, const std::vector<Vma>& vmas);

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Multi-threaded runtimes through prewarmd: node (libuv, its worker threads) and an OpenJDK
-# program (JIT, GC and a thread pool). Each is registered, launched cold and captured, then
-# launched again and restored, with the cold launch's answer (tests/apps/runtime_app.js,
-# tests/apps/RuntimeApp.java).
-# Usage: runtimes.sh BIN_DIR SOURCE_DIR JAVA_CLASS_DIR
+# Multi-threaded runtimes through prewarmd: node (libuv, its worker threads), an OpenJDK
+# program (JIT, GC and a thread pool) and a Go program (goroutines preempted by signals). Each
+# is registered, launched cold and captured, then launched again and restored, with the cold
+# launch's answer (tests/apps/runtime_app.js, tests/apps/RuntimeApp.java, tests/apps/go_app.go).
+# Usage: runtimes.sh BIN_DIR SOURCE_DIR JAVA_CLASS_DIR [GO_APP]
 . "$(dirname "$0")/../lib/prelude.sh"
 BIN=$(realpath "$1")
 SRC=$(realpath "$2")
 CLASSES=${3:-}
+GO_APP=${4:-}
 [ "$(id -u)" -eq 0 ] || skip "needs root (prewarmd ptraces the app)"
 [ -x /usr/bin/node ] || skip "no /usr/bin/node (.ci/install-deps installs nodejs)"
 . "$(dirname "$0")/../lib/daemon.sh"
@@ -70,6 +71,14 @@ if [ -n "$CLASSES" ] && [ -f "$CLASSES/RuntimeApp.class" ]; then
   cold_then_restored jvm-app "answer=8cb2 threads=true"
 else
   echo "no compiled RuntimeApp (no JDK at build time): the OpenJDK step is not run"
+fi
+if [ -n "$GO_APP" ] && [ -x "$GO_APP" ]; then
+  step "Go: cold and captured, then restored (its runtime's thread ids rewritten)"
+  # Its ticker goroutine keeps it from being idle; its answer needs goroutine preemption.
+  "$P" register go-app --ready delay:1500 -- "$GO_APP" >/dev/null
+  cold_then_restored go-app "answer=8cb2 spun=1 gc=true"
+else
+  echo "no Go app (no Go toolchain at build time): the Go step is not run"
 fi
 "$P" list
 echo "runtimes: PASS"
