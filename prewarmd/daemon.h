@@ -17,6 +17,7 @@
 #include <sys/types.h>
 #include <systemd/sd-event.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -110,6 +111,15 @@ class Daemon {
     sd_event_source* source = nullptr;
     sd_event_source* deadline = nullptr;
     bool timed_out = false;  // killed at its deadline: a failure whatever it wrote
+    // A page shared with the child: 1 while it runs a syscall in the app (snapshot/inject_syscall).
+    std::atomic<uint32_t>* injecting = nullptr;
+    UniqueFd app_pidfd;    // the app, for the last resort of a deadline (see on_capture_deadline)
+    int grace_checks = 0;  // deadline checks passed waiting for an injected syscall to end
+    bool app_killed = false;
+    Capture() = default;
+    Capture(const Capture&) = delete;
+    Capture& operator=(const Capture&) = delete;
+    ~Capture();
   };
   struct Connection {
     uint64_t id = 0;

@@ -1,6 +1,9 @@
 // Captures: a forked child dumps the ready app (checking first that it is still exactly the
 // process that was launched), and the image is admitted to the store only within the budget and
 // the user's share, pushing out only that user's own images.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -10,6 +13,7 @@
 #include "prewarmd/daemon.h"
 #include "prewarmd/log.h"
 #include "snapshot/clock.h"
+#include "snapshot/inject_syscall.h"
 
 namespace prewarm {
 namespace {
@@ -82,9 +86,14 @@ Result<void> Daemon::start_capture(Launch& l, uint64_t waiter, unsigned delay_ms
   req.argv = cfg.argv;
   req.cwd = cfg.cwd;
   req.watch = cfg.watch;
+  void* page = ::mmap(nullptr, sizeof(std::atomic<uint32_t>), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (page == MAP_FAILED) return errno_error("map the capture's shared page");
+  c->injecting = new (page) std::atomic<uint32_t>(0);
+  if (int fd = ::fcntl(l.pidfd.get(), F_DUPFD_CLOEXEC, 0); fd >= 0) c->app_pidfd = UniqueFd(fd);
   pid_t child = ::fork();
   if (child < 0) return errno_error("fork the capture");
   if (child == 0) {
+    mark_injections_in(c->injecting);
     // The capture child outlives a daemon that dies: it is the app's tracer, and a tracer that
     // dies in the middle of an injected syscall leaves the app single-stepping into SIGTRAP.
     // Unpublished, its image is removed from incoming/ at the daemon's next start.
@@ -121,19 +130,46 @@ int Daemon::on_capture_exit(sd_event_source* s, const siginfo_t*, void* userdata
   return 0;
 }
 
+Daemon::Capture::~Capture() {
+  if (injecting) ::munmap(injecting, sizeof(std::atomic<uint32_t>));
+}
+
 // The child is ours and not yet reaped (its exit event has not run), so its pid is still its.
-// Killed, it lets go of the app as the kernel detaches a dead tracer's tracees.
+// Killed, it lets go of the app as the kernel detaches a dead tracer's tracees, which is safe
+// unless it is running a syscall in the app: the thread would run on from the child's syscall
+// instruction with the child's registers. Then the call is given kGraceChecks more checks to
+// end; one stuck in it past them leaves an app that cannot be given back, killed with the child.
 int Daemon::on_capture_deadline(sd_event_source* s, uint64_t, void* userdata) {
+  constexpr int kGraceChecks = 20;
+  constexpr uint64_t kCheckUs = 500'000;
   auto* self = static_cast<Daemon*>(userdata);
-  for (auto& [app, c] : self->captures_)
-    if (c->deadline == s) {
-      c->timed_out = true;
-      ::kill(c->child, SIGKILL);
-      log_event(LOG_WARNING, app + ": the capture of pid " + std::to_string(c->pid) + " did not end within " +
+  for (auto& [app, c] : self->captures_) {
+    if (c->deadline != s) continue;
+    const std::string pid = std::to_string(c->pid);
+    if (c->injecting && c->injecting->load() != 0 && c->grace_checks < kGraceChecks) {
+      if (c->grace_checks++ == 0)
+        log_event(LOG_WARNING, app + ": the capture of pid " + pid + " is late and inside a system call it runs in the app; waiting for it to end",
+                  {{"PREWARM_APP", app}});
+      sd_event_source_set_time_relative(s, kCheckUs);
+      sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+      return 0;
+    }
+    c->timed_out = true;
+    const bool stuck_inside = c->injecting && c->injecting->load() != 0;
+    ::kill(c->child, SIGKILL);
+    if (stuck_inside && c->app_pidfd.valid() && ::syscall(SYS_pidfd_send_signal, c->app_pidfd.get(), SIGKILL, nullptr, 0) == 0) {
+      c->app_killed = true;
+      log_event(LOG_ERR, app + ": the capture of pid " + pid + " did not end within " +
+                             std::to_string(self->opts_.capture_timeout_s) +
+                             " s, stuck inside a system call it ran in the app: the app's registers cannot be put back, so it was killed",
+                {{"PREWARM_APP", app}});
+    } else {
+      log_event(LOG_WARNING, app + ": the capture of pid " + pid + " did not end within " +
                                  std::to_string(self->opts_.capture_timeout_s) + " s; stopping it",
                 {{"PREWARM_APP", app}});
-      break;
     }
+    break;
+  }
   return 0;
 }
 
@@ -148,7 +184,9 @@ void Daemon::finish_capture(std::string name) {
   if (c->timed_out) {
     r = CaptureResult{};
     r.message = "the capture did not end within " + std::to_string(opts_.capture_timeout_s) +
-                " s and was stopped (prewarmd --capture-timeout-s); the app runs on";
+                " s and was stopped (prewarmd --capture-timeout-s); " +
+                (c->app_killed ? "the app was killed: it was stuck inside a system call the capture ran in it"
+                               : "the app runs on");
   }
   auto app = registry_.apps.find(name);
   if (app == registry_.apps.end() || app->second.config.uid != c->uid)

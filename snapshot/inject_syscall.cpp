@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -19,6 +20,30 @@ namespace {
 constexpr size_t kScratch = 256;
 constexpr uint64_t kRedZone = 128;
 constexpr int kMaxSteps = 16;
+
+std::atomic<uint32_t>* g_injecting = nullptr;
+
+// Fault injection for tests: PREWARM_FAULT_INJECTED_CALL_STALL_MS holds the first injected call
+// that long with its registers in place, as a thread stuck in the call would.
+void stall_once_for_tests() {
+  static bool done = false;
+  if (done) return;
+  done = true;
+  if (const char* v = std::getenv("PREWARM_FAULT_INJECTED_CALL_STALL_MS"); v && *v)
+    ::usleep(static_cast<useconds_t>(std::strtoul(v, nullptr, 10)) * 1000);
+}
+
+// Marks the word for the life of one call.
+struct Marked {
+  Marked() {
+    if (g_injecting) g_injecting->store(1);
+  }
+  ~Marked() {
+    if (g_injecting) g_injecting->store(0);
+  }
+  Marked(const Marked&) = delete;
+  Marked& operator=(const Marked&) = delete;
+};
 
 // Finds `0f 05` in executable code: right before rip when the process sits in a syscall
 // (the usual case), else in the vDSO or any other executable mapping.
@@ -44,6 +69,8 @@ Result<uint64_t> find_syscall_insn(int mem_fd, const user_regs_struct& regs,
 
 }  // namespace
 
+void mark_injections_in(std::atomic<uint32_t>* word) { g_injecting = word; }
+
 Result<SyscallInjector> SyscallInjector::attach(FrozenProcess& proc, int mem_fd,
                                                 const std::vector<Vma>& vmas, pid_t tid) {
   SyscallInjector inj(proc, mem_fd, tid < 0 ? proc.pid() : tid);
@@ -68,10 +95,8 @@ SyscallInjector::SyscallInjector(SyscallInjector&& o) noexcept
 
 SyscallInjector::~SyscallInjector() {
   if (!active_) return;
+  // Below the stack's red zone: bytes no code of the thread relies on, put back all the same.
   ::pwrite(mem_fd_, scratch_saved_.data(), scratch_saved_.size(), static_cast<off_t>(scratch_));
-  // With orig_rax and rax as they were, the kernel applies its syscall-restart rules when the
-  // process resumes, exactly as if nothing had run.
-  ::ptrace(PTRACE_SETREGS, tid_, nullptr, &saved_);
 }
 
 Result<std::string> SyscallInjector::read(uint64_t addr, size_t len) const {
@@ -83,6 +108,17 @@ Result<std::string> SyscallInjector::read(uint64_t addr, size_t len) const {
 
 Result<long> SyscallInjector::call(long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5,
                                    uint64_t a6) {
+  Marked marked;
+  Result<long> r = run(nr, a1, a2, a3, a4, a5, a6);
+  // With orig_rax and rax as they were, the kernel applies its syscall-restart rules when the
+  // thread resumes, exactly as if nothing had run; put back at once, so that between calls the
+  // thread's registers are its own.
+  if (::ptrace(PTRACE_SETREGS, tid_, nullptr, &saved_) != 0 && r) return errno_error("ptrace setregs");
+  return r;
+}
+
+Result<long> SyscallInjector::run(long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5,
+                                  uint64_t a6) {
   const pid_t pid = tid_;
   user_regs_struct r = saved_;
   r.rip = syscall_insn_;
@@ -102,7 +138,10 @@ Result<long> SyscallInjector::call(long nr, uint64_t a1, uint64_t a2, uint64_t a
     if (!WIFSTOPPED(status)) return make_error(ESRCH, "process exited during an injected syscall");
     user_regs_struct after{};
     if (::ptrace(PTRACE_GETREGS, pid, nullptr, &after) != 0) return errno_error("ptrace getregs");
-    if (after.rip == syscall_insn_ + 2) return static_cast<long>(after.rax);
+    if (after.rip == syscall_insn_ + 2) {
+      stall_once_for_tests();
+      return static_cast<long>(after.rax);
+    }
     // A signal arrived before the instruction ran. Stepping on with 0 discards it, so it is
     // handed back to the process when it is let go.
     int sig = WSTOPSIG(status);

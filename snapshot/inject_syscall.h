@@ -6,6 +6,7 @@
 
 #include <sys/user.h>
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -16,13 +17,18 @@
 
 namespace prewarm {
 
+// While a call runs, the thread's registers are the injected call's: a tracer that died then
+// would leave the thread to run on from the injected instruction with them. `*word` is 1 exactly
+// while one runs (a word the tracer shares with whoever may kill it: not at such a moment).
+void mark_injections_in(std::atomic<uint32_t>* word);
+
 class SyscallInjector {
  public:
   // `vmas` are the process's mappings (used to find a `syscall` instruction). The syscalls run
   // in thread `tid` (default: the main thread).
   static Result<SyscallInjector> attach(FrozenProcess& proc, int mem_fd, const std::vector<Vma>& vmas,
                                         pid_t tid = -1);
-  ~SyscallInjector();  // puts the original registers back
+  ~SyscallInjector();  // puts the scratch buffer's bytes back (the registers are after each call)
   SyscallInjector(SyscallInjector&&) noexcept;
   SyscallInjector& operator=(SyscallInjector&&) = delete;
 
@@ -34,6 +40,7 @@ class SyscallInjector {
 
  private:
   SyscallInjector(FrozenProcess& p, int mem_fd, pid_t tid) : proc_(&p), mem_fd_(mem_fd), tid_(tid) {}
+  Result<long> run(long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6);
   FrozenProcess* proc_;
   int mem_fd_;
   pid_t tid_;

@@ -129,6 +129,26 @@ wait "$app" || fail "the app did not finish normally after its capture was stopp
 grep -q "^answer 0" "$SCRATCH/stuck.out" || fail "the app did not answer: $(cat "$SCRATCH/stuck.out")"
 "$P" unregister stuck >/dev/null
 stop_daemon
+
+step "a capture stuck inside a system call it runs in the app: the app is killed, never let go with the capture's registers"
+# The fault knob holds the capture's first injected call, registers in place, as a thread stuck
+# in that call would be; killing the capture alone would leave the app running from there.
+PREWARM_FAULT_INJECTED_CALL_STALL_MS=600000 DAEMON_OPTS="${DAEMON_OPTS:-} --capture-timeout-s 1" start_daemon
+"$P" register inside --ready delay:300 -- "$BIN/../tests/progs/prog_nanosleep" >/dev/null
+"$P" run inside >"$SCRATCH/inside.out" 2>>"$SCRATCH/run.err" &
+app=$!
+wait_for 20 grep -q "inside: the capture of pid $app is late and inside a system call it runs in the app" "$SCRATCH/prewarmd.log" ||
+  fail "inside: no wait for the injected call: $(tail -5 "$SCRATCH/prewarmd.log")"
+wait_for 30 grep -q "inside: capture failed: .*the app was killed: it was stuck inside a system call the capture ran in it" \
+  "$SCRATCH/prewarmd.log" || fail "inside: the capture's end not logged: $(tail -5 "$SCRATCH/prewarmd.log")"
+rc=0
+wait "$app" || rc=$?
+[ "$rc" -eq 137 ] || fail "inside: the app was not killed (exit $rc): $(cat "$SCRATCH/inside.out")"
+grep -q "^woke" "$SCRATCH/inside.out" && fail "inside: the app ran on after its capture was killed mid-call"
+state_is inside none || fail "inside: state $(field inside state) after a killed capture"
+[ -z "$(ls "$PREWARM_STATE_DIR/store")" ] && [ -z "$(ls "$PREWARM_STATE_DIR/incoming")" ] || fail "a killed capture left files"
+"$P" unregister inside >/dev/null
+stop_daemon
 start_daemon
 
 step "50 concurrent launches of one app, restored"
