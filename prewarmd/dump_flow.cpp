@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -256,12 +257,22 @@ DumpOutcome dump_process(pid_t pid, const std::string& dir, const DumpOptions& o
   // one released since is dumped again, up to kAttempts dumps in all. A later dump that fails
   // leaves the earlier image in place (it was published whole), and that one is the outcome.
   constexpr int kAttempts = 3;
-  DumpOutcome out = dump_once(pid, dir, opts);
+  // Each dump must be of the process the first one was: without a caller's check (prewarmd has
+  // its own), a pidfd taken first holds it, and a dump that finds it ended (its pid free to be
+  // another process's) publishes nothing. A live process keeps its pid, so the frozen one is it.
+  DumpOptions each = opts;
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!each.verify_frozen && pidfd.valid())
+    each.verify_frozen = [&]() -> std::string {
+      if (::syscall(SYS_pidfd_send_signal, pidfd.get(), 0, nullptr, 0) == 0) return {};
+      return "pid " + std::to_string(pid) + " ended during the dump: the number may be another process's now";
+    };
+  DumpOutcome out = dump_once(pid, dir, each);
   for (int attempt = 2; attempt <= kAttempts; ++attempt) {
     if (out.status != DumpOutcome::kOk || opts.kill || out.stats.held_lookalikes.empty() ||
         !lookalike_released(pid, out.stats.held_lookalikes))
       break;
-    DumpOutcome again = dump_once(pid, dir, opts);
+    DumpOutcome again = dump_once(pid, dir, each);
     if (again.status != DumpOutcome::kOk) break;
     again.total_ms += out.total_ms;
     again.attempts = attempt;
