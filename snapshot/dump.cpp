@@ -414,11 +414,14 @@ Result<void> store_pages(PageCollector& collector, int pagemap_fd, const Vma& v,
 }
 
 // The words of held locks that name a thread, for the restore to rewrite with the new tids.
-// Only where the restored app can write: a lock the app made read-only is not released.
-void add_tid_words(pb::Snapshot& snap, const std::vector<TidWord>& words, const std::vector<Vma>& vmas) {
+// Only where the restored app can write (a lock the app made read-only is not released) and
+// the memory is the restore's own: private, or shared anonymous (restored as a new object).
+void add_tid_words(pb::Snapshot& snap, const std::vector<TidWord>& words, const std::vector<Vma>& vmas,
+                   const std::vector<std::optional<pb::Mapping::Kind>>& kinds) {
   for (const TidWord& w : words) {
     auto v = std::find_if(vmas.begin(), vmas.end(), [&](const Vma& m) { return m.start <= w.addr && w.addr < m.end; });
-    if (v == vmas.end() || !(v->prot & PROT_WRITE) || v->shared) continue;
+    if (v == vmas.end() || !(v->prot & PROT_WRITE)) continue;
+    if (v->shared && kinds[static_cast<size_t>(v - vmas.begin())] != pb::Mapping::SHARED_ANON) continue;
     auto* out = snap.add_tid_words();
     out->set_addr(w.addr);
     out->set_mask(w.mask);
@@ -458,8 +461,8 @@ Result<DumpStats> write_image(const ProcessState& state,
   tids.finish();
 
   // 4. The held locks' tid words: found while the pages went by.
-  add_tid_words(snap, tids.words(), state.vmas);
-  add_tid_words(snap, state.runtime_tid_words, state.vmas);
+  add_tid_words(snap, tids.words(), state.vmas, kinds);
+  add_tid_words(snap, state.runtime_tid_words, state.vmas, kinds);
   stats.held_lookalikes = tids.lookalikes();
 
   // 5. The caller's last veto, then the atomic publish (fsync, then rename or RENAME_EXCHANGE).

@@ -300,6 +300,7 @@ TEST_P(HeldLocks, ReleasedByTheRestoredHolder) {
 INSTANTIATE_TEST_SUITE_P(Each, HeldLocks,
                          ::testing::Values(Lock{"pi", "answer 0/0/0 0/0/0 0/0/0"},
                                            Lock{"pi_page_end", "answer 0/0/0 0/0/0 0/0/0"},
+                                           Lock{"pi_shared", "answer 0/0/0 0/0/0 0/0/0"},
                                            Lock{"rwlock", "answer EDEADLK/0/0 EDEADLK/0/0 EDEADLK/0/0"},
                                            Lock{"loaderlock", "answer 0/0/0"}),
                          [](const auto& info) { return info.param.first; });

@@ -1,7 +1,8 @@
 /* Threads hold locks that record their owner's tid (argv[1]): "pi", three threads each holding a
  * PI mutex (the futex word is the tid); "pi_page_end", the same with each mutex in the last 24
  * bytes of a page, its robust-list fields on the next page, which stays zero (a page the dump
- * skips); "rwlock", three each holding an rwlock for writing;
+ * skips); "pi_shared", process-shared PI mutexes in a MAP_SHARED|MAP_ANONYMOUS mapping (the
+ * restore's own copy of the object); "rwlock", three each holding an rwlock for writing;
  * "loaderlock", one parked inside a dl_iterate_phdr callback (the dynamic loader's recursive
  * lock). After the input line each holder checks the lock is its own (taking its rwlock again
  * gives EDEADLK) and releases it, and the main thread must then take every one within seconds. A
@@ -92,12 +93,17 @@ int main(int argc, char** argv) {
   pthread_mutexattr_setprotocol(&attr, PTHREAD_PRIO_INHERIT);
   pthread_t t[HOLDERS];
   char* pages = NULL;
-  if (strcmp(mode, "pi_page_end") == 0) {
-    pages = mmap(NULL, 2 * HOLDERS * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  const int shared = strcmp(mode, "pi_shared") == 0;
+  if (shared) pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+  if (strcmp(mode, "pi_page_end") == 0 || shared) {
+    pages = mmap(NULL, 2 * HOLDERS * 4096, PROT_READ | PROT_WRITE, (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS,
+                 -1, 0);
     if (pages == MAP_FAILED) return 1;
   }
   for (int i = 0; i < holders; i++) {
-    mutexes[i] = pages ? (pthread_mutex_t*)(pages + (2 * i + 1) * 4096 - 24) : &mutex_array[i];
+    mutexes[i] = shared ? (pthread_mutex_t*)(pages + i * 64)
+                 : pages ? (pthread_mutex_t*)(pages + (2 * i + 1) * 4096 - 24)
+                         : &mutex_array[i];
     pthread_mutex_init(mutexes[i], &attr);
     pthread_rwlock_init(&rwlocks[i], NULL);
     if (pthread_create(&t[i], NULL, holder, (void*)(intptr_t)i) != 0) return 1;
