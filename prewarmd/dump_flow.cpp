@@ -113,7 +113,16 @@ DumpOutcome dump_once(pid_t pid, const std::string& dir, const DumpOptions& opts
     auto moved = policy::placement_offenders(*opts.launched_in, *now);
     offenders.insert(offenders.end(), moved.begin(), moved.end());
   }
-  if (auto go = exe_is_go(pid); go && *go) {
+  auto go = exe_is_go(pid);
+  if (!go)
+    offenders.push_back({0, 0, state->exe_path, {}, "cannot tell whether it is a Go program: " + go.error().describe()});
+  if (auto lib = mapped_go_library(state->vmas, state->exe_st); !lib || !lib->empty())
+    offenders.push_back({0, 0, lib ? *lib : state->exe_path, {},
+                         lib ? "a Go runtime in a library (a c-shared or c-archive build): its threads' ids are not "
+                               "looked for there, and restored with the old ones its goroutine preemption signals "
+                               "would reach no thread"
+                             : lib.error().describe()});
+  if (go && *go) {
     auto words = go_thread_ids(pid, *state);
     if (words)
       state->runtime_tid_words = std::move(*words);

@@ -2,13 +2,13 @@
 
 #include <elf.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
-#include <map>
 #include <set>
 #include <string>
 
@@ -18,7 +18,9 @@ namespace prewarm {
 namespace {
 
 constexpr uint64_t kMaxSectionBytes = 256u << 20;  // a symbol table larger than this is not read
-constexpr uint64_t kMaxMBytes = 64u << 10;         // an m is about 1 KiB in every release so far
+constexpr uint64_t kMaxMBytes = 16u << 10;         // an m is about 1 KiB in every release so far
+constexpr size_t kMaxMs = 1u << 14;                // the runtime's own limit on threads is 10,000
+constexpr size_t kMaxReads = 1u << 20;             // words read looking for the list's link
 
 std::string hex(uint64_t v) {
   char buf[24];
@@ -44,7 +46,11 @@ std::optional<ElfSections> read_sections(int fd) {
 }
 
 Result<std::string> read_section(int fd, const Elf64_Shdr& s, const char* what) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return errno_error("fstat of its executable");
   if (s.sh_size > kMaxSectionBytes) return data_error(std::string("its ") + what + " is larger than 256 MiB");
+  if (s.sh_offset > static_cast<uint64_t>(st.st_size) || s.sh_size > static_cast<uint64_t>(st.st_size) - s.sh_offset)
+    return data_error(std::string("its ") + what + " lies past the end of the file");
   std::string bytes(s.sh_size, '\0');
   PW_TRY(pread_all(fd, bytes.data(), bytes.size(), static_cast<off_t>(s.sh_offset)));
   return bytes;
@@ -67,19 +73,46 @@ Result<uint64_t> load_bias(int fd, const Elf64_Ehdr& eh, const struct stat& st, 
 
 }  // namespace
 
-Result<bool> exe_is_go(pid_t pid) {
-  PW_ASSIGN(UniqueFd exe, open_fd("/proc/" + std::to_string(pid) + "/exe", O_RDONLY));
-  auto e = read_sections(exe.get());
-  if (!e) return false;  // not a 64-bit ELF with sections: not a Go build
+namespace {
+
+// Whether the open ELF file has the section .go.buildinfo (false for a file that is not ELF).
+bool has_go_buildinfo(int fd) {
+  auto e = read_sections(fd);
+  if (!e) return false;
   const Elf64_Shdr& strtab = e->sh[e->eh.e_shstrndx];
   if (strtab.sh_size > (1u << 20)) return false;
-  auto names = read_section(exe.get(), strtab, "section names");
+  auto names = read_section(fd, strtab, "section names");
   if (!names) return false;
   constexpr std::string_view kGo = ".go.buildinfo";
   for (const auto& s : e->sh)
     if (s.sh_name + kGo.size() < names->size() && names->compare(s.sh_name, kGo.size() + 1, std::string(kGo) + '\0') == 0)
       return true;
   return false;
+}
+
+}  // namespace
+
+Result<bool> exe_is_go(pid_t pid) {
+  PW_ASSIGN(UniqueFd exe, open_fd("/proc/" + std::to_string(pid) + "/exe", O_RDONLY));
+  return has_go_buildinfo(exe.get());
+}
+
+Result<std::string> mapped_go_library(const std::vector<Vma>& vmas, const struct stat& exe_st) {
+  std::set<std::pair<dev_t, uint64_t>> looked;
+  for (const Vma& v : vmas) {
+    const dev_t dev = makedev(v.dev_major, v.dev_minor);
+    if (!(v.prot & PROT_EXEC) || v.inode == 0 || !v.name.starts_with('/') || v.is_deleted() ||
+        (v.inode == exe_st.st_ino && dev == exe_st.st_dev) || !looked.insert({dev, v.inode}).second)
+      continue;
+    // By path, checked to be the mapped file: a path changed since only hides the app's own
+    // runtime from this check, and so breaks only its own restores.
+    UniqueFd fd(::open(v.name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+    struct stat st {};
+    if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_ino != v.inode || st.st_dev != dev)
+      return data_error(v.name + ": the mapped file cannot be opened at its path to see whether it holds a Go runtime");
+    if (has_go_buildinfo(fd.get())) return v.name;
+  }
+  return std::string();
 }
 
 Result<GoRuntimeSymbols> go_runtime_symbols(pid_t pid, const std::vector<Vma>& vmas) {
@@ -117,31 +150,28 @@ Result<std::vector<TidWord>> go_tid_words(const ReadMemory& read, const GoRuntim
   uint64_t allm = 0;
   if (!read(sym.allm, &allm, sizeof allm)) return data_error("runtime.allm at " + hex(sym.allm) + " cannot be read");
   const size_t words = sym.m_size / 8;
-  std::map<uint64_t, std::vector<uint64_t>> ms;  // each m's words, read once
-  auto m_at = [&](uint64_t addr) -> const std::vector<uint64_t>* {
-    if (auto it = ms.find(addr); it != ms.end()) return it->second.empty() ? nullptr : &it->second;
-    std::vector<uint64_t> w(words);
-    if (addr % 8 != 0 || !read(addr, w.data(), sym.m_size)) w.clear();
-    auto& slot = ms[addr] = std::move(w);
-    return slot.empty() ? nullptr : &slot;
-  };
+  // One word read per step, at most kMaxReads in all: a hostile process's memory cannot make
+  // this search large.
+  size_t reads = 0;
+  auto word_at = [&](uint64_t addr, uint64_t& out) { return ++reads <= kMaxReads && addr % 8 == 0 && read(addr, &out, 8); };
 
-  // The link: the field that leads from allm to m0, whose own is null, through at most one m per
-  // thread. The longest such list is the runtime's (another pointer may lead to m0 sooner).
+  // The link: the field that leads from allm to m0, whose own is null. The longest such list is
+  // the runtime's (another pointer may lead to m0 sooner).
   std::vector<uint64_t> list;
   bool tie = false;
-  for (size_t link = 0; link < words; ++link) {
+  for (size_t link = 0; link < words && reads <= kMaxReads; ++link) {
     std::vector<uint64_t> chain;
+    std::set<uint64_t> seen;
     bool reached = false;
-    for (uint64_t cur = allm; cur != 0 && chain.size() < tids.size();) {
-      const auto* m = m_at(cur);
-      if (!m || std::find(chain.begin(), chain.end(), cur) != chain.end()) break;
+    for (uint64_t cur = allm; cur != 0 && chain.size() < kMaxMs && seen.insert(cur).second;) {
       chain.push_back(cur);
+      uint64_t next = 0;
+      if (!word_at(cur + link * 8, next)) break;
       if (cur == sym.m0) {
-        reached = (*m)[link] == 0;
+        reached = next == 0;
         break;
       }
-      cur = (*m)[link];
+      cur = next;
     }
     if (!reached) continue;
     if (chain.size() > list.size()) {
@@ -151,34 +181,49 @@ Result<std::vector<TidWord>> go_tid_words(const ReadMemory& read, const GoRuntim
       tie = true;
     }
   }
-  if (list.empty())
-    return data_error("no field of the runtime's m leads from runtime.allm to runtime.m0 through at most " +
-                      std::to_string(tids.size()) + " ms (one per thread)");
+  if (reads > kMaxReads) return data_error("the runtime's list of ms is not found within " + std::to_string(kMaxReads) + " reads");
+  if (list.empty()) return data_error("no field of the runtime's m leads from runtime.allm to runtime.m0");
   if (tie) return data_error("two fields of the runtime's m lead from runtime.allm to runtime.m0");
-  if (list.size() != tids.size())
-    return data_error("the runtime has " + std::to_string(list.size()) + " ms for " + std::to_string(tids.size()) +
-                      " threads (a thread it did not start, or one starting or ending)");
 
-  // The tid fields: in each m a different thread's tid, the main thread's in m0.
+  // The tid fields: the main thread's tid in m0, and in every other m a different thread's, or
+  // 0 (an m with no thread: cgo's spare one, or one whose thread is still starting). A thread
+  // with no m is one C code started, which the runtime never signals.
+  std::vector<uint64_t> m0(words);
+  if (!read(sym.m0, m0.data(), sym.m_size)) return data_error("runtime.m0 at " + hex(sym.m0) + " cannot be read");
   const std::set<uint64_t> known(tids.begin(), tids.end());
   std::vector<size_t> fields;
-  const auto& m0 = *m_at(sym.m0);
+  std::vector<std::vector<uint64_t>> values;  // per field found, per m of the list
+  size_t holding = 0;  // the ms with a thread
   for (size_t f = 0; f < words; ++f) {
     if (m0[f] != static_cast<uint64_t>(tids[0])) continue;
     std::set<uint64_t> seen;
+    std::vector<uint64_t> vals;
     bool each = true;
-    for (uint64_t m : list) each = each && known.count((*m_at(m))[f]) && seen.insert((*m_at(m))[f]).second;
-    if (each) fields.push_back(f);
+    for (uint64_t m : list) {
+      uint64_t v = 0;
+      if (!word_at(m + f * 8, v))
+        return data_error(reads > kMaxReads ? "the runtime's ms hold too many words that equal the pid"
+                                            : "the runtime's m at " + hex(m) + " cannot be read");
+      each = v == 0 || (known.count(v) && seen.insert(v).second);
+      if (!each) break;
+      vals.push_back(v);
+    }
+    if (!each) continue;
+    fields.push_back(f);
+    values.push_back(std::move(vals));
+    holding = seen.size();
   }
   if (fields.empty()) return data_error("no field of the runtime's m holds its thread's id");
-  // With one thread a field that holds the pid by chance cannot be told from the id.
-  if (fields.size() > 1 && tids.size() == 1) return data_error("several fields of the runtime's only m hold its thread's id");
+  // With one m holding a thread, a field that holds the pid by chance cannot be told from the id.
+  if (fields.size() > 1 && holding < 2) return data_error("several fields of the runtime's m0 hold its thread's id");
   std::vector<TidWord> out;
-  for (uint64_t m : list)
-    for (size_t f : fields) {
-      const uint64_t tid = (*m_at(m))[f];
+  for (size_t i = 0; i < list.size(); ++i)
+    for (size_t k = 0; k < fields.size(); ++k) {
+      const size_t f = fields[k];
+      const uint64_t tid = values[k][i];
+      if (tid == 0) continue;
       const auto index = static_cast<uint32_t>(std::find(tids.begin(), tids.end(), static_cast<pid_t>(tid)) - tids.begin());
-      out.push_back(TidWord{m + f * 8, 0xffffffffu, index});
+      out.push_back(TidWord{list[i] + f * 8, 0xffffffffu, index});
     }
   return out;
 }

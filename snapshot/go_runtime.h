@@ -5,6 +5,7 @@
 // without calls could never be stopped for a garbage collection: the program would hang.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -21,6 +22,10 @@ namespace prewarm {
 // path) has the ELF section .go.buildinfo that every Go toolchain since 1.13 writes.
 Result<bool> exe_is_go(pid_t pid);
 
+// The first library the process maps (not its executable) that holds a Go runtime (a Go
+// c-shared or c-archive build loaded by a C program), or "".
+Result<std::string> mapped_go_library(const std::vector<Vma>& vmas, const struct stat& exe_st);
+
 // Where the runtime's list of ms is, in the process's memory.
 struct GoRuntimeSymbols {
   uint64_t allm = 0;    // runtime.allm: the newest m; each links to the one made before it
@@ -36,10 +41,10 @@ Result<GoRuntimeSymbols> go_runtime_symbols(pid_t pid, const std::vector<Vma>& v
 using ReadMemory = std::function<bool(uint64_t addr, void* out, size_t len)>;
 
 // The words of every m that hold its thread's tid, found without knowing the m's layout (it
-// changes between Go releases): the list's link is the field that leads from allm to m0 through
-// one m per thread, and a tid field is one that holds, in each m, a different thread's tid, the
-// main thread's in m0. Every thread must be an m's (a thread that C code started is not); an
-// error says why the ids cannot be found, and the dump is then refused. `tids`: main first.
+// changes between Go releases): the list's link is the field that leads from allm to m0, and a
+// tid field is one that holds the main thread's tid in m0 and, in each other m, a different
+// thread's or 0 (an m without a thread: cgo's spare one). An error says why the ids cannot be
+// found, and the dump is then refused. `tids`: main first.
 Result<std::vector<TidWord>> go_tid_words(const ReadMemory& read, const GoRuntimeSymbols& sym,
                                           const std::vector<pid_t>& tids);
 

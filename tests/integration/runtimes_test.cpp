@@ -120,6 +120,13 @@ TEST(Runtimes, GoPositionIndependent) {
   restored_with_the_same_answer({GO_APP_PIE}, "123\n");
 }
 
+// Through cgo: threads made by pthread_create (glibc's tid caches and the runtime's), and a
+// spare m with no thread in the runtime's list.
+TEST(Runtimes, GoWithCgo) {
+  if (std::string(GO_APP_CGO).empty()) GTEST_SKIP() << "no Go toolchain at build time (.ci/install-deps installs golang-go)";
+  restored_with_the_same_answer({GO_APP_CGO}, "123\n");
+}
+
 // Without a symbol table the runtime's list of threads cannot be found: refused by name, and the
 // process goes on and answers as it would have.
 TEST(Runtimes, GoWithoutSymbolsIsRefusedByName) {
@@ -138,6 +145,23 @@ TEST(Runtimes, GoWithoutSymbolsIsRefusedByName) {
   RunResult cold = original.communicate("123\n", 60s);
   EXPECT_EQ(cold.code, 0) << cold.err;
   EXPECT_EQ(cold.out, "answer=40bd spun=1 gc=true\n");
+}
+
+// A C program with a Go runtime in a library it loaded: refused naming the library (the ids the
+// runtime keeps there are not looked for), and it goes on and answers.
+TEST(Runtimes, GoInALibraryIsRefusedByName) {
+  if (std::string(GO_LIB).empty()) GTEST_SKIP() << "no Go toolchain at build time (.ci/install-deps installs golang-go)";
+  TempDir dir;
+  Child original = Child::spawn({C_WITH_GO, GO_LIB});
+  auto ready = original.read_line(60s);
+  ASSERT_TRUE(ready && ready->starts_with("ready")) << original.leftovers();
+  auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img"});
+  EXPECT_EQ(dump.code, 3) << dump.err;
+  EXPECT_NE(dump.err.find(std::string(GO_LIB) + ": a Go runtime in a library"), std::string::npos) << dump.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "img"));
+  RunResult cold = original.communicate("1\n", 60s);
+  EXPECT_EQ(cold.code, 0) << cold.err;
+  EXPECT_EQ(cold.out, "answer=1\n");
 }
 
 TEST(Runtimes, Emacs) {
