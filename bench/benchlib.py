@@ -43,13 +43,15 @@ def launch(cmd, stdin_text, env=None, answers=(b"answer",)):
     return elapsed, err
 
 
-def snapshot(prewarm, cmd, images):
-    """Starts cmd, waits for its ready line, dumps it into `images` with --kill; the dump's stderr."""
+def snapshot(prewarm, cmd, images, settle=0.0):
+    """Starts cmd, waits for its ready line (then `settle` seconds), dumps it into `images` with
+    --kill; the dump's stderr."""
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     if not p.stdout.readline().startswith(b"ready"):
         p.kill()
         p.wait()
         raise RuntimeError("%s did not become ready" % cmd)
+    time.sleep(settle)
     r = subprocess.run([prewarm, "dump", "--pid", str(p.pid), "--images", images, "--kill"],
                        capture_output=True, text=True)
     p.wait()

@@ -45,6 +45,16 @@ struct Memory {
 
 const GoRuntimeSymbols kSym{kAllm, kM0, kMSize};
 
+// Each word's address and thread; every word takes a whole 32-bit tid.
+std::map<uint64_t, uint32_t> by_address(const std::vector<TidWord>& words) {
+  std::map<uint64_t, uint32_t> got;
+  for (const auto& w : words) {
+    EXPECT_EQ(w.mask, 0xffffffffu);
+    got[w.addr] = w.thread;
+  }
+  return got;
+}
+
 TEST(GoTidWords, EveryMsIdAtAnUnknownOffset) {
   Memory mem(37, 11);
   mem.add(kM0, 500);
@@ -53,12 +63,7 @@ TEST(GoTidWords, EveryMsIdAtAnUnknownOffset) {
   auto words = go_tid_words(mem.reader(), kSym, {500, 501, 503});
   ASSERT_TRUE(words) << words.error().describe();
   ASSERT_EQ(words->size(), 3u);
-  std::map<uint64_t, uint32_t> got;
-  for (const auto& w : *words) {
-    EXPECT_EQ(w.mask, 0xffffffffu);
-    got[w.addr] = w.thread;
-  }
-  EXPECT_EQ(got, (std::map<uint64_t, uint32_t>{{kM0 + 11 * 8, 0}, {0x5000 + 11 * 8, 1}, {0x9000 + 11 * 8, 2}}));
+  EXPECT_EQ(by_address(*words), (std::map<uint64_t, uint32_t>{{kM0 + 11 * 8, 0}, {0x5000 + 11 * 8, 1}, {0x9000 + 11 * 8, 2}}));
 }
 
 // cgo: a spare m with no thread (id 0), and a thread C code started that has no m.
@@ -69,9 +74,7 @@ TEST(GoTidWords, AnMWithoutAThreadAndAThreadWithoutAnM) {
   mem.add(0x6000, 0);
   auto words = go_tid_words(mem.reader(), kSym, {500, 501, 777});
   ASSERT_TRUE(words) << words.error().describe();
-  std::map<uint64_t, uint32_t> got;
-  for (const auto& w : *words) got[w.addr] = w.thread;
-  EXPECT_EQ(got, (std::map<uint64_t, uint32_t>{{kM0 + 9 * 8, 0}, {0x5000 + 9 * 8, 1}}));
+  EXPECT_EQ(by_address(*words), (std::map<uint64_t, uint32_t>{{kM0 + 9 * 8, 0}, {0x5000 + 9 * 8, 1}}));
 }
 
 // Links that go round and round, or on for ever through memory the process crafted, are
