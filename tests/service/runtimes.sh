@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Multi-threaded runtimes through prewarmd: node (libuv, its worker threads), an OpenJDK
-# program (JIT, GC and a thread pool) and a Go program (goroutines preempted by signals). Each
-# is registered, launched cold and captured, then launched again and restored, with the cold
-# launch's answer (tests/apps/runtime_app.js, tests/apps/RuntimeApp.java, tests/apps/go_app.go).
+# program (JIT, GC and a thread pool), a Go program (goroutines preempted by signals) and
+# python3 + numpy on OpenBLAS's threads. Each is registered, launched cold and captured, then
+# launched again and restored, with the cold launch's answer (tests/apps: runtime_app.js, RuntimeApp.java, go_app.go, blas_app.py).
 # Usage: runtimes.sh BIN_DIR SOURCE_DIR JAVA_CLASS_DIR [GO_APP]
 . "$(dirname "$0")/../lib/prelude.sh"
 BIN=$(realpath "$1")
@@ -79,6 +79,15 @@ if [ -n "$GO_APP" ] && [ -x "$GO_APP" ]; then
   cold_then_restored go-app "answer=8cb2 spun=1 gc=true"
 else
   echo "no Go app (no Go toolchain at build time): the Go step is not run"
+fi
+OPENBLAS=/usr/lib/x86_64-linux-gnu/openblas-pthread
+if [ -f "$OPENBLAS/libblas.so.3" ] && /usr/bin/python3 -c "import numpy" 2>/dev/null; then
+  step "python3 + numpy on OpenBLAS threads: cold and captured, then restored"
+  # The launch's environment is the app's: prewarm run's own picks the threaded BLAS.
+  "$P" register blas-app --ready delay:2500 -- /usr/bin/python3 "$SRC/tests/apps/blas_app.py" >/dev/null
+  LD_LIBRARY_PATH=$OPENBLAS OPENBLAS_NUM_THREADS=2 cold_then_restored blas-app "answer=-39950486601741 threads=True"
+else
+  echo "no libopenblas0-pthread or numpy for /usr/bin/python3: the OpenBLAS step is not run"
 fi
 "$P" list
 echo "runtimes: PASS"
