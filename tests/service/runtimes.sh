@@ -2,7 +2,8 @@
 # Multi-threaded runtimes through prewarmd: node (libuv, its worker threads), an OpenJDK
 # program (JIT, GC and a thread pool), a Go program (goroutines preempted by signals) and
 # python3 + numpy on OpenBLAS's threads. Each is registered, launched cold and captured, then
-# launched again and restored, with the cold launch's answer (tests/apps: runtime_app.js, RuntimeApp.java, go_app.go, blas_app.py).
+# launched again and restored, with the cold launch's answer (tests/apps: runtime_app.js,
+# RuntimeApp.java, go_app.go, blas_app.py).
 # Usage: runtimes.sh BIN_DIR SOURCE_DIR JAVA_CLASS_DIR [GO_APP]
 . "$(dirname "$0")/../lib/prelude.sh"
 BIN=$(realpath "$1")
