@@ -52,7 +52,7 @@ std::optional<pb::FdKind> object_kind_for(policy::FdClass c) {
 
 // Each Go thread's cached id (m.procid), read from the frozen process's memory.
 Result<std::vector<TidWord>> go_thread_ids(pid_t pid, const ProcessState& state) {
-  PW_ASSIGN(GoRuntimeSymbols sym, go_runtime_symbols(pid, state.vmas));
+  PW_ASSIGN(GoRuntimeSymbols sym, go_runtime_symbols(pid, state.auxv));
   PW_ASSIGN(UniqueFd mem, open_mm_handle(pid));
   std::vector<pid_t> tids;
   for (const auto& t : state.thread_infos) tids.push_back(t.tid);
@@ -116,7 +116,9 @@ DumpOutcome dump_once(pid_t pid, const std::string& dir, const DumpOptions& opts
   auto go = exe_is_go(pid);
   if (!go)
     offenders.push_back({0, 0, state->exe_path, {}, "cannot tell whether it is a Go program: " + go.error().describe()});
-  if (auto lib = mapped_go_library(state->vmas, state->exe_st); !lib || !lib->empty())
+  std::vector<struct stat> path_st;
+  for (const auto& f : state->vma_files) path_st.push_back(f.exists ? f.st : (struct stat){});
+  if (auto lib = mapped_go_library(state->vmas, path_st, state->exe_st); !lib || !lib->empty())
     offenders.push_back({0, 0, lib ? *lib : state->exe_path, {},
                          lib ? "a Go runtime in a library (a c-shared or c-archive build): its threads' ids are not "
                                "looked for there, and restored with the old ones its goroutine preemption signals "

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -56,19 +55,17 @@ Result<std::string> read_section(int fd, const Elf64_Shdr& s, const char* what) 
   return bytes;
 }
 
-// Where the executable's first byte is in memory, minus its first segment's address: 0 for a
-// fixed-address executable, the load address of a position-independent one.
-Result<uint64_t> load_bias(int fd, const Elf64_Ehdr& eh, const struct stat& st, const std::vector<Vma>& vmas) {
+// How far from its link-time addresses the executable is loaded: 0 for a fixed-address one,
+// the kernel's choice for a position-independent one, read off the entry point the kernel
+// reported (AT_ENTRY in `auxv`, /proc/PID/auxv's bytes).
+Result<uint64_t> load_bias(const Elf64_Ehdr& eh, const std::string& auxv) {
   if (eh.e_type == ET_EXEC) return uint64_t{0};
-  if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum > 1024) return data_error("its program headers are malformed");
-  std::vector<Elf64_Phdr> ph(eh.e_phnum);
-  PW_TRY(pread_all(fd, ph.data(), ph.size() * sizeof(Elf64_Phdr), static_cast<off_t>(eh.e_phoff)));
-  auto first = std::find_if(ph.begin(), ph.end(), [](const Elf64_Phdr& p) { return p.p_type == PT_LOAD && p.p_offset == 0; });
-  if (first == ph.end()) return data_error("it has no segment that loads its first page");
-  for (const Vma& v : vmas)
-    if (v.inode == st.st_ino && makedev(v.dev_major, v.dev_minor) == st.st_dev && v.offset == 0)
-      return v.start - (first->p_vaddr & ~uint64_t{0xfff});
-  return data_error("its first page is not mapped");
+  for (size_t off = 0; off + 16 <= auxv.size(); off += 16) {
+    uint64_t kv[2];
+    std::memcpy(kv, auxv.data() + off, sizeof kv);
+    if (kv[0] == AT_ENTRY) return kv[1] - eh.e_entry;
+  }
+  return data_error("its auxiliary vector has no entry point (AT_ENTRY)");
 }
 
 }  // namespace
@@ -97,28 +94,30 @@ Result<bool> exe_is_go(pid_t pid) {
   return has_go_buildinfo(exe.get());
 }
 
-Result<std::string> mapped_go_library(const std::vector<Vma>& vmas, const struct stat& exe_st) {
-  std::set<std::pair<dev_t, uint64_t>> looked;
-  for (const Vma& v : vmas) {
-    const dev_t dev = makedev(v.dev_major, v.dev_minor);
-    if (!(v.prot & PROT_EXEC) || v.inode == 0 || !v.name.starts_with('/') || v.is_deleted() ||
-        (v.inode == exe_st.st_ino && dev == exe_st.st_dev) || !looked.insert({dev, v.inode}).second)
+Result<std::string> mapped_go_library(const std::vector<Vma>& vmas, const std::vector<struct stat>& path_st,
+                                      const struct stat& exe_st) {
+  std::set<std::pair<dev_t, ino_t>> looked;
+  for (size_t i = 0; i < vmas.size() && i < path_st.size(); ++i) {
+    const Vma& v = vmas[i];
+    const struct stat& at = path_st[i];
+    // Files by the stat of their path, as the dump saw them: on overlayfs the maps line names
+    // the layer's device, a stat of the path the overlay's.
+    if (!(v.prot & PROT_EXEC) || v.inode == 0 || at.st_ino == 0 || !S_ISREG(at.st_mode) ||
+        (at.st_ino == exe_st.st_ino && at.st_dev == exe_st.st_dev) || !looked.insert({at.st_dev, at.st_ino}).second)
       continue;
-    // By path, checked to be the mapped file: a path changed since only hides the app's own
-    // runtime from this check, and so breaks only its own restores.
+    // By path, checked to be the file the dump saw there: a path changed since only hides the
+    // app's own runtime from this check, and so breaks only its own restores.
     UniqueFd fd(::open(v.name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
     struct stat st {};
-    if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_ino != v.inode || st.st_dev != dev)
+    if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || st.st_ino != at.st_ino || st.st_dev != at.st_dev)
       return data_error(v.name + ": the mapped file cannot be opened at its path to see whether it holds a Go runtime");
     if (has_go_buildinfo(fd.get())) return v.name;
   }
   return std::string();
 }
 
-Result<GoRuntimeSymbols> go_runtime_symbols(pid_t pid, const std::vector<Vma>& vmas) {
+Result<GoRuntimeSymbols> go_runtime_symbols(pid_t pid, const std::string& auxv) {
   PW_ASSIGN(UniqueFd exe, open_fd("/proc/" + std::to_string(pid) + "/exe", O_RDONLY));
-  struct stat st {};
-  if (::fstat(exe.get(), &st) != 0) return errno_error("fstat of its executable");
   auto e = read_sections(exe.get());
   if (!e) return data_error("its executable is not a 64-bit ELF file with sections");
   auto symtab = std::find_if(e->sh.begin(), e->sh.end(), [](const Elf64_Shdr& s) { return s.sh_type == SHT_SYMTAB; });
@@ -126,7 +125,7 @@ Result<GoRuntimeSymbols> go_runtime_symbols(pid_t pid, const std::vector<Vma>& v
     return data_error("its executable has no symbol table (built with -ldflags=-s, or stripped)");
   PW_ASSIGN(std::string syms, read_section(exe.get(), *symtab, "symbol table"));
   PW_ASSIGN(std::string names, read_section(exe.get(), e->sh[symtab->sh_link], "symbol names"));
-  PW_ASSIGN(uint64_t bias, load_bias(exe.get(), e->eh, st, vmas));
+  PW_ASSIGN(uint64_t bias, load_bias(e->eh, auxv));
   GoRuntimeSymbols out;
   uint64_t allm_size = 0;
   for (size_t off = 0; off + sizeof(Elf64_Sym) <= syms.size(); off += sizeof(Elf64_Sym)) {

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "snapshot/proc_maps.h"
@@ -23,8 +24,10 @@ namespace prewarm {
 Result<bool> exe_is_go(pid_t pid);
 
 // The first library the process maps (not its executable) that holds a Go runtime (a Go
-// c-shared or c-archive build loaded by a C program), or "".
-Result<std::string> mapped_go_library(const std::vector<Vma>& vmas, const struct stat& exe_st);
+// c-shared or c-archive build loaded by a C program), or "". `path_st`: parallel to vmas, the
+// stat of each mapping's path (st_ino 0: no file there).
+Result<std::string> mapped_go_library(const std::vector<Vma>& vmas, const std::vector<struct stat>& path_st,
+                                      const struct stat& exe_st);
 
 // Where the runtime's list of ms is, in the process's memory.
 struct GoRuntimeSymbols {
@@ -34,8 +37,9 @@ struct GoRuntimeSymbols {
 };
 
 // Reads the symbols from the executable's symbol table (through /proc/PID/exe), placed where
-// `vmas` map it. An error says why not (a stripped binary has no symbol table).
-Result<GoRuntimeSymbols> go_runtime_symbols(pid_t pid, const std::vector<Vma>& vmas);
+// the kernel loaded it (`auxv`: /proc/PID/auxv's bytes). An error says why not (a stripped
+// binary has no symbol table).
+Result<GoRuntimeSymbols> go_runtime_symbols(pid_t pid, const std::string& auxv);
 
 // Reads `len` bytes of the process's memory at `addr`; false if they cannot be read.
 using ReadMemory = std::function<bool(uint64_t addr, void* out, size_t len)>;
