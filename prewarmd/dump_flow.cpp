@@ -116,9 +116,7 @@ DumpOutcome dump_once(pid_t pid, const std::string& dir, const DumpOptions& opts
   auto go = exe_is_go(pid);
   if (!go)
     offenders.push_back({0, 0, state->exe_path, {}, "cannot tell whether it is a Go program: " + go.error().describe()});
-  std::vector<struct stat> path_st;
-  for (const auto& f : state->vma_files) path_st.push_back(f.exists ? f.st : (struct stat){});
-  if (auto lib = mapped_go_library(state->vmas, path_st, state->exe_st); !lib || !lib->empty())
+  if (auto lib = mapped_go_library(state->vmas, state->vma_files, state->exe_st); !lib || !lib->empty())
     offenders.push_back({0, 0, lib ? *lib : state->exe_path, {},
                          lib ? "a Go runtime in a library (a c-shared or c-archive build): its threads' ids are not "
                                "looked for there, and restored with the old ones its goroutine preemption signals "

@@ -35,12 +35,6 @@ void* map_shared_anon(uint64_t slot, uint64_t len, uint64_t offset, int flags) {
 
 }  // namespace
 
-std::string hex(uint64_t v) {
-  char b[32];
-  snprintf(b, sizeof b, "0x%lx", static_cast<unsigned long>(v));
-  return b;
-}
-
 int mmap_flags_for(const pb::Mapping& m) {
   int flags = m.shared() ? MAP_SHARED : MAP_PRIVATE;
   if (m.growsdown()) flags |= MAP_GROWSDOWN;

@@ -24,7 +24,6 @@ Result<void> stage_mapping(const pb::Snapshot& snap, const pb::Mapping& m, int f
                            StagedRead& stats);
 
 int mmap_flags_for(const pb::Mapping& m);
-std::string hex(uint64_t v);  // "0x..." for messages
 
 // madvise state to re-create (PW_ADVISE_* bits). Large private anonymous mappings also get
 // transparent huge pages: refilling them costs one fault per 2 MiB instead of per 4 KiB, which

@@ -21,12 +21,6 @@ constexpr uint64_t kMaxMBytes = 16u << 10;         // an m is about 1 KiB in eve
 constexpr size_t kMaxMs = 1u << 14;                // the runtime's own limit on threads is 10,000
 constexpr size_t kMaxReads = 1u << 20;             // words read looking for the list's link
 
-std::string hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
 // A 64-bit ELF's header and section headers; nullopt if the file is not one.
 struct ElfSections {
   Elf64_Ehdr eh{};
@@ -46,7 +40,7 @@ std::optional<ElfSections> read_sections(int fd) {
 
 Result<std::string> read_section(int fd, const Elf64_Shdr& s, const char* what) {
   struct stat st {};
-  if (::fstat(fd, &st) != 0) return errno_error("fstat of its executable");
+  if (::fstat(fd, &st) != 0) return errno_error("fstat of the file");
   if (s.sh_size > kMaxSectionBytes) return data_error(std::string("its ") + what + " is larger than 256 MiB");
   if (s.sh_offset > static_cast<uint64_t>(st.st_size) || s.sh_size > static_cast<uint64_t>(st.st_size) - s.sh_offset)
     return data_error(std::string("its ") + what + " lies past the end of the file");
@@ -67,10 +61,6 @@ Result<uint64_t> load_bias(const Elf64_Ehdr& eh, const std::string& auxv) {
   }
   return data_error("its auxiliary vector has no entry point (AT_ENTRY)");
 }
-
-}  // namespace
-
-namespace {
 
 // Whether the open ELF file has the section .go.buildinfo (false for a file that is not ELF).
 bool has_go_buildinfo(int fd) {
@@ -94,15 +84,15 @@ Result<bool> exe_is_go(pid_t pid) {
   return has_go_buildinfo(exe.get());
 }
 
-Result<std::string> mapped_go_library(const std::vector<Vma>& vmas, const std::vector<struct stat>& path_st,
+Result<std::string> mapped_go_library(const std::vector<Vma>& vmas, const std::vector<MappedFile>& files,
                                       const struct stat& exe_st) {
   std::set<std::pair<dev_t, ino_t>> looked;
-  for (size_t i = 0; i < vmas.size() && i < path_st.size(); ++i) {
+  for (size_t i = 0; i < vmas.size() && i < files.size(); ++i) {
     const Vma& v = vmas[i];
-    const struct stat& at = path_st[i];
+    const struct stat& at = files[i].st;
     // Files by the stat of their path, as the dump saw them: on overlayfs the maps line names
     // the layer's device, a stat of the path the overlay's.
-    if (!(v.prot & PROT_EXEC) || v.inode == 0 || at.st_ino == 0 || !S_ISREG(at.st_mode) ||
+    if (!(v.prot & PROT_EXEC) || v.inode == 0 || !files[i].exists || !S_ISREG(at.st_mode) ||
         (at.st_ino == exe_st.st_ino && at.st_dev == exe_st.st_dev) || !looked.insert({at.st_dev, at.st_ino}).second)
       continue;
     // By path, checked to be the file the dump saw there: a path changed since only hides the

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "snapshot/dump.h"
 #include "snapshot/proc_maps.h"
 #include "snapshot/result.h"
 #include "snapshot/threads.h"
@@ -24,9 +25,9 @@ namespace prewarm {
 Result<bool> exe_is_go(pid_t pid);
 
 // The first library the process maps (not its executable) that holds a Go runtime (a Go
-// c-shared or c-archive build loaded by a C program), or "". `path_st`: parallel to vmas, the
-// stat of each mapping's path (st_ino 0: no file there).
-Result<std::string> mapped_go_library(const std::vector<Vma>& vmas, const std::vector<struct stat>& path_st,
+// c-shared or c-archive build loaded by a C program), or "". `files`: parallel to vmas, what
+// the dump found at each mapping's path (ProcessState::vma_files).
+Result<std::string> mapped_go_library(const std::vector<Vma>& vmas, const std::vector<MappedFile>& files,
                                       const struct stat& exe_st);
 
 // Where the runtime's list of ms is, in the process's memory.

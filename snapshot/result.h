@@ -2,12 +2,21 @@
 #pragma once
 
 #include <cerrno>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <utility>
 #include <variant>
 
 namespace prewarm {
+
+// "0x..." for messages.
+inline std::string hex(uint64_t v) {
+  char b[24];
+  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+  return b;
+}
 
 struct Error {
   int code = EINVAL;  // positive errno
