@@ -19,7 +19,7 @@
 namespace prewarm {
 
 // The result file the capture child leaves for prewarmd: every field required.
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CaptureResult, status, message, key, files, freeze_ms)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CaptureResult, status, message, key, files, freeze_ms, page_finder)
 
 namespace {
 
@@ -30,6 +30,7 @@ std::string result_path(const std::string& incoming) { return incoming + ".resul
 // Turns a dump's outcome into the result; false if the capture ends there.
 bool take_dump(const DumpOutcome& d, CaptureResult& r) {
   r.freeze_ms = d.freeze_ms;
+  r.page_finder = d.stats.page_finder;
   switch (d.status) {
     case DumpOutcome::kOk: return true;
     case DumpOutcome::kRefused: r.status = "refused", r.message = d.message; break;

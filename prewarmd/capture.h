@@ -19,6 +19,7 @@ struct CaptureResult {
   std::string key;
   std::vector<FileRecord> files;
   double freeze_ms = 0;
+  std::string page_finder;  // how the dump found the pages to store (DumpStats::page_finder)
 };
 
 // What the daemon hands the capture child. The fds are the daemon's (inherited across fork);

@@ -226,9 +226,10 @@ void Daemon::finish_capture(std::string name) {
     const uint64_t bytes = store_.entries().at(r.key).bytes;
     if (history_) note_history(history_->add_snapshot({0, name, wall_ms(), true, ms, r.freeze_ms, static_cast<int64_t>(bytes), ""}));
     log_event(LOG_INFO, name + ": captured pid " + std::to_string(c->pid) + " in " + buf + " ms (frozen " +
-                            std::to_string(static_cast<int>(r.freeze_ms)) + " ms), " + std::to_string(bytes >> 10) + " KiB",
+                            std::to_string(static_cast<int>(r.freeze_ms)) + " ms), " + std::to_string(bytes >> 10) +
+                            " KiB, pages found with " + r.page_finder,
               {{"PREWARM_APP", name}, {"PREWARM_KEY", r.key}, {"PREWARM_CAPTURE_MS", buf},
-               {"PREWARM_IMAGE_BYTES", std::to_string(bytes)}});
+               {"PREWARM_IMAGE_BYTES", std::to_string(bytes)}, {"PREWARM_PAGE_FINDER", r.page_finder}});
     reply = {{"ok", true}, {"key", r.key}, {"image_bytes", bytes}, {"capture_ms", ms}, {"freeze_ms", r.freeze_ms}};
   } else {
     remove_tree(c->incoming);

@@ -30,6 +30,17 @@ end_daemon() {
   for i in $(seq 300); do kill -0 "$DAEMON" 2>/dev/null || break; sleep 0.1; done
   wait "$DAEMON" 2>/dev/null || true
 }
+# Run with PREWARM_FORCE_PAGEMAP_FALLBACK=1 (ctest's .pagemap copies), every capture the daemon
+# published must have found its pages through the fallback, and there must have been one.
+final_check() {
+  [ "${PREWARM_FORCE_PAGEMAP_FALLBACK:-}" = 1 ] || return 0
+  local all with
+  all=$(grep -c ": captured pid" "$SCRATCH/prewarmd.log" || true)
+  with=$(grep -cE ": captured pid .*, pages found with pagemap( \||$)" "$SCRATCH/prewarmd.log" || true)
+  [ "$all" -gt 0 ] || { echo "$TEST_NAME: FAIL: PREWARM_FORCE_PAGEMAP_FALLBACK=1, but prewarmd published no capture" >&2; return 1; }
+  [ "$all" -eq "$with" ] || { echo "$TEST_NAME: FAIL: PREWARM_FORCE_PAGEMAP_FALLBACK=1, but $((all - with)) of $all captures did not use the pagemap fallback" >&2; return 1; }
+  echo "$TEST_NAME: $all captures, every one through the pagemap fallback"
+}
 field() {  # field APP KEY: from `prewarm list --json` ("missing" if no such app)
   "$P" list --json | python3 -c "import json,sys; a=[x for x in json.load(sys.stdin)['apps'] if x['name']=='$1']; print(a[0]['$2'] if a else 'missing')"
 }

@@ -8,7 +8,10 @@ on_exit() {
   local rc=$? _pw_i
   # The cleanups are eval'ed here: a name of their own keeps their loops off the index.
   for ((_pw_i = ${#CLEANUPS[@]} - 1; _pw_i >= 0; _pw_i--)); do eval "${CLEANUPS[_pw_i]}" || true; done
+  # A check of the whole run (final_check, defined by a sourced helper) once everything has ended.
+  if [ "$rc" -eq 0 ] && declare -F final_check >/dev/null; then final_check || rc=1; fi
   if [ "$rc" -eq 0 ]; then rm -rf "$SCRATCH"; else echo "$TEST_NAME: FAILED (rc $rc); scratch kept in $SCRATCH" >&2; fi
+  exit "$rc"
 }
 trap 'echo "$TEST_NAME: line $LINENO: command failed: $BASH_COMMAND" >&2' ERR
 trap on_exit EXIT
