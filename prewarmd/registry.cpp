@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
 
 #include "prewarmd/protocol.h"
 #include "snapshot/dir_entries.h"
@@ -39,11 +40,24 @@ bool valid_app_name(const std::string& name) {
   return true;
 }
 
-json to_json(const AppConfig& c) {
-  return {{"name", c.name}, {"uid", c.uid}, {"gid", c.gid}, {"argv", c.argv},
-          {"cwd", c.cwd},   {"ready", policy::to_string(c.ready)}, {"watch", c.watch},
-          {"on_restore", c.on_restore}};
+// The stored form (registry.json, and each user's copy): the members under their own names, the
+// ready mode as its text (policy::to_string).
+namespace {
+struct BadConfig : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+}  // namespace
+namespace policy {
+static void to_json(json& j, const ReadyMode& m) { j = to_string(m); }
+static void from_json(const json& j, ReadyMode& m) {
+  auto mode = parse_ready_mode(j.get<std::string>());
+  if (!mode) throw BadConfig("an invalid ready mode " + j.dump());
+  m = *mode;
 }
+}  // namespace policy
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(AppConfig, name, uid, gid, argv, cwd, ready, watch, on_restore)
+
+json to_json(const AppConfig& c) { return c; }
 
 Result<void> write_file_atomic(const std::string& path, const std::string& text, mode_t mode) {
   // A fresh file (a stale temp file is replaced, never reused with its old mode), removed again
@@ -71,25 +85,26 @@ Result<void> write_file_atomic(const std::string& path, const std::string& text,
 }
 
 Result<AppConfig> app_config_from_json(const json& c, const std::string& name) {
+  AppConfig cfg;
   try {
-    AppConfig cfg;
-    cfg.name = name;
-    cfg.uid = c.at("uid").get<uid_t>();
-    cfg.gid = c.at("gid").get<gid_t>();
-    cfg.argv = c.at("argv").get<std::vector<std::string>>();
-    cfg.cwd = c.at("cwd").get<std::string>();
-    auto mode = policy::parse_ready_mode(c.at("ready").get<std::string>());
-    cfg.watch = c.value("watch", std::vector<std::string>{});
-    cfg.on_restore = c.value("on_restore", 0);
-    if (cfg.on_restore < 0 || cfg.on_restore > 64) return data_error("app " + name + " has an invalid on_restore signal");
-    if (!mode || !valid_app_name(name) || cfg.argv.empty() || cfg.argv[0].empty() || cfg.argv[0][0] != '/' ||
-        cfg.cwd.empty() || cfg.cwd[0] != '/')
-      return data_error("app " + name + " has an invalid configuration");
-    cfg.ready = *mode;
-    return cfg;
+    json k = c;
+    if (k.is_object()) {
+      k["name"] = name;  // the registry's key, or the copy's file name, says which app it is
+      // Keys added after registry version 1 was first written.
+      k.emplace("watch", json::array());
+      k.emplace("on_restore", 0);
+    }
+    k.get_to(cfg);
   } catch (const json::exception& e) {
     return data_error("app " + name + ": " + e.what());
+  } catch (const BadConfig& e) {
+    return data_error("app " + name + ": " + e.what());
   }
+  if (cfg.on_restore < 0 || cfg.on_restore > 64) return data_error("app " + name + " has an invalid on_restore signal");
+  if (!valid_app_name(name) || cfg.argv.empty() || cfg.argv[0].empty() || cfg.argv[0][0] != '/' || cfg.cwd.empty() ||
+      cfg.cwd[0] != '/')
+    return data_error("app " + name + " has an invalid configuration");
+  return cfg;
 }
 
 Result<void> Registry::load(const std::string& path) {

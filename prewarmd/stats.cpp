@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 #include "snapshot/ready_message.h"
 
@@ -96,67 +97,45 @@ uint64_t AppTotals::fallback_total() const {
   return n;
 }
 
-namespace {
-
-nlohmann::json mode_json(const AppTotals::Mode& m) {
-  return {{"launches", m.launches}, {"ready", m.ready.to_json()}, {"le", m.le}};
+// The persisted form: the members under their own names (the macros), with "v" beside them. A
+// sketch checks its own invariants and the phase sums are an array of four; either, damaged,
+// throws BadTotals, so the whole record reads as damaged.
+struct BadTotals : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+static void to_json(nlohmann::json& j, const ReadySketch& s) { j = s.to_json(); }
+static void from_json(const nlohmann::json& j, ReadySketch& s) {
+  auto r = ReadySketch::from_json(j);
+  if (!r) throw BadTotals("damaged time-to-ready sketch");
+  s = std::move(*r);
 }
-
-bool mode_from(const nlohmann::json& j, AppTotals::Mode& m) {
-  auto sketch = ReadySketch::from_json(j.at("ready"));
-  if (!sketch) return false;
-  m.ready = std::move(*sketch);
-  m.launches = j.at("launches").get<uint64_t>();
-  const auto le = j.at("le").get<std::vector<uint64_t>>();
-  if (le.size() != m.le.size()) return false;
-  std::copy(le.begin(), le.end(), m.le.begin());
-  return true;
+static void to_json(nlohmann::json& j, const RestorePhases& p) { j = {p.validate_ms, p.read_ms, p.map_ms, p.resume_ms}; }
+static void from_json(const nlohmann::json& j, RestorePhases& p) {
+  if (!j.is_array() || j.size() != 4) throw BadTotals("phase sums are not four numbers");
+  p = {j[0].get<double>(), j[1].get<double>(), j[2].get<double>(), j[3].get<double>()};
 }
-
-}  // namespace
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(AppTotals::Mode, launches, ready, le)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(AppTotals, cold, restored, failed, fallbacks, last_fallbacks, phased, phase_sum_ms,
+                                   bytes_read_sum, captures, capture_failures, last_image_bytes, image_bytes_sum,
+                                   capture_ms_sum, frozen_ms_sum)
 
 nlohmann::json AppTotals::to_json() const {
-  const auto& p = phase_sum_ms;
-  return {{"v", 1},
-          {"cold", mode_json(cold)},
-          {"restored", mode_json(restored)},
-          {"failed", failed},
-          {"fallbacks", fallbacks},
-          {"last_fallbacks", last_fallbacks},
-          {"phased", phased},
-          {"phase_sum_ms", {p.validate_ms, p.read_ms, p.map_ms, p.resume_ms}},
-          {"bytes_read_sum", bytes_read_sum},
-          {"captures", captures},
-          {"capture_failures", capture_failures},
-          {"last_image_bytes", last_image_bytes},
-          {"image_bytes_sum", image_bytes_sum},
-          {"capture_ms_sum", capture_ms_sum},
-          {"frozen_ms_sum", frozen_ms_sum}};
+  nlohmann::json j = *this;
+  j["v"] = 1;
+  return j;
 }
 
 std::optional<AppTotals> AppTotals::from_json(const nlohmann::json& j) {
-  AppTotals t;
   try {
     if (j.at("v").get<int>() != 1) return std::nullopt;
-    if (!mode_from(j.at("cold"), t.cold) || !mode_from(j.at("restored"), t.restored)) return std::nullopt;
-    t.failed = j.value("failed", uint64_t{0});  // totals written before failures were counted
-    t.fallbacks = j.at("fallbacks").get<std::map<std::string, uint64_t>>();
-    t.last_fallbacks = j.at("last_fallbacks").get<std::vector<std::string>>();
-    t.phased = j.at("phased").get<uint64_t>();
-    const auto p = j.at("phase_sum_ms").get<std::vector<double>>();
-    if (p.size() != 4) return std::nullopt;
-    t.phase_sum_ms = {p[0], p[1], p[2], p[3]};
-    t.bytes_read_sum = j.at("bytes_read_sum").get<int64_t>();
-    t.captures = j.at("captures").get<uint64_t>();
-    t.capture_failures = j.at("capture_failures").get<uint64_t>();
-    t.last_image_bytes = j.at("last_image_bytes").get<int64_t>();
-    t.image_bytes_sum = j.at("image_bytes_sum").get<int64_t>();
-    t.capture_ms_sum = j.at("capture_ms_sum").get<double>();
-    t.frozen_ms_sum = j.at("frozen_ms_sum").get<double>();
+    nlohmann::json k = j;
+    k.emplace("failed", 0);  // totals written before failed restores were counted
+    return k.get<AppTotals>();
   } catch (const nlohmann::json::exception&) {
     return std::nullopt;
+  } catch (const BadTotals&) {
+    return std::nullopt;
   }
-  return t;
 }
 
 void count_fallback(AppTotals& t, const std::string& kind, const std::string& reason) {

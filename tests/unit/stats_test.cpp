@@ -266,6 +266,47 @@ TEST(AppTotals, JsonRoundTrip) {
   EXPECT_FALSE(AppTotals::from_json(bad));
 }
 
+// The persisted form, as prewarmd has written it since version 1 (history.db keeps it across
+// upgrades): read back field by field, and written again byte for byte.
+TEST(AppTotals, ReadsAndWritesTheStoredForm) {
+  const std::string stored =
+      R"({"bytes_read_sum":77,"capture_failures":1,"capture_ms_sum":120.5,"captures":3,)"
+      R"("cold":{"launches":2,"le":[0,1,2,2,2,2,2,2,2,2,2],"ready":{"b":[[117,1],[152,1]],"max":20.0,"min":10.0,"n":2,"sum":30.0}},)"
+      R"("failed":4,"fallbacks":{"stale":1},"frozen_ms_sum":9.25,"image_bytes_sum":4096,"last_fallbacks":["changed"],)"
+      R"("last_image_bytes":2048,"phase_sum_ms":[1.0,2.0,3.0,4.0],"phased":1,)"
+      R"("restored":{"launches":0,"le":[0,0,0,0,0,0,0,0,0,0,0],"ready":{"b":[],"max":0.0,"min":0.0,"n":0,"sum":0.0}},"v":1})";
+  auto t = AppTotals::from_json(json::parse(stored));
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->cold.launches, 2u);
+  EXPECT_EQ(t->cold.ready.count(), 2u);
+  EXPECT_EQ(t->cold.ready.quantile(1.0), 20.0);
+  EXPECT_EQ(t->cold.le[1], 1u);
+  EXPECT_EQ(t->failed, 4u);
+  EXPECT_EQ(t->fallbacks.at("stale"), 1u);
+  EXPECT_EQ(t->last_fallbacks, std::vector<std::string>{"changed"});
+  EXPECT_EQ(t->phase_sum_ms, (RestorePhases{1, 2, 3, 4}));
+  EXPECT_EQ(t->bytes_read_sum, 77);
+  EXPECT_EQ(t->captures, 3u);
+  EXPECT_EQ(t->capture_failures, 1u);
+  EXPECT_EQ(t->last_image_bytes, 2048);
+  EXPECT_EQ(t->image_bytes_sum, 4096);
+  EXPECT_EQ(t->capture_ms_sum, 120.5);
+  EXPECT_EQ(t->frozen_ms_sum, 9.25);
+  EXPECT_EQ(t->to_json().dump(), stored);
+  // Totals written before failed restores were counted have no "failed".
+  json older = json::parse(stored);
+  older.erase("failed");
+  auto o = AppTotals::from_json(older);
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->failed, 0u);
+  json short_phases = json::parse(stored);
+  short_phases["phase_sum_ms"] = json::array({1.0, 2.0, 3.0});
+  EXPECT_FALSE(AppTotals::from_json(short_phases));
+  json bad_sketch = json::parse(stored);
+  bad_sketch["cold"]["ready"]["n"] = 3;
+  EXPECT_FALSE(AppTotals::from_json(bad_sketch));
+}
+
 // Prometheus buckets are exact and inclusive: a launch ready after exactly 0.25 s is in le=0.25.
 TEST(AppTotals, ReadyBucketsAreInclusive) {
   AppTotals t;
