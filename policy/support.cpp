@@ -53,6 +53,7 @@ FdDecision classify_fd(int fd, const std::string& target, unsigned mode) {
   if (target == "anon_inode:[eventpoll]") return {FdClass::kEpoll, {}};
   if (target == "anon_inode:[timerfd]") return {FdClass::kTimerfd, {}};
   if (target == "anon_inode:[signalfd]") return {FdClass::kSignalfd, {}};
+  if (target == "anon_inode:inotify") return {FdClass::kInotify, {}};
   if (starts_with(target, "anon_inode:")) return refuse_fd("kernel object fd (" + target + ")");
   if (!starts_with(target, "/")) return refuse_fd("unsupported kind of file (" + target + ")");
   if (starts_with(target, "/memfd:") && target.ends_with(" (deleted)") && (mode & S_IFMT) == S_IFREG)

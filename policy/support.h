@@ -41,6 +41,7 @@ enum class FdClass {
   kEpoll,
   kTimerfd,
   kSignalfd,
+  kInotify,
   kPipe,
   kSocket,  // only an AF_UNIX socketpair with both ends inside is carried
   kMemfd,   // an fd on a memfd (its mappings are refused by classify_mapping)

@@ -42,6 +42,7 @@ std::optional<pb::FdKind> object_kind_for(policy::FdClass c) {
     case policy::FdClass::kEpoll: return pb::FD_EPOLL;
     case policy::FdClass::kTimerfd: return pb::FD_TIMERFD;
     case policy::FdClass::kSignalfd: return pb::FD_SIGNALFD;
+    case policy::FdClass::kInotify: return pb::FD_INOTIFY;
     case policy::FdClass::kPipe: return pb::FD_PIPE;
     case policy::FdClass::kSocket: return pb::FD_SOCKPAIR;
     case policy::FdClass::kMemfd: return pb::FD_MEMFD;

@@ -1,5 +1,5 @@
 // Creating the image's kernel objects in the launcher. Each is made with its state (counter,
-// timer, mask, buffered bytes, queued messages) and flags; the blob only dup3s it into place.
+// timer, mask, inotify watches, buffered bytes, queued messages) and flags; the blob only dup3s it into place.
 #include "restorer/fd_objects.h"
 
 #include <arpa/inet.h>
@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -23,11 +24,13 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <set>
 #include <string>
 #include <string_view>
 
 #include "snapshot/fd_objects.h"
 #include "snapshot/image.h"
+#include "snapshot/inotify.h"
 #include "snapshot/sock_diag.h"
 
 namespace prewarm {
@@ -94,6 +97,80 @@ Result<UniqueFd> make_timerfd(const pb::OpenFile& f) {
     if (::ioctl(fd.get(), kTfdIocSetTicks, &ticks) != 0)
       return errno_error("set the pending expirations of " + fd_name(f) + " (TFD_IOC_SET_TICKS)");
   }
+  PW_TRY(set_nonblock(fd.get(), f));
+  return fd;
+}
+
+// Each watch is added again by path at its wd. A wd comes from a cursor that only moves forward,
+// so a gap is passed by adding and removing the watch until it gets its number. Every watch is
+// first added with no events, and given its mask only once all are in place: the IN_IGNORED
+// events of the removals are read away in between, so the app finds its queue as empty as at the
+// snapshot. The result is checked against the image through this instance's own fdinfo.
+Result<UniqueFd> make_inotify(const pb::OpenFile& f) {
+  constexpr uint32_t kCarriedMask = IN_ALL_EVENTS | IN_ONESHOT | IN_EXCL_UNLINK;
+  constexpr int64_t kMaxSkipped = 1 << 20;  // wds to pass over in all (two syscalls each)
+  UniqueFd fd(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+  if (!fd.valid()) return errno_error("inotify_init1 for " + fd_name(f));
+  const auto& watches = f.inotify().watches();
+  std::set<int32_t> wanted;
+  auto drain = [&]() -> Result<void> {
+    alignas(inotify_event) char buf[4096];
+    for (;;) {
+      const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+      if (n < 0 && errno == EAGAIN) return ok();
+      if (n <= 0) return errno_error("read the new inotify instance of " + fd_name(f));
+      for (ssize_t at = 0; at < n;) {
+        const auto* ev = reinterpret_cast<const inotify_event*>(buf + at);
+        const bool ours = (ev->mask & IN_IGNORED) && !wanted.count(ev->wd);
+        if (!ours && !(ev->mask & IN_Q_OVERFLOW))
+          return unsupported_error(fd_name(f) + ": inotify watch " + std::to_string(ev->wd) +
+                                   " ended while it was being restored (its file was removed?)");
+        at += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+      }
+    }
+  };
+  int32_t last = 0;
+  int64_t skipped = 0;
+  for (const auto& w : watches) {
+    const std::string what = fd_name(f) + ": inotify watch " + std::to_string(w.wd()) + " on " + w.path();
+    if (w.wd() <= last || (w.mask() & ~kCarriedMask) || w.path().empty() || w.path()[0] != '/')
+      return data_error(what + ": invalid watch in the image");
+    skipped += w.wd() - last - 1;
+    if (skipped > kMaxSkipped)
+      return unsupported_error(fd_name(f) + ": inotify wds reach " + std::to_string(w.wd()) + ", more than " +
+                               std::to_string(kMaxSkipped) + " past the instance's watches");
+    struct stat st {};
+    if (::lstat(w.path().c_str(), &st) != 0) return unsupported_error(what + ": " + std::strerror(errno));
+    bool same = st.st_dev == w.dev() && st.st_ino == w.ino();
+    if (same && !w.handle().empty()) {  // an inode number given to a new file is told apart by its handle
+      auto h = has_file_handle(w.path(), w.handle_type(), w.handle());
+      same = h ? *h : h.error().code == EOPNOTSUPP;
+    }
+    if (!same) return unsupported_error(what + ": the path names another file than the one watched at the snapshot");
+    wanted.insert(w.wd());
+    for (int64_t tries = 0;; ++tries) {
+      const int got = ::inotify_add_watch(fd.get(), w.path().c_str(), IN_DONT_FOLLOW);  // no events yet
+      if (got < 0) return unsupported_error(what + ": inotify_add_watch: " + std::strerror(errno));
+      if (got == w.wd()) break;
+      if (got <= last || got > w.wd()) return data_error(what + ": the kernel gave wd " + std::to_string(got));
+      if (::inotify_rm_watch(fd.get(), got) != 0) return errno_error(what + ": inotify_rm_watch");
+      if (tries % 1024 == 1023) PW_TRY(drain());  // the queue holds 16384 events by default
+    }
+    last = w.wd();
+  }
+  PW_TRY(drain());
+  for (const auto& w : watches)
+    if (::inotify_add_watch(fd.get(), w.path().c_str(), w.mask() | IN_DONT_FOLLOW) != w.wd())
+      return unsupported_error(fd_name(f) + ": inotify watch " + std::to_string(w.wd()) + " on " + w.path() +
+                               " could not be given its mask (its file was replaced?)");
+  PW_ASSIGN(std::string info, read_file("/proc/self/fdinfo/" + std::to_string(fd.get())));
+  PW_ASSIGN(auto marks, parse_inotify_fdinfo(info));
+  bool same = marks.size() == static_cast<size_t>(watches.size());
+  for (size_t i = 0; same && i < marks.size(); ++i) {
+    const auto& w = watches[static_cast<int>(i)];
+    same = marks[i].wd == w.wd() && marks[i].ino == w.ino() && marks[i].mask == w.mask();
+  }
+  if (!same) return unsupported_error(fd_name(f) + ": the restored inotify watches differ from the snapshot's");
   PW_TRY(set_nonblock(fd.get(), f));
   return fd;
 }
@@ -527,6 +604,10 @@ Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap,
       }
       case pb::FD_SIGNALFD: {
         PW_ASSIGN(out[f.description()], make_signalfd(f));
+        break;
+      }
+      case pb::FD_INOTIFY: {
+        PW_ASSIGN(out[f.description()], make_inotify(f));
         break;
       }
       case pb::FD_MEMFD: {

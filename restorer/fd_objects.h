@@ -1,4 +1,4 @@
-// The restore side of kernel-object fds: each eventfd, epoll, timerfd, signalfd, pipe and
+// The restore side of kernel-object fds: each eventfd, epoll, timerfd, signalfd, inotify, pipe and
 // socketpair of the image created anew in the launcher with its state, before the point of no
 // return. Epoll registrations need the targets at their final numbers, so the blob adds them.
 // Sockets the snapshot's launch passed (LISTEN_FDS) are this launch's own, checked to match.

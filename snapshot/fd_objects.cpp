@@ -1,4 +1,5 @@
-// Kernel-object fds of a frozen process. fdinfo gives eventfd, timerfd, signalfd and epoll state;
+// Kernel-object fds of a frozen process. fdinfo gives eventfd, timerfd, signalfd, epoll and
+// inotify state (snapshot/inotify resolves the watches);
 // pidfd_getfd gives us the app's very open file, so pipe bytes are copied with tee(2) and socket
 // queues read with MSG_PEEK, both of which leave the app's data where it was.
 #include "snapshot/fd_objects.h"
@@ -33,6 +34,7 @@
 #include <sstream>
 
 #include "snapshot/image.h"
+#include "snapshot/inotify.h"
 #include "snapshot/sock_diag.h"
 #include "snapshot/tcp_use.h"
 #include "snapshot/unique_fd.h"
@@ -724,6 +726,15 @@ Result<FdObjectScan> collect_fd_objects(pid_t pid, const std::vector<FdObjectCan
         auto s = parse_signalfd_fdinfo(*info);
         if (!s) return s.error();
         *r.mutable_signalfd() = *s;
+        break;
+      }
+      case pb::FD_INOTIFY: {
+        PW_ASSIGN(UniqueFd app, get_fd(pidfd.get(), fd.fd));
+        PW_ASSIGN(std::string why, inotify_record(pid, app.get(), *info, *r.mutable_inotify()));
+        if (!why.empty()) {
+          refuse(fd.fd, why);
+          continue;
+        }
         break;
       }
       case pb::FD_EPOLL: {

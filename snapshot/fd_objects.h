@@ -1,4 +1,4 @@
-// The dump side of kernel-object fds (eventfd, epoll, timerfd, signalfd, in-process pipes and
+// The dump side of kernel-object fds (eventfd, epoll, timerfd, signalfd, inotify, in-process pipes and
 // socketpairs): their state read from fdinfo and from the open files themselves (pidfd_getfd), so
 // the launcher can create them anew. Nothing is injected into the process and nothing is consumed.
 // Sockets the launch passed (LISTEN_FDS) are recorded to be matched, not created, at restore.

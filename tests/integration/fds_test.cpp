@@ -78,6 +78,39 @@ TEST_F(Fds, SignalfdMask) {
   EXPECT_EQ(answer(rt.restored, "go"), "signo=10 empty=1");
 }
 
+// Watches added again by path at their wds, the gap a removed watch left kept, masks and
+// IN_ONESHOT carried, and no event the restore's own set-up made reaches the app.
+TEST_F(Fds, InotifyWatchesAtTheirWds) {
+  TempDir dir;
+  fs::create_directory(dir / "w");
+  auto rt = round_trip({PROG_inotify, (dir / "w").string()}, dir);
+  EXPECT_EQ(rt.ready["wds"], "1,2,3");
+  EXPECT_EQ(answer(rt.restored, "go"), "events=1:create:new,3:modify,3:ignored next_wd=4 empty=1 nonblock=1");
+}
+
+TEST_F(Fds, InotifyWithAnEventQueuedIsRefused) {
+  TempDir dir;
+  fs::create_directory(dir / "w");
+  expect_refused({PROG_inotify, (dir / "w").string(), "queued"}, "bytes of events queued and not read yet");
+}
+
+// A watched file replaced after the snapshot: the restore refuses before the point of no
+// return (a cold start watches the new file), naming the watch.
+TEST_F(Fds, InotifyWatchOnAReplacedFileRefusesTheRestore) {
+  TempDir dir;
+  fs::create_directory(dir / "w");
+  auto [original, ready] = start_ready({PROG_inotify, (dir / "w").string()});
+  auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img"});
+  ASSERT_EQ(dump.code, 0) << dump.err;
+  fs::remove(dir / "w" / "file");
+  std::ofstream(dir / "w" / "file") << "new";
+  auto r = run({PREWARM_BIN, "restore", "--images", (dir / "img").string()});
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_NE(r.err.find("inotify watch 3 on " + (dir / "w" / "file").string() + ": the path names another file"),
+            std::string::npos)
+      << r.err;
+}
+
 TEST_F(Fds, PipeBytesSizeFlagsAndBothEnds) {
   TempDir dir;
   auto rt = round_trip({PROG_pipe}, dir);

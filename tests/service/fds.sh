@@ -2,7 +2,8 @@
 # A real runtime with kernel-object fds through prewarmd: ruby 3.1 holds two eventfds at its
 # ready point. Cold launch and capture, then a restored launch that traps a signal, runs a thread
 # and passes a result through a queue (tests/progs/ruby_app.rb); a python app holding its own
-# /proc/self/stat open, restored with that fd on the restored process.
+# /proc/self/stat open, restored with that fd on the restored process; a python app watching a
+# directory with inotify.
 # Usage: fds.sh BIN_DIR SOURCE_DIR
 . "$(dirname "$0")/../lib/prelude.sh"
 BIN=$(realpath "$1")
@@ -56,4 +57,29 @@ a=$(proc_run 2)
 [ "$(last procself mode)" = restored ] ||
   fail "second launch not restored: $(last procself mode) $(grep procself "$SCRATCH/prewarmd.log" | tail -3)"
 [ "$a" = "input=2 fd_pid_is_mine=True" ] || fail "restored answer: $a $(cat "$SCRATCH/run.err")"
+step "an app watching a directory with inotify: captured, then restored with its watch at its wd"
+mkdir "$SCRATCH/watched"
+cat >"$SCRATCH/watch_app.py" <<EOF
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.inotify_init1(os.O_CLOEXEC)
+wd = libc.inotify_add_watch(fd, b"$SCRATCH/watched", 0x100)  # IN_CREATE
+line = sys.stdin.readline().strip()
+open("$SCRATCH/watched/f" + line, "w").close()
+ev_wd, mask, cookie, length = struct.unpack("iIII", os.read(fd, 4096)[:16])
+print("input=%s wd=%d event=%d:%x" % (line, wd, ev_wd, mask), flush=True)
+EOF
+"$P" register watcher --ready delay:300 -- /usr/bin/python3 "$SCRATCH/watch_app.py" >/dev/null
+watch_run() {
+  local before
+  before=$(launch_count watcher)
+  (feed watcher "$before" "$1") | "$P" run watcher 2>>"$SCRATCH/run.err" | grep '^input=' || true
+}
+a=$(watch_run 1)
+[ "$a" = "input=1 wd=1 event=1:100" ] || fail "cold answer: $a $(cat "$SCRATCH/run.err")"
+wait_for 60 state_is watcher valid || fail "not captured: $(field watcher state) $(field watcher reason)"
+a=$(watch_run 2)
+[ "$(last watcher mode)" = restored ] ||
+  fail "second launch not restored: $(last watcher mode) $(grep watcher "$SCRATCH/prewarmd.log" | tail -3)"
+[ "$a" = "input=2 wd=1 event=1:100" ] || fail "restored answer: $a $(cat "$SCRATCH/run.err")"
 echo "fds: PASS"
