@@ -114,24 +114,6 @@ DumpOutcome dump_once(pid_t pid, const std::string& dir, const DumpOptions& opts
     auto moved = policy::placement_offenders(*opts.launched_in, *now);
     offenders.insert(offenders.end(), moved.begin(), moved.end());
   }
-  auto go = exe_is_go(pid);
-  if (!go)
-    offenders.push_back({0, 0, state->exe_path, {}, "cannot tell whether it is a Go program: " + go.error().describe()});
-  if (auto lib = mapped_go_library(state->vmas, state->vma_files, state->exe_st); !lib || !lib->empty())
-    offenders.push_back({0, 0, lib ? *lib : state->exe_path, {},
-                         lib ? "a Go runtime in a library (a c-shared or c-archive build): its threads' ids are not "
-                               "looked for there, and restored with the old ones its goroutine preemption signals "
-                               "would reach no thread"
-                             : lib.error().describe()});
-  if (go && *go) {
-    auto words = go_thread_ids(pid, *state);
-    if (words)
-      state->runtime_tid_words = std::move(*words);
-    else
-      offenders.push_back({0, 0, state->exe_path, {},
-                           "a Go program whose threads' ids cannot be found in its runtime (" + words.error().describe() +
-                               "): restored, its goroutine preemption signals would reach no thread"});
-  }
   std::vector<std::optional<pb::Mapping::Kind>> kinds;
   for (size_t i = 0; i < state->vmas.size(); ++i) {
     const Vma& v = state->vmas[i];
@@ -196,6 +178,26 @@ DumpOutcome dump_once(pid_t pid, const std::string& dir, const DumpOptions& opts
     offenders.push_back({0, 0, "fd " + std::to_string(fd) + " -> " + target, {}, why});
   }
   for (auto& r : scan->records) files.push_back(std::move(r));
+  // Only after the kernel objects: these read the app's files, and an inotify instance of the
+  // app's must be read before anything the dump does could queue an event in it.
+  auto go = exe_is_go(pid);
+  if (!go)
+    offenders.push_back({0, 0, state->exe_path, {}, "cannot tell whether it is a Go program: " + go.error().describe()});
+  if (auto lib = mapped_go_library(state->vmas, state->vma_files, state->exe_st); !lib || !lib->empty())
+    offenders.push_back({0, 0, lib ? *lib : state->exe_path, {},
+                         lib ? "a Go runtime in a library (a c-shared or c-archive build): its threads' ids are not "
+                               "looked for there, and restored with the old ones its goroutine preemption signals "
+                               "would reach no thread"
+                             : lib.error().describe()});
+  if (go && *go) {
+    auto words = go_thread_ids(pid, *state);
+    if (words)
+      state->runtime_tid_words = std::move(*words);
+    else
+      offenders.push_back({0, 0, state->exe_path, {},
+                           "a Go program whose threads' ids cannot be found in its runtime (" + words.error().describe() +
+                               "): restored, its goroutine preemption signals would reach no thread"});
+  }
   // Attributes: each carried, the launch's own, or refused here by name (policy/attrs.h).
   auto attrs = policy::check_attrs(state->attrs, plain_fds);
   offenders.insert(offenders.end(), attrs.offenders.begin(), attrs.offenders.end());

@@ -29,6 +29,7 @@
 #include <string_view>
 
 #include "snapshot/fd_objects.h"
+#include "snapshot/file_identity.h"
 #include "snapshot/image.h"
 #include "snapshot/inotify.h"
 #include "snapshot/sock_diag.h"
@@ -101,17 +102,15 @@ Result<UniqueFd> make_timerfd(const pb::OpenFile& f) {
   return fd;
 }
 
-// Each watch is added again by path at its wd. A wd comes from a cursor that only moves forward,
-// so a gap is passed by adding and removing the watch until it gets its number. Every watch is
-// first added with no events, and given its mask only once all are in place: the IN_IGNORED
-// events of the removals are read away in between, so the app finds its queue as empty as at the
-// snapshot. The result is checked against the image through this instance's own fdinfo.
-Result<UniqueFd> make_inotify(const pb::OpenFile& f) {
+// Each watch is added again by path at its wd, with no events yet (arm_inotify gives them their
+// masks once the restore has done everything else it does to the file system, which the app would
+// otherwise see). A wd comes from a cursor that only moves forward, so a gap is passed by adding
+// and removing the watch until it gets its number; the IN_IGNORED events of the removals are
+// read away here. `budget`: wds the image may still pass over, for all its instances.
+Result<UniqueFd> make_inotify(const pb::OpenFile& f, int64_t& budget) {
   constexpr uint32_t kCarriedMask = IN_ALL_EVENTS | IN_ONESHOT | IN_EXCL_UNLINK;
-  constexpr int64_t kMaxSkipped = 1 << 20;  // wds to pass over in all (two syscalls each)
   UniqueFd fd(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
   if (!fd.valid()) return errno_error("inotify_init1 for " + fd_name(f));
-  const auto& watches = f.inotify().watches();
   std::set<int32_t> wanted;
   auto drain = [&]() -> Result<void> {
     alignas(inotify_event) char buf[4096];
@@ -130,23 +129,25 @@ Result<UniqueFd> make_inotify(const pb::OpenFile& f) {
     }
   };
   int32_t last = 0;
-  int64_t skipped = 0;
-  for (const auto& w : watches) {
+  for (const auto& w : f.inotify().watches()) {
     const std::string what = fd_name(f) + ": inotify watch " + std::to_string(w.wd()) + " on " + w.path();
     if (w.wd() <= last || (w.mask() & ~kCarriedMask) || w.path().empty() || w.path()[0] != '/')
       return data_error(what + ": invalid watch in the image");
-    skipped += w.wd() - last - 1;
-    if (skipped > kMaxSkipped)
-      return unsupported_error(fd_name(f) + ": inotify wds reach " + std::to_string(w.wd()) + ", more than " +
-                               std::to_string(kMaxSkipped) + " past the instance's watches");
+    budget -= w.wd() - last - 1;
+    if (budget < 0)
+      return unsupported_error(fd_name(f) + ": inotify wds up to " + std::to_string(w.wd()) +
+                               ": the image's instances leave more wds unused than a restore passes over");
     struct stat st {};
     if (::lstat(w.path().c_str(), &st) != 0) return unsupported_error(what + ": " + std::strerror(errno));
-    bool same = st.st_dev == w.dev() && st.st_ino == w.ino();
+    bool same = same_inode(from_proto(w.file()), FileIdentity::of(st));
     if (same && !w.handle().empty()) {  // an inode number given to a new file is told apart by its handle
       auto h = has_file_handle(w.path(), w.handle_type(), w.handle());
       same = h ? *h : h.error().code == EOPNOTSUPP;
     }
     if (!same) return unsupported_error(what + ": the path names another file than the one watched at the snapshot");
+    // Whatever changed it since made an event the app will never read.
+    if (auto why = changed(from_proto(w.file()), FileIdentity::of(st)))
+      return unsupported_error(what + ": the file changed since the snapshot (" + std::string(*why) + ")");
     wanted.insert(w.wd());
     for (int64_t tries = 0;; ++tries) {
       const int got = ::inotify_add_watch(fd.get(), w.path().c_str(), IN_DONT_FOLLOW);  // no events yet
@@ -159,18 +160,6 @@ Result<UniqueFd> make_inotify(const pb::OpenFile& f) {
     last = w.wd();
   }
   PW_TRY(drain());
-  for (const auto& w : watches)
-    if (::inotify_add_watch(fd.get(), w.path().c_str(), w.mask() | IN_DONT_FOLLOW) != w.wd())
-      return unsupported_error(fd_name(f) + ": inotify watch " + std::to_string(w.wd()) + " on " + w.path() +
-                               " could not be given its mask (its file was replaced?)");
-  PW_ASSIGN(std::string info, read_file("/proc/self/fdinfo/" + std::to_string(fd.get())));
-  PW_ASSIGN(auto marks, parse_inotify_fdinfo(info));
-  bool same = marks.size() == static_cast<size_t>(watches.size());
-  for (size_t i = 0; same && i < marks.size(); ++i) {
-    const auto& w = watches[static_cast<int>(i)];
-    same = marks[i].wd == w.wd() && marks[i].ino == w.ino() && marks[i].mask == w.mask();
-  }
-  if (!same) return unsupported_error(fd_name(f) + ": the restored inotify watches differ from the snapshot's");
   PW_TRY(set_nonblock(fd.get(), f));
   return fd;
 }
@@ -574,6 +563,7 @@ std::string passed_socket_difference(const pb::SockListener& want, const pb::Soc
 Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap, const ListenEnv& launch,
                                                        std::vector<BoundSocketPath>& bound) {
   std::map<uint32_t, UniqueFd> out;
+  int64_t inotify_budget = 1 << 16;  // two syscalls each: well under a second in all
   // The app may have parsed LISTEN_FDS already: what it holds are fd numbers, and those must
   // name sockets like its launch's, the same count, under the same names.
   if (std::string diff = launch_sockets_difference(snap, launch); !diff.empty()) return unsupported_error(diff);
@@ -607,7 +597,7 @@ Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap,
         break;
       }
       case pb::FD_INOTIFY: {
-        PW_ASSIGN(out[f.description()], make_inotify(f));
+        PW_ASSIGN(out[f.description()], make_inotify(f, inotify_budget));
         break;
       }
       case pb::FD_MEMFD: {
@@ -654,6 +644,30 @@ Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap,
     if (!out.count(f.description())) return data_error(fd_name(f) + ": inconsistent descriptions in the image");
   }
   return out;
+}
+
+Result<void> arm_inotify(const pb::Snapshot& snap, const std::function<int(int)>& launcher_fd) {
+  std::set<uint32_t> done;
+  for (const auto& f : snap.files()) {
+    if (f.kind() != pb::FD_INOTIFY || !done.insert(f.description()).second) continue;
+    const int fd = launcher_fd(f.fd());
+    if (fd < 0) return data_error(fd_name(f) + ": not among the launcher's fds");
+    for (const auto& w : f.inotify().watches())
+      if (::inotify_add_watch(fd, w.path().c_str(), w.mask() | IN_DONT_FOLLOW) != w.wd())
+        return unsupported_error(fd_name(f) + ": inotify watch " + std::to_string(w.wd()) + " on " + w.path() +
+                                 " could not be given its mask (its file was replaced?)");
+    // The kernel's own account of the instance, against the image's.
+    PW_ASSIGN(std::string info, read_file("/proc/self/fdinfo/" + std::to_string(fd)));
+    PW_ASSIGN(auto marks, parse_inotify_fdinfo(info));
+    const auto& watches = f.inotify().watches();
+    bool same = marks.size() == static_cast<size_t>(watches.size());
+    for (size_t i = 0; same && i < marks.size(); ++i) {
+      const auto& w = watches[static_cast<int>(i)];
+      same = marks[i].wd == w.wd() && marks[i].ino == w.file().inode() && marks[i].mask == w.mask();
+    }
+    if (!same) return unsupported_error(fd_name(f) + ": the restored inotify watches differ from the snapshot's");
+  }
+  return ok();
 }
 
 Result<std::vector<PwEpollAdd>> epoll_registrations(const pb::Snapshot& snap,

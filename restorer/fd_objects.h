@@ -56,6 +56,11 @@ std::string launch_sockets_difference(const pb::Snapshot& snap, const ListenEnv&
 // Why socket `have` (this launch's) is not `want` (the snapshot's), "" if it is.
 std::string passed_socket_difference(const pb::SockListener& want, const pb::SockListener& have);
 
+// Gives every inotify watch of the image its mask (create_fd_objects adds them with none), and
+// checks each instance against the image through its fdinfo. Called after the restore's last
+// change to the file system before the point of no return, so the app gets no event of it.
+Result<void> arm_inotify(const pb::Snapshot& snap, const std::function<int(int)>& launcher_fd);
+
 // Every epoll registration of the image, tried first on a scratch epoll with the launcher's fds
 // (`launcher_fd` maps an app fd number to the launcher's fd that will become it; -1: none) so
 // the blob's epoll_ctl cannot be refused.

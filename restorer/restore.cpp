@@ -20,6 +20,7 @@
 
 #include "restorer/blob/plan_abi.h"
 #include "restorer/app_files.h"
+#include "restorer/fd_objects.h"
 #include "restorer/compat_check.h"
 #include "restorer/handoff.h"
 #include "restorer/lazy.h"
@@ -326,6 +327,14 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
                    static_cast<unsigned long>(lazy.pages), lazy.ranges.size(),
                    static_cast<unsigned long>(lazy.prefetched_pages));
   }
+
+  // 8c. Inotify watches get their masks only now: the restore's own file work above (files
+  // reopened, sockets bound, ghost files made) is no event of the app's.
+  PW_TRY(arm_inotify(snap, [&](int app_fd) {
+    for (const auto& mv : app_files->moves)
+      if (mv.to == app_fd) return mv.from;
+    return -1;
+  }));
 
   clock.mark("plan/blob");
   // 9. Last steps that change this process, then the point of no return.

@@ -7,12 +7,22 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <sstream>
 
+#include "snapshot/file_identity.h"
+#include "snapshot/proc_identity.h"
 #include "snapshot/unique_fd.h"
 
 namespace prewarm {
@@ -41,10 +51,10 @@ std::string unescape(const std::string& s) {
   return out;
 }
 
-// The mount points of the process's mounts of superblock `dev`, whole-filesystem mounts first
-// (a bind mount of a directory cannot name what lies outside it).
-std::vector<std::string> mounts_of(pid_t pid, dev_t dev) {
-  std::vector<std::string> whole, bound;
+// The mount points of the process's mounts, by superblock; whole-filesystem mounts first (a bind
+// mount of a directory cannot name what lies outside it).
+std::map<dev_t, std::vector<std::string>> mounts_by_dev(pid_t pid) {
+  std::map<dev_t, std::vector<std::string>> whole, bound;
   auto text = read_file("/proc/" + std::to_string(pid) + "/mountinfo");
   if (!text) return {};
   std::istringstream in(*text);
@@ -54,39 +64,125 @@ std::vector<std::string> mounts_of(pid_t pid, dev_t dev) {
     std::string id, parent, majmin, root, point;
     if (!(f >> id >> parent >> majmin >> root >> point)) continue;
     unsigned ma = 0, mi = 0;
-    if (std::sscanf(majmin.c_str(), "%u:%u", &ma, &mi) != 2 || makedev(ma, mi) != dev) continue;
-    (root == "/" ? whole : bound).push_back(unescape(point));
+    if (std::sscanf(majmin.c_str(), "%u:%u", &ma, &mi) != 2) continue;
+    (root == "/" ? whole : bound)[makedev(ma, mi)].push_back(unescape(point));
   }
-  whole.insert(whole.end(), bound.begin(), bound.end());
+  for (auto& [dev, points] : bound) whole[dev].insert(whole[dev].end(), points.begin(), points.end());
   return whole;
 }
 
-// The path of the watched inode, from the process's root, or "" when none is found.
-std::string resolve(pid_t pid, const InotifyMark& m, struct stat& st) {
-  if (m.handle.empty()) return {};
-  const std::string root = "/proc/" + std::to_string(pid) + "/root";
+constexpr size_t kMaxMountsTried = 16;  // per watch: a user's own bind mounts cost root no more
+
+// The watched file's path and identity, found by its handle on one of `mounts` (as root: the
+// caller checks the path with the app's credentials), or why not.
+std::string resolve(const std::string& root, const std::vector<std::string>& mounts, const InotifyMark& m,
+                    std::string& path, struct stat& st) {
+  if (m.handle.empty()) return "this kernel's fdinfo gives no file handle (CONFIG_EXPORTFS)";
+  if (mounts.empty()) return "no mount of its device is found in the process's mountinfo";
   std::unique_ptr<char[]> buf(new char[sizeof(file_handle) + m.handle.size()]);
   auto* fh = reinterpret_cast<file_handle*>(buf.get());
   fh->handle_bytes = static_cast<unsigned>(m.handle.size());
   fh->handle_type = m.handle_type;
   std::memcpy(fh->f_handle, m.handle.data(), m.handle.size());
-  for (const auto& point : mounts_of(pid, m.dev)) {
-    UniqueFd mnt(::open((root + point).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));  // not O_PATH: refused there
-    if (!mnt.valid()) continue;
+  std::string why;
+  for (size_t i = 0; i < mounts.size() && i < kMaxMountsTried; ++i) {
+    // Not O_PATH: open_by_handle_at refuses such a mount fd.
+    UniqueFd mnt(::open((root + mounts[i]).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
+    if (!mnt.valid()) {
+      why = "open its mount " + mounts[i] + ": " + std::strerror(errno);
+      continue;
+    }
     UniqueFd file(::open_by_handle_at(mnt.get(), fh, O_PATH | O_CLOEXEC));
-    if (!file.valid()) continue;
-    char path[4096];
-    const ssize_t n = ::readlink(("/proc/self/fd/" + std::to_string(file.get())).c_str(), path, sizeof path - 1);
+    if (!file.valid()) {
+      why = std::string("open_by_handle_at: ") + std::strerror(errno) +
+            (errno == EPERM ? " (it needs CAP_DAC_READ_SEARCH)" : errno == ESTALE ? " (deleted, or a file system whose handles cannot be opened, such as overlayfs)" : "");
+      continue;
+    }
+    char link[4096];
+    const ssize_t n = ::readlink(("/proc/self/fd/" + std::to_string(file.get())).c_str(), link, sizeof link - 1);
     struct stat have {};
-    if (n <= 0 || path[0] != '/' || ::fstat(file.get(), &have) != 0 || have.st_ino != m.ino) continue;
-    std::string p(path, static_cast<size_t>(n));
-    // What the restore will find at that path from the app's root must be this very file.
-    struct stat at {};
-    if (::lstat((root + p).c_str(), &at) != 0 || at.st_dev != have.st_dev || at.st_ino != have.st_ino) continue;
+    if (n <= 0 || link[0] != '/' || ::fstat(file.get(), &have) != 0 || have.st_ino != m.ino) {
+      why = "its file has no path (deleted, or not connected to its mount)";
+      continue;
+    }
+    path.assign(link, static_cast<size_t>(n));
     st = have;
-    return p;
+    return {};
   }
-  return {};
+  return why;
+}
+
+// Whether each path, walked from the process's root as the process's file-system user and groups
+// would walk it (no capabilities; absolute symlinks stay inside that root), names the file with
+// that dev and ino. Forked, so that credentials change only there; the child makes only syscalls.
+Result<std::vector<bool>> reachable_as_app(pid_t pid, const std::vector<std::string>& paths,
+                                           const std::vector<struct stat>& want) {
+  PW_ASSIGN(std::string status, read_file("/proc/" + std::to_string(pid) + "/status"));
+  ProcessIdentity id;
+  PW_TRY(parse_identity_status(status, id));
+  UniqueFd root(::open(("/proc/" + std::to_string(pid) + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root.valid()) return errno_error("open /proc/" + std::to_string(pid) + "/root");
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe");
+  UniqueFd rd(p[0]), wr(p[1]);
+  std::vector<char> answers(paths.size(), 0);
+  const pid_t child = ::fork();
+  if (child < 0) return errno_error("fork");
+  if (child == 0) {
+    // Raw syscalls: this child of a possibly threaded process may not allocate.
+    if (::syscall(SYS_setgroups, id.groups.size(), id.groups.data()) != 0 ||
+        ::syscall(SYS_setresgid, id.fsgid, id.fsgid, id.fsgid) != 0 ||
+        ::syscall(SYS_setresuid, id.fsuid, id.fsuid, id.fsuid) != 0)
+      ::_exit(1);
+    if (id.fsuid == 0) {  // still root: with the app's capabilities, not the dumper's
+      __user_cap_header_struct h{_LINUX_CAPABILITY_VERSION_3, 0};
+      __user_cap_data_struct d[2]{};
+      d[0].effective = d[0].permitted = static_cast<uint32_t>(id.cap_eff);
+      d[1].effective = d[1].permitted = static_cast<uint32_t>(id.cap_eff >> 32);
+      if (::syscall(SYS_capset, &h, d) != 0) ::_exit(1);
+    }
+    for (size_t i = 0; i < paths.size(); ++i) {
+      open_how how{};
+      how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+      how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+      const int fd = static_cast<int>(::syscall(SYS_openat2, root.get(), paths[i].c_str(), &how, sizeof how));
+      struct stat at {};
+      answers[i] = fd >= 0 && ::fstat(fd, &at) == 0 && at.st_dev == want[i].st_dev && at.st_ino == want[i].st_ino;
+      if (fd >= 0) ::close(fd);
+    }
+    for (size_t done = 0; done < answers.size();) {
+      const ssize_t n = ::write(wr.get(), answers.data() + done, answers.size() - done);
+      if (n <= 0) ::_exit(1);
+      done += static_cast<size_t>(n);
+    }
+    ::_exit(0);
+  }
+  wr.reset();
+  auto got = read_fd(rd.get());
+  int wstatus = 0;
+  while (::waitpid(child, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  if (!got || !WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0 || got->size() != paths.size())
+    return data_error("the check of inotify watch paths with the app's credentials failed");
+  std::vector<bool> out;
+  for (char c : *got) out.push_back(c != 0);
+  return out;
+}
+
+// Whether this kernel's fdinfo shows a watch's IN_ONESHOT and IN_EXCL_UNLINK (since 5.19): without
+// them a oneshot watch would be restored as a lasting one. Asked once.
+bool fdinfo_shows_watch_flags() {
+  static const bool shows = [] {
+    UniqueFd in(::inotify_init1(IN_CLOEXEC));
+    if (!in.valid()) return false;
+    const uint32_t want = IN_CREATE | IN_ONESHOT | IN_EXCL_UNLINK;
+    if (::inotify_add_watch(in.get(), "/", want) < 0) return false;
+    auto text = read_file("/proc/self/fdinfo/" + std::to_string(in.get()));
+    if (!text) return false;
+    auto marks = parse_inotify_fdinfo(*text);
+    return marks && marks->size() == 1 && (*marks)[0].mask == want;
+  }();
+  return shows;
 }
 
 }  // namespace
@@ -148,24 +244,38 @@ Result<std::string> inotify_record(pid_t pid, int app_fd, const std::string& fdi
   // Events cannot be queued again into a new instance.
   if (queued > 0) return "inotify: " + std::to_string(queued) + " bytes of events queued and not read yet";
   PW_ASSIGN(auto marks, parse_inotify_fdinfo(fdinfo));
+  if (marks.empty()) return std::string();
+  if (!fdinfo_shows_watch_flags())
+    return std::string("inotify: this kernel's fdinfo does not show IN_ONESHOT and IN_EXCL_UNLINK (Linux 5.19 does)");
+  const std::string root = "/proc/" + std::to_string(pid) + "/root";
+  const auto mounts = mounts_by_dev(pid);
+  std::vector<std::string> paths;
+  std::vector<struct stat> stats;
   for (const auto& m : marks) {
+    std::string path;
     struct stat st {};
-    const std::string path = resolve(pid, m, st);
-    char ino[32];
-    std::snprintf(ino, sizeof ino, "%lu", static_cast<unsigned long>(m.ino));
-    if (path.empty())
-      return "inotify: the path of watch " + std::to_string(m.wd) + " (inode " + ino + " on device " +
-             std::to_string(major(m.dev)) + ":" + std::to_string(minor(m.dev)) +
-             ") is not found from the process's root (deleted, or its file handle cannot be opened without "
-             "CAP_DAC_READ_SEARCH)";
+    const auto it = mounts.find(m.dev);
+    const std::string why = resolve(root, it == mounts.end() ? std::vector<std::string>{} : it->second, m, path, st);
+    if (!why.empty())
+      return "inotify: the file of watch " + std::to_string(m.wd) + " (inode " + std::to_string(m.ino) +
+             " on device " + std::to_string(major(m.dev)) + ":" + std::to_string(minor(m.dev)) + ") is not found: " + why;
+    paths.push_back(std::move(path));
+    stats.push_back(st);
+  }
+  // Found as root; recorded only where the app's own user reaches the same file by that path
+  // (and never named otherwise: the refusal goes to that user).
+  PW_ASSIGN(auto reachable, reachable_as_app(pid, paths, stats));
+  for (size_t i = 0; i < marks.size(); ++i) {
+    if (!reachable[i])
+      return "inotify: the file of watch " + std::to_string(marks[i].wd) +
+             " has no path from the process's root that its user can walk";
     auto* w = out.add_watches();
-    w->set_wd(m.wd);
-    w->set_mask(m.mask);
-    w->set_path(path);
-    w->set_dev(st.st_dev);
-    w->set_ino(st.st_ino);
-    w->set_handle(m.handle);
-    w->set_handle_type(m.handle_type);
+    w->set_wd(marks[i].wd);
+    w->set_mask(marks[i].mask);
+    w->set_path(paths[i]);
+    to_proto(FileIdentity::of(stats[i]), w->mutable_file());
+    w->set_handle(marks[i].handle);
+    w->set_handle_type(marks[i].handle_type);
   }
   return std::string();
 }

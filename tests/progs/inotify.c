@@ -1,7 +1,9 @@
 /* inotify round trip (zdtm inotify00): DIR/sub watched for creations (wd 1), DIR watched and the
  * watch removed again (wd 2, its IN_IGNORED read), DIR/file watched once for a write (wd 3,
- * IN_ONESHOT), nonblocking. After restore the program makes the events and reports them: each
- * under its wd, the oneshot watch ended by IN_IGNORED, the next watch given wd 4, nothing more.
+ * IN_ONESHOT), DIR/held, which the program holds open, watched for opens, reads and closes (wd 4:
+ * the restore reopens it, and the app must not hear of that), nonblocking. After restore the
+ * program makes the events and reports them: each under its wd, the oneshot watch ended by
+ * IN_IGNORED, the next watch given wd 5, nothing more.
  * "queued": an event is left unread at the snapshot (refused by name). */
 #include <fcntl.h>
 #include <sys/inotify.h>
@@ -18,14 +20,17 @@ static void drain(int in) {
 int main(int argc, char** argv) {
   if (argc < 2) return 2;
   const int queued = argc > 2 && strcmp(argv[2], "queued") == 0;
-  char sub[2048], file[2048], made[4096];
+  char sub[2048], file[2048], held[2048], made[4096];
   snprintf(sub, sizeof sub, "%s/sub", argv[1]);
   snprintf(file, sizeof file, "%s/file", argv[1]);
+  snprintf(held, sizeof held, "%s/held", argv[1]);
   snprintf(made, sizeof made, "%s/sub/new", argv[1]);
   if (mkdir(sub, 0700) != 0) return 1;
   int w = open(file, O_CREAT | O_WRONLY, 0600);
   if (w < 0) return 1;
   close(w);
+  int h = open(held, O_CREAT | O_RDONLY, 0600);
+  if (h < 0) return 1;
   int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (in < 0) return 1;
   int a = inotify_add_watch(in, sub, IN_CREATE | IN_DELETE);
@@ -33,8 +38,9 @@ int main(int argc, char** argv) {
   inotify_rm_watch(in, t);
   drain(in);
   int b = inotify_add_watch(in, file, IN_MODIFY | IN_ONESHOT);
+  int c = inotify_add_watch(in, held, IN_OPEN | IN_ACCESS | IN_CLOSE);
   if (queued) close(open(made, O_CREAT | O_WRONLY, 0600));
-  say("ready pid=%d wds=%d,%d,%d", getpid(), a, t, b);
+  say("ready pid=%d wds=%d,%d,%d,%d", getpid(), a, t, b, c);
   char line[64];
   read_line(line, sizeof line);
 

@@ -3,7 +3,7 @@
 # ready point. Cold launch and capture, then a restored launch that traps a signal, runs a thread
 # and passes a result through a queue (tests/progs/ruby_app.rb); a python app holding its own
 # /proc/self/stat open, restored with that fd on the restored process; a python app watching a
-# directory with inotify.
+# file with inotify.
 # Usage: fds.sh BIN_DIR SOURCE_DIR
 . "$(dirname "$0")/../lib/prelude.sh"
 BIN=$(realpath "$1")
@@ -57,15 +57,18 @@ a=$(proc_run 2)
 [ "$(last procself mode)" = restored ] ||
   fail "second launch not restored: $(last procself mode) $(grep procself "$SCRATCH/prewarmd.log" | tail -3)"
 [ "$a" = "input=2 fd_pid_is_mine=True" ] || fail "restored answer: $a $(cat "$SCRATCH/run.err")"
-step "an app watching a directory with inotify: captured, then restored with its watch at its wd"
-mkdir "$SCRATCH/watched"
+# It watches a file for reads: a write, or a new entry in a watched directory, made after the
+# snapshot (by the cold launch that runs on, say) would make the image's watch stale, and refuse it.
+step "an app watching a file with inotify: captured, then restored with its watch at its wd"
+echo data >"$SCRATCH/watched"
 cat >"$SCRATCH/watch_app.py" <<EOF
 import ctypes, os, struct, sys
 libc = ctypes.CDLL(None, use_errno=True)
 fd = libc.inotify_init1(os.O_CLOEXEC)
-wd = libc.inotify_add_watch(fd, b"$SCRATCH/watched", 0x100)  # IN_CREATE
+wd = libc.inotify_add_watch(fd, b"$SCRATCH/watched", 0x1)  # IN_ACCESS
 line = sys.stdin.readline().strip()
-open("$SCRATCH/watched/f" + line, "w").close()
+with open("$SCRATCH/watched") as f:
+    f.read()
 ev_wd, mask, cookie, length = struct.unpack("iIII", os.read(fd, 4096)[:16])
 print("input=%s wd=%d event=%d:%x" % (line, wd, ev_wd, mask), flush=True)
 EOF
@@ -76,10 +79,10 @@ watch_run() {
   (feed watcher "$before" "$1") | "$P" run watcher 2>>"$SCRATCH/run.err" | grep '^input=' || true
 }
 a=$(watch_run 1)
-[ "$a" = "input=1 wd=1 event=1:100" ] || fail "cold answer: $a $(cat "$SCRATCH/run.err")"
+[ "$a" = "input=1 wd=1 event=1:1" ] || fail "cold answer: $a $(cat "$SCRATCH/run.err")"
 wait_for 60 state_is watcher valid || fail "not captured: $(field watcher state) $(field watcher reason)"
 a=$(watch_run 2)
 [ "$(last watcher mode)" = restored ] ||
   fail "second launch not restored: $(last watcher mode) $(grep watcher "$SCRATCH/prewarmd.log" | tail -3)"
-[ "$a" = "input=2 wd=1 event=1:100" ] || fail "restored answer: $a $(cat "$SCRATCH/run.err")"
+[ "$a" = "input=2 wd=1 event=1:1" ] || fail "restored answer: $a $(cat "$SCRATCH/run.err")"
 echo "fds: PASS"
