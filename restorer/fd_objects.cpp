@@ -102,6 +102,34 @@ Result<UniqueFd> make_timerfd(const pb::OpenFile& f) {
   return fd;
 }
 
+// That `w`'s path still names its file, unchanged since the snapshot (whatever changed it made an
+// event the app will never read). `entries_may_change`: a directory the restore itself has made
+// entries in (a ghost file, a socket bound again), whose times and entries it then no longer
+// compares.
+Result<void> check_watched(const std::string& what, const pb::InotifyWatch& w, bool entries_may_change) {
+  struct stat st {};
+  if (::lstat(w.path().c_str(), &st) != 0) return unsupported_error(what + ": " + std::strerror(errno));
+  bool same = same_inode(from_proto(w.file()), FileIdentity::of(st));
+  if (same && !w.handle().empty()) {  // an inode number given to a new file is told apart by its handle
+    auto h = has_file_handle(w.path(), w.handle_type(), w.handle());
+    same = h ? *h : h.error().code == EOPNOTSUPP;
+  }
+  if (!same) return unsupported_error(what + ": the path names another file than the one watched at the snapshot");
+  if (entries_may_change) return ok();
+  if (auto why = changed(from_proto(w.file()), FileIdentity::of(st)))
+    return unsupported_error(what + ": the file changed since the snapshot (" + std::string(*why) + ")");
+  if (w.children_listed()) {
+    UniqueFd dir(::open(w.path().c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    uint64_t sum = 0;
+    uint32_t n = 0;
+    if (!dir.valid() || !children_sum(dir.get(), sum, n))
+      return unsupported_error(what + ": its entries cannot be listed to tell whether one changed");
+    if (sum != w.children_sum() || n != w.children())
+      return unsupported_error(what + ": an entry of the directory changed since the snapshot");
+  }
+  return ok();
+}
+
 // Each watch is added again by path at its wd, with no events yet (arm_inotify gives them their
 // masks once the restore has done everything else it does to the file system, which the app would
 // otherwise see). A wd comes from a cursor that only moves forward, so a gap is passed by adding
@@ -137,17 +165,7 @@ Result<UniqueFd> make_inotify(const pb::OpenFile& f, int64_t& budget) {
     if (budget < 0)
       return unsupported_error(fd_name(f) + ": inotify wds up to " + std::to_string(w.wd()) +
                                ": the image's instances leave more wds unused than a restore passes over");
-    struct stat st {};
-    if (::lstat(w.path().c_str(), &st) != 0) return unsupported_error(what + ": " + std::strerror(errno));
-    bool same = same_inode(from_proto(w.file()), FileIdentity::of(st));
-    if (same && !w.handle().empty()) {  // an inode number given to a new file is told apart by its handle
-      auto h = has_file_handle(w.path(), w.handle_type(), w.handle());
-      same = h ? *h : h.error().code == EOPNOTSUPP;
-    }
-    if (!same) return unsupported_error(what + ": the path names another file than the one watched at the snapshot");
-    // Whatever changed it since made an event the app will never read.
-    if (auto why = changed(from_proto(w.file()), FileIdentity::of(st)))
-      return unsupported_error(what + ": the file changed since the snapshot (" + std::string(*why) + ")");
+    PW_TRY(check_watched(what, w, /*entries_may_change=*/false));
     wanted.insert(w.wd());
     for (int64_t tries = 0;; ++tries) {
       const int got = ::inotify_add_watch(fd.get(), w.path().c_str(), IN_DONT_FOLLOW);  // no events yet
@@ -581,6 +599,12 @@ Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap,
       if (slot == nullptr || f.sockpair().queued_size() > 0) slot = &f;
     }
   }
+  // Inotify instances first, their files checked before the restore makes any change of its own.
+  for (const auto& f : snap.files()) {
+    if (f.kind() != pb::FD_INOTIFY || out.count(f.description())) continue;
+    if (f.description() == 0) return data_error(fd_name(f) + ": kernel object without a description");
+    PW_ASSIGN(out[f.description()], make_inotify(f, inotify_budget));
+  }
   for (const auto& f : snap.files()) {
     if (f.kind() == pb::FD_FILE || out.count(f.description())) continue;
     switch (f.kind()) {
@@ -594,10 +618,6 @@ Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap,
       }
       case pb::FD_SIGNALFD: {
         PW_ASSIGN(out[f.description()], make_signalfd(f));
-        break;
-      }
-      case pb::FD_INOTIFY: {
-        PW_ASSIGN(out[f.description()], make_inotify(f, inotify_budget));
         break;
       }
       case pb::FD_MEMFD: {
@@ -647,15 +667,37 @@ Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap,
 }
 
 Result<void> arm_inotify(const pb::Snapshot& snap, const std::function<int(int)>& launcher_fd) {
+  // Directories the restore made entries in: a ghost file's (made, then unlinked) and a unix
+  // listener's path (its socket file made again).
+  std::set<std::pair<uint64_t, uint64_t>> touched;
+  auto touch_dir_of = [&](const std::string& path) {
+    const size_t slash = path.rfind('/');
+    struct stat st {};
+    if (slash != std::string::npos && ::stat(slash == 0 ? "/" : path.substr(0, slash).c_str(), &st) == 0)
+      touched.insert({st.st_dev, st.st_ino});
+  };
+  for (const auto& f : snap.files()) {
+    if (f.kind() == pb::FD_DELETED) touch_dir_of(f.deleted().path());
+    if (f.kind() == pb::FD_LISTENER && f.listener().family() == AF_UNIX &&
+        f.listener().address().size() > offsetof(sockaddr_un, sun_path) + 1) {
+      std::string name = f.listener().address().substr(offsetof(sockaddr_un, sun_path));
+      if (name[0] == '\0') continue;  // abstract: no file
+      name = name.substr(0, name.find('\0'));
+      touch_dir_of(name[0] == '/' ? name : f.listener().path_dir() + "/" + name);
+    }
+  }
   std::set<uint32_t> done;
   for (const auto& f : snap.files()) {
     if (f.kind() != pb::FD_INOTIFY || !done.insert(f.description()).second) continue;
     const int fd = launcher_fd(f.fd());
     if (fd < 0) return data_error(fd_name(f) + ": not among the launcher's fds");
-    for (const auto& w : f.inotify().watches())
+    for (const auto& w : f.inotify().watches()) {
+      const std::string what = fd_name(f) + ": inotify watch " + std::to_string(w.wd()) + " on " + w.path();
       if (::inotify_add_watch(fd, w.path().c_str(), w.mask() | IN_DONT_FOLLOW) != w.wd())
-        return unsupported_error(fd_name(f) + ": inotify watch " + std::to_string(w.wd()) + " on " + w.path() +
-                                 " could not be given its mask (its file was replaced?)");
+        return unsupported_error(what + " could not be given its mask (its file was replaced?)");
+      // Checked again now that it hears: a change between the first check and here made no event.
+      PW_TRY(check_watched(what, w, touched.count({w.file().dev(), w.file().inode()}) != 0));
+    }
     // The kernel's own account of the instance, against the image's.
     PW_ASSIGN(std::string info, read_file("/proc/self/fdinfo/" + std::to_string(fd)));
     PW_ASSIGN(auto marks, parse_inotify_fdinfo(info));

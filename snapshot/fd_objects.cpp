@@ -657,7 +657,11 @@ Result<FdObjectScan> collect_fd_objects(pid_t pid, const std::vector<FdObjectCan
   for (const auto& f : all) by_number[f.fd] = &f;
   uint32_t next_pair = 1;
 
-  for (size_t i = 0; i < candidates.size(); ++i) {
+  // Inotify instances first: reading the others (a deleted file's bytes) could queue events in them.
+  std::vector<size_t> order(candidates.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_partition(order.begin(), order.end(), [&](size_t i) { return candidates[i].kind == pb::FD_INOTIFY; });
+  for (const size_t i : order) {
     const FdInfo& fd = *candidates[i].fd;
     pb::OpenFile r;
     r.set_fd(fd.fd);

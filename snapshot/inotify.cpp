@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <linux/openat2.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -73,10 +75,15 @@ std::map<dev_t, std::vector<std::string>> mounts_by_dev(pid_t pid) {
 
 constexpr size_t kMaxMountsTried = 16;  // per watch: a user's own bind mounts cost root no more
 
-// The watched file's path and identity, found by its handle on one of `mounts` (as root: the
-// caller checks the path with the app's credentials), or why not.
+struct Candidate {
+  std::string path;
+  struct stat st {};
+};
+
+// Paths of the watched file, found by its handle on each of `mounts` (as root: the caller keeps
+// only one the app's user can walk), or why none.
 std::string resolve(const std::string& root, const std::vector<std::string>& mounts, const InotifyMark& m,
-                    std::string& path, struct stat& st) {
+                    std::vector<Candidate>& out) {
   if (m.handle.empty()) return "this kernel's fdinfo gives no file handle (CONFIG_EXPORTFS)";
   if (mounts.empty()) return "no mount of its device is found in the process's mountinfo";
   std::unique_ptr<char[]> buf(new char[sizeof(file_handle) + m.handle.size()]);
@@ -95,28 +102,39 @@ std::string resolve(const std::string& root, const std::vector<std::string>& mou
     UniqueFd file(::open_by_handle_at(mnt.get(), fh, O_PATH | O_CLOEXEC));
     if (!file.valid()) {
       why = std::string("open_by_handle_at: ") + std::strerror(errno) +
-            (errno == EPERM ? " (it needs CAP_DAC_READ_SEARCH)" : errno == ESTALE ? " (deleted, or a file system whose handles cannot be opened, such as overlayfs)" : "");
+            (errno == EPERM    ? " (it needs CAP_DAC_READ_SEARCH)"
+             : errno == ESTALE ? " (deleted, or a file system whose handles cannot be opened, such as overlayfs)"
+                               : "");
       continue;
     }
     char link[4096];
     const ssize_t n = ::readlink(("/proc/self/fd/" + std::to_string(file.get())).c_str(), link, sizeof link - 1);
-    struct stat have {};
-    if (n <= 0 || link[0] != '/' || ::fstat(file.get(), &have) != 0 || have.st_ino != m.ino) {
+    Candidate c;
+    if (n <= 0 || link[0] != '/' || ::fstat(file.get(), &c.st) != 0 || c.st.st_ino != m.ino) {
       why = "its file has no path (deleted, or not connected to its mount)";
       continue;
     }
-    path.assign(link, static_cast<size_t>(n));
-    st = have;
-    return {};
+    c.path.assign(link, static_cast<size_t>(n));
+    if (std::none_of(out.begin(), out.end(), [&](const Candidate& o) { return o.path == c.path; })) out.push_back(c);
   }
-  return why;
+  return out.empty() ? why : std::string();
 }
 
-// Whether each path, walked from the process's root as the process's file-system user and groups
-// would walk it (no capabilities; absolute symlinks stay inside that root), names the file with
-// that dev and ino. Forked, so that credentials change only there; the child makes only syscalls.
-Result<std::vector<bool>> reachable_as_app(pid_t pid, const std::vector<std::string>& paths,
-                                           const std::vector<struct stat>& want) {
+// What the walk as the app's user found of one candidate.
+struct Walked {
+  uint8_t reached = 0;   // the path names the file
+  uint8_t listed = 0;    // a directory's entries were summed (ChildrenSum)
+  uint8_t pad[2] = {};
+  uint32_t children = 0;
+  uint64_t sum = 0;
+};
+
+// Walks each candidate from the process's root (openat2 RESOLVE_IN_ROOT: absolute symlinks stay
+// inside it) with the process's file-system user, groups and capabilities (as far as the dumper
+// has them), and for `list[i]` sums the directory's entries. Forked, so that credentials change
+// only there; the child makes only syscalls (this may be a child of a threaded process) and holds
+// no fd of the dumper's but the two it needs.
+Result<std::vector<Walked>> walk_as_app(pid_t pid, const std::vector<Candidate>& cands, const std::vector<bool>& list) {
   PW_ASSIGN(std::string status, read_file("/proc/" + std::to_string(pid) + "/status"));
   ProcessIdentity id;
   PW_TRY(parse_identity_status(status, id));
@@ -125,33 +143,47 @@ Result<std::vector<bool>> reachable_as_app(pid_t pid, const std::vector<std::str
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe");
   UniqueFd rd(p[0]), wr(p[1]);
-  std::vector<char> answers(paths.size(), 0);
+  std::vector<Walked> out(cands.size());
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct mine[2]{};
+  if (::syscall(SYS_capget, &hdr, mine) != 0) return errno_error("capget");
+  __user_cap_data_struct caps[2]{};
+  caps[0].effective = caps[0].permitted = static_cast<uint32_t>(id.cap_eff) & mine[0].permitted;
+  caps[1].effective = caps[1].permitted = static_cast<uint32_t>(id.cap_eff >> 32) & mine[1].permitted;
   const pid_t child = ::fork();
   if (child < 0) return errno_error("fork");
   if (child == 0) {
-    // Raw syscalls: this child of a possibly threaded process may not allocate.
-    if (::syscall(SYS_setgroups, id.groups.size(), id.groups.data()) != 0 ||
+    const unsigned r = static_cast<unsigned>(root.get()), w = static_cast<unsigned>(wr.get());
+    const unsigned lo = std::min(r, w), hi = std::max(r, w);
+    if (lo > 0) ::syscall(SYS_close_range, 0u, lo - 1, 0u);
+    if (hi > lo + 1) ::syscall(SYS_close_range, lo + 1, hi - 1, 0u);
+    ::syscall(SYS_close_range, hi + 1, ~0u, 0u);
+    if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 ||
+        ::syscall(SYS_setgroups, id.groups.size(), id.groups.data()) != 0 ||
         ::syscall(SYS_setresgid, id.fsgid, id.fsgid, id.fsgid) != 0 ||
-        ::syscall(SYS_setresuid, id.fsuid, id.fsuid, id.fsuid) != 0)
+        ::syscall(SYS_setresuid, id.fsuid, id.fsuid, id.fsuid) != 0 || ::syscall(SYS_capset, &hdr, caps) != 0 ||
+        ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
       ::_exit(1);
-    if (id.fsuid == 0) {  // still root: with the app's capabilities, not the dumper's
-      __user_cap_header_struct h{_LINUX_CAPABILITY_VERSION_3, 0};
-      __user_cap_data_struct d[2]{};
-      d[0].effective = d[0].permitted = static_cast<uint32_t>(id.cap_eff);
-      d[1].effective = d[1].permitted = static_cast<uint32_t>(id.cap_eff >> 32);
-      if (::syscall(SYS_capset, &h, d) != 0) ::_exit(1);
-    }
-    for (size_t i = 0; i < paths.size(); ++i) {
+    for (size_t i = 0; i < cands.size(); ++i) {
       open_how how{};
       how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
       how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-      const int fd = static_cast<int>(::syscall(SYS_openat2, root.get(), paths[i].c_str(), &how, sizeof how));
+      const int fd = static_cast<int>(::syscall(SYS_openat2, root.get(), cands[i].path.c_str(), &how, sizeof how));
       struct stat at {};
-      answers[i] = fd >= 0 && ::fstat(fd, &at) == 0 && at.st_dev == want[i].st_dev && at.st_ino == want[i].st_ino;
+      Walked& o = out[i];
+      o.reached = fd >= 0 && ::fstat(fd, &at) == 0 && at.st_dev == cands[i].st.st_dev && at.st_ino == cands[i].st.st_ino;
+      if (o.reached && list[i]) {
+        how.flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+        const int dir = static_cast<int>(::syscall(SYS_openat2, root.get(), cands[i].path.c_str(), &how, sizeof how));
+        o.listed = dir >= 0 && children_sum(dir, o.sum, o.children);
+        if (dir >= 0) ::close(dir);
+      }
       if (fd >= 0) ::close(fd);
     }
-    for (size_t done = 0; done < answers.size();) {
-      const ssize_t n = ::write(wr.get(), answers.data() + done, answers.size() - done);
+    const char* bytes = reinterpret_cast<const char*>(out.data());
+    const size_t len = out.size() * sizeof(Walked);
+    for (size_t done = 0; done < len;) {
+      const ssize_t n = ::write(wr.get(), bytes + done, len - done);
       if (n <= 0) ::_exit(1);
       done += static_cast<size_t>(n);
     }
@@ -162,27 +194,28 @@ Result<std::vector<bool>> reachable_as_app(pid_t pid, const std::vector<std::str
   int wstatus = 0;
   while (::waitpid(child, &wstatus, 0) < 0 && errno == EINTR) {
   }
-  if (!got || !WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0 || got->size() != paths.size())
-    return data_error("the check of inotify watch paths with the app's credentials failed");
-  std::vector<bool> out;
-  for (char c : *got) out.push_back(c != 0);
+  if (!got || !WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0 || got->size() != out.size() * sizeof(Walked))
+    return data_error("the walk of inotify watch paths with the app's credentials failed (it could not take them)");
+  std::memcpy(out.data(), got->data(), got->size());
   return out;
 }
 
 // Whether this kernel's fdinfo shows a watch's IN_ONESHOT and IN_EXCL_UNLINK (since 5.19): without
-// them a oneshot watch would be restored as a lasting one. Asked once.
-bool fdinfo_shows_watch_flags() {
-  static const bool shows = [] {
-    UniqueFd in(::inotify_init1(IN_CLOEXEC));
-    if (!in.valid()) return false;
-    const uint32_t want = IN_CREATE | IN_ONESHOT | IN_EXCL_UNLINK;
-    if (::inotify_add_watch(in.get(), "/", want) < 0) return false;
-    auto text = read_file("/proc/self/fdinfo/" + std::to_string(in.get()));
-    if (!text) return false;
-    auto marks = parse_inotify_fdinfo(*text);
-    return marks && marks->size() == 1 && (*marks)[0].mask == want;
-  }();
-  return shows;
+// them a oneshot watch would be restored as a lasting one. "" if it does, else why not; a kernel's
+// answer is kept, a failure to ask is not.
+std::string watch_flags_shown() {
+  static int known = -1;  // 1 shown, 0 not
+  if (known >= 0) return known ? std::string() : "this kernel's fdinfo does not show IN_ONESHOT and IN_EXCL_UNLINK (Linux 5.19 does)";
+  UniqueFd in(::inotify_init1(IN_CLOEXEC));
+  if (!in.valid()) return std::string("cannot make an inotify instance to probe the kernel: ") + std::strerror(errno);
+  const uint32_t want = IN_CREATE | IN_ONESHOT | IN_EXCL_UNLINK;
+  if (::inotify_add_watch(in.get(), "/", want) < 0)
+    return std::string("cannot add a watch to probe the kernel: ") + std::strerror(errno);
+  auto text = read_file("/proc/self/fdinfo/" + std::to_string(in.get()));
+  if (!text) return "cannot read an inotify fdinfo: " + text.error().describe();
+  auto marks = parse_inotify_fdinfo(*text);
+  known = marks && marks->size() == 1 && (*marks)[0].mask == want;
+  return watch_flags_shown();
 }
 
 }  // namespace
@@ -238,6 +271,41 @@ Result<bool> has_file_handle(const std::string& path, int type, const std::strin
          std::string(reinterpret_cast<const char*>(fh->f_handle), fh->handle_bytes) == handle;
 }
 
+bool lists_children(uint32_t mask, mode_t mode) {
+  return S_ISDIR(mode) && (mask & (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE)) != 0;
+}
+
+bool children_sum(int dirfd, uint64_t& sum, uint32_t& count) {
+  alignas(8) static thread_local char buf[32768];
+  sum = 0;
+  count = 0;
+  for (;;) {
+    const long n = ::syscall(SYS_getdents64, dirfd, buf, sizeof buf);
+    if (n < 0) return false;
+    if (n == 0) return true;
+    for (long at = 0; at < n;) {
+      struct Dirent {
+        uint64_t ino;
+        int64_t off;
+        unsigned short reclen;
+        unsigned char type;
+        char name[1];
+      };
+      const auto* d = reinterpret_cast<const Dirent*>(buf + at);
+      at += d->reclen;
+      if (std::strcmp(d->name, ".") == 0 || std::strcmp(d->name, "..") == 0) continue;
+      if (++count > kMaxChildren) return false;
+      struct stat st {};
+      if (::fstatat(dirfd, d->name, &st, AT_SYMLINK_NOFOLLOW) != 0) return false;
+      // One entry: its name and identity; summed, so the order getdents gives does not count.
+      const int64_t stamp[5] = {static_cast<int64_t>(st.st_ino), static_cast<int64_t>(st.st_size),
+                                st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
+                                st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec, static_cast<int64_t>(st.st_mode)};
+      sum += XXH3_64bits_withSeed(stamp, sizeof stamp, XXH3_64bits(d->name, std::strlen(d->name)));
+    }
+  }
+}
+
 Result<std::string> inotify_record(pid_t pid, int app_fd, const std::string& fdinfo, pb::FdInotify& out) {
   int queued = 0;
   if (::ioctl(app_fd, FIONREAD, &queued) != 0) return errno_error("FIONREAD on an inotify fd");
@@ -245,37 +313,51 @@ Result<std::string> inotify_record(pid_t pid, int app_fd, const std::string& fdi
   if (queued > 0) return "inotify: " + std::to_string(queued) + " bytes of events queued and not read yet";
   PW_ASSIGN(auto marks, parse_inotify_fdinfo(fdinfo));
   if (marks.empty()) return std::string();
-  if (!fdinfo_shows_watch_flags())
-    return std::string("inotify: this kernel's fdinfo does not show IN_ONESHOT and IN_EXCL_UNLINK (Linux 5.19 does)");
+  if (std::string why = watch_flags_shown(); !why.empty()) return "inotify: " + why;
   const std::string root = "/proc/" + std::to_string(pid) + "/root";
   const auto mounts = mounts_by_dev(pid);
-  std::vector<std::string> paths;
-  std::vector<struct stat> stats;
+  std::vector<Candidate> cands;
+  std::vector<bool> list;
+  std::vector<size_t> first;  // marks[i]'s candidates start at first[i]
   for (const auto& m : marks) {
-    std::string path;
-    struct stat st {};
+    first.push_back(cands.size());
+    std::vector<Candidate> mine;
     const auto it = mounts.find(m.dev);
-    const std::string why = resolve(root, it == mounts.end() ? std::vector<std::string>{} : it->second, m, path, st);
+    const std::string why = resolve(root, it == mounts.end() ? std::vector<std::string>{} : it->second, m, mine);
     if (!why.empty())
       return "inotify: the file of watch " + std::to_string(m.wd) + " (inode " + std::to_string(m.ino) +
              " on device " + std::to_string(major(m.dev)) + ":" + std::to_string(minor(m.dev)) + ") is not found: " + why;
-    paths.push_back(std::move(path));
-    stats.push_back(st);
+    for (auto& c : mine) {
+      list.push_back(lists_children(m.mask, c.st.st_mode));
+      cands.push_back(std::move(c));
+    }
   }
-  // Found as root; recorded only where the app's own user reaches the same file by that path
-  // (and never named otherwise: the refusal goes to that user).
-  PW_ASSIGN(auto reachable, reachable_as_app(pid, paths, stats));
+  first.push_back(cands.size());
+  // Found as root; recorded only where the app's own user reaches the file by that path (and
+  // never named otherwise: the refusal goes to that user).
+  PW_ASSIGN(auto walked, walk_as_app(pid, cands, list));
   for (size_t i = 0; i < marks.size(); ++i) {
-    if (!reachable[i])
+    size_t k = first[i];
+    while (k < first[i + 1] && !walked[k].reached) ++k;
+    if (k == first[i + 1])
       return "inotify: the file of watch " + std::to_string(marks[i].wd) +
              " has no path from the process's root that its user can walk";
+    if (list[k] && !walked[k].listed)
+      return "inotify: the directory of watch " + std::to_string(marks[i].wd) +
+             " cannot be listed by its user, or has more than " + std::to_string(kMaxChildren) +
+             " entries: a change to one of them since the snapshot could not be told";
     auto* w = out.add_watches();
     w->set_wd(marks[i].wd);
     w->set_mask(marks[i].mask);
-    w->set_path(paths[i]);
-    to_proto(FileIdentity::of(stats[i]), w->mutable_file());
+    w->set_path(cands[k].path);
+    to_proto(FileIdentity::of(cands[k].st), w->mutable_file());
     w->set_handle(marks[i].handle);
     w->set_handle_type(marks[i].handle_type);
+    if (list[k]) {
+      w->set_children_listed(true);
+      w->set_children(walked[k].children);
+      w->set_children_sum(walked[k].sum);
+    }
   }
   return std::string();
 }

@@ -34,6 +34,16 @@ Result<std::vector<InotifyMark>> parse_inotify_fdinfo(const std::string& text);
 // instance cannot be carried: events queued and not read yet, a watch whose path is not found.
 Result<std::string> inotify_record(pid_t pid, int app_fd, const std::string& fdinfo, pb::FdInotify& out);
 
+// A directory watch whose events include its entries' writes or attributes (IN_MODIFY,
+// IN_ATTRIB, IN_CLOSE_WRITE) is checked at restore by a sum over its entries: a change to one of
+// them (which leaves the directory's own times alone) is an event the restored app would miss.
+inline constexpr uint32_t kMaxChildren = 65536;
+bool lists_children(uint32_t mask, mode_t mode);
+// The order-free sum of every entry's name, inode, size, mtime, ctime and mode in directory
+// `dirfd`, and their count; false if it cannot be read or has more than kMaxChildren entries.
+// Only syscalls (the dump runs it in a forked child).
+bool children_sum(int dirfd, uint64_t& sum, uint32_t& count);
+
 // Whether `path` (its last component not followed) names the file of handle `handle` of type
 // `type`: true or false, or an error where the file system gives no handles.
 Result<bool> has_file_handle(const std::string& path, int type, const std::string& handle);

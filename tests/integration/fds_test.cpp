@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <stdexcept>
 
@@ -88,20 +89,45 @@ TEST_F(Fds, InotifyWatchesAtTheirWds) {
   EXPECT_EQ(answer(rt.restored, "go"), "events=1:create:new,3:modify,3:ignored next_wd=5 empty=1 nonblock=1");
 }
 
-// A watched file written after the snapshot: the restored app would never hear of it (a cold
-// start reads the file anew), so the restore refuses, naming the watch.
-TEST_F(Fds, InotifyWatchOnAFileChangedSinceRefusesTheRestore) {
+// The inotify program dumped, then what it watches in DIR changed by `change`: the restore is
+// refused (exit 3) before the point of no return, naming the watch and `why`; a cold start reads
+// the file anew.
+void expect_restore_refused_after(const std::function<void(const fs::path&)>& change, const std::string& why) {
   TempDir dir;
   fs::create_directory(dir / "w");
   auto [original, ready] = start_ready({PROG_inotify, (dir / "w").string()});
   auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img"});
   ASSERT_EQ(dump.code, 0) << dump.err;
-  std::ofstream(dir / "w" / "file", std::ios::app) << "v2";
+  change(dir / "w");
   auto r = run({PREWARM_BIN, "restore", "--images", (dir / "img").string()});
   EXPECT_EQ(r.code, 3) << r.err;
-  EXPECT_NE(r.err.find("inotify watch 3 on " + (dir / "w" / "file").string() + ": the file changed since the snapshot"),
-            std::string::npos)
+  const std::string dir_w = (dir / "w").string();
+  const auto at = why.find("DIR");
+  EXPECT_NE(r.err.find(at == std::string::npos ? why : why.substr(0, at) + dir_w + why.substr(at + 3)), std::string::npos)
       << r.err;
+}
+
+// Written to since: the restored app would never hear of it.
+TEST_F(Fds, InotifyWatchOnAFileChangedSinceRefusesTheRestore) {
+  expect_restore_refused_after([](const fs::path& w) { std::ofstream(w / "file", std::ios::app) << "v2"; },
+                               "inotify watch 3 on DIR/file: the file changed since the snapshot");
+}
+
+// An entry of a directory watched for its entries' writes, written since: the directory's own
+// times do not move, its entries' sum does.
+TEST_F(Fds, InotifyWatchOnADirectoryWhoseEntryChangedRefusesTheRestore) {
+  expect_restore_refused_after([](const fs::path& w) { std::ofstream(w / "sub" / "old", std::ios::app) << "v2"; },
+                               "inotify watch 1 on DIR/sub: an entry of the directory changed since the snapshot");
+}
+
+// Replaced: ext4 gives the new file the freed inode number, and its file handle tells them apart.
+TEST_F(Fds, InotifyWatchOnAReplacedFileRefusesTheRestore) {
+  expect_restore_refused_after(
+      [](const fs::path& w) {
+        fs::remove(w / "file");
+        std::ofstream(w / "file") << "new";
+      },
+      "inotify watch 3 on DIR/file: the path names another file");
 }
 
 // Found by root through its file handle, a watched file the app's own user cannot reach by any
@@ -131,23 +157,6 @@ TEST_F(Fds, InotifyWithAnEventQueuedIsRefused) {
   TempDir dir;
   fs::create_directory(dir / "w");
   expect_refused({PROG_inotify, (dir / "w").string(), "queued"}, "bytes of events queued and not read yet");
-}
-
-// A watched file replaced after the snapshot: the restore refuses before the point of no
-// return (a cold start watches the new file), naming the watch.
-TEST_F(Fds, InotifyWatchOnAReplacedFileRefusesTheRestore) {
-  TempDir dir;
-  fs::create_directory(dir / "w");
-  auto [original, ready] = start_ready({PROG_inotify, (dir / "w").string()});
-  auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img"});
-  ASSERT_EQ(dump.code, 0) << dump.err;
-  fs::remove(dir / "w" / "file");
-  std::ofstream(dir / "w" / "file") << "new";
-  auto r = run({PREWARM_BIN, "restore", "--images", (dir / "img").string()});
-  EXPECT_EQ(r.code, 3) << r.err;
-  EXPECT_NE(r.err.find("inotify watch 3 on " + (dir / "w" / "file").string() + ": the path names another file"),
-            std::string::npos)
-      << r.err;
 }
 
 TEST_F(Fds, PipeBytesSizeFlagsAndBothEnds) {

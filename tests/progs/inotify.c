@@ -1,4 +1,5 @@
-/* inotify round trip (zdtm inotify00): DIR/sub watched for creations (wd 1), DIR watched and the
+/* inotify round trip (zdtm inotify00): DIR/sub, which holds DIR/sub/old, watched for creations,
+ * deletions and its entries' writes (wd 1), DIR watched and the
  * watch removed again (wd 2, its IN_IGNORED read), DIR/file watched once for a write (wd 3,
  * IN_ONESHOT), DIR/held, which the program holds open, watched for opens, reads and closes (wd 4:
  * the restore reopens it, and the app must not hear of that), nonblocking. After restore the
@@ -24,8 +25,10 @@ int main(int argc, char** argv) {
   snprintf(sub, sizeof sub, "%s/sub", argv[1]);
   snprintf(file, sizeof file, "%s/file", argv[1]);
   snprintf(held, sizeof held, "%s/held", argv[1]);
-  snprintf(made, sizeof made, "%s/sub/new", argv[1]);
   if (mkdir(sub, 0700) != 0) return 1;
+  snprintf(made, sizeof made, "%s/sub/old", argv[1]);
+  close(open(made, O_CREAT | O_WRONLY, 0600));
+  snprintf(made, sizeof made, "%s/sub/new", argv[1]);
   int w = open(file, O_CREAT | O_WRONLY, 0600);
   if (w < 0) return 1;
   close(w);
@@ -33,7 +36,7 @@ int main(int argc, char** argv) {
   if (h < 0) return 1;
   int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (in < 0) return 1;
-  int a = inotify_add_watch(in, sub, IN_CREATE | IN_DELETE);
+  int a = inotify_add_watch(in, sub, IN_CREATE | IN_DELETE | IN_MODIFY);
   int t = inotify_add_watch(in, argv[1], IN_ALL_EVENTS);
   inotify_rm_watch(in, t);
   drain(in);

@@ -14,24 +14,29 @@ SRC=$(realpath "$2")
 start_daemon
 cleanup end_daemon
 
-# ruby_run N: one launch given "N" on stdin once it settled; prints its answer line.
-ruby_run() {
+# app_run APP N: one launch of APP given "N" on stdin once it settled; prints its answer line.
+app_run() {
   local before
-  before=$(launch_count rb)
-  (feed rb "$before" "$1") | "$P" run rb 2>>"$SCRATCH/run.err" | grep '^input=' || true
+  before=$(launch_count "$1")
+  (feed "$1" "$before" "$2") | "$P" run "$1" 2>>"$SCRATCH/run.err" | grep '^input=' || true
+}
+# cold_then_restored APP ANSWER: a cold launch (input 1) captured, then a restored one (input 2),
+# each answering "input=N ANSWER".
+cold_then_restored() {
+  local a
+  a=$(app_run "$1" 1)
+  [ "$a" = "input=1 $2" ] || fail "$1: cold answer: $a $(cat "$SCRATCH/run.err")"
+  [ "$(last "$1" mode)" = cold ] || fail "$1: first launch not cold"
+  wait_for 60 state_is "$1" valid || fail "$1: not captured: $(field "$1" state) $(field "$1" reason)"
+  a=$(app_run "$1" 2)
+  [ "$(last "$1" mode)" = restored ] ||
+    fail "$1: second launch not restored: $(last "$1" mode) $(grep "$1" "$SCRATCH/prewarmd.log" | tail -3)"
+  [ "$a" = "input=2 $2" ] || fail "$1: restored answer: $a $(cat "$SCRATCH/run.err")"
 }
 
-step "register ruby, launch cold, captured once idle"
+step "ruby: a cold launch captured once idle, then a restored one, its eventfds working"
 "$P" register rb --ready idle:300 -- /usr/bin/ruby "$SRC/tests/progs/ruby_app.rb" >/dev/null
-a=$(ruby_run 1)
-[ "$a" = "input=1 sum=2668667000 signal=usr1" ] || fail "cold answer: $a $(cat "$SCRATCH/run.err")"
-[ "$(last rb mode)" = cold ] || fail "first launch not cold"
-wait_for 60 state_is rb valid || fail "not captured: $(field rb state) $(field rb reason) $(tail -5 "$SCRATCH/prewarmd.log")"
-
-step "launch again: restored, its eventfds working"
-a=$(ruby_run 2)
-[ "$a" = "input=2 sum=2668667000 signal=usr1" ] || fail "restored answer: $a $(cat "$SCRATCH/run.err")"
-[ "$(last rb mode)" = restored ] || fail "second launch not restored: $(last rb mode)"
+cold_then_restored rb "sum=2668667000 signal=usr1"
 "$P" inspect --images "$(ls -d "$PREWARM_STATE_DIR"/store/*/)" --json | has FD_EVENTFD || fail "no eventfd in the image"
 "$P" stats rb || true
 step "an app holding its own /proc entry open: captured, then restored with the fd on the restored process"
@@ -45,18 +50,7 @@ f.seek(0)
 print("input=%s fd_pid_is_mine=%s" % (line, int(f.read().split()[0]) == os.getpid()), flush=True)
 EOF
 "$P" register procself --ready delay:300 -- /usr/bin/python3 "$SCRATCH/proc_app.py" >/dev/null
-proc_run() {
-  local before
-  before=$(launch_count procself)
-  (feed procself "$before" "$1") | "$P" run procself 2>>"$SCRATCH/run.err" | grep '^input=' || true
-}
-a=$(proc_run 1)
-[ "$a" = "input=1 fd_pid_is_mine=True" ] || fail "cold answer: $a $(cat "$SCRATCH/run.err")"
-wait_for 60 state_is procself valid || fail "not captured: $(field procself state) $(field procself reason)"
-a=$(proc_run 2)
-[ "$(last procself mode)" = restored ] ||
-  fail "second launch not restored: $(last procself mode) $(grep procself "$SCRATCH/prewarmd.log" | tail -3)"
-[ "$a" = "input=2 fd_pid_is_mine=True" ] || fail "restored answer: $a $(cat "$SCRATCH/run.err")"
+cold_then_restored procself "fd_pid_is_mine=True"
 # It watches a file for reads: a write, or a new entry in a watched directory, made after the
 # snapshot (by the cold launch that runs on, say) would make the image's watch stale, and refuse it.
 step "an app watching a file with inotify: captured, then restored with its watch at its wd"
@@ -73,16 +67,5 @@ ev_wd, mask, cookie, length = struct.unpack("iIII", os.read(fd, 4096)[:16])
 print("input=%s wd=%d event=%d:%x" % (line, wd, ev_wd, mask), flush=True)
 EOF
 "$P" register watcher --ready delay:300 -- /usr/bin/python3 "$SCRATCH/watch_app.py" >/dev/null
-watch_run() {
-  local before
-  before=$(launch_count watcher)
-  (feed watcher "$before" "$1") | "$P" run watcher 2>>"$SCRATCH/run.err" | grep '^input=' || true
-}
-a=$(watch_run 1)
-[ "$a" = "input=1 wd=1 event=1:1" ] || fail "cold answer: $a $(cat "$SCRATCH/run.err")"
-wait_for 60 state_is watcher valid || fail "not captured: $(field watcher state) $(field watcher reason)"
-a=$(watch_run 2)
-[ "$(last watcher mode)" = restored ] ||
-  fail "second launch not restored: $(last watcher mode) $(grep watcher "$SCRATCH/prewarmd.log" | tail -3)"
-[ "$a" = "input=2 wd=1 event=1:1" ] || fail "restored answer: $a $(cat "$SCRATCH/run.err")"
+cold_then_restored watcher "wd=1 event=1:1"
 echo "fds: PASS"
