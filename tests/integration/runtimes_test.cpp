@@ -78,6 +78,30 @@ TEST(Runtimes, Node) {
   restored_with_the_same_answer({"/usr/bin/node", RUNTIME_APP_JS}, "12345\n");
 }
 
+// fs.watch: libuv's inotify instance, registered on its epoll, restored with its watch; its
+// answer names the events of a file it makes in the watched directory. The original is ended
+// first (it would hear the restored one's file too) and a cold run answers last: each answer
+// changes the directory, and a directory changed since the snapshot refuses a restore.
+TEST(Runtimes, NodeWatchingADirectory) {
+  if (::access("/usr/bin/node", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/node (.ci/install-deps installs nodejs)";
+  TempDir dir, watched;
+  const std::vector<std::string> argv{"/usr/bin/node", WATCH_APP_JS, watched.path().string()};
+  Child original = Child::spawn(argv);
+  auto ready = original.read_line(60s);
+  ASSERT_TRUE(ready && ready->starts_with("ready")) << original.leftovers();
+  std::this_thread::sleep_for(300ms);
+  auto dump = prewarm({"dump", "--pid", std::to_string(original.pid()), "--images", dir / "img", "--kill"});
+  ASSERT_EQ(dump.code, 0) << dump.err;
+  original.wait();
+  EXPECT_NE(prewarm({"inspect", "--images", dir / "img", "--json"}).out.find("FD_INOTIFY"), std::string::npos);
+  RunResult got = restore(dir / "img").communicate("7\n", 60s);
+  EXPECT_EQ(got.code, 0) << got.err;
+  RunResult cold = run(argv, "7\n", 60s);
+  ASSERT_EQ(cold.code, 0) << cold.err;
+  EXPECT_EQ(cold.out.substr(cold.out.find('\n') + 1), "answer=rename:f7,change:f7\n");
+  EXPECT_EQ(got.out, cold.out.substr(cold.out.find('\n') + 1));
+}
+
 // hsperfdata is a shared mapping of a file named by the pid, which the original removes at its
 // exit: -XX:-UsePerfData keeps the JVM's counters in its own memory (README, Limits).
 TEST(Runtimes, OpenJdk) {
