@@ -104,8 +104,8 @@ Result<UniqueFd> make_timerfd(const pb::OpenFile& f) {
 
 // That `w`'s path still names its file, unchanged since the snapshot (whatever changed it made an
 // event the app will never read). `entries_may_change`: a directory the restore itself has made
-// entries in (a ghost file, a socket bound again), whose times and entries it then no longer
-// compares.
+// entries in (a ghost file made and unlinked, a socket bound again), whose own times it then no
+// longer compares; its entries still are (a socket by its type only).
 Result<void> check_watched(const std::string& what, const pb::InotifyWatch& w, bool entries_may_change) {
   struct stat st {};
   if (::lstat(w.path().c_str(), &st) != 0) return unsupported_error(what + ": " + std::strerror(errno));
@@ -115,8 +115,7 @@ Result<void> check_watched(const std::string& what, const pb::InotifyWatch& w, b
     same = h ? *h : h.error().code == EOPNOTSUPP;
   }
   if (!same) return unsupported_error(what + ": the path names another file than the one watched at the snapshot");
-  if (entries_may_change) return ok();
-  if (auto why = changed(from_proto(w.file()), FileIdentity::of(st)))
+  if (auto why = changed(from_proto(w.file()), FileIdentity::of(st)); why && !entries_may_change)
     return unsupported_error(what + ": the file changed since the snapshot (" + std::string(*why) + ")");
   if (w.children_listed()) {
     UniqueFd dir(::open(w.path().c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));

@@ -297,10 +297,19 @@ bool children_sum(int dirfd, uint64_t& sum, uint32_t& count) {
       if (++count > kMaxChildren) return false;
       struct stat st {};
       if (::fstatat(dirfd, d->name, &st, AT_SYMLINK_NOFOLLOW) != 0) return false;
-      // One entry: its name and identity; summed, so the order getdents gives does not count.
-      const int64_t stamp[5] = {static_cast<int64_t>(st.st_ino), static_cast<int64_t>(st.st_size),
-                                st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
-                                st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec, static_cast<int64_t>(st.st_mode)};
+      // One entry: its name and what an event of the watch would follow. A file: its inode, size
+      // and times. A directory: its inode, mode and owner only (what changes below it is no event
+      // of this watch). A socket: its type only (a restore binds a unix listener's file again).
+      int64_t stamp[5] = {static_cast<int64_t>(st.st_mode & S_IFMT), 0, 0, 0, 0};
+      if (!S_ISSOCK(st.st_mode)) {
+        stamp[0] = static_cast<int64_t>(st.st_mode);
+        stamp[1] = static_cast<int64_t>(st.st_ino);
+        stamp[2] = (static_cast<int64_t>(st.st_uid) << 32) | st.st_gid;
+      }
+      if (!S_ISSOCK(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        stamp[3] = static_cast<int64_t>(st.st_size) ^ (st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec);
+        stamp[4] = st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+      }
       sum += XXH3_64bits_withSeed(stamp, sizeof stamp, XXH3_64bits(d->name, std::strlen(d->name)));
     }
   }
@@ -314,6 +323,11 @@ Result<std::string> inotify_record(pid_t pid, int app_fd, const std::string& fdi
   PW_ASSIGN(auto marks, parse_inotify_fdinfo(fdinfo));
   if (marks.empty()) return std::string();
   if (std::string why = watch_flags_shown(); !why.empty()) return "inotify: " + why;
+  for (const auto& m : marks)
+    if (m.mask & (IN_OPEN | IN_ACCESS | IN_CLOSE_NOWRITE))
+      return "inotify: watch " + std::to_string(m.wd) +
+             " listens for opens, reads or closes without a write (IN_OPEN, IN_ACCESS, IN_CLOSE_NOWRITE): those "
+             "leave no trace a restore could compare, and the dump's and the restore's own reads would make them";
   const std::string root = "/proc/" + std::to_string(pid) + "/root";
   const auto mounts = mounts_by_dev(pid);
   std::vector<Candidate> cands;
@@ -336,6 +350,9 @@ Result<std::string> inotify_record(pid_t pid, int app_fd, const std::string& fdi
   // Found as root; recorded only where the app's own user reaches the file by that path (and
   // never named otherwise: the refusal goes to that user).
   PW_ASSIGN(auto walked, walk_as_app(pid, cands, list));
+  // An event since the first look (another process's change) would be in the original only.
+  if (::ioctl(app_fd, FIONREAD, &queued) != 0) return errno_error("FIONREAD on an inotify fd");
+  if (queued > 0) return std::string("inotify: an event arrived while the dump read the watches; try again");
   for (size_t i = 0; i < marks.size(); ++i) {
     size_t k = first[i];
     while (k < first[i + 1] && !walked[k].reached) ++k;

@@ -40,7 +40,7 @@ Result<std::string> inotify_record(pid_t pid, int app_fd, const std::string& fdi
 inline constexpr uint32_t kMaxChildren = 65536;
 bool lists_children(uint32_t mask, mode_t mode);
 // The order-free sum of every entry's name, inode, size, mtime, ctime and mode in directory
-// `dirfd`, and their count; false if it cannot be read or has more than kMaxChildren entries.
+// `dirfd` (a subdirectory by inode, mode and owner; a socket by its type), and their count; false if it cannot be read or has more than kMaxChildren entries.
 // Only syscalls (the dump runs it in a forked child).
 bool children_sum(int dirfd, uint64_t& sum, uint32_t& count);
 

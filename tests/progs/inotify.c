@@ -1,11 +1,12 @@
-/* inotify round trip (zdtm inotify00): DIR/sub, which holds DIR/sub/old, watched for creations,
- * deletions and its entries' writes (wd 1), DIR watched and the
- * watch removed again (wd 2, its IN_IGNORED read), DIR/file watched once for a write (wd 3,
- * IN_ONESHOT), DIR/held, which the program holds open, watched for opens, reads and closes (wd 4:
- * the restore reopens it, and the app must not hear of that), nonblocking. After restore the
- * program makes the events and reports them: each under its wd, the oneshot watch ended by
- * IN_IGNORED, the next watch given wd 5, nothing more.
- * "queued": an event is left unread at the snapshot (refused by name). */
+/* inotify round trip (zdtm inotify00): DIR/sub, which holds DIR/sub/old and where the program
+ * made a file it holds open and has unlinked (a ghost file the restore makes again there, and
+ * whose events the app must not hear), watched for creations, deletions and its entries' writes
+ * (wd 1); DIR watched and the watch removed again (wd 2, its IN_IGNORED read); DIR/file watched
+ * once for a write (wd 3, IN_ONESHOT); nonblocking. After restore the program makes the events
+ * and reports them: each under its wd, the oneshot watch ended by IN_IGNORED, the next watch
+ * given wd 4, nothing more.
+ * "queued": an event is left unread at the snapshot; "open": DIR/file is also watched for opens
+ * (both refused by name). */
 #include <fcntl.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -20,11 +21,11 @@ static void drain(int in) {
 
 int main(int argc, char** argv) {
   if (argc < 2) return 2;
-  const int queued = argc > 2 && strcmp(argv[2], "queued") == 0;
-  char sub[2048], file[2048], held[2048], made[4096];
+  const char* mode = argc > 2 ? argv[2] : "";
+  char sub[2048], file[2048], ghost[2048], made[4096];
   snprintf(sub, sizeof sub, "%s/sub", argv[1]);
   snprintf(file, sizeof file, "%s/file", argv[1]);
-  snprintf(held, sizeof held, "%s/held", argv[1]);
+  snprintf(ghost, sizeof ghost, "%s/sub/ghost", argv[1]);
   if (mkdir(sub, 0700) != 0) return 1;
   snprintf(made, sizeof made, "%s/sub/old", argv[1]);
   close(open(made, O_CREAT | O_WRONLY, 0600));
@@ -32,18 +33,17 @@ int main(int argc, char** argv) {
   int w = open(file, O_CREAT | O_WRONLY, 0600);
   if (w < 0) return 1;
   close(w);
-  int h = open(held, O_CREAT | O_RDONLY, 0600);
-  if (h < 0) return 1;
+  int g = open(ghost, O_CREAT | O_RDWR, 0600);
+  if (g < 0 || write(g, "g", 1) != 1 || unlink(ghost) != 0) return 1;
   int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (in < 0) return 1;
   int a = inotify_add_watch(in, sub, IN_CREATE | IN_DELETE | IN_MODIFY);
   int t = inotify_add_watch(in, argv[1], IN_ALL_EVENTS);
   inotify_rm_watch(in, t);
   drain(in);
-  int b = inotify_add_watch(in, file, IN_MODIFY | IN_ONESHOT);
-  int c = inotify_add_watch(in, held, IN_OPEN | IN_ACCESS | IN_CLOSE);
-  if (queued) close(open(made, O_CREAT | O_WRONLY, 0600));
-  say("ready pid=%d wds=%d,%d,%d,%d", getpid(), a, t, b, c);
+  int b = inotify_add_watch(in, file, IN_MODIFY | IN_ONESHOT | (strcmp(mode, "open") == 0 ? IN_OPEN : 0));
+  if (strcmp(mode, "queued") == 0) close(open(made, O_CREAT | O_WRONLY, 0600));
+  say("ready pid=%d wds=%d,%d,%d", getpid(), a, t, b);
   char line[64];
   read_line(line, sizeof line);
 
@@ -65,6 +65,8 @@ int main(int argc, char** argv) {
   }
   int next = inotify_add_watch(in, argv[1], IN_DELETE);
   int empty = read(in, buf, sizeof buf) < 0 && errno == EAGAIN;
+  char got = 0;
+  CHECK(pread(g, &got, 1, 0) == 1 && got == 'g');
   say("events=%s next_wd=%d empty=%d nonblock=%d", events, next, empty, (fcntl(in, F_GETFL) & O_NONBLOCK) != 0);
   return 0;
 }

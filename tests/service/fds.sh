@@ -3,7 +3,7 @@
 # ready point. Cold launch and capture, then a restored launch that traps a signal, runs a thread
 # and passes a result through a queue (tests/progs/ruby_app.rb); a python app holding its own
 # /proc/self/stat open, restored with that fd on the restored process; a python app watching a
-# file with inotify.
+# directory with inotify.
 # Usage: fds.sh BIN_DIR SOURCE_DIR
 . "$(dirname "$0")/../lib/prelude.sh"
 BIN=$(realpath "$1")
@@ -51,21 +51,30 @@ print("input=%s fd_pid_is_mine=%s" % (line, int(f.read().split()[0]) == os.getpi
 EOF
 "$P" register procself --ready delay:300 -- /usr/bin/python3 "$SCRATCH/proc_app.py" >/dev/null
 cold_then_restored procself "fd_pid_is_mine=True"
-# It watches a file for reads: a write, or a new entry in a watched directory, made after the
-# snapshot (by the cold launch that runs on, say) would make the image's watch stale, and refuse it.
-step "an app watching a file with inotify: captured, then restored with its watch at its wd"
-echo data >"$SCRATCH/watched"
+# It watches a directory for new entries. The cold launch, which runs on after its capture, makes
+# none (input 1): an entry made after the snapshot is an event the image never holds, and refuses
+# the restore. The restored launch makes one and hears it.
+step "an app watching a directory with inotify: captured, then restored with its watch at its wd"
+mkdir "$SCRATCH/watched"
 cat >"$SCRATCH/watch_app.py" <<EOF
 import ctypes, os, struct, sys
 libc = ctypes.CDLL(None, use_errno=True)
 fd = libc.inotify_init1(os.O_CLOEXEC)
-wd = libc.inotify_add_watch(fd, b"$SCRATCH/watched", 0x1)  # IN_ACCESS
+wd = libc.inotify_add_watch(fd, b"$SCRATCH/watched", 0x100)  # IN_CREATE
 line = sys.stdin.readline().strip()
-with open("$SCRATCH/watched") as f:
-    f.read()
+if line == "1":
+    print("input=1 wd=%d" % wd, flush=True)
+    sys.exit(0)
+open("$SCRATCH/watched/f" + line, "w").close()
 ev_wd, mask, cookie, length = struct.unpack("iIII", os.read(fd, 4096)[:16])
 print("input=%s wd=%d event=%d:%x" % (line, wd, ev_wd, mask), flush=True)
 EOF
 "$P" register watcher --ready delay:300 -- /usr/bin/python3 "$SCRATCH/watch_app.py" >/dev/null
-cold_then_restored watcher "wd=1 event=1:1"
+a=$(app_run watcher 1)
+[ "$a" = "input=1 wd=1" ] || fail "watcher: cold answer: $a $(cat "$SCRATCH/run.err")"
+wait_for 60 state_is watcher valid || fail "watcher: not captured: $(field watcher state) $(field watcher reason)"
+a=$(app_run watcher 2)
+[ "$(last watcher mode)" = restored ] ||
+  fail "watcher: second launch not restored: $(last watcher mode) $(grep watcher "$SCRATCH/prewarmd.log" | tail -3)"
+[ "$a" = "input=2 wd=1 event=1:100" ] || fail "watcher: restored answer: $a $(cat "$SCRATCH/run.err")"
 echo "fds: PASS"
