@@ -121,7 +121,7 @@ Result<void> check_watched(const std::string& what, const pb::InotifyWatch& w, b
     UniqueFd dir(::open(w.path().c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     uint64_t sum = 0;
     uint32_t n = 0;
-    if (!dir.valid() || !children_sum(dir.get(), sum, n))
+    if (!dir.valid() || !children_sum(dir.get(), child_stamps(w.mask(), st.st_mode), sum, n))
       return unsupported_error(what + ": its entries cannot be listed to tell whether one changed");
     if (sum != w.children_sum() || n != w.children())
       return unsupported_error(what + ": an entry of the directory changed since the snapshot");

@@ -134,7 +134,8 @@ struct Walked {
 // has them), and for `list[i]` sums the directory's entries. Forked, so that credentials change
 // only there; the child makes only syscalls (this may be a child of a threaded process) and holds
 // no fd of the dumper's but the two it needs.
-Result<std::vector<Walked>> walk_as_app(pid_t pid, const std::vector<Candidate>& cands, const std::vector<bool>& list) {
+Result<std::vector<Walked>> walk_as_app(pid_t pid, const std::vector<Candidate>& cands,
+                                        const std::vector<ChildStamps>& list) {
   PW_ASSIGN(std::string status, read_file("/proc/" + std::to_string(pid) + "/status"));
   ProcessIdentity id;
   PW_TRY(parse_identity_status(status, id));
@@ -172,10 +173,10 @@ Result<std::vector<Walked>> walk_as_app(pid_t pid, const std::vector<Candidate>&
       struct stat at {};
       Walked& o = out[i];
       o.reached = fd >= 0 && ::fstat(fd, &at) == 0 && at.st_dev == cands[i].st.st_dev && at.st_ino == cands[i].st.st_ino;
-      if (o.reached && list[i]) {
+      if (o.reached && list[i] != ChildStamps::kNone) {
         how.flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
         const int dir = static_cast<int>(::syscall(SYS_openat2, root.get(), cands[i].path.c_str(), &how, sizeof how));
-        o.listed = dir >= 0 && children_sum(dir, o.sum, o.children);
+        o.listed = dir >= 0 && children_sum(dir, list[i], o.sum, o.children);
         if (dir >= 0) ::close(dir);
       }
       if (fd >= 0) ::close(fd);
@@ -271,11 +272,14 @@ Result<bool> has_file_handle(const std::string& path, int type, const std::strin
          std::string(reinterpret_cast<const char*>(fh->f_handle), fh->handle_bytes) == handle;
 }
 
-bool lists_children(uint32_t mask, mode_t mode) {
-  return S_ISDIR(mode) && (mask & (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE)) != 0;
+ChildStamps child_stamps(uint32_t mask, mode_t mode) {
+  if (!S_ISDIR(mode)) return ChildStamps::kNone;
+  if (mask & (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE)) return ChildStamps::kFull;
+  if (mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)) return ChildStamps::kNames;
+  return ChildStamps::kNone;
 }
 
-bool children_sum(int dirfd, uint64_t& sum, uint32_t& count) {
+bool children_sum(int dirfd, ChildStamps kind, uint64_t& sum, uint32_t& count) {
   alignas(8) static thread_local char buf[32768];
   sum = 0;
   count = 0;
@@ -297,18 +301,19 @@ bool children_sum(int dirfd, uint64_t& sum, uint32_t& count) {
       if (++count > kMaxChildren) return false;
       struct stat st {};
       if (::fstatat(dirfd, d->name, &st, AT_SYMLINK_NOFOLLOW) != 0) return false;
-      // One entry: its name and what an event of the watch would follow. A file: its inode, size
-      // and times. A directory: its inode, mode and owner only (what changes below it is no event
-      // of this watch). A socket: its type only (a restore binds a unix listener's file again).
-      int64_t stamp[5] = {static_cast<int64_t>(st.st_mode & S_IFMT), 0, 0, 0, 0};
-      if (!S_ISSOCK(st.st_mode)) {
+      // One entry: its name and what an event of the watch would follow. kNames: its inode and
+      // type (a create, delete or move changes those). kFull, also: a file's mode, owner, size and
+      // times; a directory's mode and owner (what changes below it is no event of this watch); a
+      // socket's mode and owner but not its inode or times (a restore binds a listener's again).
+      const bool sock = S_ISSOCK(st.st_mode), dir = S_ISDIR(st.st_mode);
+      int64_t stamp[5] = {static_cast<int64_t>(st.st_mode & S_IFMT), sock ? 0 : static_cast<int64_t>(st.st_ino), 0, 0, 0};
+      if (kind == ChildStamps::kFull) {
         stamp[0] = static_cast<int64_t>(st.st_mode);
-        stamp[1] = static_cast<int64_t>(st.st_ino);
         stamp[2] = (static_cast<int64_t>(st.st_uid) << 32) | st.st_gid;
-      }
-      if (!S_ISSOCK(st.st_mode) && !S_ISDIR(st.st_mode)) {
-        stamp[3] = static_cast<int64_t>(st.st_size) ^ (st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec);
-        stamp[4] = st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+        if (!sock && !dir) {
+          stamp[3] = static_cast<int64_t>(st.st_size) ^ (st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec);
+          stamp[4] = st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+        }
       }
       sum += XXH3_64bits_withSeed(stamp, sizeof stamp, XXH3_64bits(d->name, std::strlen(d->name)));
     }
@@ -331,7 +336,7 @@ Result<std::string> inotify_record(pid_t pid, int app_fd, const std::string& fdi
   const std::string root = "/proc/" + std::to_string(pid) + "/root";
   const auto mounts = mounts_by_dev(pid);
   std::vector<Candidate> cands;
-  std::vector<bool> list;
+  std::vector<ChildStamps> list;
   std::vector<size_t> first;  // marks[i]'s candidates start at first[i]
   for (const auto& m : marks) {
     first.push_back(cands.size());
@@ -342,7 +347,7 @@ Result<std::string> inotify_record(pid_t pid, int app_fd, const std::string& fdi
       return "inotify: the file of watch " + std::to_string(m.wd) + " (inode " + std::to_string(m.ino) +
              " on device " + std::to_string(major(m.dev)) + ":" + std::to_string(minor(m.dev)) + ") is not found: " + why;
     for (auto& c : mine) {
-      list.push_back(lists_children(m.mask, c.st.st_mode));
+      list.push_back(child_stamps(m.mask, c.st.st_mode));
       cands.push_back(std::move(c));
     }
   }
@@ -359,7 +364,7 @@ Result<std::string> inotify_record(pid_t pid, int app_fd, const std::string& fdi
     if (k == first[i + 1])
       return "inotify: the file of watch " + std::to_string(marks[i].wd) +
              " has no path from the process's root that its user can walk";
-    if (list[k] && !walked[k].listed)
+    if (list[k] != ChildStamps::kNone && !walked[k].listed)
       return "inotify: the directory of watch " + std::to_string(marks[i].wd) +
              " cannot be listed by its user, or has more than " + std::to_string(kMaxChildren) +
              " entries: a change to one of them since the snapshot could not be told";
@@ -370,7 +375,7 @@ Result<std::string> inotify_record(pid_t pid, int app_fd, const std::string& fdi
     to_proto(FileIdentity::of(cands[k].st), w->mutable_file());
     w->set_handle(marks[i].handle);
     w->set_handle_type(marks[i].handle_type);
-    if (list[k]) {
+    if (list[k] != ChildStamps::kNone) {
       w->set_children_listed(true);
       w->set_children(walked[k].children);
       w->set_children_sum(walked[k].sum);

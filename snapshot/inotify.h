@@ -34,15 +34,18 @@ Result<std::vector<InotifyMark>> parse_inotify_fdinfo(const std::string& text);
 // instance cannot be carried: events queued and not read yet, a watch whose path is not found.
 Result<std::string> inotify_record(pid_t pid, int app_fd, const std::string& fdinfo, pb::FdInotify& out);
 
-// A directory watch whose events include its entries' writes or attributes (IN_MODIFY,
-// IN_ATTRIB, IN_CLOSE_WRITE) is checked at restore by a sum over its entries: a change to one of
-// them (which leaves the directory's own times alone) is an event the restored app would miss.
+// A directory watch is checked at restore by a sum over its entries, where its events would
+// follow them: kNames for a watch of entries made, removed or moved (IN_CREATE, IN_DELETE,
+// IN_MOVED_*), kFull for one of its entries' writes or attributes too (IN_MODIFY, IN_ATTRIB,
+// IN_CLOSE_WRITE), which leave the directory's own times alone.
 inline constexpr uint32_t kMaxChildren = 65536;
-bool lists_children(uint32_t mask, mode_t mode);
-// The order-free sum of every entry's name, inode, size, mtime, ctime and mode in directory
-// `dirfd` (a subdirectory by inode, mode and owner; a socket by its type), and their count; false if it cannot be read or has more than kMaxChildren entries.
-// Only syscalls (the dump runs it in a forked child).
-bool children_sum(int dirfd, uint64_t& sum, uint32_t& count);
+enum class ChildStamps : uint8_t { kNone, kNames, kFull };
+ChildStamps child_stamps(uint32_t mask, mode_t mode);
+// The order-free sum of the stamps of every entry of directory `dirfd` (each its name, inode and
+// type; kFull also a file's mode, owner, size and times, a subdirectory's mode and owner, a
+// socket's mode and owner without its inode), and their count; false if it cannot be read or has
+// more than kMaxChildren entries. Only syscalls (the dump runs it in a forked child).
+bool children_sum(int dirfd, ChildStamps kind, uint64_t& sum, uint32_t& count);
 
 // Whether `path` (its last component not followed) names the file of handle `handle` of type
 // `type`: true or false, or an error where the file system gives no handles.
