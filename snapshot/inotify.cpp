@@ -115,6 +115,10 @@ std::string resolve(const std::string& root, const std::vector<std::string>& mou
       continue;
     }
     c.path.assign(link, static_cast<size_t>(n));
+    if (c.st.st_nlink == 0) {
+      why = "its file was deleted (a watch of an unlinked file has no path to add it by)";
+      continue;
+    }
     if (std::none_of(out.begin(), out.end(), [&](const Candidate& o) { return o.path == c.path; })) out.push_back(c);
   }
   return out.empty() ? why : std::string();
