@@ -12,6 +12,13 @@
 
 namespace prewarm {
 
+int launcher_fd(const AppFiles& files, int app_fd) {
+  if (app_fd >= 0 && app_fd <= 2) return app_fd;  // stdio: the launch's own
+  for (const auto& mv : files.moves)
+    if (mv.to == app_fd) return mv.from;
+  return -1;
+}
+
 Result<AppFiles> open_app_files(const pb::Snapshot& snap, const ListenEnv& launch) {
   AppFiles out;
   int base = 3;
@@ -57,13 +64,7 @@ Result<AppFiles> open_app_files(const pb::Snapshot& snap, const ListenEnv& launc
     out.moves.push_back({high, f.fd(), f.cloexec() ? 1u : 0u, 0});
     targets.push_back(f.fd());
   }
-  auto launcher_fd = [&](int app_fd) {
-    if (app_fd >= 0 && app_fd <= 2) return app_fd;  // stdio: the launch's own, registered as such
-    for (const auto& mv : out.moves)
-      if (mv.to == app_fd) return mv.from;
-    return -1;
-  };
-  PW_ASSIGN(out.epoll, epoll_registrations(snap, launcher_fd));
+  PW_ASSIGN(out.epoll, epoll_registrations(snap, [&](int app_fd) { return launcher_fd(out, app_fd); }));
   std::sort(targets.begin(), targets.end());
   if (std::adjacent_find(targets.begin(), targets.end()) != targets.end())
     return data_error("image has an fd number twice");

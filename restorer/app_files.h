@@ -24,6 +24,9 @@ struct AppFiles {
   std::vector<BoundSocketPath> bound_paths;  // unix listeners' socket files, gone again if refused
 };
 
+// The launcher's fd that becomes the app's fd `app_fd` at restore (stdio: its own), or -1.
+int launcher_fd(const AppFiles& files, int app_fd);
+
 // Opens each file with its flags and offset, refusing any that changed since the snapshot, and
 // creates each kernel object (restorer/fd_objects.h); `launch` is this process's LISTEN_FDS.
 Result<AppFiles> open_app_files(const pb::Snapshot& snap, const ListenEnv& launch);

@@ -102,6 +102,10 @@ Result<UniqueFd> make_timerfd(const pb::OpenFile& f) {
   return fd;
 }
 
+std::string watch_name(const pb::OpenFile& f, const pb::InotifyWatch& w) {
+  return fd_name(f) + ": inotify watch " + std::to_string(w.wd()) + " on " + w.path();
+}
+
 // That `w`'s path still names its file, unchanged since the snapshot (whatever changed it made an
 // event the app will never read). `entries_may_change`: a directory the restore itself has made
 // entries in (a ghost file made and unlinked, a socket bound again), whose own times it then no
@@ -157,7 +161,7 @@ Result<UniqueFd> make_inotify(const pb::OpenFile& f, int64_t& budget) {
   };
   int32_t last = 0;
   for (const auto& w : f.inotify().watches()) {
-    const std::string what = fd_name(f) + ": inotify watch " + std::to_string(w.wd()) + " on " + w.path();
+    const std::string what = watch_name(f, w);
     if (w.wd() <= last || (w.mask() & ~kCarriedMask) || w.path().empty() || w.path()[0] != '/')
       return data_error(what + ": invalid watch in the image");
     budget -= w.wd() - last - 1;
@@ -665,9 +669,10 @@ Result<std::map<uint32_t, UniqueFd>> create_fd_objects(const pb::Snapshot& snap,
   return out;
 }
 
-Result<void> arm_inotify(const pb::Snapshot& snap, const std::function<int(int)>& launcher_fd) {
-  // Directories the restore made entries in: a ghost file's (made, then unlinked) and a unix
-  // listener's path (its socket file made again).
+Result<void> arm_inotify(const pb::Snapshot& snap, const std::function<int(int)>& launcher_fd,
+                         const std::vector<BoundSocketPath>& bound) {
+  // Directories the restore made entries in: a ghost file's (made, then unlinked) and each unix
+  // listener's (its socket file made again).
   std::set<std::pair<uint64_t, uint64_t>> touched;
   auto touch_dir_of = [&](const std::string& path) {
     const size_t slash = path.rfind('/');
@@ -675,23 +680,16 @@ Result<void> arm_inotify(const pb::Snapshot& snap, const std::function<int(int)>
     if (slash != std::string::npos && ::stat(slash == 0 ? "/" : path.substr(0, slash).c_str(), &st) == 0)
       touched.insert({st.st_dev, st.st_ino});
   };
-  for (const auto& f : snap.files()) {
+  for (const auto& f : snap.files())
     if (f.kind() == pb::FD_DELETED) touch_dir_of(f.deleted().path());
-    if (f.kind() == pb::FD_LISTENER && f.listener().family() == AF_UNIX &&
-        f.listener().address().size() > offsetof(sockaddr_un, sun_path) + 1) {
-      std::string name = f.listener().address().substr(offsetof(sockaddr_un, sun_path));
-      if (name[0] == '\0') continue;  // abstract: no file
-      name = name.substr(0, name.find('\0'));
-      touch_dir_of(name[0] == '/' ? name : f.listener().path_dir() + "/" + name);
-    }
-  }
+  for (const auto& b : bound) touch_dir_of(b.path());
   std::set<uint32_t> done;
   for (const auto& f : snap.files()) {
     if (f.kind() != pb::FD_INOTIFY || !done.insert(f.description()).second) continue;
     const int fd = launcher_fd(f.fd());
     if (fd < 0) return data_error(fd_name(f) + ": not among the launcher's fds");
     for (const auto& w : f.inotify().watches()) {
-      const std::string what = fd_name(f) + ": inotify watch " + std::to_string(w.wd()) + " on " + w.path();
+      const std::string what = watch_name(f, w);
       if (::inotify_add_watch(fd, w.path().c_str(), w.mask() | IN_DONT_FOLLOW) != w.wd())
         return unsupported_error(what + " could not be given its mask (its file was replaced?)");
       // Checked again now that it hears: a change between the first check and here made no event.

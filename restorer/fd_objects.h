@@ -34,6 +34,7 @@ class BoundSocketPath {
   BoundSocketPath& operator=(BoundSocketPath&&) = delete;
   ~BoundSocketPath();
   void release() { path_.clear(); }
+  const std::string& path() const { return path_; }
 
  private:
   std::string path_;
@@ -58,8 +59,10 @@ std::string passed_socket_difference(const pb::SockListener& want, const pb::Soc
 
 // Gives every inotify watch of the image its mask (create_fd_objects adds them with none), and
 // checks each instance against the image through its fdinfo. Called after the restore's last
-// change to the file system before the point of no return, so the app gets no event of it.
-Result<void> arm_inotify(const pb::Snapshot& snap, const std::function<int(int)>& launcher_fd);
+// change to the file system before the point of no return, so the app gets no event of it;
+// `bound`: the socket files create_fd_objects bound.
+Result<void> arm_inotify(const pb::Snapshot& snap, const std::function<int(int)>& launcher_fd,
+                         const std::vector<BoundSocketPath>& bound);
 
 // Every epoll registration of the image, tried first on a scratch epoll with the launcher's fds
 // (`launcher_fd` maps an app fd number to the launcher's fd that will become it; -1: none) so

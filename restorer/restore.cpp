@@ -330,11 +330,7 @@ static Error restore_loaded(UniqueFd manifest, UniqueFd pages, std::string label
 
   // 8c. Inotify watches get their masks only now: the restore's own file work above (files
   // reopened, sockets bound, ghost files made) is no event of the app's.
-  PW_TRY(arm_inotify(snap, [&](int app_fd) {
-    for (const auto& mv : app_files->moves)
-      if (mv.to == app_fd) return mv.from;
-    return -1;
-  }));
+  PW_TRY(arm_inotify(snap, [&](int app_fd) { return launcher_fd(*app_files, app_fd); }, app_files->bound_paths));
 
   clock.mark("plan/blob");
   // 9. Last steps that change this process, then the point of no return.

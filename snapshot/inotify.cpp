@@ -1,5 +1,6 @@
 #include "snapshot/inotify.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
@@ -292,19 +293,12 @@ bool children_sum(int dirfd, ChildStamps kind, uint64_t& sum, uint32_t& count) {
     if (n < 0) return false;
     if (n == 0) return true;
     for (long at = 0; at < n;) {
-      struct Dirent {
-        uint64_t ino;
-        int64_t off;
-        unsigned short reclen;
-        unsigned char type;
-        char name[1];
-      };
-      const auto* d = reinterpret_cast<const Dirent*>(buf + at);
-      at += d->reclen;
-      if (std::strcmp(d->name, ".") == 0 || std::strcmp(d->name, "..") == 0) continue;
+      const auto* d = reinterpret_cast<const dirent64*>(buf + at);
+      at += d->d_reclen;
+      if (std::strcmp(d->d_name, ".") == 0 || std::strcmp(d->d_name, "..") == 0) continue;
       if (++count > kMaxChildren) return false;
       struct stat st {};
-      if (::fstatat(dirfd, d->name, &st, AT_SYMLINK_NOFOLLOW) != 0) return false;
+      if (::fstatat(dirfd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) return false;
       // One entry: its name and what an event of the watch would follow. kNames: its inode and
       // type (a create, delete or move changes those). kFull, also: a file's mode, owner, size and
       // times; a directory's mode and owner (what changes below it is no event of this watch); a
@@ -319,7 +313,7 @@ bool children_sum(int dirfd, ChildStamps kind, uint64_t& sum, uint32_t& count) {
           stamp[4] = st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
         }
       }
-      sum += XXH3_64bits_withSeed(stamp, sizeof stamp, XXH3_64bits(d->name, std::strlen(d->name)));
+      sum += XXH3_64bits_withSeed(stamp, sizeof stamp, XXH3_64bits(d->d_name, std::strlen(d->d_name)));
     }
   }
 }
