@@ -15,7 +15,8 @@ run, with the scenarios interleaved round by round so that the machine's noise f
   busy core the control: a shell busy loop that never talks to prewarmd (what one busy core
             costs a launch on this machine)
   list (socket), metrics (socket)  the same queries back to back from one process on a socket
-            of its own: no process spawned per query, so the load is prewarmd's own
+            of its own: no process spawned per query, so the load is prewarmd's own (list at
+            prewarmd's pace, 50 a second after a burst; --queries-per-second 0 for none)
 
 and in each, --samples launches of a trivial app (`prewarm run t`, /bin/true: spawn to exit).
 Also the cost of each query at the bound (request to the last byte of the reply, on a socket of
@@ -28,7 +29,7 @@ launches, the busy loop) on the last; prewarmd stays free to run on either. What
 a launch is what it makes prewarmd do, not the CPU its own client processes take: on a 2-core VM a
 busy core that never talks to prewarmd costs an unpinned launch about 1.4x by itself.
 Usage: bench/scale.py [--build build] [--apps 1000] [--launches 200000] [--snapshots 20000]
-                      [--rounds 4] [--samples 10] [--queries 30] [--pin] [--json]
+                      [--rounds 4] [--samples 10] [--queries 30] [--pin] [--queries-per-second N] [--json]
 """
 import argparse
 import json
@@ -152,9 +153,11 @@ def fill_history(path, apps, launches, snapshots):
 
 
 class Daemon:
-    def __init__(self, prewarmd, prewarm, run, state, env, log, apps):
+    def __init__(self, prewarmd, prewarm, run, state, env, log, apps, qps):
         self.cmd = [prewarmd, "--runtime-dir", run, "--state-dir", state, "--http", "127.0.0.1:0",
                     "--max-apps-per-user", str(apps + 10)]
+        if qps is not None:
+            self.cmd += ["--queries-per-second", str(qps)]
         self.prewarm, self.run, self.env, self.log = prewarm, run, env, log
         self.proc = None
 
@@ -212,6 +215,8 @@ def main():
     ap.add_argument("--samples", type=int, default=10)
     ap.add_argument("--queries", type=int, default=30)
     ap.add_argument("--pin", action="store_true", help="launches on the first CPU, loads on the last")
+    ap.add_argument("--queries-per-second", type=int, help="prewarmd's pace of list and stats (0: none; "
+                    "default: prewarmd's own)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -223,7 +228,7 @@ def main():
     env = dict(os.environ, PREWARM_RUNTIME_DIR=run, PREWARM_STATE_DIR=state, PATH="/usr/bin:/bin")
     env.pop("NOTIFY_SOCKET", None)
     log = open(os.path.join(scratch, "prewarmd.log"), "w")
-    d = Daemon(prewarmd, prewarm, run, state, env, log, a.apps)
+    d = Daemon(prewarmd, prewarm, run, state, env, log, a.apps, a.queries_per_second)
     sock = os.path.join(run, "control.sock")
     out = {"apps": a.apps, "launches": a.launches, "snapshots": a.snapshots, "pinned": a.pin}
     cpus = sorted(os.sched_getaffinity(0))
@@ -278,7 +283,10 @@ def main():
         for name, q in queries.items():
             q()  # warm
             c0 = cpu_s(d.proc.pid)
-            t = [q() * 1000 for _ in range(a.queries)]
+            t = []
+            for _ in range(a.queries):
+                t.append(q() * 1000)
+                time.sleep(0.025)  # within prewarmd's default pace (50 a second): a query's cost, not its turn
             cpu = (cpu_s(d.proc.pid) - c0) * 1000 / a.queries
             out["query_ms"][name] = {"p50": statistics.median(t), "min": min(t), "max": max(t), "daemon_cpu": cpu}
         out["metrics_bytes"] = len(http(base + "metrics")[0])

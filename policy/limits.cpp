@@ -35,6 +35,21 @@ std::string check_launch(const Limits& l, unsigned launches_of_user, size_t env_
   return "";
 }
 
+int64_t QueryPacer::take(uid_t uid, int64_t now_ns) {
+  if (rate_ <= 0) return 0;
+  // Users whose bucket has refilled are forgotten, so the map holds only recent askers.
+  if (buckets_.size() > 1024)
+    std::erase_if(buckets_, [&](const auto& e) { return (now_ns - e.second.at_ns) * rate_ / 1e9 + e.second.tokens >= rate_; });
+  auto [it, fresh] = buckets_.try_emplace(uid, Bucket{rate_, now_ns});
+  Bucket& b = it->second;
+  if (!fresh && now_ns > b.at_ns) {
+    b.tokens = std::min(rate_, b.tokens + static_cast<double>(now_ns - b.at_ns) * rate_ / 1e9);
+    b.at_ns = now_ns;
+  }
+  b.tokens -= 1;  // below 0: a turn reserved after those already waiting
+  return b.tokens >= 0 ? 0 : static_cast<int64_t>(-b.tokens / rate_ * 1e9) + 1;
+}
+
 bool connection_allowed(const Limits& l, uid_t uid, unsigned open_of_uid) {
   return open_of_uid < (uid == 0 ? l.connections_per_user * 8 : l.connections_per_user);
 }

@@ -1,11 +1,12 @@
 // What one user may take of prewarmd: apps, the size of a registration and of a launch request,
-// launches and connections at once, and a share of the image store. Each check returns "" when
-// the request fits, else the reason a user is shown.
+// launches and connections at once, queries a second, and a share of the image store. Each check
+// returns "" when the request fits, else the reason a user is shown.
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,27 @@ struct Limits {
   size_t connections_total = 512;        // all users' together
   uint64_t store_budget = 8ull << 30;
   uint64_t user_store_share = 4ull << 30;  // one user's images together
+  unsigned queries_per_second = 50;        // list and stats of one user, after a burst as many; 0: no pace
+};
+
+// list and stats of one user: a burst of Limits::queries_per_second at once, then that many a second.
+// A query over the pace waits its turn (it is answered later, never refused), so a client that
+// asks back to back is answered at the pace and costs the loop that serves launches no more. The
+// waiting queries of one user are bounded by their connections, so the wait is too.
+class QueryPacer {
+ public:
+  explicit QueryPacer(unsigned per_second) : rate_(per_second) {}
+  // Nanoseconds the query of `uid` asked at `now_ns` (a monotonic clock) waits; 0: answer now.
+  int64_t take(uid_t uid, int64_t now_ns);
+  size_t users() const { return buckets_.size(); }
+
+ private:
+  struct Bucket {
+    double tokens;
+    int64_t at_ns;
+  };
+  double rate_;
+  std::map<uid_t, Bucket> buckets_;
 };
 
 std::string check_registration(const Limits& l, unsigned apps_of_user, bool replaces,

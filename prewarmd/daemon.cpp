@@ -84,6 +84,9 @@ Daemon::~Daemon() {
   drop_watches();
   sd_event_source_disable_unref(recheck_source_);
   sd_event_source_disable_unref(save_source_);
+  sd_event_source_disable_unref(queries_source_);
+  for (auto& [s, q] : waiting_queries_) sd_event_source_disable_unref(s);
+  queries_.reset();
   sd_event_unref(event_);
 }
 
@@ -182,6 +185,7 @@ Result<void> Daemon::start() {
   if (int r = sd_event_add_io(event_, nullptr, notify_.get(), EPOLLIN, on_notify, this); r < 0)
     return make_error(-r, "watch the notify socket");
   rebuild_watches();
+  start_queries();
   save();
   start_dashboard();
   update_status();

@@ -5,7 +5,7 @@
 // The class is split by concern, one file each:
 //   daemon.cpp          lifecycle: state, sockets, the loop, saving
 //   daemon_control.cpp  control connections: caps, deadlines, dispatch
-//   daemon_apps.cpp     register, unregister, list, stats, invalidate
+//   daemon_apps.cpp     register, unregister, invalidate; list and stats handed to queries.h
 //   daemon_launch.cpp   launches, fallbacks and readiness
 //   daemon_notify.cpp   READY=1 and friends: received, and relayed to the launch's own socket
 //   daemon_capture.cpp  captures and the store's admission of their images
@@ -33,6 +33,7 @@
 #include "prewarmd/history.h"
 #include "prewarmd/log.h"
 #include "prewarmd/protocol.h"
+#include "prewarmd/queries.h"
 #include "prewarmd/registry.h"
 #include "prewarmd/stats.h"
 #include "prewarmd/store.h"
@@ -149,7 +150,7 @@ class Daemon {
   static int on_connection_deadline(sd_event_source*, uint64_t, void* self);
   void read_request(Connection& c);
   void write_reply(Connection& c);
-  void start_writing(Connection& c);
+  void start_writing(Connection& c, proto::MessageWriter reply);
   void send_reply(uint64_t conn, const proto::json& msg, std::vector<UniqueFd> fds = {});
   void send_reply(uint64_t conn, proto::JsonText msg);
   void close_connection(uint64_t conn, const char* why = nullptr);
@@ -160,8 +161,12 @@ class Daemon {
   // daemon_apps.cpp
   proto::json op_register(const proto::json& req, const proto::PeerCred& cred);
   proto::json op_unregister(const proto::json& req, const proto::PeerCred& cred);
-  Reply op_list_reply(const proto::PeerCred& cred);
-  Reply op_stats_reply(const proto::json& req, const proto::PeerCred& cred);
+  // list and stats: at the user's pace (policy::QueryPacer), the request goes to the query thread
+  // with a fresh view; answered from there.
+  Reply op_query(const proto::json& req, Connection& c);
+  Reply start_query(const proto::json& req, Connection& c);
+  static int on_query_turn(sd_event_source*, uint64_t usec, void* self);
+  static int on_query_done(sd_event_source*, int fd, uint32_t, void* self);
   proto::json op_invalidate(const proto::json& req, const proto::PeerCred& cred);
   void set_status(const std::string& app, const policy::AppEvent& e);
 
@@ -211,7 +216,8 @@ class Daemon {
   // The app's running totals (empty ones if none): O(1), never a read of the history's rows.
   AppTotals totals_of(const std::string& app) const;
   void start_dashboard();
-  void publish();  // the app view the dashboard serves
+  void start_queries();
+  void publish();  // the app view queries and the dashboard answer from (view_)
 
   // daemon.cpp
   void load_registry();
@@ -238,16 +244,21 @@ class Daemon {
   ImageStore store_;
   std::optional<History> history_;  // none if the database cannot be opened: launches go on
   std::unique_ptr<Dashboard> dashboard_;
-  // Each app's last published entry, reused while the app, its status and its images stand.
-  std::map<std::string, std::shared_ptr<const DashboardView::AppView>> app_views_;
+  std::unique_ptr<QueryServer> queries_;  // destroyed (its thread joined) before the loop
+  sd_event_source* queries_source_ = nullptr;
+  policy::QueryPacer pacer_{opts_.limits.queries_per_second};
+  struct WaitingQuery {
+    uint64_t conn = 0;
+    proto::json req;
+  };
+  std::map<sd_event_source*, WaitingQuery> waiting_queries_;  // over the pace: each on a timer
+  std::shared_ptr<const DashboardView> view_ = std::make_shared<const DashboardView>();
   std::map<uint64_t, std::unique_ptr<Launch>> launches_;
   std::map<std::string, std::unique_ptr<Capture>> captures_;
   std::map<uint64_t, std::unique_ptr<Connection>> connections_;
   std::map<uid_t, unsigned> connections_by_uid_;
   uint64_t next_launch_ = 1, next_connection_ = 1;
   uint64_t refused_connections_ = 0;
-  TextCache stats_text_;  // serialized app_stats per app, for `stats` (daemon_apps.cpp)
-  TextCache list_text_;   // serialized list entries per app, for `list`
 };
 
 }  // namespace prewarm

@@ -1,10 +1,13 @@
 // Requests about apps: register, unregister, list, stats, invalidate. Each user sees and changes
 // only their own apps (root: all); another user's app answers exactly like a missing one.
+#include <fcntl.h>
+
 #include <algorithm>
 
 #include "prewarmd/daemon.h"
 #include "policy/attrs.h"
 #include "prewarmd/log.h"
+#include "snapshot/clock.h"
 
 namespace prewarm {
 namespace {
@@ -83,118 +86,57 @@ json Daemon::op_unregister(const json& req, const proto::PeerCred& cred) {
   return {{"ok", true}};
 }
 
-// Like stats: each app's entry is serialized once per change of what it shows (list_text_), so a
-// list of every app costs about a concatenation per app on the loop.
-Daemon::Reply Daemon::op_list_reply(const proto::PeerCred& cred) {
-  std::string text = R"({"ok":true,"apps":[)";
-  bool any = false;
-  for (const auto& [name, app] : registry_.apps) {
-    if (cred.uid != 0 && cred.uid != app.config.uid) continue;
-    uint64_t bytes = 0;
-    const auto entries = store_.entries_of(name);
-    for (const auto* e : entries) bytes += e->bytes;
-    auto totals = history_ ? history_->totals()->get(name) : nullptr;
-    std::string state = captures_.count(name) ? std::string("capturing") : std::string(policy::to_string(app.status.state));
-    TextCache::Stamp stamp{totals, state, app.status.reason, bytes, true, entries.size(), app.generation};
-    const auto& app_ref = app;  // a structured binding, which clang's lambdas cannot capture
-    const std::string& part = list_text_.get(name, std::move(stamp), [&] {
-      return proto::json_text(json{{"name", app_ref.config.name},
-                                   {"uid", app_ref.config.uid},
-                                   {"state", state},
-                                   {"reason", app_ref.status.reason},
-                                   {"images", entries.size()},
-                                   {"image_bytes", bytes},
-                                   {"ready", policy::to_string(app_ref.config.ready)},
-                                   {"argv", app_ref.config.argv},
-                                   {"cold", totals ? totals->cold.launches : 0},
-                                   {"restored", totals ? totals->restored.launches : 0}});
-    });
-    if (any) text += ',';
-    any = true;
-    text += part;
-  }
-  if (cred.uid == 0 || list_text_.size() > 2 * registry_.apps.size() + 64) list_text_.sweep();
-  unsigned in_flight = 0;
-  for (const auto& [id, l] : launches_) in_flight += cred.uid == 0 || l->uid == cred.uid;
-  text += "],\"launches_in_flight\":" + std::to_string(in_flight) +
-          ",\"store_bytes\":" + std::to_string(store_.total_bytes()) +
-          ",\"store_budget\":" + std::to_string(opts_.limits.store_budget) + "}";
+Daemon::Reply Daemon::op_query(const json& req, Connection& c) {
+  const int64_t wait_ns = pacer_.take(c.cred.uid, mono_ns());
+  sd_event_source* turn = nullptr;
+  if (wait_ns == 0 || sd_event_add_time_relative(event_, &turn, CLOCK_MONOTONIC, static_cast<uint64_t>(wait_ns / 1000),
+                                                 1000, on_query_turn, this) < 0)
+    return start_query(req, c);
+  waiting_queries_[turn] = {c.id, req};
   Reply r;
-  r.text = proto::JsonText{std::move(text)};
+  r.deferred = true;
   return r;
 }
 
-// Totals come from memory, and each app's part of the reply is serialized once per change of what
-// it shows (stats_text_), so the reply costs about a concatenation per app. The only history rows
-// read here, on the loop, are pages: "recent" (oldest first, per app) and "history" (one app,
-// newest first, from a cursor), together at most kRowsPerRequest rows: a fixed few milliseconds.
-Daemon::Reply Daemon::op_stats_reply(const json& req, const proto::PeerCred& cred) {
-  constexpr size_t kRowsPerRequest = 1000;
-  const std::string only = req.value("name", "");
-  const size_t recent = static_cast<size_t>(std::clamp<int64_t>(req.value("recent", int64_t{0}), 0, History::kMaxPage));
-  json history_page;
-  if (req.contains("history")) {
-    if (only.empty()) return {error_reply("--history needs an app NAME", "usage")};
-    const json& h = req["history"];
-    const int64_t before = h.value("before", int64_t{0});
-    const size_t limit = static_cast<size_t>(std::clamp<int64_t>(h.value("limit", int64_t{50}), 1, History::kMaxPage));
-    json page = json::array();
-    json next = nullptr;
-    if (history_ && registry_.apps.count(only) && (cred.uid == 0 || registry_.apps.at(only).config.uid == cred.uid)) {
-      auto rows = history_->launch_page(only, before, limit);
-      note_history(rows);
-      if (rows) {
-        for (const auto& r : *rows) page.push_back(to_json(r));
-        if (rows->size() == limit) next = rows->back().id;
-      }
-    }
-    history_page = {{"launches", page}, {"next_before", next}};
-  }
-  size_t rows_left = kRowsPerRequest;
-  bool truncated = false, any = false;
-  std::string text = R"({"ok":true,"apps":[)";
-  for (const auto& [name, app] : registry_.apps) {
-    if (cred.uid != 0 && cred.uid != app.config.uid) continue;
-    if (!only.empty() && name != only) continue;
-    uint64_t bytes = 0;
-    for (const auto* e : store_.entries_of(name)) bytes += e->bytes;
-    auto totals = history_ ? history_->totals()->get(name) : nullptr;
-    TextCache::Stamp stamp{totals, std::string(policy::to_string(app.status.state)), app.status.reason, bytes, true};
-    const auto& app_ref = app;  // a structured binding, which clang's lambdas cannot capture
-    const std::string& part = stats_text_.get(name, std::move(stamp), [&] {
-      return proto::json_text(app_stats(app_ref, bytes, totals ? *totals : AppTotals{}));
-    });
-    if (any) text += ',';
-    any = true;
-    if (!history_ || recent == 0) {
-      text += part;
-      continue;
-    }
-    json rows_json = json::array();
-    const size_t take = std::min(recent, rows_left);
-    truncated |= take < recent;
-    if (take > 0) {
-      auto rows = history_->launch_page(name, 0, take);
-      note_history(rows);
-      if (rows) {
-        rows_left -= rows->size();
-        for (auto it = rows->rbegin(); it != rows->rend(); ++it) rows_json.push_back(to_json(*it));
-      }
-    }
-    // The cached object with one more member: its closing brace moved past "recent".
-    text.append(part, 0, part.size() - 1);
-    text += R"(,"recent":)" + proto::json_text(rows_json) + "}";
-  }
-  if (!only.empty() && !any) return {error_reply("no app named '" + only + "' is registered", "not_found")};
-  // After a full pass, entries of apps that are gone (or not this user's) go.
-  if (only.empty() && (cred.uid == 0 || stats_text_.size() > 2 * registry_.apps.size() + 64)) stats_text_.sweep();
-  text += "]";
-  if (truncated) text += R"(,"recent_truncated":true)";
-  if (!history_page.is_null()) text += R"(,"history":)" + proto::json_text(history_page);
-  text += "}";
+int Daemon::on_query_turn(sd_event_source* s, uint64_t, void* userdata) {
+  auto* self = static_cast<Daemon*>(userdata);
+  auto node = self->waiting_queries_.extract(s);
+  sd_event_source_disable_unref(s);
+  if (node.empty()) return 0;
+  auto it = self->connections_.find(node.mapped().conn);
+  if (it == self->connections_.end()) return 0;
+  Reply r = self->start_query(node.mapped().req, *it->second);
+  if (r.text) self->send_reply(node.mapped().conn, std::move(*r.text));
+  return 0;
+}
+
+// The loop's part of a query is a fresh view (O(apps), shared with the dashboard) and the few facts
+// only it knows; the answer, and any history rows it pages through, are the query thread's.
+Daemon::Reply Daemon::start_query(const json& req, Connection& c) {
+  publish();
+  QueryJob job{c.id, UniqueFd(::fcntl(c.fd.get(), F_DUPFD_CLOEXEC, 0)), c.cred.uid, req, view_, {}, 0};
+  for (const auto& [name, capture] : captures_) job.capturing.insert(name);
+  for (const auto& [id, l] : launches_) job.launches_in_flight += c.cred.uid == 0 || l->uid == c.cred.uid;
   Reply r;
-  r.text = proto::JsonText{std::move(text)};
+  if (!queries_source_ || !job.sock.valid()) {  // no thread (it could not start), no fd: answered here
+    r.text = proto::JsonText{queries_->answer(job)};
+    return r;
+  }
+  queries_->submit(std::move(job));
+  r.deferred = true;
   return r;
+}
+
+int Daemon::on_query_done(sd_event_source*, int, uint32_t, void* userdata) {
+  auto* self = static_cast<Daemon*>(userdata);
+  for (auto& a : self->queries_->take()) {
+    auto it = self->connections_.find(a.conn);
+    if (it == self->connections_.end()) continue;
+    if (!a.error.empty()) self->close_connection(a.conn, "the peer went away before its reply");
+    else if (a.sent) self->close_connection(a.conn);
+    else self->start_writing(*it->second, std::move(a.rest));
+  }
+  return 0;
 }
 
 json Daemon::op_invalidate(const json& req, const proto::PeerCred& cred) {

@@ -115,7 +115,7 @@ void Daemon::read_request(Connection& c) {
   }
   c.received.clear();  // a handler took what it keeps; the rest are closed now, not at close
   if (r.deferred) {
-    // A capture answers when it is done: no deadline meanwhile, and nothing more is read.
+    // A capture or a query answers when it is done: no deadline meanwhile, and nothing more is read.
     c.deadline = sd_event_source_disable_unref(c.deadline);
     sd_event_source_set_enabled(c.io, SD_EVENT_OFF);
     return;
@@ -128,18 +128,17 @@ void Daemon::read_request(Connection& c) {
 void Daemon::send_reply(uint64_t conn, proto::JsonText msg) {
   auto it = connections_.find(conn);
   if (it == connections_.end()) return;
-  it->second->writer.emplace(std::move(msg), std::vector<UniqueFd>{});
-  start_writing(*it->second);
+  start_writing(*it->second, proto::MessageWriter(std::move(msg), {}));
 }
 
 void Daemon::send_reply(uint64_t conn, const json& msg, std::vector<UniqueFd> fds) {
   auto it = connections_.find(conn);
   if (it == connections_.end()) return;
-  it->second->writer.emplace(msg, std::move(fds));
-  start_writing(*it->second);
+  start_writing(*it->second, proto::MessageWriter(msg, std::move(fds)));
 }
 
-void Daemon::start_writing(Connection& c) {
+void Daemon::start_writing(Connection& c, proto::MessageWriter reply) {
+  c.writer.emplace(std::move(reply));
   // A fresh deadline for the reply: a peer that does not read is dropped.
   c.deadline = sd_event_source_disable_unref(c.deadline);
   sd_event_add_time_relative(event_, &c.deadline, CLOCK_MONOTONIC, static_cast<uint64_t>(opts_.request_deadline_ms) * 1000,
@@ -184,11 +183,10 @@ Daemon::Reply Daemon::handle(const json& req, Connection& c) {
   if (op == "ping") return {{{"ok", true}, {"pid", ::getpid()}}};
   if (op == "register") return {op_register(req, cred)};
   if (op == "unregister") return {op_unregister(req, cred)};
-  if (op == "list") return op_list_reply(cred);
+  if (op == "list" || op == "stats") return op_query(req, c);
   if (op == "launch") return op_launch(req, c);
   if (op == "fallback") return {op_fallback(req, cred)};
   if (op == "invalidate") return {op_invalidate(req, cred)};
-  if (op == "stats") return op_stats_reply(req, cred);
   if (op == "snapshot") return op_snapshot(req, c);
   return {error_reply("unknown request '" + op + "'", "usage")};
 }

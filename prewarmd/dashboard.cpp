@@ -396,10 +396,11 @@ Dashboard::~Dashboard() {
   }
 }
 
-void Dashboard::publish(DashboardView view) {
-  auto v = std::make_shared<const DashboardView>(std::move(view));
+void Dashboard::publish(DashboardView view) { publish(std::make_shared<const DashboardView>(std::move(view))); }
+
+void Dashboard::publish(std::shared_ptr<const DashboardView> view) {
   std::lock_guard lock(mu_);
-  view_ = std::move(v);
+  view_ = std::move(view);
 }
 
 std::shared_ptr<const DashboardView> Dashboard::view() const {
@@ -452,16 +453,20 @@ Result<std::string> Dashboard::start(const std::string& listen) {
   return "http://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port) + "/";
 }
 
-// One thread, one poll loop, every socket non-blocking: a peer that is slow to send or to read
-// costs one slot and a buffer until its deadline, never a thread, so it cannot hold up others.
-void Dashboard::serve() {
-  // A viewer, not the product: named so it can be found (top -H, tests), and niced so that when
-  // the CPUs are contended a scrape waits for launches, not the other way round.
-  ::pthread_setname_np(::pthread_self(), "prewarmd-http");
+void run_when_idle(const char* name) {
+  ::pthread_setname_np(::pthread_self(), name);
+  sched_param none{};
+  if (::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &none) == 0) return;
   const auto self = static_cast<id_t>(::gettid());
   errno = 0;
   const int base = ::getpriority(PRIO_PROCESS, self);  // the daemon's own (-1 is a valid value)
-  if (errno == 0) ::setpriority(PRIO_PROCESS, self, std::min(base + kServeNice, 19));
+  if (errno == 0) ::setpriority(PRIO_PROCESS, self, std::min(base + 10, 19));
+}
+
+// One thread, one poll loop, every socket non-blocking: a peer that is slow to send or to read
+// costs one slot and a buffer until its deadline, never a thread, so it cannot hold up others.
+void Dashboard::serve() {
+  run_when_idle("prewarmd-http");
   struct Conn {
     UniqueFd fd;
     int64_t owner;  // the peer's uid, -1 when unknown (the count it is held against)

@@ -38,6 +38,7 @@ struct DashboardView {
     // false: the viewer may see the app's name and timing numbers only, nothing that names
     // files or processes (state reason, fallback texts, capture errors, pids, argv).
     bool details = true;
+    uint64_t images = 0;
   };
   // Shared, never changed once published: the loop republishes an app's entry only when the app
   // changed, and a request takes the view without copying 1,000 apps.
@@ -68,6 +69,12 @@ Result<std::pair<std::string, int>> parse_listen_address(const std::string& text
 // without details). O(apps): no history row is read.
 std::string render_metrics(const DashboardView& view, const TotalsBoard& totals);
 
+// Names the calling thread (top -H, tests) and makes it SCHED_IDLE: a thread that serves viewers
+// runs on CPU time launches leave idle, and any launch that wakes takes its CPU at once (a nice
+// of 10 still cost launches 1.2-1.5x under a client asking back to back). Where SCHED_IDLE is
+// refused, nice +10.
+void run_when_idle(const char* name);
+
 struct DashboardOptions {
   OthersSee others = OthersSee::kNothing;
   // From accept to the end of the request head, in total: a client trickling bytes is cut off.
@@ -80,7 +87,6 @@ struct DashboardOptions {
 
 class Dashboard {
  public:
-  static constexpr int kServeNice = 10;  // the serving thread's nice, above the daemon's
   Dashboard(std::string history_path, std::shared_ptr<const TotalsBoard> totals, DashboardOptions options = {});
   ~Dashboard();
   Dashboard(const Dashboard&) = delete;
@@ -89,6 +95,7 @@ class Dashboard {
   // Binds and starts serving; returns the base URL ("http://127.0.0.1:PORT/").
   Result<std::string> start(const std::string& listen);
   void publish(DashboardView view);
+  void publish(std::shared_ptr<const DashboardView> view);
 
   struct Request {
     std::string method;

@@ -26,6 +26,10 @@ int main(int argc, char** argv) {
                  "most of the store one user's images may take together (default: half of --store-max-mib); a "
                  "capture evicts only its own user's images, and an image larger than this is not kept");
   app.add_option("--max-apps-per-user", opts.limits.apps_per_user, "apps one user may register")->capture_default_str();
+  app.add_option("--queries-per-second", opts.limits.queries_per_second,
+                 "list and stats of one user answered a second, after a burst of as many (more wait their "
+                 "turn); 0: no pace")
+      ->capture_default_str();
   app.add_option("--capture-timeout-s", opts.capture_timeout_s,
                  "a capture still running after this long is stopped and counts as failed; the app runs on")
       ->check(CLI::Range(1, 86400))

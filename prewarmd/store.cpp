@@ -421,6 +421,16 @@ std::vector<StoreEntry> ImageStore::evict(uint64_t budget, const std::string& ke
   return dropped;
 }
 
+std::vector<std::pair<std::string, ImageStore::Usage>> ImageStore::usage_by_app() const {
+  std::vector<std::pair<std::string, Usage>> out;
+  for (const auto& [app, key] : by_app_) {
+    if (out.empty() || out.back().first != app) out.emplace_back(app, Usage{});
+    out.back().second.bytes += entries_.at(key).bytes;
+    ++out.back().second.images;
+  }
+  return out;
+}
+
 std::vector<const StoreEntry*> ImageStore::entries_of(const std::string& app) const {
   std::vector<const StoreEntry*> out;
   for (auto it = by_app_.lower_bound({app, ""}); it != by_app_.end() && it->first == app; ++it)

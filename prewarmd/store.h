@@ -75,6 +75,11 @@ class ImageStore {
   const std::map<std::string, StoreEntry>& entries() const { return entries_; }
   // In key order; costs the app's own images, not the store's (list and stats ask for every app).
   std::vector<const StoreEntry*> entries_of(const std::string& app) const;
+  struct Usage {
+    uint64_t bytes = 0, images = 0;
+  };
+  // Every app with images, in name order: one pass over the store, not a lookup per app.
+  std::vector<std::pair<std::string, Usage>> usage_by_app() const;
 
   // What the store refused, removed or could not do since the last call, one human-readable
   // line each ("store/KEY: pages.img is a FIFO, not a regular file; image quarantined"), for

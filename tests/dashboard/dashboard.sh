@@ -19,13 +19,14 @@ URL=$(cat "$PREWARM_RUNTIME_DIR/dashboard")
 case "$URL" in http://127.0.0.1:*/) ;; *) fail "dashboard not on loopback: $URL" ;; esac
 get / | has '<html' || fail "no overview page"
 
-step "the dashboard serves from a thread of its own, niced below the launches it reports"
-http_thread=$(grep -l -x prewarmd-http /proc/"$DAEMON"/task/*/comm | head -1) || fail "no thread named prewarmd-http in prewarmd"
-nice_of() { local s; s=$(cat "$1"); s=${s##*) }; read -r -a f <<<"$s"; echo "${f[16]}"; }
-main_nice=$(nice_of /proc/"$DAEMON"/stat)
-want=$((main_nice + 10 > 19 ? 19 : main_nice + 10))
-[ "$(nice_of "${http_thread%/comm}/stat")" = "$want" ] ||
-  fail "prewarmd-http runs at nice $(nice_of "${http_thread%/comm}/stat"), not $want (prewarmd's is $main_nice)"
+step "the dashboard and the list/stats queries are served from threads of their own, run only when launches leave a CPU idle"
+for name in prewarmd-http prewarmd-query; do
+  t=$(grep -l -x "$name" /proc/"$DAEMON"/task/*/comm | head -1) || fail "no thread named $name in prewarmd"
+  t=${t%/comm}
+  policy=$(chrt -p "${t##*/}") || fail "chrt -p ${t##*/} ($name) failed"
+  has SCHED_IDLE <<<"$policy" || fail "$name is not SCHED_IDLE: $policy"
+done
+has SCHED_OTHER <<<"$(chrt -p "$DAEMON")" || fail "prewarmd's loop is not SCHED_OTHER: $(chrt -p "$DAEMON")"
 
 step "one cold launch (captured) and one restored launch of a real app"
 cd "$SRC/bench/progs"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # prewarmd at scale, without timings: a query in progress does not hold up a launch (a client reads
-# its `prewarm list` reply a byte at a time while a launch is asked for, answered and recorded);
+# its `prewarm list` reply a byte at a time, or its answer is held up on the query thread, while a
+# launch is asked for, answered and recorded; queries over a user's pace wait their turn);
 # list and stats answer from running totals that survive a restart; `prewarm stats NAME --history`
 # pages through the history newest first with a cursor. The timings are bench/scale.py's.
 # Usage: scale.sh BIN_DIR SOURCE_DIR
@@ -132,4 +133,74 @@ wait_for 10 cold_above "$before"
 
 rc=0; "$P" stats --history >/dev/null 2>&1 || rc=$?
 [ "$rc" = 2 ] || fail "--history without a NAME: exit $rc, not 2 (usage)"
+
+step "a launch is answered and recorded while a query is held up (PREWARM_FAULT_QUERY_STALL_MS)"
+before=$(launch_count t)
+stop_daemon
+# Each list or stats answer now waits 4 s before it is computed, as one over a stalled disk would.
+PREWARM_FAULT_QUERY_STALL_MS=4000 start_daemon
+cat >"$SCRATCH/held_query.py" <<'EOF'
+import json, socket, sys
+sock, out = sys.argv[1:3]
+s = socket.socket(socket.AF_UNIX)
+s.connect(sock)
+s.sendall(b'{"op": "list"}\n')
+open(out + ".sent", "w").close()
+data = b""
+while not data.endswith(b"\n"):
+    b = s.recv(1 << 16)
+    if not b:
+        break
+    data += b
+json.dump({"apps": len(json.loads(data)["apps"]) if data.endswith(b"\n") else -1}, open(out, "w"))
+EOF
+/usr/bin/python3 "$SCRATCH/held_query.py" "$PREWARM_RUNTIME_DIR/control.sock" "$SCRATCH/held.json" &
+held=$!
+cleanup "kill $held 2>/dev/null"
+wait_for 30 test -e "$SCRATCH/held.json.sent"
+"$P" run t 2>"$SCRATCH/t2.err" || fail "the launch failed: $(cat "$SCRATCH/t2.err")"
+if has -e "not reachable" -e "starting cold without" "$SCRATCH/t2.err"; then fail "prewarmd did not answer the launch while a query was held: $(cat "$SCRATCH/t2.err")"; fi
+kill -0 "$held" 2>/dev/null || fail "the held query was answered before the launch was done: the stall did not hold it (is PREWARM_FAULT_QUERY_STALL_MS read?)"
+wait "$held" || fail "the held query failed"
+[ "$(/usr/bin/python3 -c "import json; print(json.load(open('$SCRATCH/held.json'))['apps'])")" -ge 21 ] || fail "the held query's reply is not a complete list: $(cat "$SCRATCH/held.json")"
+[ "$(launch_count t)" -gt "$before" ] || fail "the launch made while a query was held was not recorded"
+
+step "list and stats are paced per user: over the pace a query waits its turn, answered whole, and a launch goes on meanwhile"
+stop_daemon
+DAEMON_OPTS="--store-max-mib 4 --queries-per-second 1"
+start_daemon
+cat >"$SCRATCH/paced.py" <<'EOF'
+import json, socket, sys, time
+sock, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+t0, apps = time.monotonic(), []
+for i in range(n):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock)
+    s.sendall(b'{"op": "list"}\n')
+    data = b""
+    while not data.endswith(b"\n"):
+        b = s.recv(1 << 16)
+        if not b:
+            break
+        data += b
+    apps.append(len(json.loads(data)["apps"]) if data.endswith(b"\n") else -1)
+    if i == 0:
+        open(out + ".first", "w").close()
+json.dump({"seconds": time.monotonic() - t0, "apps": apps}, open(out, "w"))
+EOF
+before=$(launch_count t)
+/usr/bin/python3 "$SCRATCH/paced.py" "$PREWARM_RUNTIME_DIR/control.sock" 5 "$SCRATCH/paced.json" &
+paced=$!
+cleanup "kill $paced 2>/dev/null"
+wait_for 30 test -e "$SCRATCH/paced.json.first"
+"$P" run t 2>"$SCRATCH/t3.err" || fail "the launch failed: $(cat "$SCRATCH/t3.err")"
+if has -e "not reachable" -e "starting cold without" "$SCRATCH/t3.err"; then fail "prewarmd did not answer the launch while queries waited their turn: $(cat "$SCRATCH/t3.err")"; fi
+kill -0 "$paced" 2>/dev/null || fail "5 lists at 1 a second were all answered before one launch was done: no pace"
+wait "$paced" || fail "the paced client failed"
+read -r seconds apps < <(/usr/bin/python3 -c "import json; r=json.load(open('$SCRATCH/paced.json')); print(r['seconds'], min(r['apps']))")
+[ "$apps" -ge 21 ] || fail "a paced list reply is not complete: $(cat "$SCRATCH/paced.json")"
+# Four of the five wait a turn of a second each (the daemon's own start-up list took the burst).
+/usr/bin/python3 -c "import sys; sys.exit(0 if $seconds >= 3.5 else 1)" || fail "5 lists at 1 a second took $seconds s"
+[ "$(launch_count t)" -gt "$before" ] || fail "the launch made while queries waited was not recorded"
+echo "5 lists at 1 a second: $seconds s"
 echo "scale: ok"

@@ -35,6 +35,35 @@ TEST(Limits, LaunchesAndConnections) {
   EXPECT_FALSE(connection_allowed(l, 0, 16));
 }
 
+constexpr int64_t kSecond = 1'000'000'000;
+
+TEST(QueryPacer, ABurstThenTheRateEachUserOnTheirOwn) {
+  QueryPacer p(10);
+  const int64_t t0 = 5 * kSecond;
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(p.take(1000, t0), 0) << "query " << i << " of the burst waited";
+  // Over the pace: each waits its turn, a tenth of a second after the one before.
+  const int64_t w1 = p.take(1000, t0), w2 = p.take(1000, t0);
+  EXPECT_GT(w1, 0);
+  EXPECT_LE(w1, kSecond / 10 + 1);
+  EXPECT_NEAR(static_cast<double>(w2 - w1), kSecond / 10.0, 2);
+  EXPECT_EQ(p.take(1001, t0), 0) << "another user's query waited for this one's";
+  // A second later the reserved turns are paid back and there is room for eight more.
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(p.take(1000, t0 + kSecond), 0) << i;
+  EXPECT_GT(p.take(1000, t0 + kSecond), 0);
+  // After a pause the burst is back, never more than it.
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(p.take(1000, t0 + 100 * kSecond), 0) << i;
+  EXPECT_GT(p.take(1000, t0 + 100 * kSecond), 0);
+}
+
+TEST(QueryPacer, ZeroIsNoPaceAndIdleUsersAreForgotten) {
+  QueryPacer none(0);
+  for (int i = 0; i < 1000; ++i) EXPECT_EQ(none.take(1000, 0), 0);
+  QueryPacer p(50);
+  for (uid_t u = 0; u < 2000; ++u) p.take(u, 0);
+  p.take(5000, 10 * kSecond);  // every bucket has refilled by then
+  EXPECT_LE(p.users(), 1025u);
+}
+
 Limits store(uint64_t budget, uint64_t share) {
   Limits l;
   l.store_budget = budget;
