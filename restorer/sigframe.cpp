@@ -3,11 +3,16 @@
 // trailing magic that make the kernel restore the full extended state, not just SSE.
 #include "restorer/sigframe.h"
 
+#include <cpuid.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <ucontext.h>
+#include <unistd.h>
 #include <asm/ucontext.h>  // after <signal.h>: it needs stack_t and struct sigcontext
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdio>
 #include <cstring>
 
 namespace prewarm {
@@ -59,7 +64,31 @@ struct FpxSwBytes {
 };
 static_assert(sizeof(FpxSwBytes) == 48);
 
+constexpr size_t kXstateBvOffset = 512;  // xstate_header.xfeatures: the components in use
+constexpr size_t kMinXstate = 512 + 64;  // legacy area and header
+constexpr int kArchGetXcompPerm = 0x1022;  // ARCH_GET_XCOMP_PERM (Linux 5.16), not in older headers
+
 }  // namespace
+
+// What the kernel accepts back from rt_sigreturn of this process (check_xstate_in_sigframe in
+// arch/x86/kernel/fpu/signal.c): at most the size of its own signal frames' XSAVE area, which
+// covers the components XCR0 enables less those enabled on demand (AMX tile data) that this
+// process has not been permitted (ARCH_REQ_XCOMP_PERM). A larger area makes the kernel restore
+// the legacy x87/SSE state only: xmm kept, ymm and zmm silently lost. NT_X86_XSTATE, which a dump
+// reads, is the size of every component XCR0 enables, permitted or not.
+FrameXstate frame_xstate() {
+  uint32_t lo = 0, hi = 0;
+  asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  FrameXstate f{(static_cast<uint64_t>(hi) << 32) | lo, kMinXstate};
+  uint64_t permitted = 0;
+  if (::syscall(SYS_arch_prctl, kArchGetXcompPerm, &permitted) == 0) f.features &= permitted;
+  for (unsigned i = 2; i < 64; ++i) {
+    unsigned size = 0, offset = 0, ecx = 0, edx = 0;
+    if ((f.features >> i & 1) && __get_cpuid_count(0xd, i, &size, &offset, &ecx, &edx))
+      f.size = std::max<uint64_t>(f.size, uint64_t{offset} + size);
+  }
+  return f;
+}
 
 Result<SigframeLayout> build_sigframe(const pb::Snapshot& snap) {
   const auto& s = snap.signals();
@@ -74,9 +103,30 @@ Result<SigframeLayout> build_thread_sigframe(const pb::Snapshot& snap, int i) {
 }
 
 Result<SigframeLayout> build_sigframe(const pb::Registers& r, const SigframeSignals& sig, uint64_t xfeatures) {
+  static const FrameXstate here = frame_xstate();
+  return build_sigframe(r, sig, xfeatures, here);
+}
+
+Result<SigframeLayout> build_sigframe(const pb::Registers& r, const SigframeSignals& sig, uint64_t xfeatures,
+                                      const FrameXstate& here) {
   const std::string& xsave = r.xsave();
+  if (xsave.size() < kMinXstate)
+    return data_error("the XSAVE image is " + std::to_string(xsave.size()) + " bytes, less than its header's end");
+  const uint64_t features = xfeatures & here.features;
+  uint64_t in_use = 0;
+  std::memcpy(&in_use, xsave.data() + kXstateBvOffset, sizeof in_use);
+  // Cut to the frame this process can restore: a component in use beyond it would be lost.
+  if (in_use & ~features) {
+    char bits[32];
+    std::snprintf(bits, sizeof bits, "%#llx", static_cast<unsigned long long>(in_use & ~features));
+    return data_error(std::string("the thread holds extended CPU state this process may not restore (XSAVE "
+                                  "components ") + bits + (in_use & ~features & (1ull << 18)
+                                                               ? ": AMX tile data, which needs ARCH_REQ_XCOMP_PERM)"
+                                                               : ")"));
+  }
+  const uint64_t xsize = here.size;
   const uint64_t fp_off = (sizeof(KRtSigframe) + 63) & ~63ull;
-  const uint64_t total = fp_off + xsave.size() + sizeof(uint32_t);
+  const uint64_t total = fp_off + xsize + sizeof(uint32_t);
 
   SigframeLayout out;
   out.dest = (r.rsp() - kRedZone - total) & ~63ull;
@@ -105,15 +155,15 @@ Result<SigframeLayout> build_sigframe(const pb::Registers& r, const SigframeSign
   std::memcpy(out.bytes.data(), &f, sizeof f);
 
   char* fp = out.bytes.data() + fp_off;
-  std::memcpy(fp, xsave.data(), xsave.size());
+  std::memcpy(fp, xsave.data(), std::min<uint64_t>(xsave.size(), xsize));  // the rest stays zero
   FpxSwBytes sw{};
   sw.magic1 = FP_XSTATE_MAGIC1;
-  sw.extended_size = static_cast<uint32_t>(xsave.size() + sizeof(uint32_t));
-  sw.xfeatures = xfeatures;
-  sw.xstate_size = static_cast<uint32_t>(xsave.size());
+  sw.extended_size = static_cast<uint32_t>(xsize + sizeof(uint32_t));
+  sw.xfeatures = features;
+  sw.xstate_size = static_cast<uint32_t>(xsize);
   std::memcpy(fp + kSwReservedOffset, &sw, sizeof sw);
   const uint32_t magic2 = FP_XSTATE_MAGIC2;
-  std::memcpy(fp + xsave.size(), &magic2, sizeof magic2);
+  std::memcpy(fp + xsize, &magic2, sizeof magic2);
   return out;
 }
 

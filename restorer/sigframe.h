@@ -22,8 +22,19 @@ struct SigframeSignals {
   int32_t altstack_flags = 0;
 };
 
-// Builds a frame for one thread's registers, to be copied to its place on that thread's stack.
+// The XSAVE area of this process's own signal frames: the components the kernel restores from a
+// frame (enabled in XCR0 and permitted to this process) and the area's size in the standard layout.
+struct FrameXstate {
+  uint64_t features = 0;
+  uint64_t size = 0;
+};
+FrameXstate frame_xstate();
+
+// Builds a frame for one thread's registers, to be copied to its place on that thread's stack: its
+// XSAVE image cut to this process's frame_xstate() (an error if a component in use would be cut).
 Result<SigframeLayout> build_sigframe(const pb::Registers& regs, const SigframeSignals& sig, uint64_t xfeatures);
+Result<SigframeLayout> build_sigframe(const pb::Registers& regs, const SigframeSignals& sig, uint64_t xfeatures,
+                                      const FrameXstate& here);
 // The main thread's frame (the snapshot's regs and signals).
 Result<SigframeLayout> build_sigframe(const pb::Snapshot& snap);
 // Thread i's frame (snap.threads(i)).

@@ -46,6 +46,8 @@ pb::Snapshot sample(uint64_t rsp, size_t xsave_size) {
   r->set_eflags(0x246);
   std::string xsave(xsave_size, '\0');
   for (size_t i = 0; i < xsave.size(); ++i) xsave[i] = static_cast<char>(i * 13 + 1);
+  const uint64_t in_use = 0x7;  // XSTATE_BV: x87, SSE, AVX
+  std::memcpy(xsave.data() + 512, &in_use, sizeof in_use);
   r->set_xsave(xsave);
   snap.mutable_signals()->set_blocked((1ull << (SIGUSR1 - 1)) | (1ull << (SIGTERM - 1)));
   snap.mutable_signals()->set_altstack_flags(SS_DISABLE);
@@ -86,25 +88,57 @@ TEST_P(SigframeLayoutTest, FpstatePointsAtAnAlignedXsaveAreaInsideTheFrame) {
   // Past the ucontext, which ends with the 8-byte kernel sigmask.
   ASSERT_GE(fp, f.dest + 8 + offsetof(ucontext_t, uc_sigmask) + 8);
   const uint64_t off = fp - f.dest;
-  ASSERT_LE(off + snap.regs().xsave().size() + 4, f.bytes.size());
+  const uint64_t size = frame_xstate().size;
+  ASSERT_LE(off + size + 4, f.bytes.size());
 
-  // The XSAVE image is copied unchanged, except for the software-reserved bytes.
+  // The XSAVE image is copied unchanged up to this process's frame size, except for the
+  // software-reserved bytes; past the image, zeros.
   const std::string& xsave = snap.regs().xsave();
-  const std::string copied = f.bytes.substr(off, xsave.size());
+  const size_t n = std::min<size_t>(xsave.size(), size);
+  const std::string copied = f.bytes.substr(off, size);
   EXPECT_EQ(copied.substr(0, kSwBytes), xsave.substr(0, kSwBytes));
-  EXPECT_EQ(copied.substr(512), xsave.substr(512));
+  EXPECT_EQ(copied.substr(512, n - 512), xsave.substr(512, n - 512));
+  EXPECT_EQ(copied.substr(n), std::string(size - n, '\0'));
 }
 
 TEST_P(SigframeLayoutTest, XsaveMagicTellsTheKernelToRestoreTheFullState) {
   const auto snap = sample(GetParam(), 2696);
   auto f = build(snap);
   const uint64_t fp = reinterpret_cast<uint64_t>(ucontext_of(f).uc_mcontext.fpregs) - f.dest;
-  const uint64_t size = snap.regs().xsave().size();
+  const uint64_t size = frame_xstate().size;
   EXPECT_EQ(load<uint32_t>(f.bytes, fp + kSwBytes), kMagic1);
-  EXPECT_EQ(load<uint32_t>(f.bytes, fp + kSwBytes + 4), size + 4);  // extended_size
-  EXPECT_EQ(load<uint64_t>(f.bytes, fp + kSwBytes + 8), 0x2e7u);    // xfeatures
-  EXPECT_EQ(load<uint32_t>(f.bytes, fp + kSwBytes + 16), size);     // xstate_size
+  EXPECT_EQ(load<uint32_t>(f.bytes, fp + kSwBytes + 4), size + 4);                        // extended_size
+  EXPECT_EQ(load<uint64_t>(f.bytes, fp + kSwBytes + 8), 0x2e7u & frame_xstate().features);  // xfeatures
+  EXPECT_EQ(load<uint32_t>(f.bytes, fp + kSwBytes + 16), size);                           // xstate_size
   EXPECT_EQ(load<uint32_t>(f.bytes, fp + size), kMagic2);
+}
+
+// NT_X86_XSTATE is the size of every component XCR0 enables (with AMX: 11 KiB); a process not
+// permitted AMX gets frames of 2.7 KiB, and the kernel restores only x87/SSE from a larger one.
+TEST(Sigframe, TheImageIsCutToTheFrameOfThisProcess) {
+  const FrameXstate here{0x7, 576 + 256};  // x87, SSE, AVX
+  auto snap = sample(0x7ffd5c900000, 11008);
+  auto f = build_sigframe(snap.regs(), {}, 0x600e7, here);
+  ASSERT_TRUE(f.ok()) << f.error().describe();
+  const uint64_t fp = reinterpret_cast<uint64_t>(ucontext_of(*f).uc_mcontext.fpregs) - f->dest;
+  EXPECT_EQ(load<uint32_t>(f->bytes, fp + kSwBytes + 16), here.size);
+  EXPECT_EQ(load<uint64_t>(f->bytes, fp + kSwBytes + 8), 0x7u);
+  EXPECT_EQ(load<uint32_t>(f->bytes, fp + here.size), kMagic2);
+  EXPECT_EQ(f->bytes.size(), fp + here.size + 4);
+}
+
+TEST(Sigframe, AComponentInUseBeyondTheFrameIsAnErrorNotALoss) {
+  const FrameXstate here{0x7, 576 + 256};
+  auto snap = sample(0x7ffd5c900000, 11008);
+  std::string x = snap.regs().xsave();
+  const uint64_t in_use = 0x7 | (1ull << 18);  // AMX tile data
+  std::memcpy(x.data() + 512, &in_use, sizeof in_use);
+  snap.mutable_regs()->set_xsave(x);
+  auto f = build_sigframe(snap.regs(), {}, 0x600e7, here);
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.error().describe().find("AMX tile data"), std::string::npos) << f.error().describe();
+  snap.mutable_regs()->set_xsave(x.substr(0, 500));
+  EXPECT_FALSE(build_sigframe(snap.regs(), {}, 0x7, here).ok()) << "an image shorter than its header";
 }
 
 TEST(Sigframe, RegistersSegmentsFlagsAndMaskLandInGlibcsSlots) {
@@ -237,12 +271,21 @@ KernelXstate kernel_xstate() {
 
 alignas(64) char g_xsave_area[16384];
 
+TEST(SigframeOnTheKernel, FrameXstateIsWhatTheKernelPutsInItsOwnFrames) {
+  unsigned eax, ebx, ecx, edx;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !(ecx & bit_OSXSAVE)) GTEST_SKIP() << "CPU or kernel without XSAVE";
+  const KernelXstate k = kernel_xstate();
+  ASSERT_NE(k.size, 0u) << "the kernel's own signal frame has no XSAVE magic";
+  EXPECT_EQ(frame_xstate().size, k.size);
+  EXPECT_EQ(frame_xstate().features, k.xfeatures);
+}
+
 // The child's own XSAVE image (standard format, as NT_X86_XSTATE gives it), with xmm0/ymm0 set,
-// cut to the size the kernel accepts.
-std::string own_xsave(const KernelXstate& k) {
+// `size` bytes long.
+std::string own_xsave(size_t size) {
   std::memset(g_xsave_area, 0, sizeof g_xsave_area);  // XSAVE leaves the rest of the header alone
   asm volatile("xsave64 (%0)" ::"r"(g_xsave_area), "a"(~0u), "d"(~0u) : "memory");
-  std::string x(g_xsave_area, k.size);
+  std::string x(g_xsave_area, size);
   std::memcpy(x.data() + 160, &kXmm0, 8);       // XMM0 in the legacy area
   std::memcpy(x.data() + 576 + 0, &kYmm0Hi, 8);  // YMM0 bits 128..191 in the AVX component
   uint64_t bv = load<uint64_t>(x, 512) | 0x6;    // XSTATE_BV: SSE and AVX in use
@@ -250,7 +293,13 @@ std::string own_xsave(const KernelXstate& k) {
   return x;
 }
 
-TEST(SigframeOnTheKernel, RtSigreturnRestoresRegistersAvxMaskAndAltstack) {
+// The image at the kernel's own frame size, and at CPUID's size for all of XCR0 (what a dump reads
+// through NT_X86_XSTATE: larger where AMX is enabled but not permitted to the process).
+class SigframeOnTheKernelSized : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(ImageSizes, SigframeOnTheKernelSized, ::testing::Values(false, true),
+                         [](const auto& p) { return p.param ? std::string("AllOfXcr0") : std::string("FrameSize"); });
+
+TEST_P(SigframeOnTheKernelSized, RtSigreturnRestoresRegistersAvxMaskAndAltstack) {
   unsigned eax, ebx, ecx, edx;
   if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !(ecx & bit_OSXSAVE) || !(ecx & bit_AVX))
     GTEST_SKIP() << "CPU or kernel without XSAVE/AVX";
@@ -272,7 +321,7 @@ TEST(SigframeOnTheKernel, RtSigreturnRestoresRegistersAvxMaskAndAltstack) {
     g_want_rsp = reinterpret_cast<uint64_t>(stack + stack_len) - 8;  // as if just called
 
     pb::Snapshot snap;
-    snap.mutable_regs()->set_xsave(own_xsave(k));
+    snap.mutable_regs()->set_xsave(own_xsave(GetParam() ? ebx : k.size));
     snap.mutable_compat()->set_xfeatures(k.xfeatures);
     snap.mutable_regs()->set_rip(reinterpret_cast<uint64_t>(&pw_sigframe_test_landing));
     snap.mutable_regs()->set_rsp(g_want_rsp);
