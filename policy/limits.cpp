@@ -54,6 +54,10 @@ bool connection_allowed(const Limits& l, uid_t uid, unsigned open_of_uid) {
   return open_of_uid < (uid == 0 ? l.connections_per_user * 8 : l.connections_per_user);
 }
 
+bool query_allowed(const Limits& l, uid_t uid, unsigned waiting_of_uid) {
+  return waiting_of_uid < (uid == 0 ? l.queries_waiting_per_user * 8 : l.queries_waiting_per_user);
+}
+
 uint64_t room_for(const Limits& l, const std::vector<OwnedImage>& stored, uid_t owner) {
   uint64_t others = 0;
   for (const auto& i : stored) others += i.uid == owner ? 0 : i.bytes;

@@ -22,6 +22,7 @@ struct Limits {
   uint64_t store_budget = 8ull << 30;
   uint64_t user_store_share = 4ull << 30;  // one user's images together
   unsigned queries_per_second = 50;        // list and stats of one user, after a burst as many; 0: no pace
+  unsigned queries_waiting_per_user = 4;   // list and stats waiting for their answer (root: 8x); more: busy
 };
 
 // list and stats of one user: a burst of Limits::queries_per_second at once, then that many a second.
@@ -49,6 +50,8 @@ std::string check_registration(const Limits& l, unsigned apps_of_user, bool repl
                                const std::vector<std::string>& watch);
 std::string check_launch(const Limits& l, unsigned launches_of_user, size_t env_bytes);
 bool connection_allowed(const Limits& l, uid_t uid, unsigned open_of_uid);
+// Half of a user's connections at most wait for queries, so their launches always find one.
+bool query_allowed(const Limits& l, uid_t uid, unsigned waiting_of_uid);
 
 struct OwnedImage {
   std::string key;

@@ -86,6 +86,10 @@ Daemon::~Daemon() {
   sd_event_source_disable_unref(save_source_);
   sd_event_source_disable_unref(queries_source_);
   for (auto& [s, q] : waiting_queries_) sd_event_source_disable_unref(s);
+  sd_event_source_disable_unref(post_source_);
+  sd_event_source_disable_unref(hurry_source_);
+  sd_event_source_disable_unref(dashboard_busy_source_);
+  sd_event_source_disable_unref(sync_source_);
   queries_.reset();
   sd_event_unref(event_);
 }

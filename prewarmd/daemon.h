@@ -132,6 +132,7 @@ class Daemon {
     std::vector<UniqueFd> received;  // fds that came with the request
     std::optional<proto::MessageWriter> writer;
     uint64_t launch = 0;  // a launch whose reply this is: dropped if the reply cannot go out
+    bool query = false;   // a list or stats waiting for its answer (counted in queries_by_uid_)
     sd_event_source* io = nullptr;
     sd_event_source* deadline = nullptr;
   };
@@ -252,6 +253,18 @@ class Daemon {
     proto::json req;
   };
   std::map<sd_event_source*, WaitingQuery> waiting_queries_;  // over the pace: each on a timer
+  std::map<uid_t, unsigned> queries_by_uid_;
+  // Hand-overs to the SCHED_IDLE threads that found their lock held, tried again 1 ms later.
+  sd_event_source* post_source_ = nullptr;
+  sd_event_source* sync_source_ = nullptr;
+  // Work the SCHED_IDLE threads have had for IdleThread::kLateNs runs at the loop's priority.
+  sd_event_source* hurry_source_ = nullptr;
+  sd_event_source* dashboard_busy_source_ = nullptr;
+  void hurry_soon(int64_t ns);
+  static int on_hurry(sd_event_source*, uint64_t usec, void* self);
+  static int on_post(sd_event_source*, void* self);
+  static int on_sync(sd_event_source*, uint64_t usec, void* self);
+  void deliver_answers(std::vector<QueryAnswer> answers);
   std::shared_ptr<const DashboardView> view_ = std::make_shared<const DashboardView>();
   std::map<uint64_t, std::unique_ptr<Launch>> launches_;
   std::map<std::string, std::unique_ptr<Capture>> captures_;

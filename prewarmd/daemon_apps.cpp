@@ -87,14 +87,25 @@ json Daemon::op_unregister(const json& req, const proto::PeerCred& cred) {
 }
 
 Daemon::Reply Daemon::op_query(const json& req, Connection& c) {
+  unsigned& waiting = queries_by_uid_[c.cred.uid];
+  if (!policy::query_allowed(opts_.limits, c.cred.uid, waiting)) {
+    if (waiting == 0) queries_by_uid_.erase(c.cred.uid);
+    return {error_reply("busy: " + std::to_string(waiting) +
+                            " list or stats requests of this user are waiting for their answers; try again when they are",
+                        "busy")};
+  }
   const int64_t wait_ns = pacer_.take(c.cred.uid, mono_ns());
   sd_event_source* turn = nullptr;
-  if (wait_ns == 0 || sd_event_add_time_relative(event_, &turn, CLOCK_MONOTONIC, static_cast<uint64_t>(wait_ns / 1000),
-                                                 1000, on_query_turn, this) < 0)
-    return start_query(req, c);
-  waiting_queries_[turn] = {c.id, req};
   Reply r;
-  r.deferred = true;
+  if (wait_ns == 0 || sd_event_add_time_relative(event_, &turn, CLOCK_MONOTONIC, static_cast<uint64_t>(wait_ns / 1000),
+                                                 1000, on_query_turn, this) < 0) {
+    r = start_query(req, c);
+  } else {
+    waiting_queries_[turn] = {c.id, req};
+    r.deferred = true;
+  }
+  if (r.deferred) ++waiting, c.query = true;  // until the connection closes
+  else if (waiting == 0) queries_by_uid_.erase(c.cred.uid);
   return r;
 }
 
@@ -118,25 +129,30 @@ Daemon::Reply Daemon::start_query(const json& req, Connection& c) {
   for (const auto& [name, capture] : captures_) job.capturing.insert(name);
   for (const auto& [id, l] : launches_) job.launches_in_flight += c.cred.uid == 0 || l->uid == c.cred.uid;
   Reply r;
-  if (!queries_source_ || !job.sock.valid()) {  // no thread (it could not start), no fd: answered here
+  if (!queries_source_) {  // no thread (it could not start): answered here
     r.text = proto::JsonText{queries_->answer(job)};
     return r;
   }
   queries_->submit(std::move(job));
+  hurry_soon(IdleThread::kLateNs);
   r.deferred = true;
   return r;
 }
 
 int Daemon::on_query_done(sd_event_source*, int, uint32_t, void* userdata) {
   auto* self = static_cast<Daemon*>(userdata);
-  for (auto& a : self->queries_->take()) {
-    auto it = self->connections_.find(a.conn);
-    if (it == self->connections_.end()) continue;
-    if (!a.error.empty()) self->close_connection(a.conn, "the peer went away before its reply");
-    else if (a.sent) self->close_connection(a.conn);
-    else self->start_writing(*it->second, std::move(a.rest));
-  }
+  self->deliver_answers(self->queries_->take());
   return 0;
+}
+
+void Daemon::deliver_answers(std::vector<QueryAnswer> answers) {
+  for (auto& a : answers) {
+    auto it = connections_.find(a.conn);
+    if (it == connections_.end()) continue;
+    if (!a.error.empty()) close_connection(a.conn, "the peer went away before its reply");
+    else if (a.sent) close_connection(a.conn);
+    else start_writing(*it->second, std::move(a.rest));
+  }
 }
 
 json Daemon::op_invalidate(const json& req, const proto::PeerCred& cred) {

@@ -169,6 +169,8 @@ void Daemon::close_connection(uint64_t conn, const char* why) {
   sd_event_source_disable_unref(c->deadline);
   if (auto u = connections_by_uid_.find(c->cred.uid); u != connections_by_uid_.end() && u->second > 0)
     if (--u->second == 0) connections_by_uid_.erase(u);
+  if (auto q = queries_by_uid_.find(c->cred.uid); c->query && q != queries_by_uid_.end() && q->second > 0)
+    if (--q->second == 0) queries_by_uid_.erase(q);
   // A launcher that never got its answer starts cold on its own: prewarmd does not follow it.
   if (c->launch) end_launch(c->launch);
   if (why && std::string(why) == "deadline passed")

@@ -27,7 +27,7 @@ void Daemon::open_history() {
 
 AppTotals Daemon::totals_of(const std::string& app) const {
   if (!history_) return {};
-  const auto t = history_->totals()->get(app);
+  const auto t = history_->totals()->own(app);
   return t ? *t : AppTotals{};
 }
 
@@ -47,6 +47,15 @@ void Daemon::start_dashboard() {
     return;
   }
   (void)write_file_atomic(url_file, *url + "\n", 0644);
+  sd_event_add_io(
+      event_, &dashboard_busy_source_, dashboard_->busy_fd(), EPOLLIN,
+      [](sd_event_source*, int fd, uint32_t, void* userdata) {
+        uint64_t n;
+        (void)!::read(fd, &n, sizeof n);
+        static_cast<Daemon*>(userdata)->hurry_soon(IdleThread::kLateNs);
+        return 0;
+      },
+      this);
   log_event(LOG_INFO, "dashboard on " + *url, {{"PREWARM_DASHBOARD", *url}});
 }
 
@@ -57,7 +66,48 @@ void Daemon::start_queries() {
     log_event(LOG_WARNING, s.error().describe() + "; list and stats are answered on the loop");
     return;
   }
-  sd_event_add_io(event_, &queries_source_, queries_->ready_fd(), EPOLLIN, on_query_done, this);
+  if (int r = sd_event_add_io(event_, &queries_source_, queries_->ready_fd(), EPOLLIN, on_query_done, this); r < 0)
+    log_event(LOG_WARNING, make_error(-r, "watch the query thread's eventfd").describe() +
+                               "; list and stats are answered on the loop");
+  sd_event_add_post(event_, &post_source_, on_post, this);
+}
+
+void Daemon::hurry_soon(int64_t ns) {
+  if (hurry_source_ || ns <= 0) return;
+  sd_event_add_time_relative(event_, &hurry_source_, CLOCK_MONOTONIC, static_cast<uint64_t>(ns / 1000), 10'000,
+                             on_hurry, this);
+}
+
+int Daemon::on_hurry(sd_event_source*, uint64_t, void* userdata) {
+  auto* self = static_cast<Daemon*>(userdata);
+  self->hurry_source_ = sd_event_source_disable_unref(self->hurry_source_);
+  const int64_t now = mono_ns();
+  int64_t next = 0;
+  for (IdleThread* w : {self->queries_ ? &self->queries_->worker() : nullptr,
+                        self->dashboard_ ? &self->dashboard_->worker() : nullptr})
+    if (const int64_t d = w ? w->hurry_if_late(now) : 0; d > 0) next = next ? std::min(next, d) : d;
+  self->hurry_soon(next);
+  return 0;
+}
+
+// After each round of the loop: anything it could not hand to the SCHED_IDLE threads (their lock
+// was held) is tried again in a millisecond, never waited for.
+int Daemon::on_post(sd_event_source*, void* userdata) {
+  auto* self = static_cast<Daemon*>(userdata);
+  bool waiting = self->history_ && !self->history_->sync_totals();
+  waiting |= self->dashboard_ && !self->dashboard_->sync();
+  waiting |= self->queries_ && !self->queries_->sync();
+  if (waiting && !self->sync_source_)
+    sd_event_add_time_relative(self->event_, &self->sync_source_, CLOCK_MONOTONIC, 1000, 500, on_sync, self);
+  return 0;
+}
+
+int Daemon::on_sync(sd_event_source*, uint64_t, void* userdata) {
+  auto* self = static_cast<Daemon*>(userdata);
+  self->sync_source_ = sd_event_source_disable_unref(self->sync_source_);
+  if (self->history_) self->history_->sync_totals();
+  if (self->queries_ && self->queries_source_) self->deliver_answers(self->queries_->take());
+  return 0;  // on_post, after this round, arms it again if something still waits
 }
 
 // O(apps) in one walk of the registry, the store's usage and the last view, all in name order: it
@@ -68,30 +118,32 @@ void Daemon::publish() {
   const auto usage = store_.usage_by_app();
   const uint64_t store_bytes = store_.total_bytes();
   const auto& before = view_->apps;
-  std::vector<std::shared_ptr<const DashboardView::AppView>> fresh;  // non-null: app i changed
-  fresh.resize(registry_.apps.size());
+  std::vector<std::shared_ptr<const DashboardView::AppView>> apps(registry_.apps.size());  // null: unchanged
   bool changed = before.size() != registry_.apps.size() || view_->store_bytes != store_bytes ||
                  view_->store_budget != opts_.limits.store_budget;
   auto use = usage.begin();
-  size_t i = 0;
+  size_t at = 0, i = 0;
   for (const auto& [name, app] : registry_.apps) {
     while (use != usage.end() && use->first < name) ++use;
     const auto u = use != usage.end() && use->first == name ? use->second : ImageStore::Usage{};
-    const DashboardView::AppView* prev = i < before.size() ? before[i].get() : nullptr;
+    while (at < before.size() && before[at]->app.config.name < name) ++at;
+    const DashboardView::AppView* prev = at < before.size() ? before[at].get() : nullptr;
     if (!prev || prev->app.config.name != name || prev->app.generation != app.generation ||
         prev->app.status != app.status || prev->image_bytes != u.bytes || prev->images != u.images) {
-      fresh[i] = std::make_shared<const DashboardView::AppView>(DashboardView::AppView{app, u.bytes, true, u.images});
+      apps[i] = std::make_shared<const DashboardView::AppView>(DashboardView::AppView{app, u.bytes, true, u.images});
       changed = true;
     }
     ++i;
   }
   if (!changed) return;
-  // Where apps were added or removed the positions shift and the entries after are rebuilt: a
-  // registration's cost, not a query's.
-  for (size_t j = 0; j < fresh.size(); ++j)
-    if (!fresh[j]) fresh[j] = before[j];
+  at = 0, i = 0;
+  for (const auto& [name, app] : registry_.apps) {
+    while (at < before.size() && before[at]->app.config.name < name) ++at;
+    if (!apps[i]) apps[i] = before[at];  // unchanged: found by name above
+    ++i;
+  }
   DashboardView v;
-  v.apps = std::move(fresh);
+  v.apps = std::move(apps);
   v.store_bytes = store_bytes;
   v.store_budget = opts_.limits.store_budget;
   view_ = std::make_shared<const DashboardView>(std::move(v));

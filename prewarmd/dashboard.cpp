@@ -399,8 +399,18 @@ Dashboard::~Dashboard() {
 void Dashboard::publish(DashboardView view) { publish(std::make_shared<const DashboardView>(std::move(view))); }
 
 void Dashboard::publish(std::shared_ptr<const DashboardView> view) {
-  std::lock_guard lock(mu_);
-  view_ = std::move(view);
+  waiting_ = std::move(view);
+  sync();
+}
+
+bool Dashboard::sync() {
+  if (!waiting_) return true;
+  std::unique_lock lock(mu_, std::try_to_lock);
+  if (!lock) return false;
+  std::swap(view_, waiting_);
+  lock.unlock();
+  waiting_.reset();  // the old view, freed outside the lock
+  return true;
 }
 
 std::shared_ptr<const DashboardView> Dashboard::view() const {
@@ -441,7 +451,8 @@ Result<std::string> Dashboard::start(const std::string& listen) {
   }
   if (!listen_fd_.valid()) return make_error(bind_errno, cannot + " (address in use or not local?)");
   wake_fd_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!wake_fd_.valid()) {
+  busy_fd_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake_fd_.valid() || !busy_fd_.valid()) {
     listen_fd_.reset();
     return errno_error("dashboard: eventfd");
   }
@@ -453,20 +464,10 @@ Result<std::string> Dashboard::start(const std::string& listen) {
   return "http://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port) + "/";
 }
 
-void run_when_idle(const char* name) {
-  ::pthread_setname_np(::pthread_self(), name);
-  sched_param none{};
-  if (::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &none) == 0) return;
-  const auto self = static_cast<id_t>(::gettid());
-  errno = 0;
-  const int base = ::getpriority(PRIO_PROCESS, self);  // the daemon's own (-1 is a valid value)
-  if (errno == 0) ::setpriority(PRIO_PROCESS, self, std::min(base + 10, 19));
-}
-
 // One thread, one poll loop, every socket non-blocking: a peer that is slow to send or to read
 // costs one slot and a buffer until its deadline, never a thread, so it cannot hold up others.
 void Dashboard::serve() {
-  run_when_idle("prewarmd-http");
+  worker_.start_here("prewarmd-http");
   struct Conn {
     UniqueFd fd;
     int64_t owner;  // the peer's uid, -1 when unknown (the count it is held against)
@@ -557,6 +558,16 @@ void Dashboard::serve() {
       next = next ? std::min(*next, deadline) : deadline;
       fds.push_back({it->fd.get(), static_cast<short>(it->phase == Conn::kWrite ? POLLOUT : POLLIN), 0});
       order.push_back(it);
+    }
+    // Requests in progress are work the loop may hurry this thread for; none left, it goes back.
+    std::optional<Clock::time_point> oldest;
+    for (const auto& c : conns)
+      if (c.phase != Conn::kLinger) oldest = oldest ? std::min(*oldest, c.accepted) : c.accepted;
+    if (!oldest) {
+      worker_.idle();
+    } else if (worker_.busy(std::chrono::duration_cast<std::chrono::nanoseconds>(oldest->time_since_epoch()).count())) {
+      const uint64_t one = 1;
+      (void)!::write(busy_fd_.get(), &one, sizeof one);  // cannot fail short of a bug (the count cannot overflow)
     }
     int timeout = -1;
     if (next)

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "prewarmd/history.h"
+#include "prewarmd/idle_thread.h"
 #include "prewarmd/registry.h"
 #include "prewarmd/stats.h"
 #include "snapshot/result.h"
@@ -69,12 +70,6 @@ Result<std::pair<std::string, int>> parse_listen_address(const std::string& text
 // without details). O(apps): no history row is read.
 std::string render_metrics(const DashboardView& view, const TotalsBoard& totals);
 
-// Names the calling thread (top -H, tests) and makes it SCHED_IDLE: a thread that serves viewers
-// runs on CPU time launches leave idle, and any launch that wakes takes its CPU at once (a nice
-// of 10 still cost launches 1.2-1.5x under a client asking back to back). Where SCHED_IDLE is
-// refused, nice +10.
-void run_when_idle(const char* name);
-
 struct DashboardOptions {
   OthersSee others = OthersSee::kNothing;
   // From accept to the end of the request head, in total: a client trickling bytes is cut off.
@@ -94,8 +89,15 @@ class Dashboard {
 
   // Binds and starts serving; returns the base URL ("http://127.0.0.1:PORT/").
   Result<std::string> start(const std::string& listen);
+  // The loop's side: never waits on the serving thread's lock (a view it could not hand over now
+  // is handed over by the next publish or sync()).
   void publish(DashboardView view);
   void publish(std::shared_ptr<const DashboardView> view);
+  bool sync();  // false if a view is still waiting
+  // The serving thread (SCHED_IDLE), and an eventfd it writes when requests begin to wait on it:
+  // the loop then hurries it if they are still waiting IdleThread::kLateNs later.
+  IdleThread& worker() { return worker_; }
+  int busy_fd() const { return busy_fd_.get(); }
 
   struct Request {
     std::string method;
@@ -126,10 +128,13 @@ class Dashboard {
   DashboardOptions options_;
   UniqueFd listen_fd_;
   UniqueFd wake_fd_;  // an eventfd: written to stop the server thread
+  UniqueFd busy_fd_;
+  IdleThread worker_;
   std::thread thread_;
   std::vector<std::string> allowed_hosts_;
   mutable std::mutex mu_;
   std::shared_ptr<const DashboardView> view_ = std::make_shared<const DashboardView>();
+  std::shared_ptr<const DashboardView> waiting_;  // the loop's, not yet in view_
 };
 
 }  // namespace prewarm

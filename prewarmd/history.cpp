@@ -233,10 +233,12 @@ Result<void> History::write_totals(const std::string& app, const AppTotals& t) {
   return ok();
 }
 
+bool History::sync_totals() { return !totals_ || totals_->sync(); }
+
 template <typename F>
 Result<void> History::with_totals(const std::string& app, F body) {
   if (!totals_) return data_error("history database: opened for reading only");
-  const auto current = totals_->get(app);
+  const auto current = totals_->own(app);
   AppTotals t = current ? *current : AppTotals{};
   PW_TRY(exec("BEGIN IMMEDIATE"));
   Result<void> r = body(t);

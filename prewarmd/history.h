@@ -110,6 +110,8 @@ class History {
   // The running totals of every app this writer recorded (none for a reader): the loop and the
   // dashboard read these, never the rows.
   std::shared_ptr<const TotalsBoard> totals() const { return totals_; }
+  // Hands the readers what the writer could not yet (TotalsBoard::sync); false if some is still.
+  bool sync_totals();
 
   // One page of `app`'s launches, newest first: at most min(limit, kMaxPage) rows with an id
   // below `before` (0: from the newest). The next page is the one before the last row's id.

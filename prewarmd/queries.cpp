@@ -11,6 +11,7 @@
 #include "policy/readiness.h"
 #include "prewarmd/log.h"
 #include "prewarmd/protocol.h"
+#include "snapshot/clock.h"
 
 namespace prewarm {
 namespace {
@@ -48,36 +49,55 @@ Result<void> QueryServer::start() {
 }
 
 void QueryServer::submit(QueryJob job) {
+  unqueued_.push_back(std::move(job));
+  sync();
+}
+
+bool QueryServer::sync() {
+  if (unqueued_.empty()) return !untaken_;
   {
-    std::lock_guard lock(mu_);
-    jobs_.push_back(std::move(job));
+    std::unique_lock lock(mu_, std::try_to_lock);
+    if (!lock) return false;
+    for (auto& j : unqueued_) jobs_[j.uid].push_back(std::move(j));
+    worker_.busy(mono_ns());  // under the lock: the thread's idle() cannot pass it unseen
   }
+  unqueued_.clear();
   cv_.notify_one();
+  return !untaken_;
 }
 
 std::vector<QueryAnswer> QueryServer::take() {
   uint64_t n;
   (void)!::read(ready_.get(), &n, sizeof n);  // reset the count; the queue says what is there
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_, std::try_to_lock);
+  untaken_ = !lock;
+  if (!lock) return {};
   return std::exchange(done_, {});
 }
 
 void QueryServer::serve() {
-  run_when_idle("prewarmd-query");
+  worker_.start_here("prewarmd-query");
   for (;;) {
     QueryJob job;
     {
       std::unique_lock lock(mu_);
+      if (jobs_.empty()) worker_.idle();
       cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
       if (stopping_) return;
-      job = std::move(jobs_.front());
-      jobs_.pop_front();
+      auto next = last_uid_ ? jobs_.upper_bound(*last_uid_) : jobs_.begin();
+      if (next == jobs_.end()) next = jobs_.begin();
+      last_uid_ = next->first;
+      job = std::move(next->second.front());
+      next->second.pop_front();
+      if (next->second.empty()) jobs_.erase(next);
       if (stall_ms_ > 0 && cv_.wait_for(lock, std::chrono::milliseconds(stall_ms_), [&] { return stopping_; })) return;
     }
     QueryAnswer a{job.conn, proto::MessageWriter(proto::JsonText{answer(job)}, {})};
-    if (auto sent = a.rest.write_some(job.sock.get()); sent) a.sent = *sent;
-    else a.error = sent.error().describe();
-    job.sock.reset();
+    if (job.sock.valid()) {  // without one (the loop could not dup it) the loop writes it all
+      if (auto sent = a.rest.write_some(job.sock.get()); sent) a.sent = *sent;
+      else a.error = sent.error().describe();
+      job.sock.reset();
+    }
     {
       std::lock_guard lock(mu_);
       done_.push_back(std::move(a));

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -23,6 +24,7 @@
 
 #include "prewarmd/dashboard.h"
 #include "prewarmd/history.h"
+#include "prewarmd/idle_thread.h"
 #include "prewarmd/protocol.h"
 #include "prewarmd/stats.h"
 #include "snapshot/result.h"
@@ -58,8 +60,13 @@ class QueryServer {
   Result<void> start();
   // Readable (an eventfd) when answers are ready to take().
   int ready_fd() const { return ready_.get(); }
+  // The loop's side never waits on the thread's lock (SCHED_IDLE, it may not run again soon): a
+  // job it could not queue now is queued by the next submit or sync(), and answers it could not
+  // take are taken by the next take().
   void submit(QueryJob job);
   std::vector<QueryAnswer> take();
+  bool sync();  // false while a job or an answer still waits for the lock
+  IdleThread& worker() { return worker_; }  // SCHED_IDLE, hurried by the loop when jobs wait long
 
   // The answers themselves, on the calling thread; used by the server's thread, and by tests.
   std::string answer(const QueryJob& job);
@@ -77,13 +84,19 @@ class QueryServer {
   bool reader_failed_ = false;     // logged once per run of failures, not once per query
   TextCache list_text_, stats_text_;
   int stall_ms_ = 0;  // PREWARM_FAULT_QUERY_STALL_MS, for tests
+  IdleThread worker_;
   UniqueFd ready_;
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
-  std::deque<QueryJob> jobs_;
+  // Each user's jobs in order, users in turn: one who keeps the thread busy delays others by one
+  // answer at most.
+  std::map<uid_t, std::deque<QueryJob>> jobs_;
+  std::optional<uid_t> last_uid_;
   std::vector<QueryAnswer> done_;
+  std::vector<QueryJob> unqueued_;  // the loop's, not in jobs_ yet
+  bool untaken_ = false;            // the loop's: answers were ready when its take() found the lock held
 };
 
 }  // namespace prewarm

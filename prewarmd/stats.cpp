@@ -191,17 +191,39 @@ std::map<std::string, TotalsBoard::Ptr> TotalsBoard::all() const {
   return apps_;
 }
 
+TotalsBoard::Ptr TotalsBoard::own(const std::string& app) const {
+  auto it = own_.find(app);
+  return it == own_.end() ? nullptr : it->second;
+}
+
 void TotalsBoard::put(const std::string& app, AppTotals t) {
   auto p = std::make_shared<const AppTotals>(std::move(t));
-  std::lock_guard lock(mu_);
-  apps_[app] = std::move(p);  // the old copy is freed by its last reader
+  own_[app] = p;
+  pending_.emplace_back(app, std::move(p));
+  sync();
 }
 
 void TotalsBoard::erase(const std::string& app) {
-  Ptr old;
-  std::lock_guard lock(mu_);
-  auto it = apps_.find(app);
-  if (it != apps_.end()) old = std::move(it->second), apps_.erase(it);
+  own_.erase(app);
+  pending_.emplace_back(app, nullptr);
+  sync();
+}
+
+bool TotalsBoard::sync() {
+  if (pending_.empty()) return true;
+  std::vector<Ptr> old;  // freed after the lock (the last reference may be here)
+  {
+    std::unique_lock lock(mu_, std::try_to_lock);
+    if (!lock) return false;
+    for (auto& [app, p] : pending_) {
+      auto it = apps_.find(app);
+      if (it != apps_.end()) old.push_back(std::move(it->second));
+      if (p) apps_.insert_or_assign(it, app, std::move(p));
+      else if (it != apps_.end()) apps_.erase(it);
+    }
+  }
+  pending_.clear();
+  return true;
 }
 
 size_t TotalsBoard::size() const {

@@ -89,21 +89,31 @@ void count_ready(AppTotals& t, std::string_view mode, double ready_ms, const std
                  std::optional<int64_t> bytes_read);
 void count_capture(AppTotals& t, bool ok, double duration_ms, double frozen_ms, int64_t image_bytes);
 
-// The totals of every app, shared by the daemon loop (which writes them, through History) and the
-// dashboard thread (which reads them). Readers get immutable copies of one app's totals; a writer
-// replaces an app's entry whole, so no reader ever waits on more than a pointer copy.
+// The totals of every app, shared by the daemon loop (their one writer, through History) and the
+// dashboard and query threads (which read them). Readers get immutable copies of one app's totals;
+// the writer replaces an app's entry whole. The readers are SCHED_IDLE threads, which a busy
+// machine may not run again for a long time, so the writer never waits for the lock they take:
+// it keeps its own copy, and a change it could not hand over now waits in `pending_` for the next
+// put/erase or sync().
 class TotalsBoard {
  public:
   using Ptr = std::shared_ptr<const AppTotals>;
-  Ptr get(const std::string& app) const;  // null if nothing was recorded
+  // Readers (any thread): null if nothing was recorded.
+  Ptr get(const std::string& app) const;
   std::map<std::string, Ptr> all() const;
+  size_t size() const;
+  // The writer's thread only: its own copy, current, never waiting.
+  Ptr own(const std::string& app) const;
   void put(const std::string& app, AppTotals t);
   void erase(const std::string& app);
-  size_t size() const;
+  bool sync();  // hands over what is pending; false if some is still
+  bool synced() const { return pending_.empty(); }
 
  private:
   mutable std::mutex mu_;
-  std::map<std::string, Ptr> apps_;
+  std::map<std::string, Ptr> apps_;  // the readers', under mu_
+  std::map<std::string, Ptr> own_;   // the writer's
+  std::vector<std::pair<std::string, Ptr>> pending_;  // the writer's changes not in apps_ yet (null: erased)
 };
 
 nlohmann::json app_stats(const App& app, uint64_t image_bytes, const AppTotals& totals);

@@ -33,6 +33,12 @@ TEST(Limits, LaunchesAndConnections) {
   EXPECT_FALSE(connection_allowed(l, 1000, 2));
   EXPECT_TRUE(connection_allowed(l, 0, 15));  // root's tools get more room, still bounded
   EXPECT_FALSE(connection_allowed(l, 0, 16));
+  l.queries_waiting_per_user = 1;
+  EXPECT_TRUE(query_allowed(l, 1000, 0));
+  EXPECT_FALSE(query_allowed(l, 1000, 1));
+  EXPECT_TRUE(query_allowed(l, 0, 7));
+  EXPECT_FALSE(query_allowed(l, 0, 8));
+  EXPECT_LT(Limits{}.queries_waiting_per_user, Limits{}.connections_per_user) << "queries could take every connection";
 }
 
 constexpr int64_t kSecond = 1'000'000'000;

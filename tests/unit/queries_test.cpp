@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <string>
@@ -155,11 +156,20 @@ struct Peer {
     ours = UniqueFd(sv[0]);
     theirs = UniqueFd(sv[1]);
   }
+  // Until EOF, each read within 30 s (a bug fails the test instead of hanging it).
   std::string read_all() {
     std::string out;
     char buf[65536];
-    for (ssize_t n; (n = ::read(ours.get(), buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
-    return out;
+    for (;;) {
+      pollfd p{ours.get(), POLLIN, 0};
+      if (::poll(&p, 1, 30'000) != 1) {
+        ADD_FAILURE() << "no EOF within 30 s";
+        return out;
+      }
+      const ssize_t n = ::read(ours.get(), buf, sizeof buf);
+      if (n <= 0) return out;
+      out.append(buf, static_cast<size_t>(n));
+    }
   }
 };
 
@@ -206,6 +216,9 @@ TEST_F(QueriesTest, AReplyTheSocketCannotTakeWholeComesBackWithItsRest) {
   QueryServer q(path_, nullptr);
   ASSERT_TRUE(q.start().ok());
   Peer peer;
+  const int small = 64 << 10;  // the kernel doubles it: far below the 4,000 apps' reply
+  ASSERT_EQ(::setsockopt(peer.theirs.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+  ASSERT_EQ(::setsockopt(peer.ours.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
   QueryJob j = job(0, {{"op", "list"}});
   j.sock = UniqueFd(::fcntl(peer.theirs.get(), F_DUPFD_CLOEXEC, 0));
   q.submit(std::move(j));
@@ -216,6 +229,8 @@ TEST_F(QueriesTest, AReplyTheSocketCannotTakeWholeComesBackWithItsRest) {
   std::string reply;
   char buf[65536];
   for (bool done = false; !done;) {
+    pollfd p{peer.ours.get(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 30'000), 1) << "the reply stopped";
     ssize_t n = ::read(peer.ours.get(), buf, sizeof buf);
     ASSERT_GT(n, 0);
     reply.append(buf, static_cast<size_t>(n));
@@ -226,6 +241,43 @@ TEST_F(QueriesTest, AReplyTheSocketCannotTakeWholeComesBackWithItsRest) {
   peer.theirs.reset();
   reply += peer.read_all();
   EXPECT_EQ(json::parse(reply)["apps"].size(), 4000u);
+}
+
+// The loop could not dup the socket (out of fds): the whole reply comes back for it to write.
+TEST_F(QueriesTest, AJobWithoutASocketComesBackWhole) {
+  QueryServer q(path_, nullptr);
+  ASSERT_TRUE(q.start().ok());
+  q.submit(job(0, {{"op", "list"}}));
+  auto got = wait_for_answers(q, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_FALSE(got[0].sent);
+  EXPECT_TRUE(got[0].error.empty()) << got[0].error;
+  Peer peer;
+  auto done = got[0].rest.write_some(peer.theirs.get());
+  ASSERT_TRUE(done.ok() && *done);
+  peer.theirs.reset();
+  EXPECT_EQ(json::parse(peer.read_all())["apps"].size(), 2u);
+}
+
+// Users are answered in turn: one who queued many waits behind others, not they behind it.
+TEST_F(QueriesTest, UsersAreAnsweredInTurn) {
+  ::setenv("PREWARM_FAULT_QUERY_STALL_MS", "20", 1);
+  QueryServer q(path_, nullptr);
+  ::unsetenv("PREWARM_FAULT_QUERY_STALL_MS");
+  ASSERT_TRUE(q.start().ok());
+  std::vector<Peer> peers(8);
+  // Six of uid 1000's first (the thread takes the first at once), then two of uid 1001's.
+  for (uint64_t conn = 1; conn <= 8; ++conn) {
+    QueryJob j = job(conn <= 6 ? 1000 : 1001, {{"op", "list"}});
+    j.conn = conn;
+    j.sock = std::move(peers[conn - 1].theirs);
+    q.submit(std::move(j));
+  }
+  std::vector<uint64_t> order;
+  for (auto& a : wait_for_answers(q, 8)) order.push_back(a.conn);
+  ASSERT_EQ(order.size(), 8u);
+  const auto at = [&](uint64_t conn) { return std::find(order.begin(), order.end(), conn) - order.begin(); };
+  EXPECT_LT(at(8), at(6)) << "uid 1001's second query waited for all of uid 1000's";
 }
 
 TEST_F(QueriesTest, APeerGoneBeforeItsReplyIsAnError) {
