@@ -125,7 +125,7 @@ int Daemon::on_query_turn(sd_event_source* s, uint64_t, void* userdata) {
 // only it knows; the answer, and any history rows it pages through, are the query thread's.
 Daemon::Reply Daemon::start_query(const json& req, Connection& c) {
   publish();
-  QueryJob job{c.id, UniqueFd(::fcntl(c.fd.get(), F_DUPFD_CLOEXEC, 0)), c.cred.uid, req, view_, {}, 0};
+  QueryJob job{c.id, UniqueFd(::fcntl(c.fd.get(), F_DUPFD_CLOEXEC, 0)), c.cred.uid, 0, req, view_, {}, 0};
   for (const auto& [name, capture] : captures_) job.capturing.insert(name);
   for (const auto& [id, l] : launches_) job.launches_in_flight += c.cred.uid == 0 || l->uid == c.cred.uid;
   Reply r;

@@ -563,9 +563,10 @@ void Dashboard::serve() {
     std::optional<Clock::time_point> oldest;
     for (const auto& c : conns)
       if (c.phase != Conn::kLinger) oldest = oldest ? std::min(*oldest, c.accepted) : c.accepted;
-    if (!oldest) {
-      worker_.idle();
-    } else if (worker_.busy(std::chrono::duration_cast<std::chrono::nanoseconds>(oldest->time_since_epoch()).count())) {
+    const auto ns = [](Clock::time_point t) {
+      return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+    };
+    if (worker_.pending(oldest ? ns(*oldest) : 0, ns(now)) && oldest) {
       const uint64_t one = 1;
       (void)!::write(busy_fd_.get(), &one, sizeof one);  // cannot fail short of a bug (the count cannot overflow)
     }

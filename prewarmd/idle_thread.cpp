@@ -31,10 +31,12 @@ bool IdleThread::busy(int64_t since_ns) {
   return since_.compare_exchange_strong(none, since_ns);
 }
 
-void IdleThread::idle() {
-  since_ = 0;
+bool IdleThread::pending(int64_t since_ns, int64_t now_ns) {
+  const bool was_idle = since_.exchange(since_ns) == 0;
   sched_param none{};
-  if (hurried_.exchange(false)) ::sched_setscheduler(tid_, SCHED_IDLE, &none);
+  if ((since_ns == 0 || now_ns - since_ns < kLateNs) && hurried_.exchange(false))
+    ::sched_setscheduler(tid_, SCHED_IDLE, &none);
+  return was_idle;
 }
 
 int64_t IdleThread::hurry_if_late(int64_t now_ns) {

@@ -24,7 +24,10 @@ class IdleThread {
   // It has work waiting since then (kept if it had some already); true if it had none before.
   // Either side may say so: the loop as it hands work over, the thread as work arrives.
   bool busy(int64_t since_ns);
-  void idle();                  // it has none: back to SCHED_IDLE if it was hurried
+  // The thread's side: its oldest work now waits since then (0: none). Work that has not waited
+  // kLateNs ends a hurry: a client asking back to back keeps a thread busy, never late.
+  bool pending(int64_t since_ns, int64_t now_ns);
+  void idle() { pending(0, 0); }  // it has none: back to SCHED_IDLE if it was hurried
 
   // The loop's side: hurries the thread if its work is late. Returns the ns until it would be
   // late, to be asked again then; 0 when there is nothing to wait for.

@@ -58,8 +58,12 @@ bool QueryServer::sync() {
   {
     std::unique_lock lock(mu_, std::try_to_lock);
     if (!lock) return false;
-    for (auto& j : unqueued_) jobs_[j.uid].push_back(std::move(j));
-    worker_.busy(mono_ns());  // under the lock: the thread's idle() cannot pass it unseen
+    const int64_t now = mono_ns();
+    for (auto& j : unqueued_) {
+      j.asked_ns = now;
+      jobs_[j.uid].push_back(std::move(j));
+    }
+    worker_.busy(now);  // under the lock: the thread's idle() cannot pass it unseen
   }
   unqueued_.clear();
   cv_.notify_one();
@@ -90,6 +94,7 @@ void QueryServer::serve() {
       job = std::move(next->second.front());
       next->second.pop_front();
       if (next->second.empty()) jobs_.erase(next);
+      worker_.pending(job.asked_ns, mono_ns());
       if (stall_ms_ > 0 && cv_.wait_for(lock, std::chrono::milliseconds(stall_ms_), [&] { return stopping_; })) return;
     }
     QueryAnswer a{job.conn, proto::MessageWriter(proto::JsonText{answer(job)}, {})};

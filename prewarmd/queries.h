@@ -36,6 +36,7 @@ struct QueryJob {
   uint64_t conn = 0;  // the control connection the reply goes to
   UniqueFd sock;      // its socket (a dup: the loop leaves it alone until the answer is back)
   uid_t uid = 0;      // the asking user: sees their own apps (root: all)
+  int64_t asked_ns = 0;  // when the thread was handed it (CLOCK_MONOTONIC)
   nlohmann::json req;
   std::shared_ptr<const DashboardView> view;  // the apps as the loop last published them
   std::set<std::string> capturing;            // apps with a capture running

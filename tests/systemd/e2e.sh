@@ -72,8 +72,10 @@ step "first start: cold, captured once ready"
 IN systemctl start prewarm@calc.service   # returns once READY=1 reached systemd (Type=notify)
 [ "$(IN systemctl is-active prewarm@calc.service)" = active ] || fail "unit not active"
 [ "$(last_mode calc)" = cold ] || fail "first launch was not cold"
-check_answer
+# Captured before it is asked: a capture that freezes it while it writes answer.tmp, renamed as
+# soon as it runs on, finds that file gone when recording it and fails.
 wait_for 30 state_is calc valid
+check_answer
 
 step "restart prewarmd: registrations and images survive"
 IN systemctl restart prewarmd.service
@@ -94,8 +96,8 @@ app_reason calc | has /opt/e2e/python3 || fail "stale reason does not name the e
 IN systemctl restart prewarmd.service
 IN systemctl start prewarm@calc.service
 [ "$(last_mode calc)" = cold ] || fail "launch after the upgrade was not cold"
-check_answer
 wait_for 30 state_is calc valid
+check_answer
 IN systemctl stop prewarm@calc.service
 IN systemctl start prewarm@calc.service
 [ "$(last_mode calc)" = restored ] || fail "launch after the re-capture was not restored"

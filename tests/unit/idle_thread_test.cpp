@@ -45,6 +45,14 @@ TEST(IdleThread, IdleUntilLateWorkThenBackWhenDone) {
   EXPECT_TRUE(w.hurried());
   EXPECT_EQ(::sched_getscheduler(tid), SCHED_OTHER);
 
+  // Work that has not waited long (a client asking back to back) ends the hurry.
+  w.pending(mono_ns(), mono_ns());
+  EXPECT_FALSE(w.hurried());
+  EXPECT_EQ(::sched_getscheduler(tid), SCHED_IDLE);
+  EXPECT_EQ(w.hurry_if_late(mono_ns()) > 0, true) << "fresh work: asked again later";
+  EXPECT_EQ(w.hurry_if_late(mono_ns() + IdleThread::kLateNs + 1), 0);
+  EXPECT_EQ(::sched_getscheduler(tid), SCHED_OTHER) << "that work, once late, is hurried again";
+
   step = 2;
   while (step.load() != 3) ::usleep(1000);
   EXPECT_EQ(::sched_getscheduler(tid), SCHED_IDLE) << "still hurried with no work left";

@@ -49,7 +49,7 @@ class QueriesTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(scratch_); }
 
-  QueryJob job(uid_t uid, json req) const { return QueryJob{7, {}, uid, std::move(req), view_, {}, 0}; }
+  QueryJob job(uid_t uid, json req) const { return QueryJob{7, {}, uid, 0, std::move(req), view_, {}, 0}; }
 
   // Launches of calc, cold then restored in turn, each ready.
   History history_with(int launches) {
