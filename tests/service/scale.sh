@@ -140,37 +140,8 @@ stop_daemon
 # Each list or stats answer now waits 8 s before it is computed, as one over a stalled disk would
 # (longer than any trivial launch takes on a loaded machine).
 PREWARM_FAULT_QUERY_STALL_MS=8000 start_daemon
-cat >"$SCRATCH/held_query.py" <<'EOF'
-import json, socket, sys
-sock, out = sys.argv[1:3]
-s = socket.socket(socket.AF_UNIX)
-s.connect(sock)
-s.sendall(b'{"op": "list"}\n')
-open(out + ".sent", "w").close()
-data = b""
-while not data.endswith(b"\n"):
-    b = s.recv(1 << 16)
-    if not b:
-        break
-    data += b
-json.dump({"apps": len(json.loads(data)["apps"]) if data.endswith(b"\n") else -1}, open(out, "w"))
-EOF
-/usr/bin/python3 "$SCRATCH/held_query.py" "$PREWARM_RUNTIME_DIR/control.sock" "$SCRATCH/held.json" &
-held=$!
-cleanup "kill $held 2>/dev/null"
-wait_for 30 test -e "$SCRATCH/held.json.sent"
-"$P" run t 2>"$SCRATCH/t2.err" || fail "the launch failed: $(cat "$SCRATCH/t2.err")"
-if has -e "not reachable" -e "starting cold without" "$SCRATCH/t2.err"; then fail "prewarmd did not answer the launch while a query was held: $(cat "$SCRATCH/t2.err")"; fi
-kill -0 "$held" 2>/dev/null || fail "the held query was answered before the launch was done: the stall did not hold it (is PREWARM_FAULT_QUERY_STALL_MS read?)"
-wait "$held" || fail "the held query failed"
-[ "$(/usr/bin/python3 -c "import json; print(json.load(open('$SCRATCH/held.json'))['apps'])")" -ge 21 ] || fail "the held query's reply is not a complete list: $(cat "$SCRATCH/held.json")"
-[ "$(launch_count t)" -gt "$before" ] || fail "the launch made while a query was held was not recorded"
-
-step "list and stats are paced per user: over the pace a query waits its turn, answered whole, and a launch goes on meanwhile"
-stop_daemon
-DAEMON_OPTS="--store-max-mib 4 --queries-per-second 1"
-start_daemon
-cat >"$SCRATCH/paced.py" <<'EOF'
+# lists.py SOCK N OUT: N lists one after the other; OUT.sent once the first is asked, then OUT.
+cat >"$SCRATCH/lists.py" <<'EOF'
 import json, socket, sys, time
 sock, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 t0, apps = time.monotonic(), []
@@ -178,6 +149,8 @@ for i in range(n):
     s = socket.socket(socket.AF_UNIX)
     s.connect(sock)
     s.sendall(b'{"op": "list"}\n')
+    if i == 0:
+        open(out + ".sent", "w").close()
     data = b""
     while not data.endswith(b"\n"):
         b = s.recv(1 << 16)
@@ -185,23 +158,33 @@ for i in range(n):
             break
         data += b
     apps.append(len(json.loads(data)["apps"]) if data.endswith(b"\n") else -1)
-    if i == 0:
-        open(out + ".first", "w").close()
 json.dump({"seconds": time.monotonic() - t0, "apps": apps}, open(out, "w"))
 EOF
-before=$(launch_count t)
-/usr/bin/python3 "$SCRATCH/paced.py" "$PREWARM_RUNTIME_DIR/control.sock" 8 "$SCRATCH/paced.json" &
-paced=$!
-cleanup "kill $paced 2>/dev/null"
-wait_for 30 test -e "$SCRATCH/paced.json.first"
-"$P" run t 2>"$SCRATCH/t3.err" || fail "the launch failed: $(cat "$SCRATCH/t3.err")"
-if has -e "not reachable" -e "starting cold without" "$SCRATCH/t3.err"; then fail "prewarmd did not answer the launch while queries waited their turn: $(cat "$SCRATCH/t3.err")"; fi
-kill -0 "$paced" 2>/dev/null || fail "8 lists at 1 a second were all answered before one launch was done: no pace"
-wait "$paced" || fail "the paced client failed"
-read -r seconds apps < <(/usr/bin/python3 -c "import json; r=json.load(open('$SCRATCH/paced.json')); print(r['seconds'], min(r['apps']))")
-[ "$apps" -ge 21 ] || fail "a paced list reply is not complete: $(cat "$SCRATCH/paced.json")"
+# lists_while_launching N OUT WHY: N lists from one client, and a launch of t answered by prewarmd
+# and recorded while the client still waits (WHY: what holds it); then the client's replies whole.
+lists_while_launching() {
+  local n=$1 out=$2 why=$3 client before
+  before=$(launch_count t)
+  /usr/bin/python3 "$SCRATCH/lists.py" "$PREWARM_RUNTIME_DIR/control.sock" "$n" "$out" &
+  client=$!
+  cleanup "kill $client 2>/dev/null"
+  wait_for 30 test -e "$out.sent"
+  "$P" run t 2>"$out.err" || fail "the launch failed: $(cat "$out.err")"
+  if has -e "not reachable" -e "starting cold without" "$out.err"; then fail "prewarmd did not answer the launch while $why: $(cat "$out.err")"; fi
+  kill -0 "$client" 2>/dev/null || fail "the lists were answered before the launch was done: nothing held them ($why)"
+  wait "$client" || fail "the list client failed"
+  [ "$(/usr/bin/python3 -c "import json; print(min(json.load(open('$out'))['apps']))")" -ge 21 ] || fail "a list reply is not complete: $(cat "$out")"
+  [ "$(launch_count t)" -gt "$before" ] || fail "the launch made while $why was not recorded"
+}
+lists_while_launching 1 "$SCRATCH/held.json" "a query was held (is PREWARM_FAULT_QUERY_STALL_MS read?)"
+
+step "list and stats are paced per user: over the pace a query waits its turn, answered whole, and a launch goes on meanwhile"
+stop_daemon
+DAEMON_OPTS="--store-max-mib 4 --queries-per-second 1"
+start_daemon
+lists_while_launching 8 "$SCRATCH/paced.json" "queries waited their turn"
+seconds=$(/usr/bin/python3 -c "import json; print(json.load(open('$SCRATCH/paced.json'))['seconds'])")
 # At least seven of the eight wait a turn of a second each (launch_count's stats took the burst).
 /usr/bin/python3 -c "import sys; sys.exit(0 if $seconds >= 6.5 else 1)" || fail "8 lists at 1 a second took $seconds s"
-[ "$(launch_count t)" -gt "$before" ] || fail "the launch made while queries waited was not recorded"
 echo "8 lists at 1 a second: $seconds s"
 echo "scale: ok"
