@@ -91,6 +91,7 @@ class Daemon {
     UniqueFd launcher_mm;
     uint64_t launcher_stack = 0;
     bool waited_for_exec = false;  // a timer found the launcher: ready counts from the exec seen
+    int capture_retries = 0;       // captures tried again after a verdict that may be transient
     int exec_polls = 0;            // timer rounds spent waiting for that exec to finish
     policy::LaunchContext ctx;
     // The launcher's LISTEN_FDS sockets by inode, as it reported them: only its own capture's

@@ -191,6 +191,22 @@ void Daemon::finish_capture(std::string name) {
   auto app = registry_.apps.find(name);
   if (app == registry_.apps.end() || app->second.config.uid != c->uid)
     r.status = "failed", r.message = "the app was unregistered during the capture";
+  // A busy app can be caught with transient state: the socket it sent READY=1 on not yet closed,
+  // a file it renamed as soon as it ran on. Such a verdict (an "unsupported" one would keep every
+  // later launch cold) is tried again, twice, a second apart, before it stands.
+  const bool transient =
+      (r.status == "unsupported" && r.message.find("connected to a peer outside the process") != std::string::npos) ||
+      (r.status == "failed" && (r.message.rfind("cannot record ", 0) == 0 ||
+                                r.message.find(" during the capture") != std::string::npos));
+  if (transient && !c->waiter && !c->timed_out && app != registry_.apps.end()) {
+    auto l = launches_.find(c->launch_id);
+    if (l != launches_.end() && l->second->capture_retries < 2) {
+      ++l->second->capture_retries;
+      remove_tree(c->incoming);
+      log_event(LOG_NOTICE, name + ": capture found " + r.message + "; trying again in 1 s", {{"PREWARM_APP", name}});
+      if (start_capture(*l->second, 0, 1000)) return;
+    }
+  }
   // The store's admission: within the budget and the user's share, evicting only the user's own.
   if (r.status == "ok") {
     policy::Admission a =

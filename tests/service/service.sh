@@ -253,4 +253,25 @@ EOF
 else
   echo "(skipped: no writable cgroup2 mount)"
 fi
+step "a capture that finds the app's READY=1 socket still open tries again, and the snapshot is taken"
+# The socket stays open 1.5 s after READY=1: the first capture (100 ms after it) and the second
+# (1 s later) find it connected to prewarmd; the third finds it closed.
+cat >"$SCRATCH/slow_close.py" <<'EOF'
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+path = os.environ["NOTIFY_SOCKET"]
+s.connect("\0" + path[1:] if path.startswith("@") else path)
+s.send(b"READY=1")
+time.sleep(1.5)
+s.close()
+print("answer", sys.stdin.readline().strip(), flush=True)
+EOF
+"$P" register slowclose --ready notify -- /usr/bin/python3 "$SCRATCH/slow_close.py" >/dev/null
+[ "$(run_calc slowclose 7)" = "answer 7" ] || fail "the app did not answer"
+wait_for 60 state_is slowclose valid
+has "slowclose: capture found .*connected to a peer outside the process; trying again in 1 s" "$SCRATCH/prewarmd.log" ||
+  fail "the first capture did not find the socket open: the test proves nothing ($(field slowclose reason))"
+[ "$(run_calc slowclose 8)" = "answer 8" ] || fail "the restored app did not answer"
+[ "$(last slowclose mode)" = restored ] || fail "the launch after the retried capture was $(last slowclose mode)"
+
 echo "service: PASS"
